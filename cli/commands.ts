@@ -1,0 +1,173 @@
+/**
+ * The controller's commands (write, read, blink, watch, info), shared by the
+ * one-shot `pinhole control ... COMMAND` and the interactive `shell`.
+ */
+import { parseArgs } from 'node:util';
+import { PinholeError, MAX_PIN, DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_TIMES, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS } from '../link/index.js';
+import type { Device, Change } from '../controller/index.js';
+import { intFlag, type Flags } from './config.js';
+
+/** A parsed controller command. */
+export type Command =
+  | { cmd: 'write'; pin: number; value: 0 | 1 }
+  | { cmd: 'read'; pin: number }
+  | { cmd: 'blink'; pin: number; times: number; intervalMs: number }
+  | { cmd: 'watch'; pin: number; count: number | undefined }
+  | { cmd: 'info' }
+  | { cmd: 'shell' };
+
+/** Options that belong to commands, not to `control` itself. */
+export const COMMAND_OPTIONS = {
+  times: { type: 'string' },
+  interval: { type: 'string' },
+  count: { type: 'string' },
+} as const;
+
+const usage = (m: string): PinholeError => new PinholeError('usage', m);
+
+function pinArg(s: string | undefined, cmd: string): number {
+  if (s === undefined) throw usage(`${cmd} needs a PIN`);
+  if (!/^\d+$/.test(s) || Number(s) > MAX_PIN) throw usage(`PIN must be a whole number from 0 to ${MAX_PIN}, not "${s}"`);
+  return Number(s);
+}
+
+/** Builds a command from positionals (`write 20 1`) and command flags (`--times 4`). */
+export function buildCommand(pos: string[], f: Flags): Command {
+  const [cmd, a, b, ...rest] = pos;
+  const extra = (n: number): void => {
+    if (pos.length > n) throw usage(`${cmd}: unexpected argument "${pos[n]}"`);
+  };
+  const only = (...allowed: string[]): void => {
+    for (const k of Object.keys(COMMAND_OPTIONS)) if (f[k] !== undefined && !allowed.includes(k)) throw usage(`--${k} does not apply to ${cmd}`);
+  };
+  void rest;
+  switch (cmd) {
+    case 'write': {
+      only();
+      extra(3);
+      const pin = pinArg(a, 'write');
+      if (b !== '0' && b !== '1') throw usage('write needs a value: 0 or 1');
+      return { cmd, pin, value: b === '1' ? 1 : 0 };
+    }
+    case 'read':
+      only();
+      extra(2);
+      return { cmd, pin: pinArg(a, 'read') };
+    case 'blink':
+      only('times', 'interval');
+      extra(2);
+      return {
+        cmd,
+        pin: pinArg(a, 'blink'),
+        times: intFlag(f, 'times', DEFAULT_BLINK_TIMES, 1, MAX_BLINK_TIMES),
+        intervalMs: intFlag(f, 'interval', DEFAULT_BLINK_INTERVAL_MS, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS),
+      };
+    case 'watch':
+      only('count');
+      extra(2);
+      return { cmd, pin: pinArg(a, 'watch'), count: f.count === undefined ? undefined : intFlag(f, 'count', 0, 1) };
+    case 'info':
+      only();
+      extra(1);
+      return { cmd };
+    case 'shell':
+      only();
+      extra(1);
+      return { cmd };
+    case undefined:
+      throw usage('missing COMMAND: write, read, blink, watch, info or shell');
+    default:
+      throw usage(`unknown command "${cmd}": use write, read, blink, watch, info or shell`);
+  }
+}
+
+/** Parses one line typed in the shell. */
+export function parseShellLine(line: string): Command {
+  const { values, positionals } = parseArgs({ args: line.trim().split(/\s+/).filter(Boolean), options: COMMAND_OPTIONS, allowPositionals: true, strict: true });
+  return buildCommand(positionals, values);
+}
+
+/** Where results go: JSON lines or human text. */
+export interface Output {
+  readonly json: boolean;
+  /** Prints one result or event: the object with --json, else the text. */
+  line(obj: Record<string, unknown>, text: string): void;
+}
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+/**
+ * Runs one command on a connected device, printing its result lines. The last
+ * line carries the path the command ended on. `stop` ends a watch early (Ctrl-C).
+ * Throws PinholeError on failure.
+ */
+export async function runCommand(dev: Device, c: Command, out: Output, stop?: Promise<void>): Promise<void> {
+  const t0 = performance.now();
+  const rtt = (): number => round(performance.now() - t0);
+  switch (c.cmd) {
+    case 'write':
+      await dev.write(c.pin, c.value);
+      out.line({ ok: true, cmd: 'write', pin: c.pin, value: c.value, path: dev.path, rttMs: rtt() }, `pin ${c.pin} <- ${c.value}   (${dev.path}, ${rtt()} ms)`);
+      return;
+    case 'read': {
+      const value = await dev.read(c.pin);
+      out.line({ ok: true, cmd: 'read', pin: c.pin, value, path: dev.path, rttMs: rtt() }, `pin ${c.pin} = ${value}   (${dev.path}, ${rtt()} ms)`);
+      return;
+    }
+    case 'blink': {
+      const r = await dev.blink(c.pin, { times: c.times, intervalMs: c.intervalMs });
+      out.line(
+        { ok: true, cmd: 'blink', pin: c.pin, toggles: r.toggles, value: r.value, path: dev.path, ms: rtt() },
+        `pin ${c.pin} toggled ${r.toggles} times, now ${r.value}   (${dev.path}, ${rtt()} ms)`,
+      );
+      return;
+    }
+    case 'watch': {
+      let edges = 0;
+      let finish!: () => void;
+      const done = new Promise<void>((r) => (finish = r));
+      const onChange = (ch: Change): void => {
+        if (ch.pin !== c.pin) return;
+        edges++;
+        out.line({ event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, path: dev.path }, `pin ${ch.pin} ${ch.edge} -> ${ch.value}   (${dev.path})`);
+        if (c.count !== undefined && edges >= c.count) finish();
+      };
+      dev.on('change', onChange);
+      const onClose = (): void => finish();
+      dev.once('close', onClose);
+      try {
+        const value = await dev.watch(c.pin);
+        out.line({ event: 'watching', pin: c.pin, value, path: dev.path }, `watching pin ${c.pin} (now ${value}); Ctrl-C to stop`);
+        await Promise.race([done, stop ?? new Promise<never>(() => undefined)]);
+      } finally {
+        dev.off('change', onChange);
+        dev.off('close', onClose);
+      }
+      if (c.count !== undefined && edges < c.count && dev.path === 'none') throw new PinholeError('link-closed', `connection lost after ${edges} of ${c.count} edges`);
+      out.line({ ok: true, cmd: 'watch', pin: c.pin, edges, path: dev.path }, `${edges} edge(s) seen on pin ${c.pin}   (${dev.path})`);
+      return;
+    }
+    case 'info': {
+      const i = await dev.info();
+      out.line(
+        { ok: true, cmd: 'info', ...i, path: dev.path, rttMs: rtt() },
+        `${i.name}: ${i.backend} backend on ${i.board}, pinhole ${i.version}\npins: ${compactPins(i.pins)}\npath: ${dev.path}`,
+      );
+      return;
+    }
+    case 'shell':
+      throw usage('shell cannot be nested');
+  }
+}
+
+/** `[1,2,3,7]` -> `1-3,7`. */
+export function compactPins(pins: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < pins.length; ) {
+    let j = i;
+    while (j + 1 < pins.length && pins[j + 1] === pins[j]! + 1) j++;
+    out.push(j > i ? `${pins[i]}-${pins[j]}` : `${pins[i]}`);
+    i = j + 1;
+  }
+  return out.join(',');
+}

@@ -1,0 +1,62 @@
+/** --help texts. Kept in step with docs/cli.md. */
+const main = `pinhole: drive a board's GPIO pins from anywhere, paired by a code.
+Direct over WebRTC when the network allows, relayed through the server when not.
+
+Usage:
+  pinhole demo                                   everything in one process, on a simulated board
+  pinhole signal [--host H] [--port P] [--stun-port U]
+  pinhole device --server URL [--code CODE] [--gpio sim|mraa] [--name NAME] [--pins LIST] [--json]
+  pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
+      COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
+               | watch PIN [--count N] | info | shell
+
+Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 pairing refused,
+4 device unreachable or timed out, 5 command refused by the device.`;
+
+const signal = `pinhole signal [--host H] [--port P] [--stun-port U]
+
+Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
+  --host H        address to bind (default 0.0.0.0)
+  --port P        WebSocket/HTTP port (default 8080; 0 = any free port). GET /healthz answers 200.
+  --stun-port U   STUN UDP port (default 3478; 0 = any free port)
+The first output line is JSON with the bound addresses; every later line is one JSON event.
+Codes and message bodies are never logged.`;
+
+const device = `pinhole device --server URL [--code CODE] [--gpio sim|mraa] [--name NAME] [--pins LIST] [--json]
+
+Registers this board with the server, prints 'pairing code: CODE', then serves controllers until
+SIGINT/SIGTERM.
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
+  --code CODE     use this code instead of a generated one (6-32 letters/digits, dashes ignored)
+  --gpio KIND     sim (default): a simulated board; mraa: real pins through libmraa
+                  (set PINHOLE_LIBMRAA=/path/to/libmraa.so if it is not on the loader path)
+  --name NAME     name shown to controllers (default: this host's name)
+  --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all)
+  --json          one JSON object per line ({"event":"code","code":"..."} first)
+  --no-direct     relay only: never open a WebRTC data channel`;
+
+const control = `pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
+
+Connects to the device with CODE and runs COMMAND:
+  write PIN 0|1                         drive an output
+  read PIN                              read a pin
+  blink PIN [--times N] [--interval MS] toggle N times (default 20), MS apart (default 300)
+  watch PIN [--count N]                 print edges until Ctrl-C or N edges
+  info                                  device name, backend, pins and current path
+  shell                                 interactive prompt running these commands on one session
+Options:
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
+  --code CODE     the device's pairing code (case and dashes do not matter)
+  --json          one compact JSON object per line; the last carries "path"
+  --timeout MS    for connecting and for each command (default 10000)
+  --no-direct     relay only
+Exit codes: 0 ok, 2 usage, 3 pairing refused (unknown or wrong code), 4 device unreachable or
+timed out, 5 the device refused the command (pin not allowed, bad value).`;
+
+const demo = `pinhole demo [--times N] [--interval MS] [--json] [--no-direct]
+
+Starts a signaling server on a free loopback port, a device on the simulated board and a controller,
+pairs them and blinks pin 20 (20 toggles, 300 ms apart, like the original script), showing the path
+each command took and when the link became direct.`;
+
+export const HELP = { main, signal, device, control, demo };

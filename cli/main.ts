@@ -1,0 +1,181 @@
+/**
+ * `pinhole` command line. The only place that reads process.argv and
+ * process.env; everything below gets resolved config objects.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { PinholeError, VERSION, formatCode } from '../link/index.js';
+import { connect, type Device } from '../controller/index.js';
+import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
+import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
+import { EXIT, exitCodeFor } from './exit.js';
+import { resolveControl, resolveDevice, resolveSignal, type Env, type Flags } from './config.js';
+import { COMMAND_OPTIONS, buildCommand, runCommand, type Output } from './commands.js';
+import { runShell } from './shell.js';
+import { runDemo } from './demo.js';
+import { HELP } from './help.js';
+
+/** Process I/O, injectable so tests can run main() in-process. */
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env: Env;
+  /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
+  stopSignal: () => Promise<void>;
+}
+
+function makeOutput(io: Io, json: boolean): Output {
+  return { json, line: (obj, text) => io.stdout(json ? JSON.stringify(obj) : text) };
+}
+
+function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> = {}): number {
+  const code = exitCodeFor(e);
+  const err = e instanceof PinholeError ? e : undefined;
+  const msg = err ? err.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
+  if (json) io.stdout(JSON.stringify({ ok: false, error: err?.code ?? 'internal-error', message: msg, ...extra }));
+  io.stderr(`pinhole: ${msg.split('\n')[0]}${code === EXIT.usage ? " (see 'pinhole --help')" : ''}`);
+  return code;
+}
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Flags; positionals: string[] } {
+  try {
+    const r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    return { values: r.values as Flags, positionals: r.positionals };
+  } catch (e) {
+    throw new PinholeError('usage', (e as Error).message);
+  }
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const json = rest.includes('--json');
+  try {
+    switch (cmd) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(HELP.main);
+        return cmd === undefined ? EXIT.usage : EXIT.ok;
+      case '--version':
+      case 'version':
+        io.stdout(VERSION);
+        return EXIT.ok;
+      case 'signal':
+        return await signalCmd(rest, io);
+      case 'device':
+        return await deviceCmd(rest, io);
+      case 'control':
+        return await controlCmd(rest, io);
+      case 'demo':
+        return await demoCmd(rest, io);
+      default:
+        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control or demo`);
+    }
+  } catch (e) {
+    return fail(io, e, json);
+  }
+}
+
+async function signalCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { host: { type: 'string' }, port: { type: 'string' }, 'stun-port': { type: 'string' } });
+  if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
+  if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
+  const c = resolveSignal(values);
+  const server = await startSignalServer(resolveSignalConfig({ host: c.host, port: c.port, stunPort: c.stunPort, log: io.stdout }));
+  await io.stopSignal();
+  await server.close();
+  return EXIT.ok;
+}
+
+async function openGpio(kind: 'sim' | 'mraa', libmraa: string | undefined): Promise<Gpio> {
+  if (kind === 'sim') return new SimGpio();
+  try {
+    return await openMraa(libmraa ? { libPath: libmraa } : {});
+  } catch (e) {
+    throw new PinholeError('usage', (e as Error).message);
+  }
+}
+
+async function deviceCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    server: { type: 'string' },
+    code: { type: 'string' },
+    gpio: { type: 'string' },
+    name: { type: 'string' },
+    pins: { type: 'string' },
+    json: { type: 'boolean' },
+    'no-direct': { type: 'boolean' },
+  });
+  if (values.help) return (io.stdout(HELP.device), EXIT.ok);
+  if (positionals.length) throw new PinholeError('usage', `device takes no arguments, got "${positionals[0]}"`);
+  const c = resolveDevice(values, io.env);
+  const gpio = await openGpio(c.gpio, c.libmraa);
+  const print = (e: DeviceEvent): void => {
+    if (c.json) return io.stdout(JSON.stringify(e.event === 'code' ? { event: 'code', code: formatCode(e.code) } : e));
+    switch (e.event) {
+      case 'code':
+        return io.stdout(`pairing code: ${formatCode(e.code)}`);
+      case 'controller':
+        return io.stdout('controller connected (relay)');
+      case 'controller-left':
+        return io.stdout('controller left');
+      case 'path':
+        return io.stdout(`path: ${e.previous} -> ${e.path}`);
+      case 'disconnected':
+        return io.stderr(`pinhole: lost the signaling server; retrying in ${e.retryMs} ms`);
+      case 'error':
+        return io.stderr(`pinhole: ${e.code}: ${e.message}`);
+    }
+  };
+  // Listen before start() resolves so the first `code` line is not missed.
+  const agent = await DeviceAgent.start({
+    server: c.server,
+    code: c.code,
+    name: c.name,
+    gpio,
+    allowedPins: c.pins,
+    direct: c.direct,
+    version: VERSION,
+    onEvent: print,
+  });
+  await io.stopSignal();
+  await agent.stop();
+  gpio.close();
+  return EXIT.ok;
+}
+
+async function controlCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    server: { type: 'string' },
+    code: { type: 'string' },
+    json: { type: 'boolean' },
+    timeout: { type: 'string' },
+    'no-direct': { type: 'boolean' },
+    ...COMMAND_OPTIONS,
+  });
+  if (values.help) return (io.stdout(HELP.control), EXIT.ok);
+  const c = resolveControl(values, io.env);
+  const command = buildCommand(positionals, values);
+  const out = makeOutput(io, c.json);
+  let dev: Device | undefined;
+  try {
+    dev = await connect({ server: c.server, code: c.code, timeoutMs: c.timeoutMs, direct: c.direct });
+    if (command.cmd === 'shell') return await runShell(dev, out, io);
+    await runCommand(dev, command, out, io.stopSignal());
+    return EXIT.ok;
+  } catch (e) {
+    return fail(io, e, c.json, { cmd: command.cmd, path: dev?.path ?? 'none' });
+  } finally {
+    await dev?.close();
+  }
+}
+
+async function demoCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, 'no-direct': { type: 'boolean' }, ...COMMAND_OPTIONS });
+  if (values.help) return (io.stdout(HELP.demo), EXIT.ok);
+  if (positionals.length) throw new PinholeError('usage', `demo takes no arguments, got "${positionals[0]}"`);
+  const cmd = buildCommand(['blink', '20'], { times: values.times, interval: values.interval });
+  if (cmd.cmd !== 'blink') throw new Error('unreachable');
+  return runDemo({ times: cmd.times, intervalMs: cmd.intervalMs, direct: values['no-direct'] !== true, out: makeOutput(io, values.json === true) });
+}

@@ -1,0 +1,140 @@
+/**
+ * Command handling: one JSON-RPC request in, one response out, with the GPIO
+ * backend injected. No sockets here; the agent feeds it from a link.
+ */
+import { GpioError, type Gpio, type Level } from './gpio.js';
+import { parseRequest, rpcError, PROTOCOL_VERSION, type ChangeNotification, type RpcRequest, type RpcResponse } from '../link/index.js';
+
+/** Options of a CommandHandler. */
+export interface HandlerOptions {
+  /** The GPIO backend. */
+  gpio: Gpio;
+  /** Pins a controller may touch; undefined allows every pin of the backend. */
+  allowedPins?: ReadonlySet<number>;
+  /** Device name reported by device.info. */
+  name: string;
+  /** pinhole version reported by device.info. */
+  version: string;
+  /** Sleep used by blink, in ms (default: a real timer). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const realSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Handles the requests of one controller session; dispose() drops its watches and stops its blinks. */
+export class CommandHandler {
+  private readonly watches = new Map<number, () => void>();
+  private readonly blinking = new Set<number>();
+  private disposed = false;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    private readonly opts: HandlerOptions,
+    private readonly notify: (n: ChangeNotification) => void,
+  ) {
+    this.sleep = opts.sleep ?? realSleep;
+  }
+
+  /** Validates and runs one request; always resolves with a response. */
+  async handle(raw: unknown): Promise<RpcResponse> {
+    const parsed = parseRequest(raw);
+    if (!parsed.ok) return parsed.reply;
+    const req = parsed.req;
+    try {
+      return { jsonrpc: '2.0', id: req.id, result: await this.run(req) };
+    } catch (e) {
+      if (e instanceof Refusal) return rpcError(req.id, e.code, e.message);
+      if (e instanceof GpioError) {
+        const code = e.code === 'pin-mode' || e.code === 'no-such-pin' ? e.code : 'hardware';
+        return rpcError(req.id, code, e.message);
+      }
+      return rpcError(req.id, 'internal-error', 'internal error');
+    }
+  }
+
+  /** Drops watches and stops blinks of this session. */
+  dispose(): void {
+    this.disposed = true;
+    for (const off of this.watches.values()) off();
+    this.watches.clear();
+  }
+
+  private async run(req: RpcRequest): Promise<unknown> {
+    const { gpio } = this.opts;
+    if (req.method === 'device.info') {
+      return {
+        name: this.opts.name,
+        backend: gpio.backend,
+        board: gpio.board,
+        pins: this.allowedList(),
+        protocol: PROTOCOL_VERSION,
+        version: this.opts.version,
+      };
+    }
+    const pin = req.params.pin;
+    this.checkPin(pin);
+    switch (req.method) {
+      case 'gpio.write':
+        if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is blinking`);
+        gpio.write(pin, req.params.value);
+        return { pin, value: req.params.value };
+      case 'gpio.read':
+        return { pin, value: gpio.read(pin) };
+      case 'gpio.mode':
+        if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is blinking`);
+        gpio.setMode(pin, req.params.mode);
+        return { pin, mode: req.params.mode };
+      case 'gpio.blink':
+        return this.blink(pin, req.params.times, req.params.intervalMs);
+      case 'gpio.watch': {
+        this.watches.get(pin)?.();
+        const off = gpio.watch(pin, (c) =>
+          this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts } }),
+        );
+        this.watches.set(pin, off);
+        return { pin, value: gpio.read(pin) };
+      }
+      case 'gpio.unwatch':
+        this.watches.get(pin)?.();
+        this.watches.delete(pin);
+        return { pin };
+    }
+  }
+
+  /** The original script's loop: toggle `times` times, `intervalMs` apart, on the device's own clock. */
+  private async blink(pin: number, times: number, intervalMs: number): Promise<{ pin: number; toggles: number; value: Level }> {
+    if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is already blinking`);
+    const { gpio } = this.opts;
+    if (gpio.mode(pin) === 'in') throw new GpioError('pin-mode', `pin ${pin} is an input`);
+    this.blinking.add(pin);
+    let toggles = 0;
+    try {
+      let value: Level = gpio.mode(pin) === 'out' ? gpio.read(pin) : 0;
+      for (; toggles < times && !this.disposed; toggles++) {
+        value = value === 1 ? 0 : 1;
+        gpio.write(pin, value);
+        if (toggles < times - 1) await this.sleep(intervalMs);
+      }
+      return { pin, toggles, value };
+    } finally {
+      this.blinking.delete(pin);
+    }
+  }
+
+  private checkPin(pin: number): void {
+    const allowed = this.opts.allowedPins;
+    if (allowed && !allowed.has(pin)) throw new Refusal('pin-not-allowed', `pin ${pin} is not allowed on this device`);
+  }
+
+  private allowedList(): number[] {
+    const all = this.opts.gpio.pins();
+    const allowed = this.opts.allowedPins;
+    return allowed ? all.filter((p) => allowed.has(p)) : all;
+  }
+}
+
+class Refusal extends Error {
+  constructor(readonly code: 'pin-not-allowed' | 'busy', message: string) {
+    super(message);
+  }
+}

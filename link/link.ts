@@ -1,0 +1,280 @@
+/**
+ * One Link for both paths. A Link is a reliable, ordered message pipe between
+ * a controller and a device; underneath it sits the server relay, the direct
+ * data channel, or both. Callers send and receive messages and may ask which
+ * path is in use; they never pick one.
+ *
+ * Path changes:
+ *   - a transport is attached (relay at once, direct when its channel opens);
+ *   - a direct transport is used for sending only after it answers a probe;
+ *   - when the transport in use is detached, sending moves to what is left and
+ *     every unacknowledged frame is sent again there. Seq numbers make the
+ *     receiver drop doubles and reorder early arrivals, so nothing is lost or
+ *     doubled across the move.
+ */
+import { EventEmitter } from 'node:events';
+import { MAX_LINK_FRAME_BYTES } from './protocol.js';
+import { encodeControl, encodeData, parseFrame } from './frames.js';
+import { PinholeError } from './errors.js';
+
+/** Which path carries a link's frames. `none` while no transport is usable. */
+export type Path = 'relay' | 'direct' | 'none';
+
+/** A way to carry frames: the relay through the server, or a data channel. */
+export interface Transport {
+  /** The path this transport provides. */
+  readonly path: Exclude<Path, 'none'>;
+  /** Sends one frame. Must not throw; a transport that cannot send drops it (the link resends after a path change). */
+  send(frame: string): void;
+}
+
+/** Timer functions, injectable for tests. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** Delay before a bare ack is sent when no data frame could carry it, in ms: short, so the peer's resend buffer stays small. */
+export const ACK_DELAY_MS = 20;
+/** Received data frames after which an ack goes out at once. */
+export const ACK_EVERY_FRAMES = 32;
+/** Gap between probes on a new direct path, in ms: a few RTTs on a LAN, so the move is quick. */
+export const PROBE_INTERVAL_MS = 100;
+/** Probes sent before a direct path is given up as silent (10 s at PROBE_INTERVAL_MS). */
+export const PROBE_ATTEMPTS = 100;
+/** Most frames sent but not acknowledged; past it the peer is not keeping up and send() throws `overflow`. */
+export const MAX_UNACKED = 4096;
+/** Most early frames held while a gap fills. */
+export const MAX_REORDER = 4096;
+
+/** Events a Link emits. */
+export interface LinkEvents {
+  /** A payload arrived, in order, exactly once. */
+  message: [payload: unknown];
+  /** The sending path changed. */
+  path: [path: Path, previous: Path];
+  /** A frame failed validation and was dropped. */
+  invalid: [reason: string];
+  /** The link was closed. */
+  close: [];
+}
+
+/** Options for a Link. */
+export interface LinkOptions {
+  /** Timer functions (default: the real ones, unref'd). */
+  timers?: Timers;
+}
+
+interface Pending {
+  q: number;
+  json: string;
+}
+
+/** Reliable, ordered message pipe over whichever path works. */
+export class Link extends EventEmitter<LinkEvents> {
+  private readonly timers: Timers;
+  private relay: Transport | undefined;
+  private direct: Transport | undefined;
+  private directVerified = false;
+  private current: Transport | undefined;
+  private nextSeq = 1;
+  private readonly unacked: Pending[] = [];
+  private recvNext = 1; // next seq to deliver
+  private readonly early = new Map<number, unknown>();
+  private sinceAck = 0;
+  private ackTimer: unknown;
+  private probeTimer: unknown;
+  private probeN = 0;
+  private closed = false;
+
+  constructor(opts: LinkOptions = {}) {
+    super();
+    this.timers = opts.timers ?? realTimers;
+  }
+
+  /** The path frames are sent on now. */
+  get path(): Path {
+    return this.current?.path ?? 'none';
+  }
+
+  /** True once close() ran. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Frames sent and not yet acknowledged by the peer. */
+  get inFlight(): number {
+    return this.unacked.length;
+  }
+
+  /**
+   * Adds a transport. A relay is used at once if nothing better is in use; a
+   * direct transport is probed first and used once it answers.
+   */
+  attach(t: Transport): void {
+    if (this.closed) return;
+    if (t.path === 'relay') {
+      this.relay = t;
+      if (!this.current) this.use(t);
+    } else {
+      this.direct = t;
+      this.directVerified = false;
+      this.startProbing(t);
+    }
+  }
+
+  /** Removes a transport that died. Sending moves to what is left; unacknowledged frames are resent there. */
+  detach(t: Transport): void {
+    if (t === this.direct) {
+      this.direct = undefined;
+      this.directVerified = false;
+      this.stopProbing();
+    }
+    if (t === this.relay) this.relay = undefined;
+    if (this.current === t) {
+      const next = this.direct && this.directVerified ? this.direct : this.relay;
+      this.use(next);
+    }
+  }
+
+  /** Sends one payload (any JSON value). Throws PinholeError `link-closed`, `overflow` or `usage`. */
+  send(payload: unknown): void {
+    if (this.closed) throw new PinholeError('link-closed', 'link is closed');
+    if (this.unacked.length >= MAX_UNACKED) throw new PinholeError('overflow', `more than ${MAX_UNACKED} frames unacknowledged`);
+    const json = JSON.stringify(payload);
+    if (json === undefined || json.length + 64 > MAX_LINK_FRAME_BYTES) throw new PinholeError('usage', 'payload too large for one link frame');
+    const p = { q: this.nextSeq++, json };
+    this.unacked.push(p);
+    this.current?.send(this.dataFrame(p));
+  }
+
+  /** Feeds one frame received on `via`. Invalid frames are dropped and reported as `invalid`. */
+  receive(text: string | Buffer, via: Transport): void {
+    if (this.closed) return;
+    const f = parseFrame(text);
+    if (!f) {
+      this.emit('invalid', 'malformed link frame');
+      return;
+    }
+    switch (f.t) {
+      case 'p':
+        via.send(encodeControl({ t: 'P', n: f.n }));
+        return;
+      case 'P':
+        if (via === this.direct && !this.directVerified) {
+          this.directVerified = true;
+          this.stopProbing();
+          this.use(via);
+        }
+        return;
+      case 'a':
+        this.onAck(f.a);
+        return;
+      case 'd':
+        this.onAck(f.a);
+        this.onData(f.q, f.m);
+        return;
+    }
+  }
+
+  /** Closes the link; no more events after `close`. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopProbing();
+    if (this.ackTimer !== undefined) this.timers.clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.current = this.relay = this.direct = undefined;
+    this.emit('close');
+    this.removeAllListeners();
+  }
+
+  private use(t: Transport | undefined): void {
+    const prev = this.path;
+    this.current = t;
+    // Resend everything unacknowledged: the old path may have lost it.
+    if (t) for (const p of this.unacked) t.send(this.dataFrame(p));
+    if (this.path !== prev) this.emit('path', this.path, prev);
+  }
+
+  private dataFrame(p: Pending): string {
+    this.sinceAck = 0;
+    if (this.ackTimer !== undefined) {
+      this.timers.clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+    return encodeData(p.q, this.recvNext - 1, p.json);
+  }
+
+  private onAck(a: number): void {
+    let n = 0;
+    while (n < this.unacked.length && this.unacked[n]!.q <= a) n++;
+    if (n) this.unacked.splice(0, n);
+  }
+
+  private onData(q: number, m: unknown): void {
+    if (q < this.recvNext || this.early.has(q)) {
+      this.scheduleAck(); // a resend: our ack may have been lost
+      return;
+    }
+    if (q > this.recvNext) {
+      if (this.early.size >= MAX_REORDER) {
+        this.emit('invalid', 'reorder buffer full');
+        return;
+      }
+      this.early.set(q, m);
+      return;
+    }
+    this.deliver(m);
+    while (this.early.has(this.recvNext)) {
+      const next = this.early.get(this.recvNext);
+      this.early.delete(this.recvNext);
+      this.deliver(next);
+    }
+    this.scheduleAck();
+  }
+
+  private deliver(m: unknown): void {
+    this.recvNext++;
+    this.sinceAck++;
+    this.emit('message', m);
+  }
+
+  private scheduleAck(): void {
+    if (this.closed) return;
+    if (this.sinceAck >= ACK_EVERY_FRAMES) return this.sendAck();
+    if (this.ackTimer === undefined) this.ackTimer = this.timers.setTimeout(() => this.sendAck(), ACK_DELAY_MS);
+  }
+
+  private sendAck(): void {
+    if (this.ackTimer !== undefined) this.timers.clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.sinceAck = 0;
+    this.current?.send(encodeControl({ t: 'a', a: this.recvNext - 1 }));
+  }
+
+  private startProbing(t: Transport): void {
+    this.stopProbing();
+    let left = PROBE_ATTEMPTS;
+    const tick = (): void => {
+      if (this.closed || t !== this.direct || this.directVerified) return;
+      if (left-- <= 0) return;
+      t.send(encodeControl({ t: 'p', n: ++this.probeN }));
+      this.probeTimer = this.timers.setTimeout(tick, PROBE_INTERVAL_MS);
+    };
+    tick();
+  }
+
+  private stopProbing(): void {
+    if (this.probeTimer !== undefined) this.timers.clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The signaling protocol: the single source of truth for what crosses the
+ * WebSocket between a peer (device or controller) and the signaling server.
+ *
+ * Message flow (one room = one pairing code = one device + at most one controller):
+ *
+ *   device                      server                       controller
+ *     |-- register{code} -------->|                               |
+ *     |<-- registered{code,ttl,  |   (stunPort: the server's STUN port, 0 = none)
+ *     |        stunPort} ---------|                               |
+ *     |                           |<------------- join{code} -----|
+ *     |<-- peer{session} ---------|---- joined{session} --------->|   (or error{unknown-code})
+ *     |                           |                               |
+ *     |== relay{data} ===========>|==== relay{data} =============>|   link frames: usable at once
+ *     |<========================= |<==============================|
+ *     |                           |                               |
+ *     |<-- signal{offer} ---------|<------------- signal{offer} --|   WebRTC set-up, in parallel
+ *     |--- signal{answer} ------->|---- signal{answer} ---------->|
+ *     |<-> signal{candidate} ---->|<--> signal{candidate} ------->|
+ *     |                                                           |
+ *     |<=============== werift data channel (direct) ============>|   link frames move here
+ *     |                           |                               |
+ *     |<-- peer-left -------------|<-------------- (ws closes) ---|
+ *
+ * The server never reads `relay` or `signal` payloads; it checks their size and
+ * forwards them to the other member of the room. Link frames carried by `relay`
+ * (and by the data channel) are defined in ./frames.ts; commands inside them are
+ * JSON-RPC 2.0, defined in ./rpc.ts.
+ */
+
+/** Protocol version spoken by this build. A peer with another version is refused with `version`. */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest signaling frame, in bytes (UTF-8). SDP with many candidates stays well under it. */
+export const MAX_SIGNAL_BYTES = 64 * 1024;
+
+/** Largest link frame (relay `data` or one data-channel message), in bytes. */
+export const MAX_LINK_FRAME_BYTES = 16 * 1024;
+
+/** Deepest JSON nesting accepted anywhere; real messages are at most 4 deep. */
+export const MAX_JSON_DEPTH = 8;
+
+/** Role of a WebSocket peer. */
+export type Role = 'device' | 'controller';
+
+/** Stable error codes the server sends in `error` messages. Listed in docs/protocol.md. */
+export type SignalErrorCode =
+  | 'bad-message' // not JSON, wrong shape or wrong type
+  | 'too-large' // over MAX_SIGNAL_BYTES
+  | 'version' // protocol version mismatch
+  | 'bad-code' // code malformed
+  | 'code-taken' // a device already holds this code
+  | 'unknown-code' // no device registered this code
+  | 'room-full' // a controller is already connected to this device
+  | 'no-peer' // relay/signal sent while alone in the room
+  | 'not-joined' // relay/signal/ before register/join
+  | 'already-joined' // a second register/join on one socket
+  | 'expired' // the code was unused for too long
+  | 'rate-limited'; // too many messages
+
+/** A candidate or description exchanged for WebRTC, opaque to the server. */
+export type SignalPayload =
+  | { kind: 'offer' | 'answer'; sdp: string }
+  | { kind: 'candidate'; candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }
+  | { kind: 'end-of-candidates' }
+  | { kind: 'bye' };
+
+/** Messages a peer sends to the server. */
+export type ClientMessage =
+  | { type: 'register'; v: number; code: string }
+  | { type: 'join'; v: number; code: string }
+  | { type: 'relay'; data: string }
+  | { type: 'signal'; payload: SignalPayload };
+
+/** Messages the server sends to a peer. */
+export type ServerMessage =
+  | { type: 'registered'; code: string; ttlMs: number; stunPort: number }
+  | { type: 'joined'; session: string; waiting: boolean; stunPort: number }
+  | { type: 'peer'; session: string }
+  | { type: 'peer-left'; session: string }
+  | { type: 'relay'; data: string }
+  | { type: 'signal'; payload: SignalPayload }
+  | { type: 'error'; code: SignalErrorCode; message: string };
+
+/** Outcome of validation: the message, or a stable code and a one-line reason. */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; code: 'bad-message' | 'too-large' | 'version'; reason: string };
+
+/**
+ * Parses JSON text with a byte limit and a nesting limit, never throwing.
+ * Depth is checked on the text before JSON.parse so a deeply nested frame
+ * costs O(n) and no recursion.
+ */
+export function parseJson(text: string | Buffer, maxBytes: number): Parsed<unknown> {
+  const bytes = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
+  if (bytes > maxBytes) return { ok: false, code: 'too-large', reason: `frame of ${bytes} bytes exceeds ${maxBytes}` };
+  const s = typeof text === 'string' ? text : text.toString('utf8');
+  let depth = 0;
+  let inStr = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (inStr) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inStr = false;
+    } else if (c === 34) inStr = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > MAX_JSON_DEPTH) return { ok: false, code: 'bad-message', reason: `nesting deeper than ${MAX_JSON_DEPTH}` };
+    } else if (c === 125 || c === 93) depth--;
+  }
+  try {
+    return { ok: true, value: JSON.parse(s) };
+  } catch {
+    return { ok: false, code: 'bad-message', reason: 'not valid JSON' };
+  }
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isStr = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max;
+const isPort = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 65535;
+const bad = (reason: string): Parsed<never> => ({ ok: false, code: 'bad-message', reason });
+
+/** Longest code accepted on the wire (normalised or typed, dashes included). */
+export const MAX_CODE_CHARS = 64;
+
+function parseSignalPayload(p: unknown): SignalPayload | string {
+  if (!isObj(p)) return 'payload must be an object';
+  switch (p.kind) {
+    case 'offer':
+    case 'answer':
+      return isStr(p.sdp, MAX_SIGNAL_BYTES) ? { kind: p.kind, sdp: p.sdp } : 'sdp must be a string';
+    case 'candidate': {
+      if (!isStr(p.candidate, 1024)) return 'candidate must be a string';
+      const mid = p.sdpMid;
+      const idx = p.sdpMLineIndex;
+      if (mid !== undefined && mid !== null && !isStr(mid, 64)) return 'sdpMid must be a string';
+      if (idx !== undefined && idx !== null && !(Number.isInteger(idx) && (idx as number) >= 0 && (idx as number) < 64)) return 'bad sdpMLineIndex';
+      return { kind: 'candidate', candidate: p.candidate, sdpMid: (mid as string | null | undefined) ?? null, sdpMLineIndex: (idx as number | null | undefined) ?? null };
+    }
+    case 'end-of-candidates':
+    case 'bye':
+      return { kind: p.kind };
+    default:
+      return 'unknown payload kind';
+  }
+}
+
+/** Validates one frame a peer sent to the server. The only place client messages are checked. */
+export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage> {
+  const j = parseJson(text, MAX_SIGNAL_BYTES);
+  if (!j.ok) return j;
+  const m = j.value;
+  if (!isObj(m)) return bad('message must be an object');
+  switch (m.type) {
+    case 'register':
+    case 'join':
+      if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${String(m.v)} not supported (want ${PROTOCOL_VERSION})` };
+      if (!isStr(m.code, MAX_CODE_CHARS) || m.code.length === 0) return bad('code must be a non-empty string');
+      return { ok: true, value: { type: m.type, v: m.v, code: m.code } };
+    case 'relay':
+      if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad(`data must be a string of at most ${MAX_LINK_FRAME_BYTES} chars`);
+      return { ok: true, value: { type: 'relay', data: m.data } };
+    case 'signal': {
+      const p = parseSignalPayload(m.payload);
+      return typeof p === 'string' ? bad(p) : { ok: true, value: { type: 'signal', payload: p } };
+    }
+    default:
+      return bad('unknown message type');
+  }
+}
+
+const ERROR_CODES: ReadonlySet<string> = new Set<SignalErrorCode>([
+  'bad-message', 'too-large', 'version', 'bad-code', 'code-taken', 'unknown-code', 'room-full',
+  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited',
+]);
+
+/** Validates one frame the server sent to a peer. The only place server messages are checked. */
+export function parseServerMessage(text: string | Buffer): Parsed<ServerMessage> {
+  const j = parseJson(text, MAX_SIGNAL_BYTES);
+  if (!j.ok) return j;
+  const m = j.value;
+  if (!isObj(m)) return bad('message must be an object');
+  switch (m.type) {
+    case 'registered':
+      if (!isStr(m.code, MAX_CODE_CHARS) || typeof m.ttlMs !== 'number' || !isPort(m.stunPort)) return bad('bad registered');
+      return { ok: true, value: { type: 'registered', code: m.code, ttlMs: m.ttlMs, stunPort: m.stunPort } };
+    case 'joined':
+      if (!isStr(m.session, 64) || typeof m.waiting !== 'boolean' || !isPort(m.stunPort)) return bad('bad joined');
+      return { ok: true, value: { type: 'joined', session: m.session, waiting: m.waiting, stunPort: m.stunPort } };
+    case 'peer':
+    case 'peer-left':
+      if (!isStr(m.session, 64)) return bad(`bad ${m.type}`);
+      return { ok: true, value: { type: m.type, session: m.session } };
+    case 'relay':
+      if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad('bad relay');
+      return { ok: true, value: { type: 'relay', data: m.data } };
+    case 'signal': {
+      const p = parseSignalPayload(m.payload);
+      return typeof p === 'string' ? bad(p) : { ok: true, value: { type: 'signal', payload: p } };
+    }
+    case 'error':
+      if (!isStr(m.code, 64) || !ERROR_CODES.has(m.code) || !isStr(m.message, 1024)) return bad('bad error');
+      return { ok: true, value: { type: 'error', code: m.code as SignalErrorCode, message: m.message } };
+    default:
+      return bad('unknown message type');
+  }
+}
+
+/** Serialises a message; the single place frames are encoded. */
+export function encode(m: ClientMessage | ServerMessage): string {
+  return JSON.stringify(m);
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// Runs the compiled test tiers with node's test runner.
+// Usage: node test/run.mjs [unit|integration|natlab ...]   (default: unit integration)
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
+const files = [];
+for (const tier of tiers) {
+  const dir = join('dist', 'test', tier);
+  if (!existsSync(dir)) { console.error(`test/run: no compiled tier ${dir} (run npm run build)`); process.exit(1); }
+  for (const f of readdirSync(dir).sort()) if (f.endsWith('.test.js')) files.push(join(dir, f));
+}
+if (files.length === 0) { console.error('test/run: no test files found'); process.exit(1); }
+// One file at a time: werift peers are CPU-heavy on a 2-core machine.
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

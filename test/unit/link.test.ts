@@ -1,0 +1,175 @@
+// The Link's path switching, with in-memory transports and manual timers: no sockets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Link, type Timers, type Transport, type Path } from '../../link/link.js';
+import { MAX_UNACKED } from '../../link/link.js';
+import { isPinholeError } from '../../link/errors.js';
+
+/** Timers that run only when the test says so. */
+function manualTimers(): Timers & { run(): void; pending(): number } {
+  let q: { fn: () => void; id: number }[] = [];
+  let n = 0;
+  return {
+    setTimeout: (fn) => {
+      q.push({ fn, id: ++n });
+      return n;
+    },
+    clearTimeout: (h) => {
+      q = q.filter((t) => t.id !== h);
+    },
+    run() {
+      const now = q;
+      q = [];
+      for (const t of now) t.fn();
+    },
+    pending: () => q.length,
+  };
+}
+
+/** A one-way-per-direction in-memory path between two links; frames wait until flushed. */
+function pipe(path: 'relay' | 'direct', a: Link, b: Link) {
+  const toB: string[] = [];
+  const toA: string[] = [];
+  let alive = true;
+  const aSide: Transport = { path, send: (f) => void (alive && toB.push(f)) };
+  const bSide: Transport = { path, send: (f) => void (alive && toA.push(f)) };
+  return {
+    aSide,
+    bSide,
+    /** Delivers queued frames both ways until quiet. */
+    flush() {
+      while (alive && (toB.length || toA.length)) {
+        for (const f of toB.splice(0)) b.receive(f, bSide);
+        for (const f of toA.splice(0)) a.receive(f, aSide);
+      }
+    },
+    /** Loses everything queued and everything sent later. */
+    kill() {
+      alive = false;
+      toA.length = toB.length = 0;
+    },
+    queued: () => toA.length + toB.length,
+  };
+}
+
+function pair() {
+  const timers = manualTimers();
+  const a = new Link({ timers });
+  const b = new Link({ timers });
+  const gotA: unknown[] = [];
+  const gotB: unknown[] = [];
+  a.on('message', (m) => gotA.push(m));
+  b.on('message', (m) => gotB.push(m));
+  return { a, b, gotA, gotB, timers };
+}
+
+test('issue 2: relay path delivers in order, exactly once', () => {
+  const { a, b, gotB } = pair();
+  const r = pipe('relay', a, b);
+  a.attach(r.aSide);
+  b.attach(r.bSide);
+  assert.equal(a.path, 'relay');
+  for (let i = 0; i < 50; i++) a.send({ i });
+  r.flush();
+  assert.deepEqual(gotB, Array.from({ length: 50 }, (_, i) => ({ i })));
+});
+
+test('issue 2: a direct transport is used only after it answers a probe', () => {
+  const { a, b } = pair();
+  const r = pipe('relay', a, b);
+  const d = pipe('direct', a, b);
+  a.attach(r.aSide);
+  b.attach(r.bSide);
+  const paths: Path[] = [];
+  a.on('path', (p) => paths.push(p));
+  a.attach(d.aSide);
+  b.attach(d.bSide);
+  assert.equal(a.path, 'relay', 'not before the probe is answered');
+  d.flush();
+  assert.equal(a.path, 'direct');
+  assert.equal(b.path, 'direct');
+  assert.deepEqual(paths, ['direct']);
+});
+
+test('issue 2: moving to direct while relay frames are in flight loses and doubles nothing', () => {
+  const { a, b, gotB } = pair();
+  const r = pipe('relay', a, b);
+  const d = pipe('direct', a, b);
+  a.attach(r.aSide);
+  b.attach(r.bSide);
+  for (let i = 0; i < 10; i++) a.send(i); // still queued on the relay
+  a.attach(d.aSide);
+  b.attach(d.bSide);
+  d.flush(); // probes answered: a resends 0..9 on direct, which overtakes the relay
+  for (let i = 10; i < 20; i++) a.send(i);
+  d.flush();
+  r.flush(); // the slow relay copies arrive last and must be dropped
+  assert.deepEqual(gotB, Array.from({ length: 20 }, (_, i) => i));
+});
+
+test('issue 2: when the direct path dies, unacknowledged frames are resent on the relay', () => {
+  const { a, b, gotB, timers } = pair();
+  const r = pipe('relay', a, b);
+  const d = pipe('direct', a, b);
+  a.attach(r.aSide);
+  b.attach(r.bSide);
+  a.attach(d.aSide);
+  b.attach(d.bSide);
+  d.flush();
+  assert.equal(a.path, 'direct');
+  a.send('delivered');
+  d.flush();
+  timers.run(); // b's delayed ack
+  d.flush();
+  assert.equal(a.inFlight, 0, 'acked');
+  a.send('lost-1');
+  a.send('lost-2');
+  d.kill(); // both frames vanish with the data channel
+  a.detach(d.aSide);
+  b.detach(d.bSide);
+  assert.equal(a.path, 'relay');
+  r.flush();
+  assert.deepEqual(gotB, ['delivered', 'lost-1', 'lost-2']);
+});
+
+test('issue 2: out-of-order arrival is reordered, duplicates are dropped', () => {
+  const { a, b, gotB } = pair();
+  const r = pipe('relay', a, b);
+  a.attach(r.aSide);
+  // Feed b frames by hand: 2, 1, 1, 3.
+  const frames: string[] = [];
+  const tap: Transport = { path: 'relay', send: (f) => void frames.push(f) };
+  a.detach(r.aSide);
+  a.attach(tap);
+  a.send('one');
+  a.send('two');
+  a.send('three');
+  const [f1, f2, f3] = frames;
+  for (const f of [f2!, f1!, f1!, f3!]) b.receive(f, r.bSide);
+  assert.deepEqual(gotB, ['one', 'two', 'three']);
+});
+
+test('issue 2: malformed frames are reported and dropped, never thrown', () => {
+  const { b, gotB } = pair();
+  const reasons: string[] = [];
+  b.on('invalid', (r) => reasons.push(r));
+  const t: Transport = { path: 'relay', send: () => undefined };
+  for (const junk of ['', 'null', '{"t":"d"}', '{"t":"d","q":0,"a":0,"m":1}', '{"t":"x"}', '[[[[[[[[[[[[1]]]]]]]]]]]]', 'x'.repeat(20000), Buffer.from([0xff, 0xfe])]) {
+    b.receive(junk, t);
+  }
+  assert.equal(reasons.length, 8);
+  assert.deepEqual(gotB, []);
+});
+
+test('issue 2: send() refuses past MAX_UNACKED with code overflow', () => {
+  const { a } = pair();
+  a.attach({ path: 'relay', send: () => undefined }); // peer never acks
+  for (let i = 0; i < MAX_UNACKED; i++) a.send(i);
+  assert.throws(() => a.send('one more'), (e) => isPinholeError(e, 'overflow'));
+});
+
+test('issue 2: send() after close throws link-closed', () => {
+  const { a } = pair();
+  a.close();
+  assert.throws(() => a.send(1), (e) => isPinholeError(e, 'link-closed'));
+});
