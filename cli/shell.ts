@@ -11,7 +11,9 @@ const SHELL_HELP = `commands: write PIN 0|1 | read PIN | blink PIN [--times N] [
 
 /** Runs the prompt until `quit`, end of input or a lost connection. Resolves with the exit code. */
 export async function runShell(dev: Device, out: Output, io: Io): Promise<number> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true, prompt: 'pinhole> ' });
+  const tty = process.stdin.isTTY === true;
+  // No prompt when input is piped: every output line then stays one JSON object or one result.
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, prompt: tty ? 'pinhole> ' : '' });
   let lost = false;
   dev.on('path', (p, prev) => out.line({ event: 'path', path: p, previous: prev }, `[path: ${prev} -> ${p}]`));
   dev.once('close', () => {
@@ -20,7 +22,7 @@ export async function runShell(dev: Device, out: Output, io: Io): Promise<number
   });
   let stopWatch: (() => void) | undefined;
   rl.on('SIGINT', () => (stopWatch ? stopWatch() : rl.close()));
-  if (!out.json) io.stdout(SHELL_HELP);
+  if (!out.json && tty) io.stdout(SHELL_HELP);
   rl.prompt();
   for await (const raw of rl) {
     const line = raw.trim();

@@ -15,6 +15,7 @@ import {
   DEFAULT_BLINK_TIMES,
   PROTOCOL_VERSION,
   PeerSession,
+  preloadDirect,
   PinholeError,
   SignalClient,
   iceConfigFor,
@@ -229,6 +230,7 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   const parsed = parseCode(opts.code);
   if (!parsed.ok) throw new PinholeError('bad-code', parsed.reason);
   const deadline = Date.now() + timeoutMs;
+  if (opts.direct ?? true) void preloadDirect();
   const signal = await SignalClient.connect(opts.server, timeoutMs);
   try {
     signal.send({ type: 'join', v: PROTOCOL_VERSION, code: parsed.code });

@@ -9,6 +9,7 @@ import { CommandHandler } from './handler.js';
 import {
   PROTOCOL_VERSION,
   PeerSession,
+  preloadDirect,
   PinholeError,
   SignalClient,
   generateCode,
@@ -89,6 +90,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
   /** Connects and registers; resolves once the code is registered. Rejects with a PinholeError. */
   static async start(cfg: DeviceConfig): Promise<DeviceAgent> {
     const agent = new DeviceAgent(cfg);
+    if (cfg.direct ?? true) await preloadDirect();
     await agent.connect();
     return agent;
   }

@@ -5,9 +5,21 @@
  */
 import { EventEmitter } from 'node:events';
 import { Link, type Path, type Timers, type Transport } from './link.js';
-import { DirectPath, type DataChannelTransport, type RtcConfig } from './rtc.js';
+import type { DirectPath, DataChannelTransport, RtcConfig } from './rtc.js';
 import type { ServerMessage, SignalPayload } from './protocol.js';
 import type { SignalClient } from './signal-client.js';
+
+let rtcModule: Promise<typeof import('./rtc.js')> | undefined;
+
+/**
+ * Starts loading werift (about 300 ms of CPU) without waiting for it. Only
+ * runs that try a direct path pay for it; callers start it early, in parallel
+ * with connecting to the server.
+ */
+export function preloadDirect(): Promise<typeof import('./rtc.js')> {
+  rtcModule ??= import('./rtc.js');
+  return rtcModule;
+}
 
 /** Options of a session. */
 export interface SessionOptions {
@@ -41,6 +53,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   private rtc: DirectPath | undefined;
   private readonly wantDirect: boolean;
   private closed = false;
+  private signals: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: SessionOptions) {
     super();
@@ -76,7 +89,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   /** Starts the direct attempt (controller). The device starts when the offer arrives. */
   startDirect(): void {
     if (!this.wantDirect || this.closed || this.opts.role !== 'controller') return;
-    void this.newDirect('offerer').start();
+    void this.newDirect('offerer').then((rtc) => rtc?.start());
   }
 
   /** Routes a server message that belongs to this session. Returns false if it was not for us. */
@@ -112,15 +125,22 @@ export class PeerSession extends EventEmitter<SessionEvents> {
 
   private onSignal(p: SignalPayload): void {
     if (!this.wantDirect) return;
-    if (p.kind === 'offer' && this.opts.role === 'device') {
-      // A new offer replaces any earlier attempt.
-      void this.rtc?.close();
-      this.newDirect('answerer');
-    }
-    void this.rtc?.handleSignal(p);
+    // Signals are applied in arrival order, even while werift is still loading.
+    this.signals = this.signals.then(async () => {
+      if (p.kind === 'offer' && this.opts.role === 'device') {
+        // A new offer replaces any earlier attempt.
+        void this.rtc?.close();
+        await this.newDirect('answerer');
+      }
+      await this.rtc?.handleSignal(p);
+    }).catch((e: Error) => {
+      this.emit('rtc', `signal-failed: ${e.message}`);
+    });
   }
 
-  private newDirect(role: 'offerer' | 'answerer'): DirectPath {
+  private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectPath | undefined> {
+    const { DirectPath } = await preloadDirect();
+    if (this.closed) return undefined;
     const rtc = new DirectPath(
       role,
       this.opts.rtc,
