@@ -127,7 +127,7 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       let finish!: () => void;
       const done = new Promise<void>((r) => (finish = r));
       const onChange = (ch: Change): void => {
-        if (ch.pin !== c.pin) return;
+        if (ch.pin !== c.pin || (c.count !== undefined && edges >= c.count)) return;
         edges++;
         out.line({ event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, path: dev.path }, `pin ${ch.pin} ${ch.edge} -> ${ch.value}   (${dev.path})`);
         if (c.count !== undefined && edges >= c.count) finish();

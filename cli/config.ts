@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { PinholeError, parseCode, MAX_PIN } from '../link/index.js';
 import { DEFAULT_TIMEOUT_MS } from '../controller/index.js';
+import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 
 /** Flags as node:util parseArgs returns them. */
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -17,10 +18,6 @@ export interface Env {
   PINHOLE_LIBMRAA?: string;
 }
 
-/** Default WebSocket port of `pinhole signal`. */
-export const DEFAULT_SIGNAL_PORT = 8080;
-/** Default STUN (UDP) port of `pinhole signal`: the IANA STUN port. */
-export const DEFAULT_STUN_PORT = 3478;
 
 /** `pinhole signal` settings. */
 export interface SignalCliConfig {
@@ -105,7 +102,7 @@ export function parsePins(list: string): Set<number> {
 
 export function resolveSignal(f: Flags): SignalCliConfig {
   return {
-    host: str(f, 'host') ?? '0.0.0.0',
+    host: str(f, 'host') ?? DEFAULT_SIGNAL_HOST,
     port: intFlag(f, 'port', DEFAULT_SIGNAL_PORT, 0, 65535),
     stunPort: intFlag(f, 'stun-port', DEFAULT_STUN_PORT, 0, 65535),
   };

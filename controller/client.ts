@@ -238,11 +238,14 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     if (r.type === 'error') throw new PinholeError(r.code, r.message);
     if (r.waiting) {
       // The code is known but its device is not connected now: wait for it, up to the timeout.
-      await signal
-        .next((m) => (m.type === 'peer' ? m : undefined), Math.max(1, deadline - Date.now()), 'the device')
+      // The server gives up on an absent device after its grace period and says `expired`: still offline to us.
+      const offline = (): PinholeError => new PinholeError('device-offline', `device is offline (waited ${timeoutMs} ms)`);
+      const w = await signal
+        .next((m) => (m.type === 'peer' || m.type === 'error' ? m : undefined), Math.max(1, deadline - Date.now()), 'the device')
         .catch((e: PinholeError) => {
-          throw e.code === 'timeout' ? new PinholeError('device-offline', `device is offline (waited ${timeoutMs} ms)`) : e;
+          throw e.code === 'timeout' ? offline() : e;
         });
+      if (w.type === 'error') throw w.code === 'expired' ? offline() : new PinholeError(w.code, w.message);
     }
     const session = new PeerSession({
       role: 'controller',

@@ -1,0 +1,25 @@
+/**
+ * Public API of the signaling server: start one in-process (demo, tests,
+ * `pinhole signal`), or drive the pure router directly in unit tests.
+ */
+export {
+  startSignalServer,
+  resolveSignalConfig,
+  DEFAULT_SIGNAL_HOST,
+  DEFAULT_SIGNAL_PORT,
+  DEFAULT_STUN_PORT,
+  KEEPALIVE_INTERVAL_MS,
+  MAX_BUFFERED_BYTES,
+  TICK_INTERVAL_MS,
+  WS_MAX_PAYLOAD_BYTES,
+} from './server.js';
+export type { SignalServer, SignalServerConfig, SignalServerConfigInput, SignalServerStats } from './server.js';
+export {
+  Router,
+  CODE_UNUSED_TTL_MS,
+  DEVICE_GRACE_MS,
+  DEFAULT_ROUTER_LIMITS,
+} from './router.js';
+export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';
+export { startStunServer } from './stun.js';
+export type { StunServerHandle, StunServerOptions, StunStats } from './stun.js';

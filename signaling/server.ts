@@ -1,0 +1,340 @@
+/**
+ * The signaling server's I/O shell: HTTP (/healthz), WebSocket signaling and
+ * the STUN binding server. All decisions live in the pure Router
+ * (./router.ts); this file only turns socket events into router inputs and
+ * router actions into socket operations and log lines.
+ *
+ * Logs: one JSON object per line through `cfg.log`. The first line is always
+ *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","stun":"udp://HOST:PORT"}
+ * with the real bound ports ("stun": null when STUN is off). No line ever
+ * carries a pairing code, a session id, relay data or a message body.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import { nanoid } from 'nanoid';
+import { MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
+import { PinholeError } from '../link/errors.js';
+import { Router, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
+import { startStunServer, type StunServerHandle, type StunStats } from './stun.js';
+
+/** Default WebSocket/HTTP port. */
+export const DEFAULT_SIGNAL_PORT = 8080;
+
+/** Default STUN port (the IANA-assigned STUN port). */
+export const DEFAULT_STUN_PORT = 3478;
+
+/** Default bind address: every IPv4 interface. */
+export const DEFAULT_SIGNAL_HOST = '0.0.0.0';
+
+/**
+ * Largest WebSocket frame ws accepts, in bytes. A bit above MAX_SIGNAL_BYTES
+ * so a frame slightly over the protocol limit gets a `too-large` error reply
+ * (useful to a buggy client); anything bigger is cut off by ws with 1009.
+ */
+export const WS_MAX_PAYLOAD_BYTES = MAX_SIGNAL_BYTES + 16 * 1024;
+
+/**
+ * Interval, in ms, between WebSocket pings. A socket that has not answered
+ * the previous ping is terminated, so a vanished peer is noticed within two
+ * intervals (<= 30 s), and NAT/proxy idle timers are kept from firing.
+ */
+export const KEEPALIVE_INTERVAL_MS = 15_000;
+
+/** Interval, in ms, between router ticks: expiry is precise to about this much. */
+export const TICK_INTERVAL_MS = 1_000;
+
+/**
+ * Bytes queued to one socket beyond which it is a slow consumer and is
+ * terminated: ~16 full signaling frames or 64 link frames; a reader this far
+ * behind is not keeping up, and buffering for it without limit costs memory.
+ */
+export const MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/** Configuration of `startSignalServer`. `resolveSignalConfig` fills the defaults. */
+export interface SignalServerConfig {
+  /** Bind address for HTTP/WebSocket and STUN. Default '0.0.0.0'. IPv6 literals work too. */
+  host: string;
+  /** HTTP/WebSocket TCP port. Default 8080; 0 picks a free port. */
+  port: number;
+  /** STUN UDP port. Default 3478; 0 picks a free port; null (or -1 given to the resolver) runs no STUN, and peers are told stunPort 0. */
+  stunPort: number | null;
+  /** Receives each log line (one JSON object, no newline). Default: writes the line to stdout. */
+  log: (line: string) => void;
+  /** Clock for the router, in ms. Default Date.now. */
+  clock: () => number;
+  /** Router limit overrides (rates, caps, TTLs). Default: the router's named constants. */
+  limits: Partial<RouterLimits>;
+  /** Ping interval, in ms. Default KEEPALIVE_INTERVAL_MS. */
+  keepaliveIntervalMs: number;
+  /** Router tick interval, in ms. Default TICK_INTERVAL_MS. */
+  tickIntervalMs: number;
+}
+
+/** What `resolveSignalConfig` accepts: any subset; `stunPort` may also be -1 (no STUN). */
+export type SignalServerConfigInput = Partial<SignalServerConfig>;
+
+const stdoutLine = (line: string): void => {
+  process.stdout.write(line + '\n');
+};
+
+/** Fills the defaults and checks the values; throws PinholeError('usage') on a bad value. */
+export function resolveSignalConfig(partial: SignalServerConfigInput = {}): SignalServerConfig {
+  const port = partial.port ?? DEFAULT_SIGNAL_PORT;
+  const rawStun = partial.stunPort === undefined ? DEFAULT_STUN_PORT : partial.stunPort;
+  const stunPort = rawStun === null || rawStun === -1 ? null : rawStun;
+  const host = partial.host ?? DEFAULT_SIGNAL_HOST;
+  if (!isPort(port)) throw new PinholeError('usage', `port must be an integer 0..65535, got ${String(port)}`);
+  if (stunPort !== null && !isPort(stunPort)) throw new PinholeError('usage', `stunPort must be an integer 0..65535, -1 or null, got ${String(stunPort)}`);
+  if (typeof host !== 'string' || host.length === 0) throw new PinholeError('usage', 'host must be a non-empty string');
+  const keepaliveIntervalMs = partial.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS;
+  const tickIntervalMs = partial.tickIntervalMs ?? TICK_INTERVAL_MS;
+  if (!(keepaliveIntervalMs > 0) || !(tickIntervalMs > 0)) throw new PinholeError('usage', 'intervals must be positive');
+  return {
+    host,
+    port,
+    stunPort,
+    log: partial.log ?? stdoutLine,
+    clock: partial.clock ?? Date.now,
+    limits: { ...partial.limits },
+    keepaliveIntervalMs,
+    tickIntervalMs,
+  };
+}
+
+/** Counters of a running server. */
+export interface SignalServerStats extends RouterStats {
+  /** WebSocket connections currently open at the transport level. */
+  sockets: number;
+  /** STUN counters, or null when STUN is off. */
+  stun: StunStats | null;
+}
+
+/** A running signaling server. */
+export interface SignalServer {
+  /** WebSocket URL, e.g. ws://127.0.0.1:8080 (host as configured). */
+  url: string;
+  host: string;
+  /** Bound TCP port. */
+  port: number;
+  /** Bound STUN UDP port, or null when STUN is off. */
+  stunPort: number | null;
+  stats(): SignalServerStats;
+  /** Terminates every socket and closes the listeners; resolves when all are closed. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+interface Peer {
+  ws: WebSocket;
+  alive: boolean;
+  /** Why the shell ended the socket, for the router's leave log; null = the peer closed it. */
+  why: string | null;
+  closed: Promise<void>;
+}
+
+/** Starts HTTP + WebSocket signaling and (unless disabled) STUN. Resolves once all listen. */
+export async function startSignalServer(input: SignalServerConfigInput = {}): Promise<SignalServer> {
+  const cfg = resolveSignalConfig(input);
+  const emit = (event: string, fields: Record<string, unknown> = {}): void => {
+    try {
+      cfg.log(JSON.stringify({ event, ...fields }));
+    } catch {
+      // a broken log sink must not take the server down
+    }
+  };
+
+  // Errors before the first line are held back so `listening` stays first.
+  let listening = false;
+  const early: Array<[string, Record<string, unknown>]> = [];
+  const log = (event: string, fields: Record<string, unknown> = {}): void => {
+    if (listening) emit(event, fields);
+    else if (early.length < 100) early.push([event, fields]);
+  };
+
+  const stun: StunServerHandle | null =
+    cfg.stunPort === null ? null : await startStunServer({ host: cfg.host, port: cfg.stunPort, log: (e, f) => log(e, f) });
+
+  const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), limits: cfg.limits });
+  const peers = new Map<ConnId, Peer>();
+  let nextId = 1;
+
+  const apply = (actions: Action[]): void => {
+    for (const a of actions) {
+      if (a.kind === 'log') {
+        log(a.event, a.fields ?? {});
+        continue;
+      }
+      const p = peers.get(a.conn);
+      if (!p || p.ws.readyState !== WebSocket.OPEN) continue;
+      if (a.kind === 'send') {
+        p.ws.send(encode(a.msg));
+        if (p.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+          p.why = 'slow-consumer';
+          log('slow-consumer', { conn: a.conn });
+          p.ws.terminate();
+        }
+      } else {
+        p.ws.close(a.code, a.reason);
+      }
+    }
+  };
+
+  const feed = (conn: ConnId, fn: () => Action[]): void => {
+    try {
+      apply(fn());
+    } catch (e) {
+      // A bug must cost one socket, not the server.
+      log('internal-error', { conn, reason: e instanceof Error ? e.name : 'unknown' });
+      const p = peers.get(conn);
+      if (p) {
+        p.why = 'internal-error';
+        p.ws.terminate();
+      }
+    }
+  };
+
+  const onConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
+    const id = nextId++;
+    let resolveClosed!: () => void;
+    const peer: Peer = { ws, alive: true, why: null, closed: new Promise<void>((r) => (resolveClosed = r)) };
+    peers.set(id, peer);
+    ws.on('error', (e: Error & { code?: string }) => {
+      // ws closes the socket itself after an error (bad UTF-8 -> 1007, too big -> 1009).
+      log('socket-error', { conn: id, reason: e.code ?? e.name });
+    });
+    ws.on('pong', () => {
+      peer.alive = true;
+    });
+    ws.on('message', (data: RawData) => {
+      const parsed = parseClientMessage(toBuffer(data));
+      const now = cfg.clock();
+      feed(id, () =>
+        router.handle(
+          parsed.ok
+            ? { kind: 'message', conn: id, msg: parsed.value }
+            : { kind: 'invalid', conn: id, code: parsed.code, reason: parsed.reason },
+          now,
+        ),
+      );
+    });
+    ws.on('close', (code: number) => {
+      peers.delete(id);
+      feed(id, () => router.handle({ kind: 'close', conn: id, reason: peer.why ?? `closed-${code}` }, cfg.clock()));
+      resolveClosed();
+    });
+    const addr = req.socket.remoteAddress ?? 'unknown';
+    feed(id, () => router.handle({ kind: 'open', conn: id, addr }, cfg.clock()));
+  };
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES, clientTracking: false, perMessageDeflate: false });
+  wss.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
+
+  const httpServer = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
+      }
+      const s = router.stats;
+      return reply(res, 200, { ok: true, conns: s.conns, rooms: s.rooms, devices: s.devices, controllers: s.controllers, stun: stun !== null });
+    }
+    reply(res, 404, { ok: false, error: 'not-found' });
+  });
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req));
+  });
+  httpServer.on('clientError', (_e, socket: Duplex) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    socket.destroy();
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(cfg.port, cfg.host, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await stun?.close();
+    throw e;
+  }
+  httpServer.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
+
+  const addr = httpServer.address();
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+  const h = urlHost(cfg.host);
+  const url = `ws://${h}:${port}`;
+  emit('listening', { ws: url, http: `http://${h}:${port}/healthz`, stun: stun ? `udp://${h}:${stun.port}` : null });
+  listening = true;
+  for (const [e, f] of early.splice(0)) emit(e, f);
+
+  const tick = setInterval(() => feed(0, () => router.handle({ kind: 'tick' }, cfg.clock())), cfg.tickIntervalMs);
+  tick.unref();
+  const keepalive = setInterval(() => {
+    for (const [id, p] of peers) {
+      if (p.ws.readyState !== WebSocket.OPEN) continue;
+      if (!p.alive) {
+        p.why = 'keepalive-timeout';
+        log('keepalive-timeout', { conn: id });
+        p.ws.terminate();
+        continue;
+      }
+      p.alive = false;
+      try {
+        p.ws.ping();
+      } catch {
+        p.ws.terminate();
+      }
+    }
+  }, cfg.keepaliveIntervalMs);
+  keepalive.unref();
+
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    host: cfg.host,
+    port,
+    stunPort: stun?.port ?? null,
+    stats: () => ({ ...router.stats, sockets: peers.size, stun: stun?.stats() ?? null }),
+    close() {
+      closing ??= (async () => {
+        clearInterval(tick);
+        clearInterval(keepalive);
+        const waits: Promise<void>[] = [];
+        for (const p of peers.values()) {
+          p.why = 'server-closing';
+          waits.push(p.closed);
+          p.ws.terminate();
+        }
+        const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeAllConnections();
+        await Promise.all([...waits, httpClosed, new Promise<void>((r) => wss.close(() => r())), stun?.close()]);
+        emit('closed');
+      })();
+      return closing;
+    },
+  };
+}
+
+function reply(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+  res.end(text);
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+function isPort(p: unknown): p is number {
+  return Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 65535;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

@@ -1,0 +1,265 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  MAX_CODE_CHARS,
+  MAX_JSON_DEPTH,
+  MAX_LINK_FRAME_BYTES,
+  MAX_SIGNAL_BYTES,
+  PROTOCOL_VERSION,
+  encode,
+  parseClientMessage,
+  parseJson,
+  parseServerMessage,
+  type ClientMessage,
+  type ServerMessage,
+} from '../../link/protocol.js';
+
+const V = PROTOCOL_VERSION;
+
+function ok<T>(r: { ok: true; value: T } | { ok: false; code: string }): T {
+  assert.equal(r.ok, true, `expected ok, got ${JSON.stringify(r)}`);
+  return (r as { ok: true; value: T }).value;
+}
+function code(r: { ok: boolean; code?: string }): string | undefined {
+  assert.equal(r.ok, false, 'expected a rejection');
+  return r.code;
+}
+const client = (x: unknown): ReturnType<typeof parseClientMessage> => parseClientMessage(typeof x === 'string' ? x : JSON.stringify(x));
+const server = (x: unknown): ReturnType<typeof parseServerMessage> => parseServerMessage(typeof x === 'string' ? x : JSON.stringify(x));
+
+describe('parseClientMessage: valid messages', () => {
+  const valid: ClientMessage[] = [
+    { type: 'register', v: V, code: 'K7QM-X3PD-9HTR' },
+    { type: 'join', v: V, code: 'k7qmx3pd9htr' },
+    { type: 'relay', data: '' },
+    { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES) },
+    { type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } },
+    { type: 'signal', payload: { kind: 'answer', sdp: 'v=0\r\n' } },
+    { type: 'signal', payload: { kind: 'candidate', candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } },
+    { type: 'signal', payload: { kind: 'end-of-candidates' } },
+    { type: 'signal', payload: { kind: 'bye' } },
+  ];
+  for (const m of valid) {
+    test(`${m.type}${m.type === 'signal' ? '/' + m.payload.kind : ''} round-trips through encode`, () => {
+      const text = encode(m);
+      assert.deepEqual(ok(parseClientMessage(text)), m);
+      assert.deepEqual(ok(parseClientMessage(Buffer.from(text))), m, 'binary frames parse the same');
+    });
+  }
+
+  test('candidate without sdpMid/sdpMLineIndex normalises them to null', () => {
+    const m = ok(client({ type: 'signal', payload: { kind: 'candidate', candidate: 'c' } }));
+    assert.deepEqual(m, { type: 'signal', payload: { kind: 'candidate', candidate: 'c', sdpMid: null, sdpMLineIndex: null } });
+  });
+
+  test('unknown extra fields are dropped, not forwarded', () => {
+    const m = ok(client({ type: 'relay', data: 'a', evil: { x: 1 } }));
+    assert.deepEqual(m, { type: 'relay', data: 'a' });
+    const s = ok(client({ type: 'signal', payload: { kind: 'bye', extra: 'zzz' } }));
+    assert.deepEqual(s, { type: 'signal', payload: { kind: 'bye' } });
+  });
+});
+
+describe('parseClientMessage: invalid messages', () => {
+  test('malformed JSON is bad-message', () => {
+    for (const t of ['', '{', '{"type":', 'nul', '{type:"relay"}', "{'type':'relay'}", '{"type":"relay","data":"a",}', '\u0000', '[1,2', '"unterminated']) {
+      assert.equal(code(parseClientMessage(t)), 'bad-message', JSON.stringify(t));
+    }
+  });
+
+  test('non-object JSON is bad-message', () => {
+    for (const t of ['null', '1', '"relay"', 'true', '[]', '[{"type":"relay","data":"a"}]']) {
+      assert.equal(code(parseClientMessage(t)), 'bad-message', t);
+    }
+  });
+
+  test('a frame just over MAX_SIGNAL_BYTES is too-large, at the limit is not', () => {
+    const pad = (n: number): string => {
+      const base = JSON.stringify({ type: 'relay', data: '' });
+      return JSON.stringify({ type: 'relay', data: '', pad: 'x'.repeat(n - base.length - ',"pad":""'.length) });
+    };
+    const atLimit = pad(MAX_SIGNAL_BYTES);
+    assert.equal(Buffer.byteLength(atLimit), MAX_SIGNAL_BYTES);
+    assert.equal(parseClientMessage(atLimit).ok, true);
+    const over = pad(MAX_SIGNAL_BYTES + 1);
+    assert.equal(code(parseClientMessage(over)), 'too-large');
+    assert.equal(code(parseClientMessage(Buffer.from(over))), 'too-large');
+  });
+
+  test('size is counted in UTF-8 bytes, not characters', () => {
+    const chars = Math.ceil(MAX_SIGNAL_BYTES / 3) + 10; // each '€' is 3 bytes
+    const t = JSON.stringify({ type: 'relay', data: '€'.repeat(chars) });
+    assert.ok(t.length < MAX_SIGNAL_BYTES);
+    assert.equal(code(parseClientMessage(t)), 'too-large');
+  });
+
+  test('deep nesting is rejected quickly and without stack overflow', () => {
+    for (const t of ['['.repeat(10_000), '{"a":'.repeat(10_000), '['.repeat(10_000) + ']'.repeat(10_000), '['.repeat(60_000)]) {
+      const t0 = performance.now();
+      assert.equal(code(parseClientMessage(t)), 'bad-message');
+      assert.ok(performance.now() - t0 < 200, 'rejected in well under 200 ms');
+    }
+    const deep = JSON.stringify({ type: 'signal', payload: { kind: 'bye', x: nest(MAX_JSON_DEPTH) } });
+    assert.equal(code(parseClientMessage(deep)), 'bad-message');
+  });
+
+  test('brackets inside strings do not count as nesting', () => {
+    const m = ok(client({ type: 'relay', data: '[[[[[[[[[[[[{{{{{{{{{{{{"\\' }));
+    assert.equal((m as { data: string }).data, '[[[[[[[[[[[[{{{{{{{{{{{{"\\');
+  });
+
+  test('unknown or missing type is bad-message', () => {
+    for (const m of [{}, { type: 'hello' }, { type: 'REGISTER', v: V, code: 'ABCDEF' }, { type: 1 }, { type: null }, { type: ['relay'], data: 'a' }, { type: 'registered', code: 'ABCDEF', ttlMs: 1, stunPort: 1 }]) {
+      assert.equal(code(client(m)), 'bad-message', JSON.stringify(m));
+    }
+  });
+
+  test('version mismatch on register/join is version', () => {
+    for (const type of ['register', 'join']) {
+      for (const v of [0, V + 1, -1, '1', null, undefined, 1.5, [1], { v: 1 }]) {
+        const m: Record<string, unknown> = { type, code: 'ABCDEFGH' };
+        if (v !== undefined) m.v = v;
+        assert.equal(code(client(m)), 'version', `${type} v=${JSON.stringify(v)}`);
+      }
+    }
+  });
+
+  test('register/join: wrong types for code', () => {
+    for (const type of ['register', 'join']) {
+      for (const c of [undefined, null, 1, true, ['ABCDEF'], { c: 'ABCDEF' }, '', 'A'.repeat(MAX_CODE_CHARS + 1)]) {
+        const m: Record<string, unknown> = { type, v: V };
+        if (c !== undefined) m.code = c;
+        assert.equal(code(client(m)), 'bad-message', `${type} code=${JSON.stringify(c)}`);
+      }
+    }
+  });
+
+  test('relay: wrong types for data, and data over MAX_LINK_FRAME_BYTES', () => {
+    for (const d of [undefined, null, 1, true, ['a'], { a: 1 }, 'x'.repeat(MAX_LINK_FRAME_BYTES + 1)]) {
+      const m: Record<string, unknown> = { type: 'relay' };
+      if (d !== undefined) m.data = d;
+      assert.equal(code(client(m)), 'bad-message', `data=${JSON.stringify(d)?.slice(0, 20)}`);
+    }
+  });
+
+  test('signal: wrong payloads', () => {
+    const bad: unknown[] = [
+      undefined, null, 'offer', 1, [], [{ kind: 'bye' }],
+      {}, { kind: 'nope' }, { kind: 1 }, { kind: null },
+      { kind: 'offer' }, { kind: 'offer', sdp: 1 }, { kind: 'answer', sdp: null }, { kind: 'answer', sdp: ['v=0'] },
+      { kind: 'offer', sdp: 'x'.repeat(MAX_SIGNAL_BYTES + 1) },
+      { kind: 'candidate' }, { kind: 'candidate', candidate: 1 }, { kind: 'candidate', candidate: 'x'.repeat(1025) },
+      { kind: 'candidate', candidate: 'c', sdpMid: 1 }, { kind: 'candidate', candidate: 'c', sdpMid: 'x'.repeat(65) },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: -1 }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 1.5 },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: '0' }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 64 },
+    ];
+    for (const p of bad) {
+      const m: Record<string, unknown> = { type: 'signal' };
+      if (p !== undefined) m.payload = p;
+      const text = JSON.stringify(m);
+      const want = Buffer.byteLength(text) > MAX_SIGNAL_BYTES ? 'too-large' : 'bad-message';
+      assert.equal(code(parseClientMessage(text)), want, text.slice(0, 60));
+    }
+  });
+
+  test('binary garbage and invalid UTF-8 are bad-message, never a throw', () => {
+    const bufs: Buffer[] = [Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from([0xc3, 0x28]), Buffer.alloc(100, 0), Buffer.from('{"type":"relay","data":"\xff"}', 'latin1')];
+    for (let i = 0; i < 200; i++) bufs.push(randomBytes(1 + (i * 37) % 500, i));
+    for (const b of bufs) {
+      const r = parseClientMessage(b);
+      if (r.ok) continue; // a random buffer could in theory be valid JSON of the right shape; it is then a real message
+      assert.ok(['bad-message', 'too-large'].includes(r.code), r.code);
+    }
+  });
+
+  test('prototype keys do not confuse validation', () => {
+    assert.equal(code(client('{"__proto__":{"type":"relay","data":"a"}}')), 'bad-message');
+    const m = ok(client('{"type":"relay","data":"a","__proto__":{"polluted":1}}'));
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.deepEqual(m, { type: 'relay', data: 'a' });
+  });
+});
+
+describe('parseServerMessage', () => {
+  const valid: ServerMessage[] = [
+    { type: 'registered', code: 'K7QMX3PD9HTR', ttlMs: 600_000, stunPort: 3478 },
+    { type: 'registered', code: 'K7QMX3PD9HTR', ttlMs: 1, stunPort: 0 },
+    { type: 'joined', session: 's1', waiting: true, stunPort: 3478 },
+    { type: 'joined', session: 's1', waiting: false, stunPort: 0 },
+    { type: 'peer', session: 's1' },
+    { type: 'peer-left', session: 's1' },
+    { type: 'relay', data: 'abc' },
+    { type: 'signal', payload: { kind: 'offer', sdp: 'v=0' } },
+    { type: 'error', code: 'unknown-code', message: 'no device' },
+    { type: 'error', code: 'rate-limited', message: '' },
+  ];
+  for (const m of valid) {
+    test(`${m.type} round-trips`, () => assert.deepEqual(ok(parseServerMessage(encode(m))), m));
+  }
+
+  test('every SignalErrorCode is accepted', () => {
+    for (const c of ['bad-message', 'too-large', 'version', 'bad-code', 'code-taken', 'unknown-code', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited']) {
+      assert.equal(server({ type: 'error', code: c, message: 'm' }).ok, true, c);
+    }
+  });
+
+  test('wrong types for every field are bad-message', () => {
+    const bad: unknown[] = [
+      { type: 'registered', code: 1, ttlMs: 1, stunPort: 1 },
+      { type: 'registered', code: 'A', ttlMs: '1', stunPort: 1 },
+      { type: 'registered', code: 'A', ttlMs: 1, stunPort: -1 },
+      { type: 'registered', code: 'A', ttlMs: 1, stunPort: 65536 },
+      { type: 'registered', code: 'A', ttlMs: 1, stunPort: 1.5 },
+      { type: 'registered', code: 'A', ttlMs: 1 },
+      { type: 'joined', session: 1, waiting: true, stunPort: 1 },
+      { type: 'joined', session: 's', waiting: 'yes', stunPort: 1 },
+      { type: 'joined', session: 's', waiting: true, stunPort: '1' },
+      { type: 'joined', session: 'x'.repeat(65), waiting: true, stunPort: 1 },
+      { type: 'peer' }, { type: 'peer', session: null }, { type: 'peer-left', session: 3 },
+      { type: 'relay' }, { type: 'relay', data: 1 }, { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES + 1) },
+      { type: 'signal', payload: { kind: 'zzz' } }, { type: 'signal' },
+      { type: 'error', code: 'not-a-code', message: 'm' }, { type: 'error', code: 'expired' },
+      { type: 'error', code: 'expired', message: 'x'.repeat(1025) }, { type: 'error', code: 1, message: 'm' },
+      { type: 'register', v: V, code: 'ABCDEF' }, { type: 'nope' }, [], null, 5,
+    ];
+    for (const m of bad) assert.equal(code(server(m)), 'bad-message', JSON.stringify(m)?.slice(0, 60));
+  });
+
+  test('malformed, oversized and deeply nested input', () => {
+    assert.equal(code(parseServerMessage('{')), 'bad-message');
+    assert.equal(code(parseServerMessage('x'.repeat(MAX_SIGNAL_BYTES + 1))), 'too-large');
+    assert.equal(code(parseServerMessage('['.repeat(10_000))), 'bad-message');
+    assert.equal(code(parseServerMessage(Buffer.from([0xff, 0x00, 0x7b]))), 'bad-message');
+  });
+});
+
+describe('parseJson', () => {
+  test('depth limit is exactly MAX_JSON_DEPTH', () => {
+    assert.equal(parseJson(JSON.stringify(nest(MAX_JSON_DEPTH)), 1e6).ok, true);
+    assert.equal(code(parseJson(JSON.stringify(nest(MAX_JSON_DEPTH + 1)), 1e6)), 'bad-message');
+  });
+  test('escaped quotes inside strings keep the string state right', () => {
+    const v = ok(parseJson('{"a":"\\"[[[[[[[[[[[[[[[[[[[["}', 1e6));
+    assert.deepEqual(v, { a: '"[[[[[[[[[[[[[[[[[[[[' });
+  });
+});
+
+/** Arrays nested `n` deep: `[[[0]]]` for n = 3. */
+function nest(n: number): unknown {
+  let v: unknown = 0;
+  for (let i = 0; i < n; i++) v = [v];
+  return v;
+}
+
+/** Deterministic pseudo-random bytes (no Math.random, so failures reproduce). */
+function randomBytes(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}

@@ -1,0 +1,482 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Router,
+  CODE_UNUSED_TTL_MS,
+  DEVICE_GRACE_MS,
+  MAX_INVALID_PER_CONN,
+  CLOSE_POLICY,
+  CLOSE_TRY_AGAIN,
+  type Action,
+  type ConnId,
+  type RouterLimits,
+} from '../../signaling/router.js';
+import { PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from '../../link/protocol.js';
+
+const STUN = 3478;
+const CODE = 'K7QMX3PD9HTR';
+const TYPED = 'k7qm-x3pd-9htr';
+
+/** Drives a Router with a fake clock and checks every reply against the protocol. */
+class Harness {
+  readonly router: Router;
+  now = 1_000_000;
+  readonly all: Action[] = [];
+  private sessions = 0;
+
+  constructor(limits?: Partial<RouterLimits>) {
+    this.router = new Router({ stunPort: STUN, newSession: () => `s${++this.sessions}`, limits });
+  }
+
+  run(input: Parameters<Router['handle']>[0]): Action[] {
+    const out = this.router.handle(input, this.now);
+    for (const a of out) {
+      if (a.kind === 'send') {
+        const back = parseServerMessage(encode(a.msg));
+        assert.ok(back.ok, `router sent a message that fails parseServerMessage: ${JSON.stringify(a.msg).slice(0, 200)}`);
+      }
+    }
+    this.all.push(...out);
+    return out;
+  }
+  open(conn: ConnId, addr = '198.51.100.7'): Action[] {
+    return this.run({ kind: 'open', conn, addr });
+  }
+  msg(conn: ConnId, msg: ClientMessage): Action[] {
+    return this.run({ kind: 'message', conn, msg });
+  }
+  close(conn: ConnId): Action[] {
+    return this.run({ kind: 'close', conn });
+  }
+  tick(): Action[] {
+    return this.run({ kind: 'tick' });
+  }
+  register(conn: ConnId, code = TYPED): Action[] {
+    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, code });
+  }
+  join(conn: ConnId, code = TYPED): Action[] {
+    return this.msg(conn, { type: 'join', v: PROTOCOL_VERSION, code });
+  }
+  /** A device on conn 1 and a controller on conn 2, paired. */
+  pair(): void {
+    this.open(1);
+    this.open(2);
+    this.register(1);
+    this.join(2);
+  }
+}
+
+const sent = (out: Action[], conn: ConnId): ServerMessage[] =>
+  out.filter((a): a is Extract<Action, { kind: 'send' }> => a.kind === 'send' && a.conn === conn).map((a) => a.msg);
+const closes = (out: Action[]): Extract<Action, { kind: 'close' }>[] => out.filter((a): a is Extract<Action, { kind: 'close' }> => a.kind === 'close');
+const logs = (out: Action[]): Extract<Action, { kind: 'log' }>[] => out.filter((a): a is Extract<Action, { kind: 'log' }> => a.kind === 'log');
+const errorCode = (out: Action[], conn: ConnId): string | undefined => {
+  const e = sent(out, conn).find((m) => m.type === 'error');
+  return e && e.type === 'error' ? e.code : undefined;
+};
+
+describe('router: register and join', () => {
+  test('register replies registered with the normalised code, TTL and STUN port', () => {
+    const h = new Harness();
+    h.open(1);
+    const out = h.register(1);
+    assert.deepEqual(sent(out, 1), [{ type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN }]);
+    assert.deepEqual(logs(out).map((l) => l.event), ['register']);
+  });
+
+  test('a malformed code is bad-code, for register and for join', () => {
+    const h = new Harness();
+    h.open(1);
+    for (const c of ['abc', 'ABC_DEF', 'A'.repeat(40)]) {
+      assert.equal(errorCode(h.register(1, c), 1), 'bad-code');
+      assert.equal(errorCode(h.join(1, c), 1), 'bad-code');
+    }
+    // the socket is still free to register properly
+    assert.equal(sent(h.register(1), 1)[0]?.type, 'registered');
+  });
+
+  test('issue 2: a wrong code gets unknown-code at once', () => {
+    const h = new Harness();
+    h.open(1);
+    h.open(2);
+    h.register(1);
+    const out = h.join(2, 'ZZZZ-ZZZZ-ZZZZ');
+    assert.equal(errorCode(out, 2), 'unknown-code');
+    assert.deepEqual(sent(out, 1), [], 'the device hears nothing');
+  });
+
+  test('join pairs: controller gets joined{waiting:false}, device gets peer with the same session', () => {
+    const h = new Harness();
+    h.open(1);
+    h.open(2);
+    h.register(1);
+    const out = h.join(2, CODE); // normalised form works too
+    assert.deepEqual(sent(out, 2), [{ type: 'joined', session: 's1', waiting: false, stunPort: STUN }]);
+    assert.deepEqual(sent(out, 1), [{ type: 'peer', session: 's1' }]);
+  });
+
+  test('stunPort 0 (no STUN) is passed through', () => {
+    const r = new Router({ stunPort: 0, newSession: () => 'x' });
+    r.handle({ kind: 'open', conn: 1, addr: 'a' }, 0);
+    r.handle({ kind: 'open', conn: 2, addr: 'a' }, 0);
+    const reg = r.handle({ kind: 'message', conn: 1, msg: { type: 'register', v: 1, code: CODE } }, 0);
+    const join = r.handle({ kind: 'message', conn: 2, msg: { type: 'join', v: 1, code: CODE } }, 0);
+    assert.deepEqual(sent(reg, 1), [{ type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: 0 }]);
+    assert.deepEqual(sent(join, 2), [{ type: 'joined', session: 'x', waiting: false, stunPort: 0 }]);
+  });
+
+  test('issue 2: a room holds one controller: a second one gets room-full', () => {
+    const h = new Harness();
+    h.pair();
+    h.open(3);
+    const out = h.join(3);
+    assert.equal(errorCode(out, 3), 'room-full');
+    assert.deepEqual(sent(out, 1), []);
+    assert.deepEqual(sent(out, 2), []);
+  });
+
+  test('issue 2: a room holds one device: a second register of the code gets code-taken', () => {
+    const h = new Harness();
+    h.open(1);
+    h.open(3);
+    h.register(1, 'K7QM X3PD 9HTR');
+    const out = h.register(3, 'k7qmx3pd9htr');
+    assert.equal(errorCode(out, 3), 'code-taken');
+    assert.deepEqual(sent(out, 1), []);
+  });
+
+  test('a second register/join on one socket is already-joined', () => {
+    const h = new Harness();
+    h.pair();
+    assert.equal(errorCode(h.register(1), 1), 'already-joined');
+    assert.equal(errorCode(h.register(1, 'OTHERCODE1'), 1), 'already-joined');
+    assert.equal(errorCode(h.join(1), 1), 'already-joined');
+    assert.equal(errorCode(h.join(2), 2), 'already-joined');
+    assert.equal(errorCode(h.register(2, 'OTHERCODE2'), 2), 'already-joined');
+  });
+});
+
+describe('router: relay and signal', () => {
+  test('issue 2: relay is forwarded unchanged both ways', () => {
+    const h = new Harness();
+    h.pair();
+    const data = '{"jsonrpc":"2.0","id":1,"method":"gpio.write","params":{"pin":20,"value":1}}';
+    let out = h.msg(2, { type: 'relay', data });
+    assert.deepEqual(sent(out, 1), [{ type: 'relay', data }]);
+    assert.deepEqual(sent(out, 2), []);
+    out = h.msg(1, { type: 'relay', data: 'back' });
+    assert.deepEqual(sent(out, 2), [{ type: 'relay', data: 'back' }]);
+    assert.deepEqual(logs(out), [], 'relay traffic is not logged');
+  });
+
+  test('signal payloads are forwarded unchanged both ways', () => {
+    const h = new Harness();
+    h.pair();
+    const offer = { kind: 'offer', sdp: 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n' } as const;
+    assert.deepEqual(sent(h.msg(2, { type: 'signal', payload: offer }), 1), [{ type: 'signal', payload: offer }]);
+    const cand = { kind: 'candidate', candidate: 'candidate:1 1 udp 1 10.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } as const;
+    assert.deepEqual(sent(h.msg(1, { type: 'signal', payload: cand }), 2), [{ type: 'signal', payload: cand }]);
+  });
+
+  test('relay/signal before register/join is not-joined', () => {
+    const h = new Harness();
+    h.open(1);
+    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'not-joined');
+    assert.equal(errorCode(h.msg(1, { type: 'signal', payload: { kind: 'bye' } }), 1), 'not-joined');
+  });
+
+  test('relay/signal alone in the room is no-peer', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'no-peer');
+    // a controller waiting for an absent device
+    h.close(1);
+    h.open(2);
+    assert.equal((sent(h.join(2), 2)[0] as { waiting?: boolean }).waiting, true);
+    assert.equal(errorCode(h.msg(2, { type: 'signal', payload: { kind: 'bye' } }), 2), 'no-peer');
+  });
+});
+
+describe('router: leaving and coming back', () => {
+  test('controller leaves: device gets peer-left; a new controller gets a new session', () => {
+    const h = new Harness();
+    h.pair();
+    let out = h.close(2);
+    assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }]);
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.role]), [['leave', 'controller']]);
+    h.open(3);
+    out = h.join(3);
+    assert.deepEqual(sent(out, 3), [{ type: 'joined', session: 's2', waiting: false, stunPort: STUN }]);
+    assert.deepEqual(sent(out, 1), [{ type: 'peer', session: 's2' }]);
+    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), undefined);
+  });
+
+  test('device leaves: controller gets peer-left; the device reconnects within grace and both get peer again', () => {
+    const h = new Harness();
+    h.pair();
+    let out = h.close(1);
+    assert.deepEqual(sent(out, 2), [{ type: 'peer-left', session: 's1' }]);
+    assert.equal(errorCode(h.msg(2, { type: 'relay', data: 'x' }), 2), 'no-peer');
+    h.now += DEVICE_GRACE_MS - 1;
+    h.tick();
+    h.open(5);
+    out = h.register(5);
+    assert.deepEqual(sent(out, 5), [
+      { type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
+      { type: 'peer', session: 's1' },
+    ]);
+    assert.deepEqual(sent(out, 2), [{ type: 'peer', session: 's1' }]);
+    assert.equal(logs(out)[0]?.fields?.reason, 'rejoin');
+    assert.deepEqual(sent(h.msg(2, { type: 'relay', data: 'hi' }), 5), [{ type: 'relay', data: 'hi' }]);
+  });
+
+  test('a restarting device keeps its code: no controller, reconnect within grace, same room', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.close(1);
+    h.now += DEVICE_GRACE_MS;
+    h.tick();
+    assert.equal(h.router.stats.rooms, 1);
+    h.open(2);
+    assert.equal(sent(h.register(2), 2)[0]?.type, 'registered');
+    assert.equal(h.router.stats.rooms, 1);
+  });
+
+  test('issue 2: a controller arriving while the device is away waits; when the device registers both get peer', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.close(1);
+    h.open(2);
+    let out = h.join(2);
+    assert.deepEqual(sent(out, 2), [{ type: 'joined', session: 's1', waiting: true, stunPort: STUN }]);
+    h.now += 1000;
+    h.open(3);
+    out = h.register(3);
+    assert.deepEqual(sent(out, 3), [
+      { type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
+      { type: 'peer', session: 's1' },
+    ]);
+    assert.deepEqual(sent(out, 2), [{ type: 'peer', session: 's1' }]);
+  });
+
+  test('closing an unknown or already-closed socket is a no-op; its later messages are ignored', () => {
+    const h = new Harness();
+    assert.deepEqual(h.close(42), []);
+    h.pair();
+    h.close(2);
+    assert.deepEqual(h.close(2), []);
+    assert.deepEqual(h.msg(2, { type: 'relay', data: 'x' }), []);
+    assert.deepEqual(h.msg(99, { type: 'relay', data: 'x' }), []);
+  });
+});
+
+describe('router: expiry', () => {
+  test('issue 2: an unused code expires after CODE_UNUSED_TTL_MS; the device may register again', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.now += CODE_UNUSED_TTL_MS;
+    assert.deepEqual(h.tick(), [], 'not yet: expiry is strictly after the TTL');
+    h.now += 1;
+    const out = h.tick();
+    assert.equal(errorCode(out, 1), 'expired');
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'unused']]);
+    assert.equal(h.router.stats.rooms, 0);
+    h.open(2);
+    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    // the expired device re-registers on the same socket: not already-joined
+    assert.equal(sent(h.register(1), 1)[0]?.type, 'registered');
+  });
+
+  test('a code in use does not expire; the unused clock restarts when the controller leaves', () => {
+    const h = new Harness();
+    h.pair();
+    h.now += CODE_UNUSED_TTL_MS * 3;
+    assert.deepEqual(h.tick(), []);
+    h.close(2);
+    h.now += CODE_UNUSED_TTL_MS;
+    assert.deepEqual(h.tick(), []);
+    h.now += 1;
+    assert.equal(errorCode(h.tick(), 1), 'expired');
+  });
+
+  test('re-registering restarts the unused clock', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.now += CODE_UNUSED_TTL_MS - 10;
+    h.close(1);
+    h.open(2);
+    h.register(2);
+    h.now += CODE_UNUSED_TTL_MS - 10;
+    assert.deepEqual(h.tick(), []);
+  });
+
+  test('a device gone longer than DEVICE_GRACE_MS: room deleted, waiting controller gets expired', () => {
+    const h = new Harness();
+    h.pair();
+    h.close(1);
+    h.now += DEVICE_GRACE_MS;
+    assert.deepEqual(h.tick(), []);
+    h.now += 1;
+    const out = h.tick();
+    assert.equal(errorCode(out, 2), 'expired');
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'device-gone']]);
+    assert.equal(h.router.stats.rooms, 0);
+    // the controller is out of the room and may try again
+    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    assert.equal(errorCode(h.msg(2, { type: 'relay', data: 'x' }), 2), 'not-joined');
+  });
+
+  test('expiry is also applied lazily on lookup, without a tick', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.close(1);
+    h.now += DEVICE_GRACE_MS + 1;
+    h.open(2);
+    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    h.open(3);
+    const out = h.register(3);
+    assert.equal(sent(out, 3)[0]?.type, 'registered');
+    assert.equal(logs(out).find((l) => l.event === 'register')?.fields?.reason, 'new');
+  });
+});
+
+describe('router: hostile input', () => {
+  test('issue 2: an invalid frame gets an error reply with its code and the socket stays open', () => {
+    const h = new Harness();
+    h.open(1);
+    for (const code of ['bad-message', 'too-large', 'version'] as const) {
+      const out = h.run({ kind: 'invalid', conn: 1, code, reason: 'r' });
+      assert.equal(errorCode(out, 1), code);
+      assert.deepEqual(closes(out), []);
+    }
+    assert.equal(sent(h.register(1), 1)[0]?.type, 'registered');
+  });
+
+  test(`more than MAX_INVALID_PER_CONN (${MAX_INVALID_PER_CONN}) invalid frames close the socket with 1008`, () => {
+    const h = new Harness();
+    h.pair();
+    for (let i = 0; i < MAX_INVALID_PER_CONN; i++) assert.deepEqual(closes(h.run({ kind: 'invalid', conn: 2, code: 'bad-message', reason: 'x' })), []);
+    const out = h.run({ kind: 'invalid', conn: 2, code: 'bad-message', reason: 'x' });
+    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }], 'the device learns the controller is gone');
+    assert.deepEqual(h.msg(2, { type: 'relay', data: 'x' }), [], 'a kicked socket is forgotten');
+    assert.deepEqual(h.close(2), []);
+  });
+
+  test('error messages are capped so that they always pass parseServerMessage', () => {
+    const h = new Harness();
+    h.open(1);
+    const out = h.run({ kind: 'invalid', conn: 1, code: 'version', reason: 'v'.repeat(50_000) });
+    const m = sent(out, 1)[0];
+    assert.ok(m && m.type === 'error' && m.message.length <= 1024);
+  });
+
+  test('rate limit: over the bucket gets rate-limited, tokens come back with time, sustained abuse closes', () => {
+    const h = new Harness({ rateBurst: 5, rateMsgsPerSec: 10, rateAbuseMaxDrops: 3, rateAbuseWindowMs: 10_000 });
+    h.pair(); // 1 message each so far
+    for (let i = 0; i < 4; i++) assert.deepEqual(sent(h.msg(2, { type: 'relay', data: 'x' }), 1).length, 1);
+    let out = h.msg(2, { type: 'relay', data: 'x' });
+    assert.equal(errorCode(out, 2), 'rate-limited');
+    assert.deepEqual(sent(out, 1), [], 'the dropped message is not forwarded');
+    h.now += 100; // one token
+    assert.equal(sent(h.msg(2, { type: 'relay', data: 'y' }), 1).length, 1);
+    // invalid frames cost tokens too
+    assert.equal(errorCode(h.run({ kind: 'invalid', conn: 2, code: 'bad-message', reason: 'x' }), 2), 'rate-limited');
+    out = h.msg(2, { type: 'relay', data: 'x' }); // third drop in the window: still only an error
+    assert.equal(errorCode(out, 2), 'rate-limited');
+    assert.deepEqual(closes(out), []);
+    out = h.msg(2, { type: 'relay', data: 'x' }); // fourth > rateAbuseMaxDrops: closed
+    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.equal(logs(out).find((l) => l.event === 'refuse')?.fields?.reason, 'rate-limited');
+    // the other socket was not affected
+    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'no-peer');
+  });
+
+  test('drops outside the abuse window do not add up', () => {
+    const h = new Harness({ rateBurst: 1, rateMsgsPerSec: 0.001, rateAbuseMaxDrops: 2, rateAbuseWindowMs: 1000 });
+    h.open(1);
+    h.msg(1, { type: 'relay', data: 'x' });
+    for (let round = 0; round < 5; round++) {
+      h.now += 1001;
+      for (let i = 0; i < 2; i++) assert.deepEqual(closes(h.msg(1, { type: 'relay', data: 'x' })), []);
+    }
+  });
+
+  test('per-address connection cap closes with 1013; other addresses are unaffected; closing frees a slot', () => {
+    const h = new Harness({ maxConnsPerAddr: 2 });
+    assert.deepEqual(h.open(1, '203.0.113.1'), []);
+    assert.deepEqual(h.open(2, '203.0.113.1'), []);
+    const out = h.open(3, '203.0.113.1');
+    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[3, CLOSE_TRY_AGAIN]]);
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'addr-cap']]);
+    assert.deepEqual(h.register(3), [], 'a refused socket is ignored');
+    assert.deepEqual(h.close(3), []);
+    assert.deepEqual(h.open(4, '203.0.113.2'), []);
+    h.close(1);
+    assert.deepEqual(h.open(5, '203.0.113.1'), []);
+    assert.equal(h.router.stats.conns, 3);
+  });
+
+  test('total connection cap and room cap', () => {
+    const h = new Harness({ maxConns: 2, maxRooms: 1 });
+    h.open(1, 'a');
+    h.open(2, 'b');
+    assert.deepEqual(closes(h.open(3, 'c')).map((c) => c.code), [CLOSE_TRY_AGAIN]);
+    h.register(1, 'ROOMONE1');
+    const out = h.register(2, 'ROOMTWO2');
+    assert.equal(errorCode(out, 2), 'rate-limited');
+    assert.equal(h.router.stats.rooms, 1);
+  });
+
+  test('issue 2: logs never contain the code, typed or normalised, nor session ids or payloads', () => {
+    const h = new Harness({ maxConnsPerAddr: 3 });
+    const secret = 'RELAYPAYLOAD-should-not-leak';
+    h.pair();
+    h.msg(2, { type: 'relay', data: secret });
+    h.msg(1, { type: 'signal', payload: { kind: 'offer', sdp: secret } });
+    h.open(3);
+    h.join(3);
+    h.register(3);
+    h.open(4);
+    h.close(2);
+    h.close(1);
+    h.open(5, '198.51.100.7');
+    h.join(5, 'wrong-code-1');
+    h.now += DEVICE_GRACE_MS + 1;
+    h.tick();
+    h.open(6);
+    h.register(6);
+    h.now += CODE_UNUSED_TTL_MS + 1;
+    h.tick();
+    const all = logs(h.all);
+    assert.ok(all.length >= 8, `expected many log actions, got ${all.length}`);
+    const events = new Set(all.map((l) => l.event));
+    for (const e of ['register', 'join', 'leave', 'expire', 'refuse']) assert.ok(events.has(e as never), `no ${e} log`);
+    const text = JSON.stringify(all);
+    for (const needle of [CODE, TYPED, 'K7QM', 'WRONGCODE1', 'wrong-code-1', secret, 's1', 's2']) {
+      assert.ok(!text.toUpperCase().includes(needle.toUpperCase()), `log contains ${needle}`);
+    }
+    for (const l of all) {
+      for (const k of Object.keys(l.fields ?? {})) assert.ok(['role', 'room', 'reason'].includes(k), `unexpected log field ${k}`);
+    }
+  });
+
+  test('stats count rooms, members and events', () => {
+    const h = new Harness();
+    h.pair();
+    h.msg(1, { type: 'relay', data: 'x' });
+    h.msg(2, { type: 'signal', payload: { kind: 'bye' } });
+    h.run({ kind: 'invalid', conn: 1, code: 'bad-message', reason: 'x' });
+    const s = h.router.stats;
+    assert.deepEqual(
+      [s.conns, s.rooms, s.devices, s.controllers, s.registered, s.joined, s.relayed, s.signals, s.invalid],
+      [2, 1, 1, 1, 1, 1, 1, 1, 1],
+    );
+  });
+});
