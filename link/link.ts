@@ -50,6 +50,13 @@ export const ACK_EVERY_FRAMES = 32;
 export const PROBE_INTERVAL_MS = 100;
 /** Probes sent before a direct path is given up as silent (10 s at PROBE_INTERVAL_MS). */
 export const PROBE_ATTEMPTS = 100;
+/**
+ * Time after which unacknowledged frames are sent again on the same path, in
+ * ms. Both paths are reliable, so this only fires when something in between
+ * dropped a frame (a rate-limited relay, a server restart): well above any
+ * real RTT so it never doubles traffic on a healthy link.
+ */
+export const RETRANSMIT_MS = 1_000;
 /** Most frames sent but not acknowledged; past it the peer is not keeping up and send() throws `overflow`. */
 export const MAX_UNACKED = 4096;
 /** Most early frames held while a gap fills. */
@@ -93,6 +100,9 @@ export class Link extends EventEmitter<LinkEvents> {
   private ackTimer: unknown;
   private probeTimer: unknown;
   private probeN = 0;
+  private retransmitTimer: unknown;
+  /** Highest seq sent when the retransmit timer was armed. */
+  private armedAt = 0;
   private closed = false;
 
   constructor(opts: LinkOptions = {}) {
@@ -154,6 +164,7 @@ export class Link extends EventEmitter<LinkEvents> {
     const p = { q: this.nextSeq++, json };
     this.unacked.push(p);
     this.current?.send(this.dataFrame(p));
+    this.armRetransmit();
   }
 
   /** Feeds one frame received on `via`. Invalid frames are dropped and reported as `invalid`. */
@@ -191,7 +202,8 @@ export class Link extends EventEmitter<LinkEvents> {
     this.closed = true;
     this.stopProbing();
     if (this.ackTimer !== undefined) this.timers.clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
+    if (this.retransmitTimer !== undefined) this.timers.clearTimeout(this.retransmitTimer);
+    this.ackTimer = this.retransmitTimer = undefined;
     this.current = this.relay = this.direct = undefined;
     this.emit('close');
     this.removeAllListeners();
@@ -218,6 +230,23 @@ export class Link extends EventEmitter<LinkEvents> {
     let n = 0;
     while (n < this.unacked.length && this.unacked[n]!.q <= a) n++;
     if (n) this.unacked.splice(0, n);
+  }
+
+  /**
+   * Arms one timer for the frames in flight. When it fires, frames that were
+   * already sent when it was armed and are still unacknowledged are resent.
+   */
+  private armRetransmit(): void {
+    if (this.retransmitTimer !== undefined || this.closed) return;
+    this.armedAt = this.nextSeq - 1;
+    this.retransmitTimer = this.timers.setTimeout(() => {
+      this.retransmitTimer = undefined;
+      if (this.closed || this.unacked.length === 0) return;
+      if (this.unacked[0]!.q <= this.armedAt && this.current) {
+        for (const p of this.unacked) this.current.send(this.dataFrame(p));
+      }
+      this.armRetransmit();
+    }, RETRANSMIT_MS);
   }
 
   private onData(q: number, m: unknown): void {

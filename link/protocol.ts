@@ -16,7 +16,9 @@
  *     |                           |                               |
  *     |<-- signal{offer} ---------|<------------- signal{offer} --|   WebRTC set-up, in parallel
  *     |--- signal{answer} ------->|---- signal{answer} ---------->|
- *     |<-> signal{candidate} ---->|<--> signal{candidate} ------->|
+ *     |<-> signal{candidate...} ->|<--> signal{candidate...} ---->|   all at once, after gathering; held
+ *     |<-> signal{ping/pong} ---->|<--> signal{ping/pong} ------->|   controller measures the relay RTT
+ *     |<-- signal{go} ------------|<------------- signal{go} -----|   both start ICE checks together
  *     |                                                           |
  *     |<=============== werift data channel (direct) ============>|   link frames move here
  *     |                           |                               |
@@ -63,6 +65,8 @@ export type SignalPayload =
   | { kind: 'offer' | 'answer'; sdp: string }
   | { kind: 'candidate'; candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }
   | { kind: 'end-of-candidates' }
+  | { kind: 'ping' | 'pong'; n: number } // RTT over the relay, to time `go`
+  | { kind: 'go' } // "start connectivity checks now" (see link/rtc.ts)
   | { kind: 'bye' };
 
 /** Messages a peer sends to the server. */
@@ -136,7 +140,11 @@ function parseSignalPayload(p: unknown): SignalPayload | string {
       if (idx !== undefined && idx !== null && !(Number.isInteger(idx) && (idx as number) >= 0 && (idx as number) < 64)) return 'bad sdpMLineIndex';
       return { kind: 'candidate', candidate: p.candidate, sdpMid: (mid as string | null | undefined) ?? null, sdpMLineIndex: (idx as number | null | undefined) ?? null };
     }
+    case 'ping':
+    case 'pong':
+      return Number.isSafeInteger(p.n) && (p.n as number) >= 0 ? { kind: p.kind, n: p.n as number } : 'n must be a non-negative integer';
     case 'end-of-candidates':
+    case 'go':
     case 'bye':
       return { kind: p.kind };
     default:

@@ -2,6 +2,19 @@
  * The direct path: a werift peer connection with one ordered data channel.
  * The only file that imports werift. The controller offers, the device answers;
  * SDP and candidates travel as `signal` messages through the server.
+ *
+ * Coordinated start. Behind two port-restricted NATs, whoever sends first
+ * loses: its first check reaches the far router before that router has a
+ * mapping, Linux conntrack records it, and the far side's own packet then
+ * collides with that entry and is given another port, which the first side's
+ * NAT drops. werift's answerer starts checking as soon as it answers, before
+ * the offerer even has the answer. So candidates are withheld from the SDP and
+ * held by the receiver; once both sides hold each other's, the controller
+ * measures the relay RTT (ping/pong), sends `go`, waits RTT/2 and adds the
+ * device's candidates while the device, on `go`, adds the controller's. Both
+ * first checks then leave within a few ms of each other (libp2p DCUtR's idea).
+ * werift keeps polling for candidates while no end-of-candidates was seen, so
+ * its ICE agent simply idles until then.
  */
 import { EventEmitter } from 'node:events';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
@@ -18,6 +31,19 @@ export const DC_MAX_LOCAL_QUEUE_BYTES = 1 << 20;
 export const STUN_GATHER_TIMEOUT_S = 2;
 /** Label of our one data channel. */
 export const DC_LABEL = 'pinhole';
+/** Pings used to measure the relay RTT before `go`; the smallest is used. */
+export const GO_PINGS = 3;
+/** Time to wait for one pong, in ms: a relay slower than this is not worth timing. */
+export const PING_TIMEOUT_MS = 2_000;
+
+/** Splits an SDP into the SDP without candidate lines and the candidates it held. */
+export function splitCandidates(sdp: string): { sdp: string; candidates: string[]; mid: string | null } {
+  const lines = sdp.split(/\r?\n/);
+  const candidates = lines.filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2));
+  const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? null;
+  const kept = lines.filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
+  return { sdp: kept.join('\r\n'), candidates, mid };
+}
 
 /** An ICE server handed to werift. werift uses only the first STUN and the first TURN server. */
 export interface IceServer {
@@ -92,7 +118,13 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
   private readonly pc: RTCPeerConnection;
   private transport: DataChannelTransport | undefined;
   private remoteSet = false;
-  private readonly pendingCandidates: SignalPayload[] = [];
+  /** The peer's candidates, held until `go`. */
+  private readonly held: SignalPayload[] = [];
+  private peerCandidatesDone = false;
+  private went = false;
+  private readonly pongs = new Map<number, () => void>();
+  private pingN = 0;
+  private op: Promise<void> = Promise.resolve();
   private closed = false;
 
   /**
@@ -120,52 +152,132 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
           }
         : {}),
     });
-    this.pc.onIceCandidate.subscribe((c) => {
-      if (this.closed) return;
-      if (!c) return this.sendSignal({ kind: 'end-of-candidates' });
-      this.sendSignal({ kind: 'candidate', candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null });
-    });
     this.pc.connectionStateChange.subscribe((s) => {
       this.emit('state', s);
       if (s === 'failed' || s === 'closed' || s === 'disconnected') this.down();
     });
+    this.pc.iceConnectionStateChange.subscribe((s) => this.emit('state', `ice-${s}`));
     this.pc.onDataChannel.subscribe((dc) => this.wire(dc));
   }
 
   /** Starts the offer (offerer only). Errors end the attempt quietly; the relay carries on. */
-  async start(): Promise<void> {
-    if (this.role !== 'offerer') return;
+  start(): Promise<void> {
+    const run = this.op.then(() => this.offer());
+    this.op = run;
+    return run;
+  }
+
+  private async offer(): Promise<void> {
+    if (this.role !== 'offerer' || this.closed) return;
     this.wire(this.pc.createDataChannel(DC_LABEL, { ordered: true }));
     try {
-      const offer = await this.pc.createOffer();
-      await this.pc.setLocalDescription(offer);
-      if (!this.closed) this.sendSignal({ kind: 'offer', sdp: this.pc.localDescription!.sdp });
+      await this.pc.setLocalDescription(await this.pc.createOffer());
+      this.sendDescription('offer');
     } catch (e) {
       this.emit('state', `offer-failed: ${(e as Error).message}`);
     }
   }
 
   /** Feeds a signal from the peer. Malformed SDP is reported as a state and ignored. */
-  async handleSignal(p: SignalPayload): Promise<void> {
+  handleSignal(p: SignalPayload): Promise<void> {
+    // Description changes run one at a time, and close() waits for the one in
+    // flight: werift closed mid-setLocalDescription starts its ICE loop anyway
+    // and keeps polling forever.
+    const run = this.op.then(() => this.applySignal(p));
+    this.op = run;
+    return run;
+  }
+
+  private async applySignal(p: SignalPayload): Promise<void> {
     if (this.closed) return;
     try {
-      if (p.kind === 'offer' && this.role === 'answerer') {
-        await this.pc.setRemoteDescription({ type: 'offer', sdp: p.sdp });
-        await this.addPending();
-        const answer = await this.pc.createAnswer();
-        await this.pc.setLocalDescription(answer);
-        if (!this.closed) this.sendSignal({ kind: 'answer', sdp: this.pc.localDescription!.sdp });
-      } else if (p.kind === 'answer' && this.role === 'offerer') {
-        await this.pc.setRemoteDescription({ type: 'answer', sdp: p.sdp });
-        await this.addPending();
-      } else if (p.kind === 'candidate') {
-        if (!this.remoteSet) this.pendingCandidates.push(p);
-        else await this.addCandidate(p);
-      } else if (p.kind === 'bye') {
-        this.down();
+      switch (p.kind) {
+        case 'offer':
+          if (this.role !== 'answerer') return;
+          await this.pc.setRemoteDescription({ type: 'offer', sdp: p.sdp });
+          this.remoteSet = true;
+          await this.pc.setLocalDescription(await this.pc.createAnswer());
+          this.sendDescription('answer');
+          return;
+        case 'answer':
+          if (this.role !== 'offerer') return;
+          await this.pc.setRemoteDescription({ type: 'answer', sdp: p.sdp });
+          this.remoteSet = true;
+          void this.maybeGo(); // not awaited: its pongs arrive through this same signal queue
+          return;
+        case 'candidate':
+          this.held.push(p);
+          return;
+        case 'end-of-candidates':
+          this.peerCandidatesDone = true;
+          void this.maybeGo();
+          return;
+        case 'ping':
+          return this.sendSignal({ kind: 'pong', n: p.n });
+        case 'pong':
+          this.pongs.get(p.n)?.();
+          return;
+        case 'go':
+          if (this.role === 'answerer') await this.addHeld();
+          return;
+        case 'bye':
+          this.down();
+          return;
       }
     } catch (e) {
       this.emit('state', `signal-failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Sends our description without candidates, then the candidates, then end-of-candidates. */
+  private sendDescription(type: 'offer' | 'answer'): void {
+    if (this.closed) return;
+    const { sdp, candidates, mid } = splitCandidates(this.pc.localDescription!.sdp);
+    this.sendSignal({ kind: type, sdp });
+    for (const c of candidates) this.sendSignal({ kind: 'candidate', candidate: c, sdpMid: mid, sdpMLineIndex: 0 });
+    this.sendSignal({ kind: 'end-of-candidates' });
+  }
+
+  /** Controller: once the answer and all the device's candidates are in, time `go`. */
+  private async maybeGo(): Promise<void> {
+    if (this.role !== 'offerer' || this.went || !this.remoteSet || !this.peerCandidatesDone) return;
+    this.went = true;
+    // Pings go out together: one round trip's wait, and the fastest reply is the best estimate.
+    const rtt = Math.min(...(await Promise.all(Array.from({ length: GO_PINGS }, () => this.ping()))));
+    if (this.closed) return;
+    this.sendSignal({ kind: 'go' });
+    const wait = Number.isFinite(rtt) ? rtt / 2 : 0;
+    this.emit('state', `go rtt=${Number.isFinite(rtt) ? rtt.toFixed(1) : '?'}ms`);
+    if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+    await this.addHeld();
+  }
+
+  /** One relay round trip in ms, or Infinity if the pong does not come. */
+  private ping(): Promise<number> {
+    const n = ++this.pingN;
+    const t0 = performance.now();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pongs.delete(n);
+        resolve(Infinity);
+      }, PING_TIMEOUT_MS);
+      this.pongs.set(n, () => {
+        clearTimeout(timer);
+        this.pongs.delete(n);
+        resolve(performance.now() - t0);
+      });
+      this.sendSignal({ kind: 'ping', n });
+    });
+  }
+
+  /** Adds the peer's held candidates. No end-of-candidates: werift keeps listening for peer-reflexive ones. */
+  private async addHeld(): Promise<void> {
+    if (this.closed) return;
+    for (const c of this.held.splice(0)) {
+      if (c.kind !== 'candidate') continue;
+      await this.pc
+        .addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined })
+        .catch((e: Error) => this.emit('state', `bad-candidate: ${e.message}`));
     }
   }
 
@@ -174,21 +286,9 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     if (this.closed) return;
     this.closed = true;
     this.down();
+    await this.op.catch(() => undefined);
     await this.pc.close().catch(() => undefined);
     this.removeAllListeners();
-  }
-
-  private async addPending(): Promise<void> {
-    this.remoteSet = true;
-    for (const c of this.pendingCandidates.splice(0)) await this.addCandidate(c);
-  }
-
-  private async addCandidate(p: SignalPayload): Promise<void> {
-    if (p.kind !== 'candidate') return;
-    // The SDP already lists gathered candidates (werift gathers before answering); skip repeats.
-    const sdp = this.pc.remoteDescription?.sdp ?? '';
-    if (sdp.includes(p.candidate.replace(/^candidate:/, ''))) return;
-    await this.pc.addIceCandidate({ candidate: p.candidate, sdpMid: p.sdpMid ?? undefined, sdpMLineIndex: p.sdpMLineIndex ?? undefined });
   }
 
   private wire(dc: RTCDataChannel): void {

@@ -14,5 +14,8 @@ for (const tier of tiers) {
 }
 if (files.length === 0) { console.error('test/run: no test files found'); process.exit(1); }
 // One file at a time: werift peers are CPU-heavy on a 2-core machine.
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// A test file that never exits (a leaked handle) must fail the run, not hang CI.
+const RUN_TIMEOUT_MS = 20 * 60_000;
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+if (r.error) console.error(`test/run: ${r.error.message} (a test file did not exit within ${RUN_TIMEOUT_MS / 60_000} min?)`);
 process.exit(r.status ?? 1);

@@ -173,3 +173,19 @@ test('issue 2: send() after close throws link-closed', () => {
   a.close();
   assert.throws(() => a.send(1), (e) => isPinholeError(e, 'link-closed'));
 });
+
+test('issue 2: a frame dropped on a live path (e.g. a rate-limited relay) is resent after RETRANSMIT_MS', () => {
+  const { a, b, gotB, timers } = pair();
+  let drop = true;
+  const toB: string[] = [];
+  a.attach({ path: 'relay', send: (f) => void (drop ? (drop = false) : toB.push(f)) }); // loses the first frame only
+  const bSide: Transport = { path: 'relay', send: (f) => a.receive(f, aSide) };
+  const aSide: Transport = { path: 'relay', send: () => undefined };
+  a.send('first');
+  a.send('second');
+  for (const f of toB.splice(0)) b.receive(f, bSide);
+  assert.deepEqual(gotB, [], 'second is held until first arrives');
+  timers.run(); // the retransmit timer fires
+  for (const f of toB.splice(0)) b.receive(f, bSide);
+  assert.deepEqual(gotB, ['first', 'second']);
+});

@@ -1,0 +1,43 @@
+// Regression (issue 2): closing a session while werift is mid-setLocalDescription left its
+// ICE loop polling forever, so a process that closed everything never exited.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const script = `
+import { startSignalServer, resolveSignalConfig } from '${dist}/signaling/index.js';
+import { DeviceAgent, SimGpio } from '${dist}/device/index.js';
+import { connect } from '${dist}/controller/index.js';
+const s = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => {} }));
+const a = await DeviceAgent.start({ server: s.url, name: 'x', gpio: new SimGpio(), version: '0' });
+for (let i = 0; i < 3; i++) {
+  const c = await connect({ server: s.url, code: a.pairingCode });
+  await c.write(20, i % 2);
+  await c.close(); // at once: the device is still answering the offer
+}
+await a.stop();
+await s.close();
+console.log('closed');
+`;
+
+test('issue 2: a process that closes its controller, device and server exits by itself', async () => {
+  const p = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (out += d));
+  const code = await new Promise<number | null>((resolve) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve(null);
+    }, 15_000);
+    p.on('exit', (c) => {
+      clearTimeout(t);
+      resolve(c);
+    });
+  });
+  assert.match(out, /closed/);
+  assert.equal(code, 0, `did not exit on its own within 15 s; output: ${out}`);
+});
