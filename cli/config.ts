@@ -4,7 +4,7 @@
  * reads process.argv or process.env; main() passes them in.
  */
 import { hostname } from 'node:os';
-import { PinholeError, parseCode, MAX_PIN } from '../link/index.js';
+import { PinholeError, parseCode, parseIceServer, MAX_PIN, type IceServer } from '../link/index.js';
 import { DEFAULT_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 
@@ -45,6 +45,8 @@ export interface DeviceCliConfig {
   direct: boolean;
   /** libmraa path for --gpio mraa (env PINHOLE_LIBMRAA). */
   libmraa: string | undefined;
+  /** Extra ICE servers from --ice-server (default none). */
+  iceServers: IceServer[];
 }
 
 /** `pinhole control` settings. */
@@ -55,6 +57,8 @@ export interface ControlCliConfig {
   /** Timeout for connecting and for each command, ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs: number;
   direct: boolean;
+  /** Extra ICE servers from --ice-server (default none). */
+  iceServers: IceServer[];
 }
 
 const usage = (m: string): PinholeError => new PinholeError('usage', m);
@@ -100,6 +104,17 @@ export function parsePins(list: string): Set<number> {
   return pins;
 }
 
+/** Parses repeated `--ice-server` values. */
+export function parseIceServers(f: Flags): IceServer[] {
+  const v = f['ice-server'];
+  const list = v === undefined ? [] : Array.isArray(v) ? v : [String(v)];
+  return list.map((s) => {
+    const r = parseIceServer(s);
+    if (typeof r === 'string') throw usage(`--ice-server: ${r}`);
+    return r;
+  });
+}
+
 export function resolveSignal(f: Flags): SignalCliConfig {
   return {
     host: str(f, 'host') ?? DEFAULT_SIGNAL_HOST,
@@ -126,6 +141,7 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
     json: f.json === true,
     direct: f['no-direct'] !== true,
     libmraa: env.PINHOLE_LIBMRAA,
+    iceServers: parseIceServers(f),
   };
 }
 
@@ -138,5 +154,6 @@ export function resolveControl(f: Flags, env: Env): ControlCliConfig {
     json: f.json === true,
     timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
     direct: f['no-direct'] !== true,
+    iceServers: parseIceServers(f),
   };
 }

@@ -33,7 +33,10 @@ SIGINT/SIGTERM.
   --name NAME     name shown to controllers (default: this host's name)
   --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all)
   --json          one JSON object per line ({"event":"code","code":"..."} first)
-  --no-direct     relay only: never open a WebRTC data channel`;
+  --no-direct     relay only: never open a WebRTC data channel
+  --ice-server S  extra ICE server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT
+                  (werift uses the first STUN and the first TURN server; a stun: here replaces
+                  the signaling server's own)`;
 
 const control = `pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
 
@@ -50,6 +53,8 @@ Options:
   --json          one compact JSON object per line; the last carries "path"
   --timeout MS    for connecting and for each command (default 10000)
   --no-direct     relay only
+  --ice-server S  extra ICE server, repeatable (as for 'pinhole device'); with TURN the path
+                  may be "turn"
 Exit codes: 0 ok, 2 usage, 3 pairing refused (unknown or wrong code), 4 device unreachable or
 timed out, 5 the device refused the command (pin not allowed, bad value).`;
 

@@ -106,6 +106,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     pins: { type: 'string' },
     json: { type: 'boolean' },
     'no-direct': { type: 'boolean' },
+    'ice-server': { type: 'string', multiple: true },
   });
   if (values.help) return (io.stdout(HELP.device), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `device takes no arguments, got "${positionals[0]}"`);
@@ -136,6 +137,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     gpio,
     allowedPins: c.pins,
     direct: c.direct,
+    iceServers: c.iceServers,
     version: VERSION,
     onEvent: print,
   });
@@ -152,6 +154,7 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
     timeout: { type: 'string' },
     'no-direct': { type: 'boolean' },
+    'ice-server': { type: 'string', multiple: true },
     ...COMMAND_OPTIONS,
   });
   if (values.help) return (io.stdout(HELP.control), EXIT.ok);
@@ -160,7 +163,7 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
   const out = makeOutput(io, c.json);
   let dev: Device | undefined;
   try {
-    dev = await connect({ server: c.server, code: c.code, timeoutMs: c.timeoutMs, direct: c.direct });
+    dev = await connect({ server: c.server, code: c.code, timeoutMs: c.timeoutMs, direct: c.direct, iceServers: c.iceServers });
     if (command.cmd === 'shell') return await runShell(dev, out, io);
     await runCommand(dev, command, out, io.stopSignal());
     return EXIT.ok;

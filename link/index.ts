@@ -7,5 +7,5 @@ export { Link, type Path, type Transport, type Timers, type LinkEvents } from '.
 export { SignalClient, CONNECT_TIMEOUT_MS } from './signal-client.js';
 export { PeerSession, preloadDirect, type SessionOptions } from './session.js';
 export { type RtcConfig, type IceServer } from './rtc.js';
-export { iceConfigFor } from './ice-config.js';
+export { iceConfigFor, parseIceServer } from './ice-config.js';
 export { VERSION } from './version.js';

@@ -17,8 +17,11 @@ import { MAX_LINK_FRAME_BYTES } from './protocol.js';
 import { encodeControl, encodeData, parseFrame } from './frames.js';
 import { PinholeError } from './errors.js';
 
-/** Which path carries a link's frames. `none` while no transport is usable. */
-export type Path = 'relay' | 'direct' | 'none';
+/**
+ * Which path carries a link's frames: the server's WebSocket relay, a direct
+ * data channel, a data channel through a TURN server, or none while nothing is usable.
+ */
+export type Path = 'relay' | 'direct' | 'turn' | 'none';
 
 /** A way to carry frames: the relay through the server, or a data channel. */
 export interface Transport {
@@ -135,6 +138,7 @@ export class Link extends EventEmitter<LinkEvents> {
       this.relay = t;
       if (!this.current) this.use(t);
     } else {
+      // A data channel, direct or through TURN: used once it answers a probe.
       this.direct = t;
       this.directVerified = false;
       this.startProbing(t);

@@ -76,11 +76,14 @@ export interface DirectPathEvents {
 
 /** A Transport over one werift data channel, with bounded bytes in flight. */
 export class DataChannelTransport implements Transport {
-  readonly path = 'direct' as const;
   private readonly queue: string[] = [];
   private queuedBytes = 0;
 
-  constructor(private readonly dc: RTCDataChannel) {
+  /** @param path 'turn' when the selected candidate pair goes through a TURN server. */
+  constructor(
+    private readonly dc: RTCDataChannel,
+    readonly path: 'direct' | 'turn' = 'direct',
+  ) {
     dc.bufferedAmountLowThreshold = DC_LOW_WATER_BYTES;
     dc.bufferedAmountLow.subscribe(() => this.flush());
   }
@@ -295,13 +298,20 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     if (dc.label !== DC_LABEL) return;
     dc.stateChanged.subscribe((s) => {
       if (s === 'open' && !this.transport && !this.closed) {
-        this.transport = new DataChannelTransport(dc);
+        this.transport = new DataChannelTransport(dc, this.selectedPath());
         this.emit('up', this.transport);
       } else if (s === 'closed') this.down();
     });
     dc.onMessage.subscribe((data) => {
       if (this.transport) this.onFrame(data, this.transport);
     });
+  }
+
+  /** 'turn' if the nominated pair has a relayed candidate on either end. */
+  private selectedPath(): 'direct' | 'turn' {
+    const pair = this.pc.iceTransports[0]?.connection.nominated;
+    const types = [pair?.protocol.localCandidate?.type, pair?.remoteCandidate.type];
+    return types.includes('relay') ? 'turn' : 'direct';
   }
 
   private down(): void {
