@@ -94,7 +94,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     });
   }
 
-  /** The path commands travel on: 'relay', 'direct', or 'none'. */
+  /** The path commands travel on: 'relay', 'direct', 'turn', or 'none'. */
   get path(): Path {
     return this.session.path;
   }
@@ -136,16 +136,16 @@ export class Device extends EventEmitter<DeviceEvents> {
     return this.call('device.info', {});
   }
 
-  /** Resolves true once the path is direct, false if it is not within `timeoutMs`. */
+  /** Resolves true once the path is a data channel ('direct' or 'turn'), false if not within `timeoutMs`. */
   whenDirect(timeoutMs: number): Promise<boolean> {
-    if (this.path === 'direct') return Promise.resolve(true);
+    if (this.path === 'direct' || this.path === 'turn') return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.off('path', on);
         resolve(false);
       }, timeoutMs);
       const on = (p: Path): void => {
-        if (p !== 'direct') return;
+        if (p !== 'direct' && p !== 'turn') return;
         clearTimeout(t);
         this.off('path', on);
         resolve(true);
