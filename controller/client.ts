@@ -204,6 +204,11 @@ export class Device extends EventEmitter<DeviceEvents> {
       if (this.session.path === 'none') this.shutdown(new PinholeError('peer-left', 'the device disconnected'));
       return;
     }
+    if (m.type === 'peer') {
+      // The device is back on the server (same session): the relay works again.
+      this.session.attachSignal(this.signal);
+      return;
+    }
     this.session.handleServerMessage(m);
   }
 

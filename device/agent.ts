@@ -152,7 +152,10 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
   private onMessage(m: ServerMessage): void {
     switch (m.type) {
       case 'peer':
-        void this.startSession(m.session);
+        // The same session again means we reconnected to the server: keep its Link (and any direct path).
+        if (this.current?.id === m.session) {
+          if (this.signal) this.current.session.attachSignal(this.signal);
+        } else void this.startSession(m.session);
         return;
       case 'peer-left':
         if (this.current?.id === m.session) {
