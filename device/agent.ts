@@ -115,17 +115,25 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
 
   private async connect(): Promise<void> {
     const signal = await SignalClient.connect(this.cfg.server);
+    // `peer` can arrive in the same read as `registered` (a controller was waiting):
+    // hold everything that comes before we are listening for real.
+    const early: ServerMessage[] = [];
+    const hold = (m: ServerMessage): void => void early.push(m);
+    signal.on('message', hold);
     try {
       await this.register(signal);
     } catch (e) {
       signal.close();
       throw e;
+    } finally {
+      signal.off('message', hold);
     }
     this.attempt = 0;
     this.signal = signal;
     signal.on('message', (m) => this.onMessage(m));
     signal.on('close', () => this.onSignalClosed(signal));
     this.current?.session.attachSignal(signal);
+    for (const m of early) if (m.type !== 'registered' && m.type !== 'error') this.onMessage(m);
   }
 
   private async register(signal: SignalClient): Promise<void> {

@@ -110,3 +110,20 @@ test('issue 2: after a controller leaves, another can pair with the same code', 
     await d.agent.stop();
   }
 });
+
+test('issue 2: a controller waiting for an offline device is served when the device comes back', async () => {
+  const first = await startDevice(server, { code: 'BACK-SOON-77' });
+  await first.agent.stop(); // the code stays known for the server's grace period
+  const pending = connect({ server: server.url, code: 'back-soon-77', timeoutMs: 8000 });
+  await new Promise((r) => setTimeout(r, 300)); // the controller is now waiting in the room
+  // registered and peer reach the new device together: neither may be lost.
+  const again = await startDevice(server, { code: 'BACK-SOON-77' });
+  const dev = await pending;
+  try {
+    await dev.write(20, 1);
+    assert.equal(again.gpio.read(20), 1);
+  } finally {
+    await dev.close();
+    await again.agent.stop();
+  }
+});
