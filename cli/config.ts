@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { PinholeError, parseCode, parseIceServer, MAX_PIN, type IceServer } from '../link/index.js';
-import { DEFAULT_TIMEOUT_MS } from '../controller/index.js';
+import { DEFAULT_TIMEOUT_MS, DEFAULT_DOCTOR_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 
 /** Flags as node:util parseArgs returns them. */
@@ -27,6 +27,16 @@ export interface SignalCliConfig {
   port: number;
   /** STUN UDP port (default 3478; 0 = any free port). */
   stunPort: number;
+  /** Second IP address for RFC 5780 (--stun-alt-host); null = none (default). */
+  stunAltHost: string | null;
+}
+
+/** `pinhole doctor` settings. */
+export interface DoctorCliConfig {
+  server: string;
+  json: boolean;
+  /** Timeout of the /healthz request and of each STUN test, ms (default DEFAULT_DOCTOR_TIMEOUT_MS). */
+  timeoutMs: number;
 }
 
 /** `pinhole device` settings. */
@@ -120,6 +130,15 @@ export function resolveSignal(f: Flags): SignalCliConfig {
     host: str(f, 'host') ?? DEFAULT_SIGNAL_HOST,
     port: intFlag(f, 'port', DEFAULT_SIGNAL_PORT, 0, 65535),
     stunPort: intFlag(f, 'stun-port', DEFAULT_STUN_PORT, 0, 65535),
+    stunAltHost: str(f, 'stun-alt-host') ?? null,
+  };
+}
+
+export function resolveDoctor(f: Flags, env: Env): DoctorCliConfig {
+  return {
+    server: serverUrl(f, env),
+    json: f.json === true,
+    timeoutMs: intFlag(f, 'timeout', DEFAULT_DOCTOR_TIMEOUT_MS, 1, 60_000),
   };
 }
 

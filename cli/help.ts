@@ -4,21 +4,26 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
-  pinhole signal [--host H] [--port P] [--stun-port U]
+  pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
   pinhole device --server URL [--code CODE] [--gpio sim|mraa] [--name NAME] [--pins LIST] [--json]
   pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
       COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
                | watch PIN [--count N] | info | shell
+  pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
 
 Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 pairing refused,
-4 device unreachable or timed out, 5 command refused by the device.`;
+4 server or device unreachable or timed out, 5 command refused by the device.`;
 
-const signal = `pinhole signal [--host H] [--port P] [--stun-port U]
+const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
-  --host H        address to bind (default 0.0.0.0)
-  --port P        WebSocket/HTTP port (default 8080; 0 = any free port). GET /healthz answers 200.
-  --stun-port U   STUN UDP port (default 3478; 0 = any free port)
+  --host H           address to bind (default 0.0.0.0)
+  --port P           WebSocket/HTTP port (default 8080; 0 = any free port). GET /healthz answers 200.
+  --stun-port U      STUN UDP port (default 3478; 0 = any free port)
+  --stun-alt-host A  a second IP address of this machine: enables NAT behaviour discovery
+                     (RFC 5780) for 'pinhole doctor'. STUN then listens on H and A, each on U and
+                     U+1 (with --stun-port 0, a free pair). Needs --host to be this machine's
+                     primary IP (not 0.0.0.0), of the same family as A.
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
 
@@ -64,4 +69,15 @@ Starts a signaling server on a free loopback port, a device on the simulated boa
 pairs them and blinks pin 20 (20 toggles, 300 ms apart, like the original script), showing the path
 each command took and when the link became direct.`;
 
-export const HELP = { main, signal, device, control, demo };
+const doctor = `pinhole doctor --server URL [--json] [--timeout MS]
+
+Tells what your network allows, like 'tailscale netcheck': whether UDP works, your public address,
+your NAT's mapping and filtering behaviour (RFC 5780 tests against the server's STUN server, which
+needs 'pinhole signal --stun-alt-host'), hairpinning, latency, and a verdict: direct connections
+likely, or relay will be used, and why.
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
+  --json          one JSON object instead of the text report
+  --timeout MS    for the server's /healthz and for each STUN test (default 1500)
+Exit codes: 0 the tests ran (whatever the verdict), 2 usage, 4 server unreachable.`;
+
+export const HELP = { main, signal, device, control, demo, doctor };

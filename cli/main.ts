@@ -8,10 +8,11 @@ import { connect, type Device } from '../controller/index.js';
 import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
 import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
 import { EXIT, exitCodeFor } from './exit.js';
-import { resolveControl, resolveDevice, resolveSignal, type Env, type Flags } from './config.js';
+import { resolveControl, resolveDevice, resolveDoctor, resolveSignal, type Env, type Flags } from './config.js';
 import { COMMAND_OPTIONS, buildCommand, runCommand, type Output } from './commands.js';
 import { runShell } from './shell.js';
 import { runDemo } from './demo.js';
+import { doctor } from './doctor.js';
 import { HELP } from './help.js';
 
 /** Process I/O, injectable so tests can run main() in-process. */
@@ -69,8 +70,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await controlCmd(rest, io);
       case 'demo':
         return await demoCmd(rest, io);
+      case 'doctor':
+        return await doctorCmd(rest, io);
       default:
-        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control or demo`);
+        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control, doctor or demo`);
     }
   } catch (e) {
     return fail(io, e, json);
@@ -78,11 +81,18 @@ export async function main(argv: string[], io: Io): Promise<number> {
 }
 
 async function signalCmd(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { host: { type: 'string' }, port: { type: 'string' }, 'stun-port': { type: 'string' } });
+  const { values, positionals } = parse(args, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'stun-port': { type: 'string' },
+    'stun-alt-host': { type: 'string' },
+  });
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
   const c = resolveSignal(values);
-  const server = await startSignalServer(resolveSignalConfig({ host: c.host, port: c.port, stunPort: c.stunPort, log: io.stdout }));
+  const server = await startSignalServer(
+    resolveSignalConfig({ host: c.host, port: c.port, stunPort: c.stunPort, stunAltHost: c.stunAltHost, log: io.stdout }),
+  );
   await io.stopSignal();
   await server.close();
   return EXIT.ok;
@@ -172,6 +182,15 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
   } finally {
     await dev?.close();
   }
+}
+
+async function doctorCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
+  if (values.help) return (io.stdout(HELP.doctor), EXIT.ok);
+  if (positionals.length) throw new PinholeError('usage', `doctor takes no arguments, got "${positionals[0]}"`);
+  const c = resolveDoctor(values, io.env);
+  await doctor(c, io.stdout);
+  return EXIT.ok;
 }
 
 async function demoCmd(args: string[], io: Io): Promise<number> {

@@ -1,3 +1,22 @@
 /** The controller API: connect() to a device by code and drive its pins. */
 export { connect, Device, DEFAULT_TIMEOUT_MS, type ConnectOptions, type Change, type DeviceInfo, type DeviceEvents } from './client.js';
 export { PinholeError, isPinholeError, type ErrorCode, type Path } from '../link/index.js';
+export {
+  runDoctor,
+  DEFAULT_DOCTOR_TIMEOUT_MS,
+  STUN_RTO_MS,
+  LATENCY_SAMPLES,
+  type DoctorOptions,
+  type DoctorReport,
+  type ProbeSummary,
+} from './doctor.js';
+export {
+  classifyNat,
+  type NatObservations,
+  type NatReport,
+  type Probe,
+  type Endpoint,
+  type Behaviour,
+  type BehaviourResult,
+  type Verdict,
+} from './nat-behaviour.js';

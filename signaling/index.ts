@@ -21,5 +21,5 @@ export {
   DEFAULT_ROUTER_LIMITS,
 } from './router.js';
 export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';
-export { startStunServer } from './stun.js';
-export type { StunServerHandle, StunServerOptions, StunStats } from './stun.js';
+export { startStunServer, bindingResponse, CHANGE_IP, CHANGE_PORT } from './stun.js';
+export type { StunServerHandle, StunServerOptions, StunStats, StunEndpoint } from './stun.js';

@@ -6,8 +6,9 @@
  *
  * Logs: one JSON object per line through `cfg.log`. The first line is always
  *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","stun":"udp://HOST:PORT"}
- * with the real bound ports ("stun": null when STUN is off). No line ever
- * carries a pairing code, a session id, relay data or a message body.
+ * with the real bound ports ("stun": null when STUN is off), plus
+ * "stunAlt":"udp://ALT:PORT+1" when an alternate STUN address is set. No line
+ * ever carries a pairing code, a session id, relay data or a message body.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,7 +17,7 @@ import { nanoid } from 'nanoid';
 import { MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
 import { PinholeError } from '../link/errors.js';
 import { Router, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
-import { startStunServer, type StunServerHandle, type StunStats } from './stun.js';
+import { altHostProblem, startStunServer, type StunEndpoint, type StunServerHandle, type StunStats } from './stun.js';
 
 /** Default WebSocket/HTTP port. */
 export const DEFAULT_SIGNAL_PORT = 8080;
@@ -59,6 +60,13 @@ export interface SignalServerConfig {
   port: number;
   /** STUN UDP port. Default 3478; 0 picks a free port; null (or -1 given to the resolver) runs no STUN, and peers are told stunPort 0. */
   stunPort: number | null;
+  /**
+   * A second IP address of this machine for RFC 5780 NAT behaviour discovery
+   * (`pinhole doctor`); STUN then also listens on stunPort + 1 and on both
+   * ports of this address. Needs `host` to be a specific IP of the same
+   * family. Default null (one STUN socket, no discovery).
+   */
+  stunAltHost: string | null;
   /** Receives each log line (one JSON object, no newline). Default: writes the line to stdout. */
   log: (line: string) => void;
   /** Clock for the router, in ms. Default Date.now. */
@@ -87,6 +95,13 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   if (!isPort(port)) throw new PinholeError('usage', `port must be an integer 0..65535, got ${String(port)}`);
   if (stunPort !== null && !isPort(stunPort)) throw new PinholeError('usage', `stunPort must be an integer 0..65535, -1 or null, got ${String(stunPort)}`);
   if (typeof host !== 'string' || host.length === 0) throw new PinholeError('usage', 'host must be a non-empty string');
+  const stunAltHost = partial.stunAltHost ?? null;
+  if (stunAltHost !== null) {
+    if (stunPort === null) throw new PinholeError('usage', 'a STUN alternate host needs STUN: stunPort must not be off');
+    if (stunPort === 65535) throw new PinholeError('usage', 'with a STUN alternate host the STUN port must leave room for port + 1 (at most 65534)');
+    const problem = altHostProblem(host, stunAltHost);
+    if (problem) throw new PinholeError('usage', problem);
+  }
   const keepaliveIntervalMs = partial.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS;
   const tickIntervalMs = partial.tickIntervalMs ?? TICK_INTERVAL_MS;
   if (!(keepaliveIntervalMs > 0) || !(tickIntervalMs > 0)) throw new PinholeError('usage', 'intervals must be positive');
@@ -94,6 +109,7 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     host,
     port,
     stunPort,
+    stunAltHost,
     log: partial.log ?? stdoutLine,
     clock: partial.clock ?? Date.now,
     limits: { ...partial.limits },
@@ -119,6 +135,8 @@ export interface SignalServer {
   port: number;
   /** Bound STUN UDP port, or null when STUN is off. */
   stunPort: number | null;
+  /** The alternate STUN address and port (RFC 5780), or null when not configured. */
+  stunAlt: StunEndpoint | null;
   stats(): SignalServerStats;
   /** Terminates every socket and closes the listeners; resolves when all are closed. Safe to call twice. */
   close(): Promise<void>;
@@ -152,7 +170,9 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   };
 
   const stun: StunServerHandle | null =
-    cfg.stunPort === null ? null : await startStunServer({ host: cfg.host, port: cfg.stunPort, log: (e, f) => log(e, f) });
+    cfg.stunPort === null
+      ? null
+      : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
 
   const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), limits: cfg.limits });
   const peers = new Map<ConnId, Peer>();
@@ -236,7 +256,18 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
         return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
       }
       const s = router.stats;
-      return reply(res, 200, { ok: true, conns: s.conns, rooms: s.rooms, devices: s.devices, controllers: s.controllers, stun: stun !== null });
+      // stunPort/stunAltHost/stunAltPort let `pinhole doctor` find STUN from the server URL alone.
+      return reply(res, 200, {
+        ok: true,
+        conns: s.conns,
+        rooms: s.rooms,
+        devices: s.devices,
+        controllers: s.controllers,
+        stun: stun !== null,
+        stunPort: stun?.port ?? 0,
+        stunAltHost: stun?.alt?.address ?? null,
+        stunAltPort: stun?.alt?.port ?? null,
+      });
     }
     reply(res, 404, { ok: false, error: 'not-found' });
   });
@@ -267,7 +298,12 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
   const h = urlHost(cfg.host);
   const url = `ws://${h}:${port}`;
-  emit('listening', { ws: url, http: `http://${h}:${port}/healthz`, stun: stun ? `udp://${h}:${stun.port}` : null });
+  emit('listening', {
+    ws: url,
+    http: `http://${h}:${port}/healthz`,
+    stun: stun ? `udp://${h}:${stun.port}` : null,
+    ...(stun?.alt ? { stunAlt: `udp://${urlHost(stun.alt.address)}:${stun.alt.port}` } : {}),
+  });
   listening = true;
   for (const [e, f] of early.splice(0)) emit(e, f);
 
@@ -298,6 +334,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     host: cfg.host,
     port,
     stunPort: stun?.port ?? null,
+    stunAlt: stun?.alt ?? null,
     stats: () => ({ ...router.stats, sockets: peers.size, stun: stun?.stats() ?? null }),
     close() {
       closing ??= (async () => {

@@ -1,0 +1,49 @@
+/**
+ * `pinhole doctor`: what the network allows, in the manner of
+ * `tailscale netcheck`. The tests run in controller/doctor.ts; this file only
+ * renders the report as text or as one JSON object.
+ */
+import { runDoctor, type DoctorReport } from '../controller/index.js';
+
+/** Runs the doctor and prints its report; resolves when done (exit 0 whatever the verdict). */
+export async function doctor(opts: { server: string; timeoutMs: number; json: boolean }, print: (s: string) => void): Promise<void> {
+  const r = await runDoctor({ server: opts.server, timeoutMs: opts.timeoutMs });
+  print(opts.json ? JSON.stringify({ ok: true, ...r }) : formatDoctorReport(r));
+}
+
+const BEHAVIOUR_MEANING: Record<string, string> = {
+  'mapping:endpoint-independent': 'one public port for every destination',
+  'mapping:address-dependent': 'a new public port for each destination IP',
+  'mapping:address-and-port-dependent': 'a new public port for each destination IP and port: a symmetric NAT',
+  'filtering:endpoint-independent': 'anyone may send to your public port once it is open',
+  'filtering:address-dependent': 'only IPs you have sent to may answer',
+  'filtering:address-and-port-dependent': 'only the exact IP and port you sent to may answer',
+};
+
+/** The human report. */
+export function formatDoctorReport(r: DoctorReport): string {
+  const out: string[] = ['Report:'];
+  const item = (label: string, value: string, note?: string) => out.push(`  * ${label}: ${value}${note ? ` (${note})` : ''}`);
+  item('Server', r.server);
+  item('STUN', r.stun ?? 'none', r.stunAlt ? `alternate ${r.stunAlt}` : undefined);
+  item('UDP', r.udp === 'ok' ? 'yes' : r.udp === 'blocked' ? 'no, blocked' : 'not tested', r.notes.udp);
+  if (r.publicAddress) {
+    const where = r.nat === 'none' ? 'no NAT' : r.nat === 'yes' ? 'behind a NAT' : undefined;
+    item('Public address', r.publicAddress, [where, r.localAddress && r.nat === 'yes' ? `local ${r.localAddress}` : undefined].filter(Boolean).join('; ') || undefined);
+  }
+  item(
+    'Behaviour discovery',
+    r.discovery === 'available' ? 'RFC 5780' : r.discovery === 'unavailable' ? 'unavailable on this server' : 'not tested',
+    r.notes.discovery,
+  );
+  for (const k of ['mapping', 'filtering'] as const) {
+    const v = r[k];
+    const label = k === 'mapping' ? 'Mapping' : 'Filtering';
+    item(label, v, r.notes[k] ?? BEHAVIOUR_MEANING[`${k}:${v}`]);
+  }
+  item('Hairpinning', r.hairpinning === 'not-tested' ? 'not tested' : r.hairpinning, r.notes.hairpinning);
+  item('Latency', r.latencyMs === null ? 'n/a' : `${r.latencyMs.toFixed(1)} ms to the STUN server`);
+  item('Verdict', r.summary);
+  for (const why of r.reasons) out.push(`      - ${why}`);
+  return out.join('\n');
+}
