@@ -33,14 +33,13 @@ function pinArg(s: string | undefined, cmd: string): number {
 
 /** Builds a command from positionals (`write 20 1`) and command flags (`--times 4`). */
 export function buildCommand(pos: string[], f: Flags): Command {
-  const [cmd, a, b, ...rest] = pos;
+  const [cmd, a, b] = pos;
   const extra = (n: number): void => {
     if (pos.length > n) throw usage(`${cmd}: unexpected argument "${pos[n]}"`);
   };
   const only = (...allowed: string[]): void => {
     for (const k of Object.keys(COMMAND_OPTIONS)) if (f[k] !== undefined && !allowed.includes(k)) throw usage(`--${k} does not apply to ${cmd}`);
   };
-  void rest;
   switch (cmd) {
     case 'write': {
       only();

@@ -74,8 +74,6 @@ export class Device extends EventEmitter<DeviceEvents> {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
-  /** When connect() began (performance.now(), ms); for timing the path change. */
-  readonly connectedAt = performance.now();
 
   /** @internal use connect() */
   constructor(

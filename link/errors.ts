@@ -12,7 +12,6 @@ export type LocalErrorCode =
   | 'device-offline' // the code is known but its device is not connected
   | 'peer-left' // the other side went away during a session
   | 'link-closed' // the link was closed (locally or because every path died)
-  | 'bad-frame' // a peer sent a frame that failed validation
   | 'overflow' // too many frames unacknowledged or out of order
   | 'usage'; // bad arguments to an API call
 
