@@ -4,7 +4,7 @@
  * reads process.argv or process.env; main() passes them in.
  */
 import { hostname } from 'node:os';
-import { PinholeError, parseCode, parseIceServer, MAX_PIN, type IceServer } from '../link/index.js';
+import { PinholeError, isValidPeerName, parsePairingCode, parseIceServer, resolveStateDir, IdentityError, MAX_PIN, type IceServer } from '../link/index.js';
 import { DEFAULT_TIMEOUT_MS, DEFAULT_DOCTOR_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 
@@ -16,6 +16,10 @@ export interface Env {
   PINHOLE_SERVER?: string;
   /** Path to libmraa.so for --gpio mraa. */
   PINHOLE_LIBMRAA?: string;
+  /** Default for --state-dir: $XDG_CONFIG_HOME/pinhole. */
+  XDG_CONFIG_HOME?: string;
+  /** Default for --state-dir: $HOME/.config/pinhole. */
+  HOME?: string;
 }
 
 
@@ -41,9 +45,16 @@ export interface DoctorCliConfig {
 
 /** `pinhole device` settings. */
 export interface DeviceCliConfig {
+  /** What to do: serve (default), list trusted controllers (--controllers), or remove one (--revoke). */
+  action: { kind: 'run' } | { kind: 'list' } | { kind: 'revoke'; who: string };
+  /** Server URL; '' for list/revoke, which need none. */
   server: string;
-  /** Fixed code; undefined = generate one. */
+  /** First pairing code; undefined = generate one. */
   code: string | undefined;
+  /** Offer a pairing code (default true; --no-pairing turns it off). */
+  pairing: boolean;
+  /** Identity, DTLS certificate and trusted controllers (default $XDG_CONFIG_HOME/pinhole or ~/.config/pinhole). */
+  stateDir: string;
   /** GPIO backend (default 'sim'). */
   gpio: 'sim' | 'mraa';
   /** Name shown by `info` (default: this host's name). */
@@ -61,8 +72,16 @@ export interface DeviceCliConfig {
 
 /** `pinhole control` settings. */
 export interface ControlCliConfig {
-  server: string;
-  code: string;
+  /** Server URL; undefined with a paired NAME (the one saved at pairing is used). */
+  server: string | undefined;
+  /** First pairing: the code; else undefined. */
+  code: string | undefined;
+  /** Later sessions: the paired device's NAME (first positional); else undefined. */
+  device: string | undefined;
+  /** Identity and paired devices (default as for the device). */
+  stateDir: string;
+  /** Name the device shows for us (default: this host's name). */
+  name: string;
   json: boolean;
   /** Timeout for connecting and for each command, ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs: number;
@@ -142,20 +161,41 @@ export function resolveDoctor(f: Flags, env: Env): DoctorCliConfig {
   };
 }
 
+/** The state dir from --state-dir or the environment. */
+export function stateDirOf(f: Flags, env: Env): string {
+  try {
+    return resolveStateDir(env, str(f, 'state-dir'));
+  } catch (e) {
+    throw usage((e as IdentityError).message);
+  }
+}
+
+function peerName(f: Flags): string {
+  const name = str(f, 'name') ?? hostname().slice(0, 64);
+  if (!isValidPeerName(name)) throw usage('--name must be 1-64 printable characters with no leading or trailing space');
+  return name;
+}
+
 export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   const gpio = str(f, 'gpio') ?? 'sim';
   if (gpio !== 'sim' && gpio !== 'mraa') throw usage(`--gpio must be sim or mraa, not ${gpio}`);
   const code = str(f, 'code');
   if (code !== undefined) {
-    const p = parseCode(code);
+    const p = parsePairingCode(code);
     if (!p.ok) throw usage(`--code: ${p.reason}`);
   }
+  const revoke = str(f, 'revoke');
+  if (revoke !== undefined && f.controllers === true) throw usage('--controllers and --revoke do not go together');
+  const action: DeviceCliConfig['action'] = revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
   const pins = str(f, 'pins');
   return {
-    server: serverUrl(f, env),
+    action,
+    server: action.kind === 'run' ? serverUrl(f, env) : '',
     code,
+    pairing: f['no-pairing'] !== true,
+    stateDir: stateDirOf(f, env),
     gpio,
-    name: str(f, 'name') ?? hostname(),
+    name: peerName(f),
     pins: pins === undefined ? undefined : parsePins(pins),
     json: f.json === true,
     direct: f['no-direct'] !== true,
@@ -164,15 +204,33 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   };
 }
 
-export function resolveControl(f: Flags, env: Env): ControlCliConfig {
+/**
+ * Resolves `pinhole control`. With --code the positionals are the command;
+ * without, the first one names a paired device. Returns the config and the
+ * command's positionals.
+ */
+export function resolveControl(f: Flags, env: Env, positionals: string[]): { config: ControlCliConfig; command: string[] } {
   const code = str(f, 'code');
-  if (!code) throw usage('--code CODE is required: the pairing code the device printed');
-  return {
-    server: serverUrl(f, env),
+  let device: string | undefined;
+  let command = positionals;
+  if (code === undefined) {
+    device = positionals[0];
+    if (device === undefined) throw usage('name a paired device (pinhole control NAME COMMAND), or pair first with --code CODE --server URL');
+    command = positionals.slice(1);
+  } else {
+    const p = parsePairingCode(code);
+    if (!p.ok) throw usage(`--code: ${p.reason}`);
+  }
+  const explicitServer = str(f, 'server') ?? env.PINHOLE_SERVER;
+  return { config: {
+    server: code !== undefined || explicitServer !== undefined ? serverUrl(f, env) : undefined,
     code,
+    device,
+    stateDir: stateDirOf(f, env),
+    name: peerName(f),
     json: f.json === true,
     timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
     direct: f['no-direct'] !== true,
     iceServers: parseIceServers(f),
-  };
+  }, command };
 }

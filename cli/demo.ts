@@ -4,7 +4,10 @@
  * the original blink on pin 20 as individual commands so each one shows the
  * path it took, and when the link became direct.
  */
-import { VERSION, formatCode } from '../link/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VERSION } from '../link/index.js';
 import { connect } from '../controller/index.js';
 import { DeviceAgent, SimGpio } from '../device/index.js';
 import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
@@ -31,19 +34,24 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const sim = new SimGpio({ board: 'sim (demo)' });
   let agent: DeviceAgent | undefined;
   let dev: Awaited<ReturnType<typeof connect>> | undefined;
+  // Throwaway identities: the demo pairs afresh each run and leaves nothing in ~/.config.
+  const stateRoot = mkdtempSync(join(tmpdir(), 'pinhole-demo-'));
   try {
     out.line(
       { event: 'start', server: server.url, stunPort: server.stunPort, pin: DEMO_PIN, times: o.times, intervalMs: o.intervalMs },
       `pinhole demo: signaling server ${server.url} (STUN udp/${server.stunPort}), simulated board, blink pin ${DEMO_PIN}: ${o.times} toggles, ${o.intervalMs} ms apart`,
     );
-    agent = await DeviceAgent.start({ server: server.url, name: 'demo-board', gpio: sim, direct: o.direct, version: VERSION });
-    const code = formatCode(agent.pairingCode);
+    agent = await DeviceAgent.start({ server: server.url, name: 'demo-board', stateDir: join(stateRoot, 'device'), gpio: sim, direct: o.direct, version: VERSION });
+    const code = agent.pairingCode!;
     out.line({ event: 'code', code }, `device registered; pairing code: ${code}`);
 
     const t0 = performance.now();
     const at = (): number => performance.now() - t0;
-    dev = await connect({ server: server.url, code, direct: o.direct, timeoutMs: DEMO_CONNECT_TIMEOUT_MS });
-    out.line({ event: 'paired', ms: round(at()), path: dev.path }, `controller paired in ${round(at())} ms, path: ${dev.path}`);
+    dev = await connect({ server: server.url, code, stateDir: join(stateRoot, 'controller'), name: 'demo-laptop', direct: o.direct, timeoutMs: DEMO_CONNECT_TIMEOUT_MS });
+    out.line(
+      { event: 'paired', ms: round(at()), path: dev.path, device: dev.fingerprint },
+      `controller paired in ${round(at())} ms (CPace on the code, then a signed handshake; device ${dev.fingerprint}), path: ${dev.path}`,
+    );
     let directAt: number | undefined;
     dev.on('path', (p, prev) => {
       if (p === 'direct' && directAt === undefined) directAt = at();
@@ -82,6 +90,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     await agent?.stop();
     sim.close();
     await server.close();
+    rmSync(stateRoot, { recursive: true, force: true });
   }
 }
 

@@ -8,7 +8,7 @@ export const EXIT = {
   internal: 1,
   /** Bad arguments. */
   usage: 2,
-  /** Pairing refused: unknown, malformed or expired code. */
+  /** Refused: unknown, wrong, spent or expired code; not paired or revoked; the handshake failed or the server tampered with it. */
   refused: 3,
   /** Server or device unreachable, or timed out. */
   unreachable: 4,
@@ -18,10 +18,27 @@ export const EXIT = {
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
   usage: EXIT.usage,
-  'bad-code': EXIT.refused,
-  'unknown-code': EXIT.refused,
+  'unknown-controller': EXIT.usage,
+  'identity-no-state-dir': EXIT.usage,
+  'identity-permissions': EXIT.usage,
+  'identity-dir-permissions': EXIT.usage,
+  'identity-owner': EXIT.usage,
+  'identity-not-file': EXIT.usage,
+  'identity-corrupt': EXIT.usage,
+  'identity-bad-input': EXIT.usage,
+  'identity-io': EXIT.usage,
+  'wrong-code': EXIT.refused,
+  'code-spent': EXIT.refused,
+  'not-paired': EXIT.refused,
+  'device-changed': EXIT.refused,
+  'bad-handshake': EXIT.refused,
+  'fingerprint-mismatch': EXIT.refused,
+  'unknown-device': EXIT.refused,
+  'join-limited': EXIT.unreachable,
+  'bad-room': EXIT.refused,
+  'unknown-room': EXIT.refused,
   expired: EXIT.refused,
-  'code-taken': EXIT.refused,
+  'room-taken': EXIT.refused,
   version: EXIT.refused,
   'server-unreachable': EXIT.unreachable,
   timeout: EXIT.unreachable,

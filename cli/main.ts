@@ -3,7 +3,7 @@
  * process.env; everything below gets resolved config objects.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { PinholeError, VERSION, formatCode } from '../link/index.js';
+import { IdentityError, PinholeError, VERSION, TrustedControllers, loadOrCreateIdentity } from '../link/index.js';
 import { connect, type Device } from '../controller/index.js';
 import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
 import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
@@ -29,6 +29,7 @@ function makeOutput(io: Io, json: boolean): Output {
 }
 
 function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> = {}): number {
+  if (e instanceof IdentityError) e = new PinholeError(e.code, e.message);
   const code = exitCodeFor(e);
   const err = e instanceof PinholeError ? e : undefined;
   const msg = err ? err.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
@@ -111,6 +112,10 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
     server: { type: 'string' },
     code: { type: 'string' },
+    'state-dir': { type: 'string' },
+    controllers: { type: 'boolean' },
+    revoke: { type: 'string' },
+    'no-pairing': { type: 'boolean' },
     gpio: { type: 'string' },
     name: { type: 'string' },
     pins: { type: 'string' },
@@ -121,14 +126,19 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.stdout(HELP.device), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `device takes no arguments, got "${positionals[0]}"`);
   const c = resolveDevice(values, io.env);
+  if (c.action.kind !== 'run') return trustCmd(c.action, c.stateDir, c.json, io);
   const gpio = await openGpio(c.gpio, c.libmraa);
   const print = (e: DeviceEvent): void => {
-    if (c.json) return io.stdout(JSON.stringify(e.event === 'code' ? { event: 'code', code: formatCode(e.code) } : e));
+    if (c.json) return io.stdout(JSON.stringify(e));
     switch (e.event) {
       case 'code':
-        return io.stdout(`pairing code: ${formatCode(e.code)}`);
+        return io.stdout(`pairing code: ${e.code}`);
       case 'controller':
-        return io.stdout('controller connected (relay)');
+        return io.stdout(e.paired ? `paired with controller "${e.name}" (${e.fingerprint}); it is now trusted` : `controller "${e.name}" connected (${e.fingerprint})`);
+      case 'refused':
+        return io.stderr(`pinhole: refused a controller: ${e.code}: ${e.message}`);
+      case 'security':
+        return io.stderr(`pinhole: ${e.code}: dropped a relay frame that did not come from the controller`);
       case 'controller-left':
         return io.stdout('controller left');
       case 'path':
@@ -143,6 +153,8 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   const agent = await DeviceAgent.start({
     server: c.server,
     code: c.code,
+    pairing: c.pairing,
+    stateDir: c.stateDir,
     name: c.name,
     gpio,
     allowedPins: c.pins,
@@ -151,9 +163,27 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     version: VERSION,
     onEvent: print,
   });
+  if (!c.json) io.stdout(`device "${c.name}" (${agent.fingerprint}) is online; paired controllers connect with: pinhole control ${c.name} COMMAND`);
   await io.stopSignal();
   await agent.stop();
   gpio.close();
+  return EXIT.ok;
+}
+
+/** `pinhole device --controllers` and `--revoke NAME`: edit the trust list, no server needed. */
+function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, stateDir: string, json: boolean, io: Io): number {
+  const me = loadOrCreateIdentity(stateDir);
+  const trusted = TrustedControllers.load(stateDir);
+  if (action.kind === 'list') {
+    const list = trusted.list();
+    if (json) io.stdout(JSON.stringify({ ok: true, device: me.fingerprint, controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })) }));
+    else if (list.length === 0) io.stdout('no trusted controllers (pair one: run the device and give its pairing code to the controller)');
+    else for (const e of list) io.stdout(`${e.name}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}`);
+    return EXIT.ok;
+  }
+  const removed = trusted.revoke(action.who);
+  if (removed.length === 0) throw new PinholeError('unknown-controller', `no trusted controller named "${action.who}" (see pinhole device --controllers)`);
+  for (const e of removed) io.stdout(json ? JSON.stringify({ ok: true, revoked: e.name, fingerprint: e.fingerprint }) : `revoked "${e.name}" (${e.fingerprint}); its next connection is refused`);
   return EXIT.ok;
 }
 
@@ -161,6 +191,8 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
     server: { type: 'string' },
     code: { type: 'string' },
+    'state-dir': { type: 'string' },
+    name: { type: 'string' },
     json: { type: 'boolean' },
     timeout: { type: 'string' },
     'no-direct': { type: 'boolean' },
@@ -168,12 +200,23 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
     ...COMMAND_OPTIONS,
   });
   if (values.help) return (io.stdout(HELP.control), EXIT.ok);
-  const c = resolveControl(values, io.env);
-  const command = buildCommand(positionals, values);
+  const { config: c, command: cmdArgs } = resolveControl(values, io.env, positionals);
+  const command = buildCommand(cmdArgs, values);
   const out = makeOutput(io, c.json);
   let dev: Device | undefined;
   try {
-    dev = await connect({ server: c.server, code: c.code, timeoutMs: c.timeoutMs, direct: c.direct, iceServers: c.iceServers });
+    dev = await connect({
+      ...(c.server !== undefined ? { server: c.server } : {}),
+      ...(c.code !== undefined ? { code: c.code } : { device: c.device! }),
+      stateDir: c.stateDir,
+      name: c.name,
+      timeoutMs: c.timeoutMs,
+      direct: c.direct,
+      iceServers: c.iceServers,
+    });
+    if (dev.pairedAs) {
+      io.stderr(`pinhole: paired with device "${dev.pairedAs.name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${dev.pairedAs.name} COMMAND`);
+    }
     if (command.cmd === 'shell') return await runShell(dev, out, io);
     await runCommand(dev, command, out, io.stopSignal());
     return EXIT.ok;

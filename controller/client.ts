@@ -1,15 +1,18 @@
 /**
  * The controller API, in the manner of Johnny-Five:
  *
- *   const dev = await connect({ server, code });
+ *   const dev = await connect({ server, code: 'K7QM-X3P-D9H', stateDir }); // first time: pairs
+ *   const dev = await connect({ device: 'kitchen', stateDir });            // afterwards: by name
  *   await dev.write(20, 1);
  *   dev.on('change', (c) => ...);
  *   await dev.close();
  *
- * Commands go over the relay at once and move to the direct path when it
- * opens; `dev.path` tells which is in use.
+ * Every session starts with an authenticated handshake over the server
+ * (link/handshake.ts); commands then go over the sealed relay at once and move
+ * to the direct path when it opens; `dev.path` tells which is in use.
  */
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import {
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
@@ -18,15 +21,22 @@ import {
   preloadDirect,
   PinholeError,
   SignalClient,
+  deviceRoom,
+  fingerprintOf,
   iceConfigFor,
-  parseCode,
+  loadOrCreateDtlsCert,
+  loadOrCreateIdentity,
   parseIncoming,
+  parsePairingCode,
+  KnownDevices,
   type ChangeNotification,
+  type ErrorCode,
   type IceServer,
   type Level,
   type Methods,
   type Method,
   type Path,
+  type PeerInfo,
   type PinMode,
   type ServerMessage,
 } from '../link/index.js';
@@ -34,12 +44,18 @@ import {
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-/** Options of connect(). */
+/** Options of connect(). Give `code` (first pairing) or `device` (a device paired before). */
 export interface ConnectOptions {
-  /** Signaling server URL, ws:// or wss://. */
-  server: string;
-  /** The device's pairing code, as typed (case and dashes do not matter). */
-  code: string;
+  /** Signaling server URL, ws:// or wss://. Required with `code`; with `device` it defaults to the one saved at pairing. */
+  server?: string;
+  /** First pairing: the code the device printed, as typed (case and dashes do not matter). Spent by this attempt. */
+  code?: string;
+  /** A device paired before, by the name it was saved under. */
+  device?: string;
+  /** Directory with this controller's identity and paired devices (created 0700). */
+  stateDir: string;
+  /** Name the device shows for this controller (default: this host's name). */
+  name?: string;
   /** Timeout for connecting and for each command, in ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Try the direct path (default true). */
@@ -56,6 +72,8 @@ export type DeviceInfo = Methods['device.info']['result'];
 
 export interface DeviceEvents {
   change: [c: Change];
+  /** A relay frame was dropped as forged, replayed or malformed (see docs/security.md). */
+  security: [code: string];
   path: [path: Path, previous: Path];
   /** The session ended: the device left or the connection died. */
   close: [reason: PinholeError | undefined];
@@ -74,6 +92,8 @@ export class Device extends EventEmitter<DeviceEvents> {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
+  /** Set by connect() when this session paired by code: the name the device was saved under, and the entry it replaced. */
+  pairedAs: { name: string; replaced: boolean } | undefined;
 
   /** @internal use connect() */
   constructor(
@@ -83,6 +103,8 @@ export class Device extends EventEmitter<DeviceEvents> {
   ) {
     super();
     session.on('message', (m) => this.onPayload(m));
+    session.on('security', (c) => this.emit('security', c));
+    session.on('refused', (code, message) => this.shutdown(new PinholeError(code as ErrorCode, message)));
     session.on('path', (p, prev) => this.emit('path', p, prev));
     session.on('rtc', (s) => this.emit('rtc', s));
     signal.on('message', (m) => this.onServer(m));
@@ -90,6 +112,17 @@ export class Device extends EventEmitter<DeviceEvents> {
       session.detachSignal();
       if (session.path === 'none') this.shutdown(new PinholeError('server-unreachable', 'lost the signaling server and no direct path'));
     });
+  }
+
+  /** The device as its handshake proved it: name, identity key, certificate fingerprint. */
+  get peer(): PeerInfo | undefined {
+    return this.session.peer;
+  }
+
+  /** The device's identity fingerprint, for people to compare (XXXX-XXXX-XXXX-XXXX). */
+  get fingerprint(): string | undefined {
+    const p = this.session.peer;
+    return p ? fingerprintOf(p.publicKey) : undefined;
   }
 
   /** The path commands travel on: 'relay', 'direct', 'turn', or 'none'. */
@@ -223,24 +256,70 @@ export class Device extends EventEmitter<DeviceEvents> {
   }
 }
 
+/** Resolves once the session is secured; rejects with the refusal, or `timeout`. */
+function whenSecured(session: PeerSession, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => done(new PinholeError('timeout', `the device did not complete the handshake within ${ms} ms`)), ms);
+    const done = (e?: PinholeError): void => {
+      clearTimeout(t);
+      session.off('secured', ok);
+      session.off('refused', no);
+      if (e) reject(e);
+      else resolve();
+    };
+    const ok = (): void => done();
+    const no = (code: string, message: string): void => done(new PinholeError(code as ErrorCode, message));
+    session.on('secured', ok);
+    session.on('refused', no);
+  });
+}
+
 /**
- * Pairs with the device holding `code` and returns it, ready for commands.
- * Rejects with PinholeError: `bad-code`/`unknown-code` (no such device),
- * `device-offline`, `room-full`, `server-unreachable` or `timeout`.
+ * Connects to a device: pairs with `code` the first time (and saves the
+ * device under its name in `stateDir`), or finds a paired `device` by name.
+ * Rejects with PinholeError: `usage`, `unknown-device`, `bad-room`/`unknown-room`
+ * (no such code), `wrong-code`, `code-spent`, `not-paired`, `device-changed`,
+ * `fingerprint-mismatch`, `device-offline`, `room-full`, `server-unreachable`,
+ * `timeout`, or an `identity-*` code for unusable state files.
  */
 export async function connect(opts: ConnectOptions): Promise<Device> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const parsed = parseCode(opts.code);
-  if (!parsed.ok) throw new PinholeError('bad-code', parsed.reason);
+  const direct = opts.direct ?? true;
+  if ((opts.code === undefined) === (opts.device === undefined)) throw new PinholeError('usage', 'give a pairing code (first time) or the name of a paired device');
+  const identity = loadOrCreateIdentity(opts.stateDir);
+  const known = KnownDevices.load(opts.stateDir);
+  let room: string;
+  let server: string;
+  let pairingSecret: string | undefined;
+  let expectDevice: Uint8Array | undefined;
+  if (opts.code !== undefined) {
+    const parsed = parsePairingCode(opts.code);
+    if (!parsed.ok) throw new PinholeError('usage', `code: ${parsed.reason}`);
+    if (!opts.server) throw new PinholeError('usage', 'pairing needs the server URL');
+    room = parsed.room;
+    pairingSecret = parsed.secret;
+    server = opts.server;
+  } else {
+    const entry = known.get(opts.device!);
+    if (!entry) throw new PinholeError('unknown-device', `no paired device named "${opts.device}"; pair first with --code`);
+    room = deviceRoom(entry.publicKey);
+    expectDevice = entry.publicKey;
+    server = opts.server ?? entry.server;
+  }
   const deadline = Date.now() + timeoutMs;
-  if (opts.direct ?? true) void preloadDirect();
-  const signal = await SignalClient.connect(opts.server, timeoutMs);
+  // werift (and the stored DTLS certificate) load while the WebSocket opens.
+  const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
+  dtls?.catch(() => undefined);
+  const signal = await SignalClient.connect(server, timeoutMs);
   try {
-    signal.send({ type: 'join', v: PROTOCOL_VERSION, code: parsed.code });
+    signal.send({ type: 'join', v: PROTOCOL_VERSION, room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');
-    if (r.type === 'error') throw new PinholeError(r.code, r.message);
+    if (r.type === 'error') {
+      if (r.code === 'unknown-room' && pairingSecret === undefined) throw new PinholeError('device-offline', `device "${opts.device}" is not connected to the server`);
+      throw new PinholeError(r.code, r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message);
+    }
     if (r.waiting) {
-      // The code is known but its device is not connected now: wait for it, up to the timeout.
+      // The room is known but its device is not connected now: wait for it, up to the timeout.
       // The server gives up on an absent device after its grace period and says `expired`: still offline to us.
       const offline = (): PinholeError => new PinholeError('device-offline', `device is offline (waited ${timeoutMs} ms)`);
       const w = await signal
@@ -250,13 +329,34 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
         });
       if (w.type === 'error') throw w.code === 'expired' ? offline() : new PinholeError(w.code, w.message);
     }
+    const cert = await dtls;
     const session = new PeerSession({
       role: 'controller',
-      direct: opts.direct ?? true,
-      rtc: iceConfigFor(opts.server, r.stunPort, opts.iceServers),
+      sid: r.session,
+      direct,
+      rtc: { ...iceConfigFor(server, r.stunPort, opts.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
+      security: {
+        role: 'controller',
+        identity,
+        name: opts.name ?? hostname(),
+        certFp: cert?.fingerprint ?? null,
+        ...(pairingSecret !== undefined ? { pairingSecret } : { expectDevice: expectDevice! }),
+      },
     });
     const dev = new Device(signal, session, timeoutMs);
+    const secured = whenSecured(session, Math.max(1, deadline - Date.now()));
     session.attachSignal(signal);
+    try {
+      await secured;
+    } catch (e) {
+      await session.close();
+      throw e;
+    }
+    const peer = session.peer!;
+    if (pairingSecret !== undefined) {
+      const { replaced } = known.save(peer.name, peer.publicKey, server, Date.now());
+      dev.pairedAs = { name: peer.name, replaced: replaced !== undefined };
+    }
     session.startDirect();
     return dev;
   } catch (e) {

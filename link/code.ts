@@ -1,42 +1,210 @@
 /**
- * Pairing codes: generated with nanoid's custom alphabet, shown grouped,
- * typed case-insensitively with or without dashes or spaces.
+ * Pairing codes and room names (issue 4).
+ *
+ * A pairing code, as the device prints it, is `RRRR-SSS-SSS`: 10 symbols of
+ * CODE_ALPHABET, generated with nanoid's custom alphabet (crypto random).
+ *
+ * - The first ROOM_LENGTH (4) symbols are the **room**: public, sent to the
+ *   signaling server in `register`/`join`, only a rendezvous name (~19.6 bits,
+ *   no secrecy intended).
+ * - The remaining symbols are the **secret**: the CPace password, never sent
+ *   anywhere. A generated secret has SECRET_LENGTH (6) symbols = SECRET_BITS
+ *   (29.4 bits); a user-chosen `--code` may have a longer one, but never
+ *   shorter than MIN_SECRET_LENGTH (5 symbols, 24.5 bits).
+ *
+ * Codes are typed case-insensitively, with or without dashes or spaces.
+ * Look-alikes are not silently mapped: a typed 0/O, 1/I/L or U is rejected
+ * with a reason naming the character, since guessing wrong would burn the
+ * code (the device retires a pairing code after one PAKE attempt).
+ *
+ * A paired device also registers a persistent room derived from its identity
+ * key (deviceRoom): 26 characters, so it can never collide with the 4-symbol
+ * room of a pairing code. The server deals only with rooms (parseRoom).
  */
 import { customAlphabet } from 'nanoid';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 
 /** 30 symbols with no look-alikes: no 0/O, 1/I/L, and no U (V/U confusion when read aloud). */
 export const CODE_ALPHABET = '23456789ABCDEFGHJKMNPQRSTVWXYZ';
 
-/** Characters in a generated code: 12 x log2(30) = 58.9 bits, above the 50 the design asks for. */
+/** Symbols of the public room at the start of a pairing code: 4 x log2(30) = 19.6 bits, a rendezvous name only. */
+export const ROOM_LENGTH = 4;
+
+/** Symbols of the secret in a generated pairing code: 6 x log2(30) = 29.4 bits, above the 20 issue 4 asks for. */
+export const SECRET_LENGTH = 6;
+
+/** Shortest secret a user-chosen `--code` may have: 5 x log2(30) = 24.5 bits, still above 20. */
+export const MIN_SECRET_LENGTH = 5;
+
+/** Symbols in a generated pairing code (room + secret). */
+export const PAIRING_CODE_LENGTH = ROOM_LENGTH + SECRET_LENGTH;
+
+/** Shortest pairing code accepted (a user-chosen one with the shortest secret). */
+export const MIN_PAIRING_CODE_LENGTH = ROOM_LENGTH + MIN_SECRET_LENGTH;
+
+/** Longest pairing code accepted, in symbols. */
+export const MAX_PAIRING_CODE_LENGTH = 32;
+
+/** Symbols per group of the secret when a code is displayed (`K7QM-X3P-D9H`). */
+export const SECRET_GROUP = 3;
+
+/** Entropy of a generated secret, in bits (the PAKE password strength). */
+export const SECRET_BITS = SECRET_LENGTH * Math.log2(CODE_ALPHABET.length);
+
+/** Entropy of the shortest secret accepted, in bits. */
+export const MIN_SECRET_BITS = MIN_SECRET_LENGTH * Math.log2(CODE_ALPHABET.length);
+
+/** Shortest room name the server accepts (the room of a pairing code). */
+export const MIN_ROOM_LENGTH = ROOM_LENGTH;
+
+/** Longest room name the server accepts, after normalising. */
+export const MAX_ROOM_LENGTH = 32;
+
+/** Characters of base32 after the 'D' in a device room: 25 x 5 = 125 bits of SHA-256. */
+export const DEVICE_ROOM_HASH_CHARS = 25;
+
+/** Domain separator hashed before the public key in deviceRoom. */
+export const DEVICE_ROOM_DOMAIN = 'pinhole/1 device room';
+
+/** A pairing code split into its parts, both normalised (upper case, no dashes). */
+export interface PairingCode {
+  /** Public rendezvous name: sent to the server. */
+  room: string;
+  /** CPace password: never sent anywhere. */
+  secret: string;
+}
+
+/** Result of parsing a typed pairing code. */
+export type PairingCodeParse = ({ ok: true } & PairingCode) | { ok: false; reason: string };
+
+/** Result of parsing a room name. */
+export type RoomParse = { ok: true; room: string } | { ok: false; reason: string };
+
+const genPairing = customAlphabet(CODE_ALPHABET, PAIRING_CODE_LENGTH);
+
+/** A fresh random pairing code: ROOM_LENGTH + SECRET_LENGTH symbols of CODE_ALPHABET. */
+export function generatePairingCode(): PairingCode {
+  const s = genPairing();
+  return { room: s.slice(0, ROOM_LENGTH), secret: s.slice(ROOM_LENGTH) };
+}
+
+/** Displays a pairing code: the room, then the secret in groups of three: `K7QM-X3P-D9H`. */
+export function formatPairingCode(c: PairingCode): string {
+  const groups = [c.room];
+  for (let i = 0; i < c.secret.length; i += SECRET_GROUP) groups.push(c.secret.slice(i, i + SECRET_GROUP));
+  return groups.join('-');
+}
+
+const LOOK_ALIKES = '0O1ILU';
+
+/**
+ * Parses a typed pairing code: case-insensitive, dashes and whitespace
+ * ignored, every symbol from CODE_ALPHABET. The first ROOM_LENGTH symbols are
+ * the room, the rest the secret. A generated code has exactly
+ * PAIRING_CODE_LENGTH symbols; a user-chosen one MIN_PAIRING_CODE_LENGTH to
+ * MAX_PAIRING_CODE_LENGTH (the parser cannot tell them apart, so it accepts
+ * both). Never throws.
+ */
+export function parsePairingCode(typed: string): PairingCodeParse {
+  if (typeof typed !== 'string') return { ok: false, reason: 'pairing code must be a string' };
+  const chars = [...typed.replace(/[\s-]+/g, '')];
+  let code = '';
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i]!;
+    const up = ch.toUpperCase();
+    if (up.length === 1 && CODE_ALPHABET.includes(up)) {
+      code += up;
+      continue;
+    }
+    const what = `${JSON.stringify(ch)} (symbol ${i + 1})`;
+    if (up.length === 1 && LOOK_ALIKES.includes(up)) {
+      return { ok: false, reason: `${what} is never used in pairing codes, which have no 0, O, 1, I, L or U: check the code as printed` };
+    }
+    return { ok: false, reason: `${what} cannot be in a pairing code: use only the letters and digits it shows` };
+  }
+  if (code.length < MIN_PAIRING_CODE_LENGTH) {
+    return { ok: false, reason: `pairing code too short: ${code.length} symbols, want ${PAIRING_CODE_LENGTH} (like K7QM-X3P-D9H)` };
+  }
+  if (code.length > MAX_PAIRING_CODE_LENGTH) {
+    return { ok: false, reason: `pairing code too long: ${code.length} symbols, at most ${MAX_PAIRING_CODE_LENGTH}` };
+  }
+  return { ok: true, room: code.slice(0, ROOM_LENGTH), secret: code.slice(ROOM_LENGTH) };
+}
+
+/**
+ * Normalises and validates a room name as the server sees it: upper case,
+ * dashes and whitespace dropped, then MIN_ROOM_LENGTH..MAX_ROOM_LENGTH
+ * characters of [A-Z0-9]. Wider than CODE_ALPHABET on purpose: device rooms
+ * are base32 (A-Z2-7). Never throws.
+ */
+export function parseRoom(s: string): RoomParse {
+  if (typeof s !== 'string') return { ok: false, reason: 'room must be a string' };
+  const room = s.toUpperCase().replace(/[\s-]+/g, '');
+  if (room.length < MIN_ROOM_LENGTH) return { ok: false, reason: `room too short (at least ${MIN_ROOM_LENGTH} letters or digits)` };
+  if (room.length > MAX_ROOM_LENGTH) return { ok: false, reason: `room too long (at most ${MAX_ROOM_LENGTH} letters or digits)` };
+  if (!/^[A-Z0-9]+$/.test(room)) return { ok: false, reason: 'room may hold only letters, digits and dashes' };
+  return { ok: true, room };
+}
+
+const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+/** RFC 4648 base32, upper case, no padding. */
+function base32(bytes: Uint8Array): string {
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = ((acc << 8) | b) & 0xffff;
+    bits += 8;
+    while (bits >= 5) {
+      out += B32[(acc >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
+  return out;
+}
+
+/**
+ * The persistent room of a paired device: 'D' followed by the first
+ * DEVICE_ROOM_HASH_CHARS characters of base32(SHA-256(DEVICE_ROOM_DOMAIN ||
+ * publicKey)), 26 characters in all. Anyone who knows the device's public key
+ * can compute it; it names a rendezvous, it does not authenticate.
+ */
+export function deviceRoom(publicKey: Uint8Array): string {
+  const h = sha256(concatBytes(utf8ToBytes(DEVICE_ROOM_DOMAIN), publicKey));
+  return 'D' + base32(h).slice(0, DEVICE_ROOM_HASH_CHARS);
+}
+
+// --- the issue-2 code API, kept until the device, controller and CLI move to the one above ---
+
+/** @deprecated Issue-2 code length; pairing codes are now PAIRING_CODE_LENGTH symbols (room + secret). */
 export const CODE_LENGTH = 12;
 
-/** Characters per group when a code is displayed. */
+/** @deprecated Issue-2 display group; see formatPairingCode. */
 export const CODE_GROUP = 4;
 
-/** Shortest code a user may choose with `--code`, after normalising. */
+/** @deprecated Issue-2 minimum; see MIN_PAIRING_CODE_LENGTH. */
 export const MIN_CODE_LENGTH = 6;
 
-/** Longest normalised code. */
+/** @deprecated Issue-2 maximum; see MAX_PAIRING_CODE_LENGTH. */
 export const MAX_CODE_LENGTH = 32;
 
-/** Entropy of a generated code, in bits. */
+/** @deprecated Issue-2 entropy of a whole code sent to the server; see SECRET_BITS. */
 export const CODE_BITS = CODE_LENGTH * Math.log2(CODE_ALPHABET.length);
 
 const gen = customAlphabet(CODE_ALPHABET, CODE_LENGTH);
 
-/** A fresh random code, normalised (no dashes, upper case). */
+/** @deprecated Issue-2 code, sent whole to the server; use generatePairingCode. */
 export function generateCode(): string {
   return gen();
 }
 
-/** Result of parsing a typed code. */
+/** @deprecated Result of parseCode; see PairingCodeParse. */
 export type CodeParse = { ok: true; code: string } | { ok: false; reason: string };
 
-/**
- * Normalises a typed code: upper case, dashes and spaces dropped. Generated
- * codes use CODE_ALPHABET only; a user-chosen `--code` may use any letter or
- * digit, so a typed 0/O or 1/I/L is checked, not silently mapped.
- */
+/** @deprecated Issue-2 code parser (any letter or digit, 6-32); use parsePairingCode or parseRoom. */
 export function parseCode(typed: string): CodeParse {
   const code = typed.toUpperCase().replace(/[\s-]+/g, '');
   if (code.length < MIN_CODE_LENGTH) return { ok: false, reason: `code too short (at least ${MIN_CODE_LENGTH} letters or digits)` };
@@ -45,7 +213,7 @@ export function parseCode(typed: string): CodeParse {
   return { ok: true, code };
 }
 
-/** Displays a normalised code in groups: `K7QM-X3PD-9HTR`. */
+/** @deprecated Issue-2 display (`K7QM-X3PD-9HTR`); use formatPairingCode. */
 export function formatCode(code: string): string {
   const groups: string[] = [];
   for (let i = 0; i < code.length; i += CODE_GROUP) groups.push(code.slice(i, i + CODE_GROUP));

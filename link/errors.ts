@@ -4,6 +4,8 @@
  */
 import type { SignalErrorCode } from './protocol.js';
 import type { RpcErrorCode } from './rpc.js';
+import type { HandshakeErrorCode } from './handshake.js';
+import type { IdentityErrorCode } from './identity.js';
 
 /** Codes raised on the controller or device side, beyond what the server or the device sends. */
 export type LocalErrorCode =
@@ -13,10 +15,12 @@ export type LocalErrorCode =
   | 'peer-left' // the other side went away during a session
   | 'link-closed' // the link was closed (locally or because every path died)
   | 'overflow' // too many frames unacknowledged or out of order
-  | 'usage'; // bad arguments to an API call
+  | 'usage' // bad arguments to an API call
+  | 'unknown-device' // controller: no paired device by that name in the state dir
+  | 'unknown-controller'; // device: --revoke named no trusted controller
 
 /** Every code a PinholeError can carry. */
-export type ErrorCode = LocalErrorCode | SignalErrorCode | RpcErrorCode;
+export type ErrorCode = LocalErrorCode | SignalErrorCode | RpcErrorCode | HandshakeErrorCode | IdentityErrorCode;
 
 /** An error with a stable `code`. */
 export class PinholeError extends Error {

@@ -14,12 +14,16 @@
  * IdentityError carrying a stable code; nothing is silently "fixed".
  * POSIX mode checks are skipped on Windows, where modes do not mean this.
  *
+ * The same checks guard every other file in the state dir (link/trust.ts):
+ * ensureStateDir, readSecureFile, writeSecureFile (atomic replace) and
+ * createSecureFile (create once) are exported for that.
+ *
  * Signatures are plain Ed25519 (RFC 8032) from @noble/curves; verification is
  * strict RFC 8032 (no ZIP-215 leniency, small-order keys refused). Callers
  * must domain-separate what they sign (e.g. a fixed "pinhole/1 dtls-fp" prefix)
  * so that one signature can never be replayed as another kind of statement.
  */
-import { closeSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, unlinkSync, writeSync, chmodSync, constants as fsc } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc } from 'node:fs';
 import { join, isAbsolute } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -29,6 +33,8 @@ import { randomBytes } from '@noble/hashes/utils.js';
 export const IDENTITY_FILE = 'identity.json';
 /** Mode of the identity file. */
 export const IDENTITY_FILE_MODE = 0o600;
+/** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
+export const SECURE_FILE_MODE = IDENTITY_FILE_MODE;
 /** Mode of a state dir this module creates. */
 export const STATE_DIR_MODE = 0o700;
 /** Bytes of SHA-256(publicKey) shown in a fingerprint: 80 bits, 16 base32 characters. */
@@ -38,11 +44,12 @@ const MAX_IDENTITY_FILE_BYTES = 4096;
 
 export type IdentityErrorCode =
   | 'identity-no-state-dir' // neither an override, an absolute XDG_CONFIG_HOME nor HOME
-  | 'identity-permissions' // key file mode wider than 0600
+  | 'identity-permissions' // key (or other state) file mode wider than 0600
   | 'identity-dir-permissions' // state dir writable by group or others
-  | 'identity-owner' // key file or state dir owned by another user
-  | 'identity-not-file' // key file path is a symlink or not a regular file
-  | 'identity-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch)
+  | 'identity-owner' // key (or other state) file or state dir owned by another user
+  | 'identity-not-file' // key (or other state) file path is a symlink or not a regular file
+  | 'identity-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch); also any state file that fails validation
+  | 'identity-bad-input' // a caller passed an invalid argument (peer name, key length, URL, file name); nothing was written
   | 'identity-io'; // any other filesystem failure
 
 export class IdentityError extends Error {
@@ -117,6 +124,7 @@ export function verifyIdentitySignature(publicKey: Uint8Array, msg: Uint8Array, 
 
 const isWindows = process.platform === 'win32';
 const myUid = (): number | undefined => (typeof process.getuid === 'function' ? process.getuid() : undefined);
+const modeString = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');
 
 function ioError(e: unknown, what: string, path: string): IdentityError {
   if (e instanceof IdentityError) return e;
@@ -124,33 +132,207 @@ function ioError(e: unknown, what: string, path: string): IdentityError {
   return new IdentityError('identity-io', `${what} ${path}: ${code}`, path);
 }
 
-/** Creates the state dir (0700) if missing; refuses one that others can write to or that another user owns. */
-function ensureStateDir(dir: string): void {
-  let created: string | undefined;
-  try {
-    created = mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
-    if (created !== undefined && !isWindows) chmodSync(dir, STATE_DIR_MODE); // exact mode whatever the umask
-  } catch (e) {
-    throw ioError(e, 'cannot create state directory', dir);
+function checkDirArg(dir: unknown): asserts dir is string {
+  if (typeof dir !== 'string' || dir === '') throw new IdentityError('identity-no-state-dir', 'state directory must be a non-empty path');
+}
+
+/** A bare file name inside the state dir: no separators, no '.' or '..'. Anything else is a caller bug. */
+function checkFileName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+    throw new IdentityError('identity-bad-input', `state file name must be a plain file name, got ${JSON.stringify(name)}`);
   }
+}
+
+/**
+ * Checks an existing state dir: a real directory (not a symlink), owned by
+ * this user, not writable by group or others. Returns false if it does not
+ * exist.
+ */
+function checkStateDir(dir: string): boolean {
   let st;
   try {
     st = lstatSync(dir);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return false;
     throw ioError(e, 'cannot stat state directory', dir);
   }
   if (!st.isDirectory()) throw new IdentityError('identity-io', `state directory ${dir} is not a directory`, dir);
-  if (isWindows) return;
+  if (isWindows) return true;
   const uid = myUid();
   if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
-  if ((st.mode & 0o022) !== 0) throw new IdentityError('identity-dir-permissions', `state directory ${dir} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: others can write to it; run: chmod 700 ${dir}`, dir);
+  if ((st.mode & 0o022) !== 0) throw new IdentityError('identity-dir-permissions', `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`, dir);
+  return true;
+}
+
+/**
+ * Creates the state dir with mode 0700 (exactly, whatever the umask) if it is
+ * missing, then checks it: a real directory owned by this user that group
+ * and others cannot write to. Readable by others is accepted: the files in
+ * it are 0600. Throws IdentityError.
+ */
+export function ensureStateDir(dir: string): void {
+  checkDirArg(dir);
+  try {
+    const created = mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
+    if (created !== undefined && !isWindows) chmodSync(dir, STATE_DIR_MODE); // exact mode whatever the umask
+  } catch (e) {
+    throw ioError(e, 'cannot create state directory', dir);
+  }
+  checkStateDir(dir);
+}
+
+/**
+ * Reads `<dir>/<name>` as UTF-8 text, or undefined if the dir or the file
+ * does not exist. Refuses (IdentityError): a dir failing ensureStateDir's
+ * checks, a symlink or non-regular file ('identity-not-file'), a file owned
+ * by another user ('identity-owner'), any mode bit beyond 0600
+ * ('identity-permissions'; 0400 is fine), more than `maxBytes` bytes or
+ * invalid UTF-8 ('identity-corrupt'). Creates nothing. `label` names the
+ * file in messages (default "state file").
+ */
+export function readSecureFile(dir: string, name: string, maxBytes: number, label = 'state file'): string | undefined {
+  checkDirArg(dir);
+  checkFileName(name);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new IdentityError('identity-bad-input', `maxBytes must be a non-negative integer, got ${maxBytes}`);
+  if (!checkStateDir(dir)) return undefined;
+  const path = join(dir, name);
+  let fd: number;
+  try {
+    // O_NOFOLLOW: a symlink planted in place of the file fails with ELOOP instead of being read
+    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw new IdentityError('identity-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
+    throw ioError(e, `cannot open ${label}`, path);
+  }
+  try {
+    // fstat, not stat: checks the file we actually opened
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new IdentityError('identity-not-file', `${label} ${path} is not a regular file`, path);
+    if (!isWindows) {
+      const uid = myUid();
+      if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
+      if ((st.mode & 0o777 & ~SECURE_FILE_MODE) !== 0) {
+        throw new IdentityError('identity-permissions', `${label} ${path} has mode ${modeString(st.mode)}, wider than 0600; run: chmod 600 ${path}`, path);
+      }
+    }
+    if (st.size > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
+    // read up to maxBytes + 1: the file may grow between fstat and read
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is more than the ${maxBytes} bytes allowed; move it away`, path);
+    }
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, n));
+    } catch {
+      throw new IdentityError('identity-corrupt', `${label} ${path} is not valid UTF-8; move it away`, path);
+    }
+  } catch (e) {
+    throw ioError(e, `cannot read ${label}`, path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** fsync the directory so a rename or link into it survives a power cut (boards lose power); best effort. */
+function syncDir(dir: string): void {
+  if (isWindows) return;
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, fsc.O_RDONLY);
+    fsyncSync(fd);
+  } catch {
+    /* some filesystems refuse fsync on a directory: the data itself is already synced */
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Writes `text` to a fresh temp file next to `<dir>/<name>`: opened O_EXCL
+ * with mode 0600 (fchmod'ed to exactly 0600 whatever the umask), fully
+ * written and fsynced, so that no reader ever sees a partial or wider-mode
+ * file. Then `place(tmp, path)` moves it into place; the temp file is
+ * always removed afterwards.
+ */
+function writeViaTemp<T>(dir: string, name: string, text: string, label: string, place: (tmp: string, path: string) => T): T {
+  checkDirArg(dir);
+  checkFileName(name);
+  if (typeof text !== 'string') throw new IdentityError('identity-bad-input', 'state file content must be a string');
+  ensureStateDir(dir);
+  const path = join(dir, name);
+  const tmp = `${path}.tmp-${process.pid}-${Buffer.from(randomBytes(6)).toString('hex')}`;
+  let fd: number;
+  try {
+    fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | (fsc.O_NOFOLLOW ?? 0), SECURE_FILE_MODE);
+  } catch (e) {
+    throw ioError(e, `cannot create ${label}`, tmp);
+  }
+  try {
+    try {
+      if (!isWindows) fchmodSync(fd, SECURE_FILE_MODE);
+      const data = Buffer.from(text, 'utf8');
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    const result = place(tmp, path);
+    syncDir(dir);
+    return result;
+  } catch (e) {
+    throw ioError(e, `cannot write ${label}`, path);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone (renamed into place) */
+    }
+  }
+}
+
+/**
+ * Creates `<dir>/<name>` (mode 0600, dir made 0700 if missing) only if it
+ * does not exist yet: the fsynced temp file is hard-linked into place and
+ * link() fails if the name is taken, so of two processes creating at once
+ * exactly one wins. Returns false, writing nothing, if the file already
+ * existed. For write-once files (keys, certificates).
+ */
+export function createSecureFile(dir: string, name: string, text: string, label = 'state file'): boolean {
+  return writeViaTemp(dir, name, text, label, (tmp, path) => {
+    try {
+      linkSync(tmp, path);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException)?.code === 'EEXIST') return false;
+      throw e;
+    }
+  });
+}
+
+/**
+ * Atomically creates or replaces `<dir>/<name>` with `text` (mode 0600, dir
+ * made 0700 if missing): the fsynced temp file is renamed over the old one,
+ * so a reader, or a crash, sees either the old or the new content, never a
+ * mix. Last writer wins: there is no lock between processes. For stores
+ * that change (trusted controllers, known devices).
+ */
+export function writeSecureFile(dir: string, name: string, text: string, label = 'state file'): void {
+  writeViaTemp(dir, name, text, label, (tmp, path) => renameSync(tmp, path));
 }
 
 function encodeIdentity(secretKey: Uint8Array, publicKey: Uint8Array): string {
   return `${JSON.stringify({ v: 1, alg: 'ed25519', secretKey: Buffer.from(secretKey).toString('base64url'), publicKey: Buffer.from(publicKey).toString('base64url') })}\n`;
 }
 
-function decodeKey(v: unknown): Uint8Array | undefined {
+/** A 32-byte key from its canonical unpadded base64url form (43 characters); undefined for anything else. */
+export function decodeKey32(v: unknown): Uint8Array | undefined {
   if (typeof v !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(v)) return undefined;
   const b = Buffer.from(v, 'base64url');
   return b.length === 32 && b.toString('base64url') === v ? new Uint8Array(b) : undefined;
@@ -167,93 +349,12 @@ function parseIdentity(text: string, path: string): { secretKey: Uint8Array; pub
   if (typeof j !== 'object' || j === null || Array.isArray(j)) throw corrupt('not an object');
   const o = j as Record<string, unknown>;
   if (o.v !== 1 || o.alg !== 'ed25519') throw corrupt('unknown version or algorithm');
-  const secretKey = decodeKey(o.secretKey);
-  const publicKey = decodeKey(o.publicKey);
+  const secretKey = decodeKey32(o.secretKey);
+  const publicKey = decodeKey32(o.publicKey);
   if (!secretKey || !publicKey) throw corrupt('keys are not 32-byte base64url');
   const derived = ed25519.getPublicKey(secretKey);
   if (Buffer.compare(Buffer.from(derived), Buffer.from(publicKey)) !== 0) throw corrupt('public key does not match the secret key');
   return { secretKey, publicKey };
-}
-
-/** Reads the key file, refusing symlinks, non-regular files, other owners and wide modes. undefined if it does not exist. */
-function readKeyFile(path: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException)?.code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new IdentityError('identity-not-file', `identity file ${path} is a symlink; refusing to follow it`, path);
-    throw ioError(e, 'cannot open identity file', path);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new IdentityError('identity-not-file', `identity file ${path} is not a regular file`, path);
-    if (!isWindows) {
-      const uid = myUid();
-      if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `identity file ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
-      if ((st.mode & 0o777 & ~IDENTITY_FILE_MODE) !== 0) {
-        throw new IdentityError('identity-permissions', `identity file ${path} has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, wider than 0600; run: chmod 600 ${path}`, path);
-      }
-    }
-    if (st.size > MAX_IDENTITY_FILE_BYTES) throw new IdentityError('identity-corrupt', `identity file ${path} is ${st.size} bytes, too large to be an identity`, path);
-    const buf = Buffer.alloc(MAX_IDENTITY_FILE_BYTES + 1);
-    let n = 0;
-    for (;;) {
-      const r = readSync(fd, buf, n, buf.length - n, null);
-      if (r === 0) break;
-      n += r;
-      if (n > MAX_IDENTITY_FILE_BYTES) throw new IdentityError('identity-corrupt', `identity file ${path} is too large to be an identity`, path);
-    }
-    return buf.subarray(0, n).toString('utf8');
-  } catch (e) {
-    throw ioError(e, 'cannot read identity file', path);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Writes a new identity without ever exposing a partial or wider-mode file:
- * a temp file opened O_EXCL with mode 0600 (fchmod'ed to exactly 0600),
- * fsynced, then hard-linked into place. link() fails if the file appeared in
- * the meantime, so a concurrent first run keeps one identity. Returns false
- * if another process won the race.
- */
-function writeKeyFile(path: string, text: string): boolean {
-  const tmp = `${path}.tmp-${process.pid}-${Buffer.from(randomBytes(6)).toString('hex')}`;
-  let fd: number;
-  try {
-    fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | (fsc.O_NOFOLLOW ?? 0), IDENTITY_FILE_MODE);
-  } catch (e) {
-    throw ioError(e, 'cannot create identity file', tmp);
-  }
-  try {
-    try {
-      if (!isWindows) chmodSync(tmp, IDENTITY_FILE_MODE);
-      const data = Buffer.from(text, 'utf8');
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      linkSync(tmp, path);
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException)?.code === 'EEXIST') return false;
-      throw e;
-    }
-  } catch (e) {
-    throw ioError(e, 'cannot write identity file', path);
-  } finally {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-  }
 }
 
 function makeIdentity(secretKey: Uint8Array, publicKey: Uint8Array, path: string, created: boolean): Identity {
@@ -275,18 +376,18 @@ function makeIdentity(secretKey: Uint8Array, publicKey: Uint8Array, path: string
  * (0600) on first use. Throws IdentityError with a stable code.
  */
 export function loadOrCreateIdentity(dir: string): Identity {
-  if (typeof dir !== 'string' || dir === '') throw new IdentityError('identity-no-state-dir', 'state directory must be a non-empty path');
+  checkDirArg(dir);
   ensureStateDir(dir);
   const path = join(dir, IDENTITY_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
-    const text = readKeyFile(path);
+    const text = readSecureFile(dir, IDENTITY_FILE, MAX_IDENTITY_FILE_BYTES, 'identity file');
     if (text !== undefined) {
       const { secretKey, publicKey } = parseIdentity(text, path);
       return makeIdentity(secretKey, publicKey, path, false);
     }
     const secretKey = ed25519.utils.randomSecretKey();
     const publicKey = ed25519.getPublicKey(secretKey);
-    if (writeKeyFile(path, encodeIdentity(secretKey, publicKey))) return makeIdentity(secretKey, publicKey, path, true);
+    if (createSecureFile(dir, IDENTITY_FILE, encodeIdentity(secretKey, publicKey), 'identity file')) return makeIdentity(secretKey, publicKey, path, true);
     // another process created it between our read and our link: load theirs
   }
   throw new IdentityError('identity-io', `identity file ${path} keeps appearing and disappearing`, path);

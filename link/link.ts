@@ -13,7 +13,7 @@
  *     doubled across the move.
  */
 import { EventEmitter } from 'node:events';
-import { MAX_LINK_FRAME_BYTES } from './protocol.js';
+import { MAX_SEALED_PLAINTEXT_BYTES } from './seal.js';
 import { encodeControl, encodeData, parseFrame } from './frames.js';
 import { PinholeError } from './errors.js';
 
@@ -164,7 +164,8 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) throw new PinholeError('link-closed', 'link is closed');
     if (this.unacked.length >= MAX_UNACKED) throw new PinholeError('overflow', `more than ${MAX_UNACKED} frames unacknowledged`);
     const json = JSON.stringify(payload);
-    if (json === undefined || json.length + 64 > MAX_LINK_FRAME_BYTES) throw new PinholeError('usage', 'payload too large for one link frame');
+    // Frames must fit one sealed relay frame, whichever path they take now: they may be resent on the relay.
+    if (json === undefined || Buffer.byteLength(json) + 64 > MAX_SEALED_PLAINTEXT_BYTES) throw new PinholeError('usage', 'payload too large for one link frame');
     const p = { q: this.nextSeq++, json };
     this.unacked.push(p);
     this.current?.send(this.dataFrame(p));

@@ -2,16 +2,20 @@
  * The signaling protocol: the single source of truth for what crosses the
  * WebSocket between a peer (device or controller) and the signaling server.
  *
- * Message flow (one room = one pairing code = one device + at most one controller):
+ * The server deals only in rooms. A room is a public rendezvous name: the
+ * first 4 symbols of a pairing code (the rest of the code is the PAKE secret
+ * and never leaves the peers; see ./code.ts), or the persistent room a paired
+ * device derives from its identity key (deviceRoom). One room = one device +
+ * at most one controller.
  *
  *   device                      server                       controller
- *     |-- register{code} -------->|                               |
- *     |<-- registered{code,ttl,  |   (stunPort: the server's STUN port, 0 = none)
+ *     |-- register{room} -------->|                               |
+ *     |<-- registered{room,ttl,  |   (stunPort: the server's STUN port, 0 = none)
  *     |        stunPort} ---------|                               |
- *     |                           |<------------- join{code} -----|
- *     |<-- peer{session} ---------|---- joined{session} --------->|   (or error{unknown-code})
+ *     |                           |<------------- join{room} -----|   (or error{unknown-room},
+ *     |<-- peer{session} ---------|---- joined{session} --------->|    error{join-limited})
  *     |                           |                               |
- *     |== relay{data} ===========>|==== relay{data} =============>|   link frames: usable at once
+ *     |== relay{data} ===========>|==== relay{data} =============>|   handshake, then sealed frames
  *     |<========================= |<==============================|
  *     |                           |                               |
  *     |<-- signal{offer} ---------|<------------- signal{offer} --|   WebRTC set-up, in parallel
@@ -25,9 +29,10 @@
  *     |<-- peer-left -------------|<-------------- (ws closes) ---|
  *
  * The server never reads `relay` or `signal` payloads; it checks their size and
- * forwards them to the other member of the room. Link frames carried by `relay`
- * (and by the data channel) are defined in ./frames.ts; commands inside them are
- * JSON-RPC 2.0, defined in ./rpc.ts.
+ * forwards them to the other member of the room. `relay` data is either a
+ * handshake message (PAKE or identity proof, ./handshake.ts) or an end-to-end
+ * sealed link frame (./seal.ts) that the server cannot read or forge; inside
+ * the seal are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts).
  */
 
 /** Protocol version spoken by this build. A peer with another version is refused with `version`. */
@@ -38,6 +43,13 @@ export const MAX_SIGNAL_BYTES = 64 * 1024;
 
 /** Largest link frame (relay `data` or one data-channel message), in bytes. */
 export const MAX_LINK_FRAME_BYTES = 16 * 1024;
+
+/**
+ * WebSocket close code a device uses to give up its room for good (a spent
+ * pairing code): the server deletes the room at once instead of holding it
+ * for the device's return, so a retried code fails at once.
+ */
+export const CLOSE_LEAVE = 4000;
 
 /** Deepest JSON nesting accepted anywhere; real messages are at most 4 deep. */
 export const MAX_JSON_DEPTH = 8;
@@ -50,14 +62,15 @@ export type SignalErrorCode =
   | 'bad-message' // not JSON, wrong shape or wrong type
   | 'too-large' // over MAX_SIGNAL_BYTES
   | 'version' // protocol version mismatch
-  | 'bad-code' // code malformed
-  | 'code-taken' // a device already holds this code
-  | 'unknown-code' // no device registered this code
+  | 'bad-room' // room name malformed
+  | 'room-taken' // a device already holds this room
+  | 'unknown-room' // no device registered this room
+  | 'join-limited' // too many join attempts from this address
   | 'room-full' // a controller is already connected to this device
   | 'no-peer' // relay/signal sent while alone in the room
   | 'not-joined' // relay/signal/ before register/join
   | 'already-joined' // a second register/join on one socket
-  | 'expired' // the code was unused for too long
+  | 'expired' // the room was unused for too long, or its device did not come back
   | 'rate-limited'; // too many messages
 
 /** A candidate or description exchanged for WebRTC, opaque to the server. */
@@ -71,14 +84,14 @@ export type SignalPayload =
 
 /** Messages a peer sends to the server. */
 export type ClientMessage =
-  | { type: 'register'; v: number; code: string }
-  | { type: 'join'; v: number; code: string }
+  | { type: 'register'; v: number; room: string }
+  | { type: 'join'; v: number; room: string }
   | { type: 'relay'; data: string }
   | { type: 'signal'; payload: SignalPayload };
 
 /** Messages the server sends to a peer. */
 export type ServerMessage =
-  | { type: 'registered'; code: string; ttlMs: number; stunPort: number }
+  | { type: 'registered'; room: string; ttlMs: number; stunPort: number }
   | { type: 'joined'; session: string; waiting: boolean; stunPort: number }
   | { type: 'peer'; session: string }
   | { type: 'peer-left'; session: string }
@@ -123,8 +136,8 @@ const isStr = (x: unknown, max: number): x is string => typeof x === 'string' &&
 const isPort = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 65535;
 const bad = (reason: string): Parsed<never> => ({ ok: false, code: 'bad-message', reason });
 
-/** Longest code accepted on the wire (normalised or typed, dashes included). */
-export const MAX_CODE_CHARS = 64;
+/** Longest room accepted on the wire (normalised or typed, dashes included); the router then allows 4..32 after normalising. */
+export const MAX_ROOM_CHARS = 64;
 
 function parseSignalPayload(p: unknown): SignalPayload | string {
   if (!isObj(p)) return 'payload must be an object';
@@ -162,8 +175,8 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
     case 'register':
     case 'join':
       if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${String(m.v)} not supported (want ${PROTOCOL_VERSION})` };
-      if (!isStr(m.code, MAX_CODE_CHARS) || m.code.length === 0) return bad('code must be a non-empty string');
-      return { ok: true, value: { type: m.type, v: m.v, code: m.code } };
+      if (!isStr(m.room, MAX_ROOM_CHARS) || m.room.length === 0) return bad('room must be a non-empty string');
+      return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
     case 'relay':
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad(`data must be a string of at most ${MAX_LINK_FRAME_BYTES} chars`);
       return { ok: true, value: { type: 'relay', data: m.data } };
@@ -177,7 +190,7 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
 }
 
 const ERROR_CODES: ReadonlySet<string> = new Set<SignalErrorCode>([
-  'bad-message', 'too-large', 'version', 'bad-code', 'code-taken', 'unknown-code', 'room-full',
+  'bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full',
   'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited',
 ]);
 
@@ -189,8 +202,8 @@ export function parseServerMessage(text: string | Buffer): Parsed<ServerMessage>
   if (!isObj(m)) return bad('message must be an object');
   switch (m.type) {
     case 'registered':
-      if (!isStr(m.code, MAX_CODE_CHARS) || typeof m.ttlMs !== 'number' || !isPort(m.stunPort)) return bad('bad registered');
-      return { ok: true, value: { type: 'registered', code: m.code, ttlMs: m.ttlMs, stunPort: m.stunPort } };
+      if (!isStr(m.room, MAX_ROOM_CHARS) || typeof m.ttlMs !== 'number' || !isPort(m.stunPort)) return bad('bad registered');
+      return { ok: true, value: { type: 'registered', room: m.room, ttlMs: m.ttlMs, stunPort: m.stunPort } };
     case 'joined':
       if (!isStr(m.session, 64) || typeof m.waiting !== 'boolean' || !isPort(m.stunPort)) return bad('bad joined');
       return { ok: true, value: { type: 'joined', session: m.session, waiting: m.waiting, stunPort: m.stunPort } };

@@ -17,7 +17,7 @@
  * its ICE agent simply idles until then.
  */
 import { EventEmitter } from 'node:events';
-import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { CipherContext, RTCPeerConnection, type RTCDataChannel } from 'werift';
 import type { SignalPayload } from './protocol.js';
 import type { Transport } from './link.js';
 
@@ -62,6 +62,30 @@ export interface RtcConfig {
    * loopback. Default: all interfaces.
    */
   hostAddresses?: string[];
+  /**
+   * The DTLS certificate and key to present (link/trust.ts stores one per
+   * installation; its fingerprint is signed in the handshake). Default: werift
+   * makes a fresh one per connection, which nobody can pin.
+   */
+  dtlsKeys?: DtlsKeyPair;
+}
+
+/** A DTLS certificate and key, werift's DtlsKeys shape (ECDSA P-256, SHA-256). */
+export interface DtlsKeyPair {
+  certPem: string;
+  keyPem: string;
+  signatureHash: { hash: number; signature: number };
+}
+
+/** werift's codes for SHA-256, ECDSA and P-256 (the curve browsers use for DTLS). */
+const HASH_SHA256 = 4;
+const SIG_ECDSA = 3;
+const CURVE_P256 = 23;
+
+/** Makes a new self-signed DTLS certificate (about 16 ms). Stored once per installation by link/trust.ts. */
+export async function generateDtlsKeys(): Promise<DtlsKeyPair> {
+  const k = await CipherContext.createSelfSignedCertificateWithKey({ hash: HASH_SHA256, signature: SIG_ECDSA }, CURVE_P256);
+  return { certPem: k.certPem, keyPem: k.keyPem, signatureHash: { hash: k.signatureHash.hash, signature: k.signatureHash.signature } };
 }
 
 /** Events of a DirectPath. */
@@ -146,6 +170,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
       iceServers: config.iceServers.map((s) => ({ ...s })),
       iceUseIpv6: false,
       iceStunGatherTimeout: STUN_GATHER_TIMEOUT_S,
+      ...(config.dtlsKeys ? { dtls: { keys: config.dtlsKeys as never } } : {}),
       ...(allowed
         ? {
             iceAdditionalHostAddresses: allowed,

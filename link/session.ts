@@ -1,13 +1,33 @@
 /**
- * One controller-device session: a Link fed by the server relay at once and
- * by a werift data channel once it opens. Device and controller both use it;
- * only the role differs (the controller offers).
+ * One controller-device session: a handshake over the server relay, then a
+ * Link fed by the sealed relay at once and by a werift data channel once it
+ * opens. Device and controller both use it; only the role differs (the
+ * controller speaks first and offers the data channel).
+ *
+ * Trust: the server is not trusted (docs/security.md). Before the handshake
+ * completes nothing reaches the Link. Afterwards every relay frame is sealed
+ * end to end (link/seal.ts), and an SDP is accepted only if its DTLS
+ * fingerprint is the one the peer signed in the handshake.
  */
 import { EventEmitter } from 'node:events';
 import { Link, type Path, type Timers, type Transport } from './link.js';
 import type { DirectPath, DataChannelTransport, RtcConfig } from './rtc.js';
 import type { ServerMessage, SignalPayload } from './protocol.js';
 import type { SignalClient } from './signal-client.js';
+import {
+  ControllerHandshake,
+  DeviceHandshake,
+  HandshakeError,
+  encodeHandshake,
+  isHandshakeText,
+  parseHandshake,
+  type HandshakeErrorCode,
+  type HandshakeResult,
+  type LocalInfo,
+  type PeerInfo,
+} from './handshake.js';
+import { Opener, Sealer, deriveSealKeys } from './seal.js';
+import { parseSdpFingerprint } from './trust.js';
 
 let rtcModule: Promise<typeof import('./rtc.js')> | undefined;
 
@@ -21,20 +41,69 @@ export function preloadDirect(): Promise<typeof import('./rtc.js')> {
   return rtcModule;
 }
 
+/**
+ * Longest time, in ms, a device holds a new session's commands waiting for
+ * the controller's offer, so that a rewritten SDP refuses the session before
+ * anything runs. Covers werift's gathering (STUN_GATHER_TIMEOUT_S = 2 s) with
+ * room to spare; a controller that offers nothing only pays it once.
+ */
+export const OFFER_GATE_MS = 5_000;
+/** Signals held while the handshake runs: an honest peer sends none before it ends. */
+export const MAX_HELD_SIGNALS = 256;
+/** Messages held behind the offer gate; past it the session is refused as `overflow`. */
+export const MAX_GATED_MESSAGES = 4096;
+
+/** Why a session was refused: a handshake code, or `overflow`. */
+export type RefusalCode = HandshakeErrorCode | 'overflow';
+
+/** Who we are and whom we accept, for the handshake. */
+export type SessionSecurity = LocalInfo &
+  (
+    | {
+        role: 'controller';
+        /** First pairing: the code's secret part. */
+        pairingSecret?: string;
+        /** Later sessions: the device key saved at pairing. */
+        expectDevice?: Uint8Array;
+      }
+    | {
+        role: 'device';
+        /**
+         * This room's pairing secret, read when a PAKE attempt arrives; undefined
+         * once spent. Absent (the function itself) for the persistent room.
+         */
+        pairingSecret?: () => string | undefined;
+        /** Called once when a controller tries the code: the agent burns it. */
+        onPairingAttempt?: () => void;
+        /** True if the key belongs to a trusted controller. */
+        isTrusted(publicKey: Uint8Array): boolean;
+      }
+  );
+
 /** Options of a session. */
 export interface SessionOptions {
-  /** 'controller' offers the data channel; 'device' answers. */
+  /** 'controller' speaks first and offers the data channel; 'device' answers. */
   role: 'device' | 'controller';
+  /** Session id from the server (`joined` / `peer`); bound into the handshake and the seal keys. */
+  sid: string;
+  /** Identity and trust for the handshake; its role must equal `role`. */
+  security: SessionSecurity;
   /** Try the direct path (default true). False keeps everything on the relay. */
   direct?: boolean;
-  /** ICE configuration for the direct path. */
+  /** ICE configuration for the direct path (with `dtlsKeys`: the certificate whose fingerprint we sign). */
   rtc: RtcConfig;
-  /** Timers for the link (default: real). */
+  /** Timers for the link and the offer gate (default: real). */
   timers?: Timers;
 }
 
 /** Events of a session. */
 export interface SessionEvents {
+  /** The handshake succeeded: the peer is authenticated and the relay is sealed. */
+  secured: [result: HandshakeResult];
+  /** The session was refused (by us or by the peer) and is closed. `remote` = the peer said so. */
+  refused: [code: RefusalCode, message: string, remote: boolean];
+  /** A relay frame was dropped as an attack or junk: `relay-replay`, `relay-bad-mac`, `relay-malformed`, `relay-wrong-direction`, `relay-unsealed`. */
+  security: [code: string];
   /** A payload from the peer, in order, exactly once. */
   message: [payload: unknown];
   /** The link's sending path changed. */
@@ -45,6 +114,9 @@ export interface SessionEvents {
   invalid: [reason: string];
 }
 
+const isAbort = (m: unknown): m is { abort: string } =>
+  typeof m === 'object' && m !== null && !Array.isArray(m) && typeof (m as { abort?: unknown }).abort === 'string' && !('jsonrpc' in m);
+
 /** A Link plus the machinery that gives it paths. */
 export class PeerSession extends EventEmitter<SessionEvents> {
   readonly link: Link;
@@ -54,12 +126,22 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   private readonly wantDirect: boolean;
   private closed = false;
   private signals: Promise<void> = Promise.resolve();
+  private hs: ControllerHandshake | DeviceHandshake | undefined;
+  private started = false;
+  private sealer: Sealer | undefined;
+  private opener: Opener | undefined;
+  private peerInfo: PeerInfo | undefined;
+  private readonly heldSignals: SignalPayload[] = [];
+  /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
+  private gate: unknown[] | undefined = [];
+  private gateTimer: unknown;
 
   constructor(private readonly opts: SessionOptions) {
     super();
+    if (opts.security.role !== opts.role) throw new TypeError('security.role must equal role');
     this.wantDirect = opts.direct ?? true;
     this.link = new Link(opts.timers ? { timers: opts.timers } : {});
-    this.link.on('message', (m) => this.emit('message', m));
+    this.link.on('message', (m) => this.onLinkMessage(m));
     this.link.on('path', (p, prev) => this.emit('path', p, prev));
     this.link.on('invalid', (r) => this.emit('invalid', r));
   }
@@ -69,14 +151,24 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     return this.link.path;
   }
 
-  /** Gives the session a signaling socket whose peer is present: the relay path is usable at once. */
+  /** The authenticated peer, once `secured`. */
+  get peer(): PeerInfo | undefined {
+    return this.peerInfo;
+  }
+
+  /** True once the handshake succeeded. */
+  get isSecured(): boolean {
+    return this.sealer !== undefined;
+  }
+
+  /** Gives the session a signaling socket whose peer is present. The controller starts the handshake on the first one. */
   attachSignal(signal: SignalClient): void {
     if (this.closed) return;
     if (this.relay) this.link.detach(this.relay);
+    this.relay = undefined;
     this.signal = signal;
-    const relay: Transport = { path: 'relay', send: (data) => signal.send({ type: 'relay', data }) };
-    this.relay = relay;
-    this.link.attach(relay);
+    if (this.sealer) this.attachRelay(signal);
+    else if (this.opts.role === 'controller' && !this.started) this.startHandshake(signal);
   }
 
   /** The relay is gone (socket closed or peer left the room). */
@@ -86,35 +178,43 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.signal = undefined;
   }
 
-  /** Starts the direct attempt (controller). The device starts when the offer arrives. */
+  /** Starts the direct attempt (controller, after `secured`). The device starts when the offer arrives. */
   startDirect(): void {
-    if (!this.wantDirect || this.closed || this.opts.role !== 'controller') return;
+    if (!this.wantDirect || this.closed || this.opts.role !== 'controller' || !this.sealer || !this.peerInfo?.certFp) return;
     void this.newDirect('offerer').then((rtc) => rtc?.start());
   }
 
-  /** Routes a server message that belongs to this session. Returns false if it was not for us. */
-  handleServerMessage(m: ServerMessage): boolean {
-    if (this.closed) return false;
-    if (m.type === 'relay') {
-      if (this.relay) this.link.receive(m.data, this.relay);
-      return true;
-    }
-    if (m.type === 'signal') {
-      this.onSignal(m.payload);
-      return true;
-    }
-    return false;
+  /** Routes a server message that belongs to this session. */
+  handleServerMessage(m: ServerMessage): void {
+    if (this.closed) return;
+    if (m.type === 'relay') this.onRelay(m.data);
+    else if (m.type === 'signal') this.onSignal(m.payload);
   }
 
-  /** Sends a payload over the link. Throws PinholeError like Link.send. */
+  /** Sends a payload over the link (queued until the handshake ends). Throws PinholeError like Link.send. */
   send(payload: unknown): void {
     this.link.send(payload);
+  }
+
+  /** Refuses the session: tells the peer (sealed if we can) and closes. */
+  refuse(code: RefusalCode, message: string): void {
+    if (this.closed) return;
+    if (this.sealer) {
+      try {
+        this.link.send({ abort: code });
+      } catch {
+        /* closing anyway */
+      }
+    } else if (code !== 'overflow') this.signal?.send({ type: 'relay', data: encodeHandshake({ hs: 'fail', code }) });
+    this.emit('refused', code, message, false);
+    void this.close();
   }
 
   /** Ends the session: closes the peer connection and the link. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
     if (this.rtc) this.signal?.send({ type: 'signal', payload: { kind: 'bye' } });
     const rtc = this.rtc;
     this.rtc = undefined;
@@ -123,8 +223,177 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.removeAllListeners();
   }
 
+  private startHandshake(signal: SignalClient): void {
+    const sec = this.opts.security;
+    if (sec.role !== 'controller') return;
+    this.started = true;
+    try {
+      const hs = new ControllerHandshake({
+        sid: this.opts.sid,
+        identity: sec.identity,
+        name: sec.name,
+        certFp: this.wantDirect ? sec.certFp : null,
+        direct: this.wantDirect && sec.certFp !== null,
+        ...(sec.pairingSecret !== undefined ? { pairingSecret: sec.pairingSecret } : {}),
+        ...(sec.expectDevice !== undefined ? { expectDevice: sec.expectDevice } : {}),
+      });
+      this.hs = hs;
+      signal.send({ type: 'relay', data: hs.start() });
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private onRelay(data: string): void {
+    if (isHandshakeText(data)) return this.onHandshakeText(data);
+    if (!this.opener || !this.relay) {
+      this.emit('security', 'relay-unsealed');
+      return;
+    }
+    const r = this.opener.open(data);
+    if (!r.ok) {
+      this.emit('security', `relay-${r.code}`);
+      return;
+    }
+    this.link.receive(Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.length).toString('utf8'), this.relay);
+  }
+
+  private onHandshakeText(data: string): void {
+    const m = parseHandshake(data);
+    if (m?.hs === 'fail') {
+      // Unauthenticated: the server could forge it, but it can always drop everything anyway.
+      this.emit('refused', m.code, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${m.code}`, true);
+      void this.close();
+      return;
+    }
+    if (this.sealer) {
+      // A handshake message after the handshake: a replay by the server, never from an honest peer.
+      this.emit('security', 'relay-unsealed');
+      return;
+    }
+    if (!m) return this.fail(new HandshakeError('bad-handshake', 'malformed handshake message'));
+    const sec = this.opts.security;
+    try {
+      if (sec.role === 'controller') {
+        if (!(this.hs instanceof ControllerHandshake)) throw new HandshakeError('bad-handshake', `unexpected ${m.hs}`);
+        const { reply, result } = this.hs.onD1(m);
+        this.signal?.send({ type: 'relay', data: reply });
+        this.secure(result);
+        return;
+      }
+      if (m.hs === 'c1') {
+        if (this.hs) throw new HandshakeError('bad-handshake', 'second c1');
+        let secret: string | undefined;
+        if (m.pake !== undefined) {
+          if (!sec.pairingSecret) throw new HandshakeError('bad-handshake', 'pairing attempted in a room that does not take codes');
+          secret = sec.pairingSecret();
+          if (secret === undefined) throw new HandshakeError('code-spent', 'this pairing code was already tried; use the new code the device printed');
+          sec.onPairingAttempt?.(); // one guess per code: spent before the answer leaves
+        }
+        const hs = new DeviceHandshake({
+          sid: this.opts.sid,
+          identity: sec.identity,
+          name: sec.name,
+          certFp: this.wantDirect ? sec.certFp : null,
+          ...(secret !== undefined ? { pairingSecret: secret } : {}),
+          isTrusted: (k) => sec.isTrusted(k),
+        });
+        this.hs = hs;
+        this.signal?.send({ type: 'relay', data: hs.onC1(m) });
+        return;
+      }
+      if (!(this.hs instanceof DeviceHandshake)) throw new HandshakeError('bad-handshake', `unexpected ${m.hs}`);
+      this.secure(this.hs.onC2(m));
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private fail(e: unknown): void {
+    if (e instanceof HandshakeError) this.refuse(e.code, e.message);
+    else this.refuse('bad-handshake', `handshake failed: ${(e as Error).message}`);
+  }
+
+  private secure(result: HandshakeResult): void {
+    const keys = deriveSealKeys(result.secret, this.opts.sid);
+    result.secret.fill(0);
+    const [out, inn] = this.opts.role === 'controller' ? (['c2d', 'd2c'] as const) : (['d2c', 'c2d'] as const);
+    this.sealer = new Sealer(keys[out], out, this.opts.sid);
+    this.opener = new Opener(keys[inn], inn, this.opts.sid);
+    this.peerInfo = result.peer;
+    this.emit('secured', result);
+    if (this.closed) return;
+    if (this.signal) this.attachRelay(this.signal);
+    if (this.opts.role === 'device') {
+      const expectOffer = this.wantDirect && result.peer.direct && this.opts.security.certFp !== null;
+      if (!expectOffer) this.openGate();
+      else this.gateTimer = (this.opts.timers ?? globalThis).setTimeout(() => this.openGate(), OFFER_GATE_MS);
+    } else this.openGate();
+    for (const p of this.heldSignals.splice(0)) this.onSignal(p);
+  }
+
+  private attachRelay(signal: SignalClient): void {
+    const sealer = this.sealer!;
+    const relay: Transport = {
+      path: 'relay',
+      send: (frame) => {
+        let data: string;
+        try {
+          data = sealer.seal(frame);
+        } catch {
+          return; // too large or exhausted: Link.send caps sizes, so only a 2^64-frame session gets here
+        }
+        signal.send({ type: 'relay', data });
+      },
+    };
+    this.relay = relay;
+    this.link.attach(relay);
+  }
+
+  private onLinkMessage(m: unknown): void {
+    if (isAbort(m)) {
+      this.emit('refused', m.abort as RefusalCode, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${m.abort}`, true);
+      void this.close();
+      return;
+    }
+    if (this.gate) {
+      if (this.gate.length >= MAX_GATED_MESSAGES) return this.refuse('overflow', 'too many messages before the offer arrived');
+      this.gate.push(m);
+      return;
+    }
+    this.emit('message', m);
+  }
+
+  private openGate(): void {
+    if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
+    this.gateTimer = undefined;
+    const held = this.gate;
+    this.gate = undefined;
+    for (const m of held ?? []) {
+      if (this.closed) return;
+      this.emit('message', m);
+    }
+  }
+
+  /** True if the SDP's DTLS fingerprint is the one the peer signed. */
+  private checkFingerprint(sdp: string): boolean {
+    const want = this.peerInfo?.certFp;
+    return want !== null && want !== undefined && parseSdpFingerprint(sdp) === want;
+  }
+
   private onSignal(p: SignalPayload): void {
     if (!this.wantDirect) return;
+    if (!this.sealer) {
+      // An honest peer signals only after the handshake; hold a few, drop a flood.
+      if (this.heldSignals.length < MAX_HELD_SIGNALS) this.heldSignals.push(p);
+      return;
+    }
+    const isPeerDescription = (p.kind === 'offer' && this.opts.role === 'device') || (p.kind === 'answer' && this.opts.role === 'controller');
+    if (isPeerDescription && !this.checkFingerprint(p.sdp)) {
+      this.refuse('fingerprint-mismatch', `the ${p.kind}'s DTLS fingerprint is not the one the ${this.opts.role === 'controller' ? 'device' : 'controller'} signed: the signaling server rewrote the SDP`);
+      return;
+    }
+    if (p.kind === 'offer' && this.opts.role === 'device') this.openGate();
     // Signals are applied in arrival order, even while werift is still loading.
     this.signals = this.signals.then(async () => {
       if (p.kind === 'offer' && this.opts.role === 'device') {

@@ -101,11 +101,11 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     });
   }
 
-  /** Closes the socket. */
-  close(): void {
+  /** Closes the socket (code 1000; CLOSE_LEAVE to give up a room for good). */
+  close(code = 1000): void {
     if (this.closed) return;
     this.closed = true;
-    this.ws.close(1000);
+    this.ws.close(code);
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 }

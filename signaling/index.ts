@@ -18,6 +18,8 @@ export {
   Router,
   CODE_UNUSED_TTL_MS,
   DEVICE_GRACE_MS,
+  JOIN_RATE_PER_MIN,
+  JOIN_BURST,
   DEFAULT_ROUTER_LIMITS,
 } from './router.js';
 export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';

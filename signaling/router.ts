@@ -5,37 +5,45 @@
  * socket, timer or clock: the shell (./server.ts) feeds it `RouterInput`s
  * with the current time and carries out the `Action`s it returns, in order.
  *
- * A room is keyed by a normalised pairing code and holds at most one device
- * and one controller. Semantics (docs/protocol.md repeats them for peers):
+ * The server deals only in rooms: public rendezvous names. A room is the
+ * first 4 symbols of a pairing code (the rest is the PAKE secret, which never
+ * reaches the server) or a paired device's persistent room (link/code.ts,
+ * deviceRoom). Rooms are keyed by parseRoom (upper case, dashes and spaces
+ * dropped, 4..32 of [A-Z0-9]) and hold at most one device and one
+ * controller. Semantics (docs/protocol.md repeats them for peers):
  *
- * - `register{code}` (device): the code is normalised with parseCode
- *   (malformed -> `bad-code`). A room whose device is connected -> `code-taken`.
+ * - `register{room}` (device): the room is normalised with parseRoom
+ *   (malformed -> `bad-room`). A room whose device is connected -> `room-taken`.
  *   A room whose device is absent (disconnected, within DEVICE_GRACE_MS) takes
  *   this socket as its device again. Otherwise a new room is made (over
- *   maxRooms -> `rate-limited`). Reply `registered{code, ttlMs, stunPort}`.
+ *   maxRooms -> `rate-limited`). Reply `registered{room, ttlMs, stunPort}`.
  *   If a controller waits in the room, both get `peer{session}` (the session
  *   the controller got in `joined`).
- * - `join{code}` (controller): malformed -> `bad-code`; no room ->
- *   `unknown-code`; a controller already there -> `room-full`. Else a new
+ * - `join{room}` (controller): malformed -> `bad-room`. Then a join token is
+ *   taken, for rooms shorter than UNGUESSABLE_ROOM_LENGTH, from the bucket of the socket's source address (shared by all its
+ *   sockets: JOIN_RATE_PER_MIN, JOIN_BURST); without one -> `join-limited`,
+ *   and the room is not looked up, so a guesser learns nothing. No room ->
+ *   `unknown-room`; a controller already there -> `room-full`. Else a new
  *   session id is minted, the reply is `joined{session, waiting, stunPort}`
  *   (`waiting` = the device is absent), and a present device gets
  *   `peer{session}`. A session names one controller's stay in a room: if the
  *   device drops and comes back, both sides get `peer` again with the same id.
  * - `relay{data}` / `signal{payload}`: not in a room -> `not-joined`; the
  *   other member absent -> `no-peer`; else the message is forwarded
- *   unchanged to the other member. Payloads are never read.
- * - A second register/join while in a room -> `already-joined`. A socket
- *   whose room was deleted (code expired) is in no room and may register or
- *   join again.
+ *   unchanged to the other member. Payloads are never read (relay data is a
+ *   handshake message or an end-to-end sealed frame the server cannot read).
+ * - A second register/join while in a room -> `already-joined` (costs no
+ *   join token). A socket whose room was deleted (expired) is in no room and
+ *   may register or join again.
  * - Device socket closes: the room stays, device absent, for DEVICE_GRACE_MS,
- *   so a restarting device keeps its code and a controller arriving meanwhile
+ *   so a restarting device keeps its room and a controller arriving meanwhile
  *   waits; the controller (if any) gets `peer-left{session}`. Controller
  *   socket closes: the device gets `peer-left{session}`; the room stays and
- *   its unused-code clock restarts.
- * - Expiry, checked on every `tick` and lazily whenever a code is looked up:
+ *   its unused-room clock restarts.
+ * - Expiry, checked on every `tick` and lazily whenever a room is looked up:
  *   a room whose device has been absent for longer than DEVICE_GRACE_MS is
  *   deleted, and a waiting controller gets `error{expired}` (not
- *   `unknown-code`: the code was real, the device just did not come back;
+ *   `unknown-room`: the room was real, the device just did not come back;
  *   the controller stays connected and may join again). A room whose device
  *   is connected but which has had no controller for longer than
  *   CODE_UNUSED_TTL_MS (since registration or since the last controller
@@ -45,18 +53,24 @@
  * - Rate: each socket has a token bucket (RATE_MSGS_PER_SEC, RATE_BURST);
  *   a frame (valid or not) without a token is dropped with
  *   `error{rate-limited}`; more than RATE_ABUSE_MAX_DROPS drops within
- *   RATE_ABUSE_WINDOW_MS close the socket (1008).
+ *   RATE_ABUSE_WINDOW_MS close the socket (1008). A `join` needs a token from
+ *   this bucket and then one from its address's join bucket.
+ * - Join buckets are per address, not per socket, so opening more sockets
+ *   buys no more guesses. A bucket starts full; a full bucket is the same as
+ *   none, so each `tick` forgets every bucket that has refilled: memory holds
+ *   only addresses that joined within the last JOIN_BURST / JOIN_RATE_PER_MIN
+ *   minutes (30 s by default), whether or not they still have sockets open.
  * - `open` beyond MAX_CONNS_PER_ADDR sockets from one address, or beyond
  *   MAX_CONNS in all, is closed at once (1013, try again later).
  *
  * A socket the router has closed (or refused) is forgotten at once: later
  * inputs for it are ignored, and its eventual `close` input is a no-op.
  *
- * Logs name rooms by a serial number, never by code; no message body, relay
- * data or session id is ever put in an action's log fields.
+ * Logs name rooms by a serial number, never by name; no message body, relay
+ * data, session id or address is ever put in an action's log fields.
  */
 import type { ClientMessage, Role, ServerMessage, SignalErrorCode } from '../link/protocol.js';
-import { parseCode } from '../link/code.js';
+import { parseRoom } from '../link/code.js';
 
 /** Identifies one WebSocket connection; assigned by the shell. */
 export type ConnId = number;
@@ -66,10 +80,10 @@ export type RouterInput =
   | { kind: 'open'; conn: ConnId; addr: string }
   | { kind: 'message'; conn: ConnId; msg: ClientMessage }
   | { kind: 'invalid'; conn: ConnId; code: 'bad-message' | 'too-large' | 'version'; reason: string }
-  | { kind: 'close'; conn: ConnId; reason?: string }
+  | { kind: 'close'; conn: ConnId; reason?: string; /** The device closed with CLOSE_LEAVE: delete its room now, no grace. */ leave?: boolean }
   | { kind: 'tick' };
 
-/** Fields of a log action: no codes, bodies or session ids, ever. */
+/** Fields of a log action: no room names, addresses, bodies or session ids, ever. */
 export type LogFields = Record<string, string | number | boolean>;
 
 /** What the shell must do, in order. */
@@ -82,16 +96,18 @@ export type Action =
 export type RouterLogEvent = 'register' | 'join' | 'leave' | 'expire' | 'refuse';
 
 /**
- * Time, in ms, a registered code may go without a controller before it
- * expires: long enough to read a code off a board and type it on a laptop,
- * short enough that a code seen over a shoulder soon stops working.
+ * Time, in ms, a registered room (a pairing code's, or a device room) may go
+ * without a controller before it expires: long enough to read a code off a
+ * board and type it on a laptop, short enough that a code seen over a
+ * shoulder soon stops working. This is the server's half of a pairing code's
+ * lifetime; the device also retires a pairing code after one PAKE attempt.
  */
 export const CODE_UNUSED_TTL_MS = 10 * 60_000;
 
 /**
  * Time, in ms, a room outlives its disconnected device: covers an agent
  * restart or a network blip plus reconnect backoff, so the device keeps its
- * code and a controller arriving meanwhile waits instead of failing.
+ * room and a controller arriving meanwhile waits instead of failing.
  */
 export const DEVICE_GRACE_MS = 30_000;
 
@@ -116,8 +132,17 @@ export const MAX_CONNS_PER_ADDR = 64;
 /** Open sockets allowed in all. */
 export const MAX_CONNS = 20_000;
 
-/** Rooms (registered codes) allowed at once. */
+/** Rooms allowed at once. */
 export const MAX_ROOMS = 10_000;
+
+/** Sustained `join`s per minute from one address: a person retyping a code needs a few; at this rate one address needs four weeks to sweep the 810 000 four-symbol rooms. */
+export const JOIN_RATE_PER_MIN = 20;
+
+/** Rooms at least this long (a device's identity room is 26) are not join-limited: nobody guesses them. */
+export const UNGUESSABLE_ROOM_LENGTH = 20;
+
+/** Join-bucket depth per address: a few controllers behind one NAT starting together, or a handful of typos, pass at once. */
+export const JOIN_BURST = 10;
 
 /** WebSocket close code: policy violation (abuse). */
 export const CLOSE_POLICY = 1008;
@@ -141,6 +166,10 @@ export interface RouterLimits {
   maxConnsPerAddr: number;
   maxConns: number;
   maxRooms: number;
+  /** JOIN_RATE_PER_MIN: joins per minute per address. */
+  joinRatePerMin: number;
+  /** JOIN_BURST: join-bucket depth per address. */
+  joinBurst: number;
 }
 
 /** The defaults, from the named constants above. */
@@ -155,6 +184,8 @@ export const DEFAULT_ROUTER_LIMITS: Readonly<RouterLimits> = Object.freeze({
   maxConnsPerAddr: MAX_CONNS_PER_ADDR,
   maxConns: MAX_CONNS,
   maxRooms: MAX_ROOMS,
+  joinRatePerMin: JOIN_RATE_PER_MIN,
+  joinBurst: JOIN_BURST,
 });
 
 export interface RouterOptions {
@@ -166,24 +197,29 @@ export interface RouterOptions {
   limits?: Partial<RouterLimits>;
 }
 
-/** Counters and gauges, for /healthz and tests. Holds no codes. */
+/** Counters and gauges, for /healthz and tests. Holds no room names. */
 export interface RouterStats {
   conns: number;
   rooms: number;
   devices: number;
   controllers: number;
+  /** Join buckets held (addresses that joined recently and have not refilled). */
+  joinBuckets: number;
   registered: number;
   joined: number;
   relayed: number;
   signals: number;
   invalid: number;
   rateLimited: number;
+  /** Joins refused with `join-limited`. */
+  joinLimited: number;
   expired: number;
   refused: number;
 }
 
 interface Room {
-  code: string;
+  /** Normalised room name (the map key). */
+  name: string;
   serial: number;
   device: ConnId | null;
   controller: ConnId | null;
@@ -191,7 +227,7 @@ interface Room {
   session: string | null;
   /** When the device left; null while it is connected. */
   deviceLeftAt: number | null;
-  /** Start of the unused-code clock: registration or the last controller's leaving. */
+  /** Start of the unused-room clock: registration or the last controller's leaving. */
   idleSince: number;
 }
 
@@ -207,6 +243,14 @@ interface Conn {
   drops: number;
 }
 
+/** Join tokens of one source address. */
+interface JoinBucket {
+  tokens: number;
+  refillAt: number;
+  /** The last join from this address was refused: the next refusal is not logged again. */
+  limited: boolean;
+}
+
 type Out = Action[];
 
 /** Longest `message` in an error reply, in chars (parseServerMessage accepts 1024). */
@@ -216,14 +260,15 @@ const ERROR_TEXT: Readonly<Record<SignalErrorCode, string>> = {
   'bad-message': 'malformed message',
   'too-large': 'message too large',
   version: 'protocol version not supported',
-  'bad-code': 'malformed code',
-  'code-taken': 'a device already holds this code',
-  'unknown-code': 'no device registered this code',
+  'bad-room': 'malformed room',
+  'room-taken': 'a device already holds this room',
+  'unknown-room': 'no device registered this room',
+  'join-limited': 'too many join attempts from this address; wait a few seconds',
   'room-full': 'a controller is already connected to this device',
   'no-peer': 'the other side is not connected',
   'not-joined': 'register or join first',
   'already-joined': 'this connection already registered or joined',
-  expired: 'the code expired',
+  expired: 'the room expired',
   'rate-limited': 'too many messages',
 };
 
@@ -235,8 +280,9 @@ export class Router {
   private readonly conns = new Map<ConnId, Conn>();
   private readonly rooms = new Map<string, Room>();
   private readonly perAddr = new Map<string, number>();
+  private readonly joinBuckets = new Map<string, JoinBucket>();
   private serial = 0;
-  private readonly counters = { registered: 0, joined: 0, relayed: 0, signals: 0, invalid: 0, rateLimited: 0, expired: 0, refused: 0 };
+  private readonly counters = { registered: 0, joined: 0, relayed: 0, signals: 0, invalid: 0, rateLimited: 0, joinLimited: 0, expired: 0, refused: 0 };
 
   constructor(opts: RouterOptions) {
     this.limits = { ...DEFAULT_ROUTER_LIMITS, ...opts.limits };
@@ -252,10 +298,11 @@ export class Router {
         this.open(input.conn, input.addr, now, out);
         break;
       case 'close':
-        this.drop(input.conn, input.reason ?? 'closed', now, out);
+        this.drop(input.conn, input.reason ?? 'closed', now, out, input.leave === true);
         break;
       case 'tick':
         this.expireAll(now, out);
+        this.forgetFullJoinBuckets(now);
         break;
       case 'message':
       case 'invalid': {
@@ -278,7 +325,7 @@ export class Router {
       if (r.device !== null) devices++;
       if (r.controller !== null) controllers++;
     }
-    return { conns: this.conns.size, rooms: this.rooms.size, devices, controllers, ...this.counters };
+    return { conns: this.conns.size, rooms: this.rooms.size, devices, controllers, joinBuckets: this.joinBuckets.size, ...this.counters };
   }
 
   // --- connections ---------------------------------------------------------
@@ -304,14 +351,18 @@ export class Router {
   }
 
   /** Forgets a connection, leaving its room. `reason` goes to the log. */
-  private drop(id: ConnId, reason: string, now: number, out: Out): void {
+  private drop(id: ConnId, reason: string, now: number, out: Out, deliberate = false): void {
     const c = this.conns.get(id);
     if (!c) return;
     this.conns.delete(id);
     const n = (this.perAddr.get(c.addr) ?? 1) - 1;
     if (n <= 0) this.perAddr.delete(c.addr);
     else this.perAddr.set(c.addr, n);
-    if (c.room) this.leave(c, reason, now, out);
+    const room = c.room;
+    const wasDevice = c.role === 'device';
+    if (room) this.leave(c, reason, now, out);
+    // A device that says it is done with a room (a spent pairing code) gets no grace: joins fail at once.
+    if (room && deliberate && wasDevice && this.rooms.get(room.name) === room) this.expire(room, null, 'left', out);
   }
 
   /** Closes a connection on the router's initiative. */
@@ -352,9 +403,9 @@ export class Router {
   private message(c: Conn, msg: ClientMessage, now: number, out: Out): void {
     switch (msg.type) {
       case 'register':
-        return this.register(c, msg.code, now, out);
+        return this.register(c, msg.room, now, out);
       case 'join':
-        return this.join(c, msg.code, now, out);
+        return this.join(c, msg.room, now, out);
       case 'relay':
       case 'signal': {
         const room = c.room;
@@ -375,13 +426,13 @@ export class Router {
 
   private register(c: Conn, typed: string, now: number, out: Out): void {
     if (c.room) return this.error(c.id, 'already-joined', out);
-    const p = parseCode(typed);
-    if (!p.ok) return this.error(c.id, 'bad-code', out, p.reason);
-    let room = this.lookup(p.code, now, out);
+    const p = parseRoom(typed);
+    if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
+    let room = this.lookup(p.room, now, out);
     if (room && room.device !== null) {
       this.counters.refused++;
-      out.push({ kind: 'log', event: 'refuse', fields: this.fields('device', room, 'code-taken') });
-      return this.error(c.id, 'code-taken', out);
+      out.push({ kind: 'log', event: 'refuse', fields: this.fields('device', room, 'room-taken') });
+      return this.error(c.id, 'room-taken', out);
     }
     const rejoin = room !== undefined;
     if (!room) {
@@ -390,8 +441,8 @@ export class Router {
         out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'room-cap' } });
         return this.error(c.id, 'rate-limited', out, 'server at room capacity, try again later');
       }
-      room = { code: p.code, serial: ++this.serial, device: null, controller: null, session: null, deviceLeftAt: null, idleSince: now };
-      this.rooms.set(p.code, room);
+      room = { name: p.room, serial: ++this.serial, device: null, controller: null, session: null, deviceLeftAt: null, idleSince: now };
+      this.rooms.set(p.room, room);
     }
     room.device = c.id;
     room.deviceLeftAt = null;
@@ -399,7 +450,7 @@ export class Router {
     c.room = room;
     c.role = 'device';
     this.counters.registered++;
-    out.push({ kind: 'send', conn: c.id, msg: { type: 'registered', code: p.code, ttlMs: this.limits.codeUnusedTtlMs, stunPort: this.stunPort } });
+    out.push({ kind: 'send', conn: c.id, msg: { type: 'registered', room: p.room, ttlMs: this.limits.codeUnusedTtlMs, stunPort: this.stunPort } });
     out.push({ kind: 'log', event: 'register', fields: this.fields('device', room, rejoin ? 'rejoin' : 'new') });
     if (room.controller !== null && room.session !== null) {
       out.push({ kind: 'send', conn: c.id, msg: { type: 'peer', session: room.session } });
@@ -409,13 +460,17 @@ export class Router {
 
   private join(c: Conn, typed: string, now: number, out: Out): void {
     if (c.room) return this.error(c.id, 'already-joined', out);
-    const p = parseCode(typed);
-    if (!p.ok) return this.error(c.id, 'bad-code', out, p.reason);
-    const room = this.lookup(p.code, now, out);
+    const p = parseRoom(typed);
+    if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
+    // The join limit comes before the lookup: a refused join learns nothing about the room.
+    // Only short (guessable) rooms cost a token: a 26-symbol device room holds 125 bits, and who
+    // may enter it is decided by the device's handshake, so a paired controller's joins are free.
+    if (p.room.length < UNGUESSABLE_ROOM_LENGTH && !this.takeJoinToken(c.addr, now, out)) return this.error(c.id, 'join-limited', out);
+    const room = this.lookup(p.room, now, out);
     if (!room) {
       this.counters.refused++;
-      out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'unknown-code' } });
-      return this.error(c.id, 'unknown-code', out);
+      out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'unknown-room' } });
+      return this.error(c.id, 'unknown-room', out);
     }
     if (room.controller !== null) {
       this.counters.refused++;
@@ -454,11 +509,51 @@ export class Router {
     c.role = null;
   }
 
+  // --- join limit ----------------------------------------------------------
+
+  /** The address's join bucket refilled to `now`; undefined if it has none (= full). */
+  private refillJoinBucket(addr: string, now: number): JoinBucket | undefined {
+    const b = this.joinBuckets.get(addr);
+    if (!b) return undefined;
+    const elapsed = Math.max(0, now - b.refillAt);
+    b.tokens = Math.min(this.limits.joinBurst, b.tokens + (elapsed * this.limits.joinRatePerMin) / 60_000);
+    b.refillAt = now;
+    return b;
+  }
+
+  /** Takes one join token from `addr`'s bucket; false (counted, logged once per run of refusals) if it is empty. */
+  private takeJoinToken(addr: string, now: number, out: Out): boolean {
+    let b = this.refillJoinBucket(addr, now);
+    if (!b) {
+      b = { tokens: this.limits.joinBurst, refillAt: now, limited: false };
+      this.joinBuckets.set(addr, b);
+    }
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      b.limited = false;
+      return true;
+    }
+    this.counters.joinLimited++;
+    if (!b.limited) {
+      b.limited = true;
+      out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'join-limited' } });
+    }
+    return false;
+  }
+
+  /** Forgets every join bucket that has refilled: a full bucket is the same as none, so memory holds only recent joiners. */
+  private forgetFullJoinBuckets(now: number): void {
+    for (const addr of [...this.joinBuckets.keys()]) {
+      const b = this.refillJoinBucket(addr, now)!;
+      if (b.tokens >= this.limits.joinBurst) this.joinBuckets.delete(addr);
+    }
+  }
+
   // --- expiry --------------------------------------------------------------
 
-  /** The live room for a code, deleting it first if its time is up. */
-  private lookup(code: string, now: number, out: Out): Room | undefined {
-    const room = this.rooms.get(code);
+  /** The live room of a normalised name, deleting it first if its time is up. */
+  private lookup(name: string, now: number, out: Out): Room | undefined {
+    const room = this.rooms.get(name);
     if (room && this.expireIfDue(room, now, out)) return undefined;
     return room;
   }
@@ -482,7 +577,7 @@ export class Router {
   }
 
   private expire(room: Room, notify: ConnId | null, reason: string, out: Out): void {
-    this.rooms.delete(room.code);
+    this.rooms.delete(room.name);
     this.counters.expired++;
     for (const id of [room.device, room.controller]) {
       const c = id === null ? undefined : this.conns.get(id);
@@ -491,7 +586,7 @@ export class Router {
         c.role = null;
       }
     }
-    if (notify !== null) this.error(notify, 'expired', out, reason === 'unused' ? 'the code was unused for too long; register again' : 'the device did not come back');
+    if (notify !== null) this.error(notify, 'expired', out, reason === 'unused' ? 'the room was unused for too long; register again' : 'the device did not come back');
     out.push({ kind: 'log', event: 'expire', fields: { room: room.serial, reason } });
   }
 

@@ -8,13 +8,13 @@
  *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","stun":"udp://HOST:PORT"}
  * with the real bound ports ("stun": null when STUN is off), plus
  * "stunAlt":"udp://ALT:PORT+1" when an alternate STUN address is set. No line
- * ever carries a pairing code, a session id, relay data or a message body.
+ * ever carries a room name, a session id, relay data or a message body.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { nanoid } from 'nanoid';
-import { MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
+import { CLOSE_LEAVE, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
 import { PinholeError } from '../link/errors.js';
 import { Router, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, startStunServer, type StunEndpoint, type StunServerHandle, type StunStats } from './stun.js';
@@ -239,7 +239,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     });
     ws.on('close', (code: number) => {
       peers.delete(id);
-      feed(id, () => router.handle({ kind: 'close', conn: id, reason: peer.why ?? `closed-${code}` }, cfg.clock()));
+      feed(id, () => router.handle({ kind: 'close', conn: id, reason: peer.why ?? `closed-${code}`, leave: code === CLOSE_LEAVE }, cfg.clock()));
       resolveClosed();
     });
     const addr = req.socket.remoteAddress ?? 'unknown';
@@ -263,6 +263,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
         rooms: s.rooms,
         devices: s.devices,
         controllers: s.controllers,
+        joinLimited: s.joinLimited,
         stun: stun !== null,
         stunPort: stun?.port ?? 0,
         stunAltHost: stun?.alt?.address ?? null,

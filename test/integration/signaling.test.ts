@@ -95,17 +95,18 @@ class Client {
   }
 }
 
-const uniqueCode = (): string => 'T' + randomBytes(6).toString('hex').toUpperCase();
+/** A fresh room name, like a paired device's (no collisions between tests). */
+const uniqueRoom = (): string => 'T' + randomBytes(6).toString('hex').toUpperCase();
 
-/** Registers a device and joins a controller on a fresh code; checks the handshake. */
+/** Registers a device and joins a controller on a fresh room; checks the handshake. */
 async function pair(url: string): Promise<{ device: Client; controller: Client; session: string }> {
-  const code = uniqueCode();
+  const room = uniqueRoom();
   const device = await Client.open(url);
   const controller = await Client.open(url);
-  device.send({ type: 'register', v: PROTOCOL_VERSION, code: code.toLowerCase() });
+  device.send({ type: 'register', v: PROTOCOL_VERSION, room: room.toLowerCase() });
   const reg = await device.expect('registered');
-  assert.equal(reg.code, code);
-  controller.send({ type: 'join', v: PROTOCOL_VERSION, code });
+  assert.equal(reg.room, room);
+  controller.send({ type: 'join', v: PROTOCOL_VERSION, room });
   const joined = await controller.expect('joined');
   assert.equal(joined.waiting, false);
   const peer = await device.expect('peer');
@@ -125,7 +126,8 @@ describe('signaling server', { timeout: 60_000 }, () => {
   const lines: string[] = [];
 
   before(async () => {
-    server = await startSignalServer({ host: HOST, port: 0, stunPort: 0, log: (l) => lines.push(l) });
+    // Every test here joins from 127.0.0.1: a deeper join bucket keeps them independent of the join limit (tested below).
+    server = await startSignalServer({ host: HOST, port: 0, stunPort: 0, log: (l) => lines.push(l), limits: { joinBurst: 1000 } });
   });
   after(async () => {
     await server?.close();
@@ -153,7 +155,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
     assert.equal((await fetch(`http://${HOST}:${server.port}/healthz`, { method: 'POST' })).status, 405);
   });
 
-  test('issue 2: a device and a controller pair by code and relay both ways', async () => {
+  test('issue 2: a device and a controller pair by room and relay both ways', async () => {
     const { device, controller, session } = await pair(server.url);
     await relayBothWays(device, controller);
     const offer = { kind: 'offer', sdp: 'v=0\r\n' };
@@ -168,20 +170,37 @@ describe('signaling server', { timeout: 60_000 }, () => {
     device.close();
   });
 
-  test('issue 2: a wrong code is refused with unknown-code', async () => {
+  test('issue 2: a wrong room is refused with unknown-room', async () => {
     const c = await Client.open(server.url);
-    c.send({ type: 'join', v: PROTOCOL_VERSION, code: uniqueCode() });
-    await c.expectError('unknown-code');
+    c.send({ type: 'join', v: PROTOCOL_VERSION, room: uniqueRoom() });
+    await c.expectError('unknown-room');
     c.close();
   });
 
-  test('logs never contain the code or relay data', async () => {
-    const code = uniqueCode();
+  test('issue 4: a pairing code\'s room (4 symbols) pairs; the old `code` field is refused as bad-message', async () => {
+    const room = 'W' + randomBytes(3).toString('hex').slice(0, 3).toUpperCase();
     const device = await Client.open(server.url);
-    device.send({ type: 'register', v: PROTOCOL_VERSION, code });
+    device.send({ type: 'register', v: PROTOCOL_VERSION, code: room });
+    await device.expectError('bad-message');
+    device.send({ type: 'register', v: PROTOCOL_VERSION, room: 'ABC' });
+    await device.expectError('bad-room');
+    device.send({ type: 'register', v: PROTOCOL_VERSION, room });
+    assert.equal((await device.expect('registered')).room, room);
+    const controller = await Client.open(server.url);
+    controller.send({ type: 'join', v: PROTOCOL_VERSION, room: room.toLowerCase() });
+    assert.equal((await controller.expect('joined')).waiting, false);
+    await device.expect('peer');
+    device.close();
+    controller.close();
+  });
+
+  test('logs never contain the room or relay data', async () => {
+    const room = uniqueRoom();
+    const device = await Client.open(server.url);
+    device.send({ type: 'register', v: PROTOCOL_VERSION, room });
     await device.expect('registered');
     const controller = await Client.open(server.url);
-    controller.send({ type: 'join', v: PROTOCOL_VERSION, code });
+    controller.send({ type: 'join', v: PROTOCOL_VERSION, room });
     await controller.expect('joined');
     controller.send({ type: 'relay', data: 'SECRET-RELAY-DATA' });
     await device.expect('peer');
@@ -191,7 +210,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
     controller.close();
     const text = lines.join('\n');
     assert.ok(text.includes('"event":"register"') && text.includes('"event":"join"'), 'register/join are logged');
-    assert.ok(!text.includes(code) && !text.includes('SECRET-RELAY-DATA'));
+    assert.ok(!text.includes(room) && !text.includes('SECRET-RELAY-DATA'));
     for (const l of lines) JSON.parse(l); // every line is one JSON object
   });
 
@@ -206,10 +225,10 @@ describe('signaling server', { timeout: 60_000 }, () => {
       await c.expectError('bad-message');
       c.send(Buffer.from(JSON.stringify({ type: 'relay', data: 1 })));
       await c.expectError('bad-message');
-      c.send({ type: 'register', v: PROTOCOL_VERSION + 1, code: 'ABCDEFGH' });
+      c.send({ type: 'register', v: PROTOCOL_VERSION + 1, room: 'ABCDEFGH' });
       await c.expectError('version');
       // the same socket can still register
-      c.send({ type: 'register', v: PROTOCOL_VERSION, code: uniqueCode() });
+      c.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
       await c.expect('registered');
       c.close();
     });
@@ -393,6 +412,50 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 });
 
+describe('signaling server: join limit', { timeout: 30_000 }, () => {
+  let server: SignalServer;
+  const lines: string[] = [];
+  before(async () => {
+    server = await startSignalServer({ host: HOST, port: 0, stunPort: null, log: (l) => lines.push(l), limits: { joinBurst: 3 } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test('issue 4: joins from one address share a bucket across sockets; beyond it join-limited, counted in /healthz', async () => {
+    const room = uniqueRoom();
+    const device = await Client.open(server.url);
+    device.send({ type: 'register', v: PROTOCOL_VERSION, room });
+    await device.expect('registered');
+    const sockets: Client[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await Client.open(server.url);
+      sockets.push(c);
+      c.send({ type: 'join', v: PROTOCOL_VERSION, room: uniqueRoom() });
+      await c.expectError('unknown-room');
+    }
+    // a fresh socket from the same address, asking for the real room: refused without a lookup
+    const late = await Client.open(server.url);
+    sockets.push(late);
+    late.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    await late.expectError('join-limited');
+    assert.equal(late.isClosed, false, 'the socket stays open');
+    assert.equal(device.queue.length, 0, 'the device heard nothing');
+    // registering is not join-limited
+    const other = await Client.open(server.url);
+    sockets.push(other);
+    other.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
+    await other.expect('registered');
+    const h = (await (await fetch(`http://${HOST}:${server.port}/healthz`)).json()) as Record<string, unknown>;
+    assert.equal(h.joinLimited, 1);
+    assert.equal(server.stats().joinLimited, 1);
+    const refuse = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'refuse' && l.reason === 'join-limited');
+    assert.equal(refuse.length, 1);
+    assert.ok(!refuse.some((l) => JSON.stringify(l).includes(HOST)), 'the address is not logged');
+    for (const c of [device, ...sockets]) c.close();
+  });
+});
+
 describe('signaling server: keepalive and shutdown', { timeout: 30_000 }, () => {
   let server: SignalServer;
   const lines: string[] = [];
@@ -407,7 +470,7 @@ describe('signaling server: keepalive and shutdown', { timeout: 30_000 }, () => 
     assert.equal(server.stunPort, null);
     assert.equal(JSON.parse(lines[0]!).stun, null);
     const c = await Client.open(server.url);
-    c.send({ type: 'register', v: PROTOCOL_VERSION, code: uniqueCode() });
+    c.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
     assert.equal((await c.expect('registered')).stunPort, 0);
     c.close();
   });
@@ -531,7 +594,7 @@ function randomFrame(seed: number): [Buffer | string, { binary: boolean }] {
     case 4:
       return [JSON.stringify({ type: 'relay', data: n }), { binary: seed % 2 === 0 }];
     case 5:
-      return [JSON.stringify({ type: 'join', v: 99, code: 'ABCDEFGH' }), { binary: false }];
+      return [JSON.stringify({ type: 'join', v: 99, room: 'ABCDEFGH' }), { binary: false }];
     default:
       return ['z'.repeat(MAX_SIGNAL_BYTES + n), { binary: seed % 2 === 0 }];
   }

@@ -1,111 +1,249 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   CODE_ALPHABET,
-  CODE_BITS,
-  CODE_GROUP,
+  DEVICE_ROOM_DOMAIN,
+  MAX_PAIRING_CODE_LENGTH,
+  MAX_ROOM_LENGTH,
+  MIN_PAIRING_CODE_LENGTH,
+  MIN_ROOM_LENGTH,
+  MIN_SECRET_BITS,
+  MIN_SECRET_LENGTH,
+  PAIRING_CODE_LENGTH,
+  ROOM_LENGTH,
+  SECRET_BITS,
+  SECRET_LENGTH,
+  deviceRoom,
+  formatPairingCode,
+  generatePairingCode,
+  parsePairingCode,
+  parseRoom,
+  type PairingCode,
+  // deprecated issue-2 API, still used by the device, controller and CLI
   CODE_LENGTH,
-  MAX_CODE_LENGTH,
-  MIN_CODE_LENGTH,
   formatCode,
   generateCode,
   parseCode,
 } from '../../link/code.js';
 
-function parsed(typed: string): string {
-  const r = parseCode(typed);
-  assert.equal(r.ok, true, `expected ${JSON.stringify(typed)} to parse`);
-  return (r as { ok: true; code: string }).code;
-}
-function rejected(typed: string): void {
-  assert.equal(parseCode(typed).ok, false, `expected ${JSON.stringify(typed)} to be rejected`);
+/** RFC 4648 base32 without padding, written differently from link/code.ts: via a bit string. */
+function base32(bytes: Uint8Array): string {
+  const bits = [...bytes].map((b) => b.toString(2).padStart(8, '0')).join('');
+  let out = '';
+  for (let i = 0; i < bits.length; i += 5) out += 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'[parseInt(bits.slice(i, i + 5).padEnd(5, '0'), 2)];
+  return out;
 }
 
-describe('code generation', () => {
-  test('issue 2: at least 50 bits of entropy', () => {
-    assert.ok(CODE_BITS >= 50, `CODE_BITS = ${CODE_BITS}`);
-    assert.equal(CODE_BITS, CODE_LENGTH * Math.log2(CODE_ALPHABET.length));
+function parsed(typed: string): PairingCode {
+  const r = parsePairingCode(typed);
+  assert.ok(r.ok, `expected ${JSON.stringify(typed)} to parse: ${r.ok ? '' : r.reason}`);
+  return { room: r.room, secret: r.secret };
+}
+function rejected(typed: string): string {
+  const r = parsePairingCode(typed);
+  assert.equal(r.ok, false, `expected ${JSON.stringify(typed)} to be rejected`);
+  return (r as { ok: false; reason: string }).reason;
+}
+function room(s: string): string {
+  const r = parseRoom(s);
+  assert.ok(r.ok, `expected room ${JSON.stringify(s)} to parse: ${r.ok ? '' : r.reason}`);
+  return r.room;
+}
+
+describe('pairing codes', () => {
+  test('issue 4: the secret has at least 20 bits, also the shortest chosen one', () => {
+    assert.equal(SECRET_BITS, SECRET_LENGTH * Math.log2(CODE_ALPHABET.length));
+    assert.ok(SECRET_BITS >= 29, `SECRET_BITS = ${SECRET_BITS}`);
+    assert.ok(MIN_SECRET_BITS >= 24, `MIN_SECRET_BITS = ${MIN_SECRET_BITS}`);
+    assert.equal(ROOM_LENGTH, 4);
+    assert.equal(SECRET_LENGTH, 6);
+    assert.equal(MIN_SECRET_LENGTH, 5);
+    assert.equal(PAIRING_CODE_LENGTH, 10);
+    assert.equal(MIN_PAIRING_CODE_LENGTH, 9);
+    assert.equal(MAX_PAIRING_CODE_LENGTH, 32);
   });
 
   test('issue 2: the alphabet has no look-alike characters', () => {
     for (const c of '01OILU') assert.ok(!CODE_ALPHABET.includes(c), `alphabet contains ${c}`);
     assert.equal(new Set(CODE_ALPHABET).size, CODE_ALPHABET.length, 'no repeated symbols');
+    assert.equal(CODE_ALPHABET.length, 30);
     assert.match(CODE_ALPHABET, /^[A-Z2-9]+$/, 'upper-case letters and digits only');
   });
 
-  test('generated codes have CODE_LENGTH symbols from the alphabet', () => {
+  test('issue 4: a generated code is a 4-symbol room and a 6-symbol secret from the alphabet', () => {
     for (let i = 0; i < 1000; i++) {
-      const c = generateCode();
-      assert.equal(c.length, CODE_LENGTH);
-      for (const ch of c) assert.ok(CODE_ALPHABET.includes(ch), `unexpected ${ch} in ${c}`);
+      const c = generatePairingCode();
+      assert.equal(c.room.length, ROOM_LENGTH);
+      assert.equal(c.secret.length, SECRET_LENGTH);
+      for (const ch of c.room + c.secret) assert.ok(CODE_ALPHABET.includes(ch), `unexpected ${ch} in ${c.room}${c.secret}`);
     }
   });
 
-  test('generated codes are unique and use the whole alphabet', () => {
+  test('generated codes are unique and use the whole alphabet in both parts', () => {
     const seen = new Set<string>();
-    const symbols = new Set<string>();
+    const roomSymbols = new Set<string>();
+    const secretSymbols = new Set<string>();
     for (let i = 0; i < 20_000; i++) {
-      const c = generateCode();
-      seen.add(c);
-      for (const ch of c) symbols.add(ch);
+      const c = generatePairingCode();
+      seen.add(c.room + c.secret);
+      for (const ch of c.room) roomSymbols.add(ch);
+      for (const ch of c.secret) secretSymbols.add(ch);
     }
     assert.equal(seen.size, 20_000);
-    assert.equal(symbols.size, CODE_ALPHABET.length);
+    assert.equal(roomSymbols.size, CODE_ALPHABET.length);
+    assert.equal(secretSymbols.size, CODE_ALPHABET.length);
   });
 
-  test('generated codes parse to themselves, also when formatted or lower-cased', () => {
+  test('issue 4: displayed as RRRR-SSS-SSS', () => {
+    assert.equal(formatPairingCode({ room: 'K7QM', secret: 'X3PD9H' }), 'K7QM-X3P-D9H');
+    assert.equal(formatPairingCode({ room: 'K7QM', secret: 'X3PD9' }), 'K7QM-X3P-D9');
+    assert.equal(formatPairingCode({ room: 'K7QM', secret: 'X3PD9HTRW' }), 'K7QM-X3P-D9H-TRW');
+    for (let i = 0; i < 100; i++) assert.match(formatPairingCode(generatePairingCode()), /^[2-9A-Z]{4}-[2-9A-Z]{3}-[2-9A-Z]{3}$/);
+  });
+
+  test('issue 4: generate, format and parse round-trip, also lower-cased or without dashes', () => {
     for (let i = 0; i < 200; i++) {
-      const c = generateCode();
-      assert.equal(parsed(c), c);
-      assert.equal(parsed(formatCode(c)), c);
-      assert.equal(parsed(formatCode(c).toLowerCase()), c);
-    }
-  });
-});
-
-describe('parseCode', () => {
-  test('case-insensitive; dashes and spaces optional', () => {
-    const want = 'K7QMX3PD9HTR';
-    for (const t of ['K7QM-X3PD-9HTR', 'k7qm-x3pd-9htr', 'K7QMX3PD9HTR', 'k7qm x3pd 9htr', ' K7QM--X3PD 9HTR ', 'K7-QM-X3-PD-9H-TR', 'k7QmX3pD9hTr', 'K7QM\tX3PD\n9HTR']) {
-      assert.equal(parsed(t), want, t);
+      const c = generatePairingCode();
+      const f = formatPairingCode(c);
+      assert.deepEqual(parsed(f), c);
+      assert.deepEqual(parsed(f.toLowerCase()), c);
+      assert.deepEqual(parsed(c.room + c.secret), c);
+      assert.deepEqual(parsed(f.replace(/-/g, ' ')), c);
     }
   });
 
-  test('length bounds after normalising', () => {
-    parsed('A'.repeat(MIN_CODE_LENGTH));
-    parsed('A'.repeat(MAX_CODE_LENGTH));
-    rejected('A'.repeat(MIN_CODE_LENGTH - 1));
-    rejected('A'.repeat(MAX_CODE_LENGTH + 1));
+  test('case-insensitive; dashes and whitespace anywhere', () => {
+    const want = { room: 'K7QM', secret: 'X3PD9H' };
+    for (const t of ['K7QM-X3P-D9H', 'k7qm-x3p-d9h', 'K7QMX3PD9H', 'k7qm x3p d9h', ' K7QM--X3P D9H ', 'K7-QM-X3-PD-9H', 'k7QmX3pD9h', 'K7QM\tX3P\nD9H']) {
+      assert.deepEqual(parsed(t), want, t);
+    }
+  });
+
+  test('issue 4: typed look-alikes are rejected with a reason naming the character, never mapped', () => {
+    // each of these is K7QM-X3P-D9H with one symbol replaced by a look-alike
+    const cases: Array<[string, string]> = [
+      ['K7QM-X3P-D0H', '0'], ['K7QM-X3P-DOH', 'O'], ['k7qm-x3p-doh', 'o'],
+      ['K7QM-X3P-D1H', '1'], ['K7QM-X3P-DIH', 'I'], ['K7QM-X3P-DLH', 'L'], ['k7qm-x3p-dlh', 'l'],
+      ['K7QM-X3P-DUH', 'U'], ['KUQM-X3P-D9H', 'U'],
+    ];
+    for (const [t, ch] of cases) {
+      const reason = rejected(t);
+      assert.ok(reason.includes(`"${ch}"`), `${t}: reason should name ${ch}: ${reason}`);
+      assert.match(reason, /no 0, O, 1, I, L or U/, t);
+    }
+    assert.match(rejected('K7QM-X3P-D0H'), /symbol 9/, 'the position is named too');
+  });
+
+  test('other characters are rejected, named, never mapped or thrown on', () => {
+    for (const t of ['K7QM-X3P-D9!', 'K7QM_X3P_D9H', 'K7QM.X3P.D9H', 'ÄBCD-X3P-D9H', 'K7QM/X3PD9H', 'K7QM+X3PD9H', 'K7QMX3PD9H\u0000', 'K7QMX3PD9H😀', '<script>ab', 'ßK7QMX3PD9']) {
+      const reason = rejected(t);
+      assert.match(reason, /cannot be in a pairing code/, t);
+    }
+    assert.match(rejected('K7QM-X3P-D9!'), /"!"/);
+    assert.match(rejected('K7QMX3PD9H😀'), /"😀"/, 'a character outside the BMP is named whole');
+  });
+
+  test('length: 9..32 symbols after normalising; generated codes have 10', () => {
+    const A = CODE_ALPHABET;
+    assert.deepEqual(parsed(A.slice(0, 9)), { room: A.slice(0, 4), secret: A.slice(4, 9) }, 'a chosen code with the shortest secret');
+    assert.deepEqual(parsed((A + A).slice(0, 32)), { room: A.slice(0, 4), secret: (A + A).slice(4, 32) });
+    assert.match(rejected(A.slice(0, 8)), /too short: 8 symbols, want 10/);
+    assert.match(rejected((A + A).slice(0, 33)), /too long/);
     rejected('');
     rejected('----------');
-    rejected('AB-CD-E'); // 5 symbols once dashes go
-    parsed('AB-CD-EF');
+    rejected('K7QM');
+    rejected('K7QM-X3P-D'); // 8 symbols
   });
 
-  test('bad characters are rejected, not mapped', () => {
-    for (const t of ['ABCDEF!', 'ABC_DEF', 'ABC.DEF', 'ÄBCDEFG', 'ABCDEF/', 'ABC+DEF', 'ABCDEF\u0000', 'ABCDEF😀', '<script>']) rejected(t);
-  });
-
-  test('user-chosen codes may use any letter or digit, 0/O and 1/I/L included', () => {
-    assert.equal(parsed('office-0101'), 'OFFICE0101');
-    assert.equal(parsed('lil-i-o-1'), 'LILIO1');
+  test('issue 4: a user-chosen longer code: room is the first 4, secret the rest', () => {
+    assert.deepEqual(parsed('hams-ter-bench-7'), { room: 'HAMS', secret: 'TERBENCH7' });
+    assert.deepEqual(parsed('HAMS-TER-BE'), { room: 'HAMS', secret: 'TERBE' });
+    // chosen codes are held to the same alphabet as generated ones
+    assert.match(rejected('office-bench-7'), /"o" \(symbol 1\)/, 'the character is named as typed');
   });
 });
 
-describe('formatCode', () => {
-  test('groups of CODE_GROUP joined by dashes', () => {
-    assert.equal(formatCode('K7QMX3PD9HTR'), 'K7QM-X3PD-9HTR');
-    assert.equal(formatCode('ABCDEFG'), 'ABCD-EFG');
-    assert.equal(formatCode('ABCD'), 'ABCD');
-    for (let i = 0; i < 100; i++) {
-      const f = formatCode(generateCode());
-      for (const g of f.split('-')) assert.ok(g.length <= CODE_GROUP && g.length > 0);
+describe('parseRoom', () => {
+  test('normalises case, dashes and spaces', () => {
+    assert.equal(room('k7qm'), 'K7QM');
+    assert.equal(room(' K7-QM '), 'K7QM');
+    assert.equal(room('dabc-def2'), 'DABCDEF2');
+  });
+
+  test('issue 4: 4..32 of [A-Z0-9]; wider than the code alphabet on purpose', () => {
+    room('A'.repeat(MIN_ROOM_LENGTH));
+    room('A'.repeat(MAX_ROOM_LENGTH));
+    room('0O1IL-U');
+    for (const bad of ['', 'ABC', 'A'.repeat(MAX_ROOM_LENGTH + 1), 'ABC_DEF', 'ÄBCD', 'ABCD!', 'AB.CD', '----']) {
+      assert.equal(parseRoom(bad).ok, false, bad);
     }
   });
 
-  test('round-trip: parseCode(formatCode(c)) === c for any valid normalised code', () => {
-    for (const c of ['ABCDEF', 'ABCDEFGHJ', 'A'.repeat(MAX_CODE_LENGTH), 'OFFICE0101']) {
-      assert.equal(parsed(formatCode(c)), c);
+  test('the room of every pairing code is a valid room', () => {
+    for (let i = 0; i < 100; i++) {
+      const c = generatePairingCode();
+      assert.equal(room(c.room), c.room);
     }
+  });
+});
+
+describe('deviceRoom', () => {
+  const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill);
+
+  test('the reference base32 matches the RFC 4648 test vectors', () => {
+    const enc = (s: string): string => base32(new TextEncoder().encode(s));
+    assert.deepEqual(['', 'f', 'fo', 'foo', 'foob', 'fooba', 'foobar'].map(enc), ['', 'MY', 'MZXQ', 'MZXW6', 'MZXW6YQ', 'MZXW6YTB', 'MZXW6YTBOI']);
+  });
+
+  test('issue 4: deterministic, 26 characters, D + base32 of SHA-256(domain || key), a valid room', () => {
+    for (let i = 0; i < 50; i++) {
+      const pk = new Uint8Array(randomBytes(32));
+      const r = deviceRoom(pk);
+      assert.equal(r, deviceRoom(new Uint8Array(pk)), 'same key, same room');
+      assert.equal(r.length, 26);
+      assert.match(r, /^D[A-Z2-7]{25}$/);
+      assert.equal(room(r), r, 'parseRoom leaves it unchanged');
+      const h = createHash('sha256').update(DEVICE_ROOM_DOMAIN).update(pk).digest();
+      assert.equal(r, 'D' + base32(h).slice(0, 25), 'independent computation agrees');
+    }
+  });
+
+  test('issue 4: known answers (computed independently with Python hashlib/base64)', () => {
+    assert.equal(deviceRoom(new Uint8Array(32)), 'DHGLJCS3IJHKX4TOFAL2I6AO56');
+    assert.equal(deviceRoom(Uint8Array.from({ length: 32 }, (_, i) => i)), 'DZAEFWX56H52RW2C7FPAIDCT5O');
+  });
+
+  test('different keys give different rooms; the domain separator is in the hash', () => {
+    assert.notEqual(deviceRoom(key(1)), deviceRoom(key(2)));
+    const plain = 'D' + base32(createHash('sha256').update(key(1)).digest()).slice(0, 25);
+    assert.notEqual(deviceRoom(key(1)), plain);
+  });
+
+  test('a device room never collides with a pairing-code room (different lengths)', () => {
+    assert.notEqual(deviceRoom(key(0)).length, ROOM_LENGTH);
+  });
+});
+
+describe('deprecated issue-2 code API (kept until device, controller and CLI move over)', () => {
+  test('generateCode, formatCode and parseCode still round-trip', () => {
+    for (let i = 0; i < 50; i++) {
+      const c = generateCode();
+      assert.equal(c.length, CODE_LENGTH);
+      const p = parseCode(formatCode(c).toLowerCase());
+      assert.ok(p.ok && p.code === c);
+    }
+    assert.equal(formatCode('K7QMX3PD9HTR'), 'K7QM-X3PD-9HTR');
+    assert.equal(parseCode('abc').ok, false);
+  });
+
+  test('an issue-2 code is a valid room, so old agents and controllers still meet', () => {
+    for (let i = 0; i < 50; i++) {
+      const c = generateCode();
+      assert.equal(room(c), c);
+    }
+    const p = parseCode('office-0101');
+    assert.ok(p.ok);
+    assert.equal(room(p.code), 'OFFICE0101');
   });
 });

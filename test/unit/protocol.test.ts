@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MAX_CODE_CHARS,
+  MAX_ROOM_CHARS,
   MAX_JSON_DEPTH,
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
@@ -29,8 +29,9 @@ const server = (x: unknown): ReturnType<typeof parseServerMessage> => parseServe
 
 describe('parseClientMessage: valid messages', () => {
   const valid: ClientMessage[] = [
-    { type: 'register', v: V, code: 'K7QM-X3PD-9HTR' },
-    { type: 'join', v: V, code: 'k7qmx3pd9htr' },
+    { type: 'register', v: V, room: 'K7QM' },
+    { type: 'register', v: V, room: 'DABCDEFGHJKMNPQRSTVWXYZ234' },
+    { type: 'join', v: V, room: 'k7qm' },
     { type: 'relay', data: '' },
     { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES) },
     { type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } },
@@ -109,7 +110,7 @@ describe('parseClientMessage: invalid messages', () => {
   });
 
   test('unknown or missing type is bad-message', () => {
-    for (const m of [{}, { type: 'hello' }, { type: 'REGISTER', v: V, code: 'ABCDEF' }, { type: 1 }, { type: null }, { type: ['relay'], data: 'a' }, { type: 'registered', code: 'ABCDEF', ttlMs: 1, stunPort: 1 }]) {
+    for (const m of [{}, { type: 'hello' }, { type: 'REGISTER', v: V, room: 'ABCDEF' }, { type: 1 }, { type: null }, { type: ['relay'], data: 'a' }, { type: 'registered', room: 'ABCDEF', ttlMs: 1, stunPort: 1 }]) {
       assert.equal(code(client(m)), 'bad-message', JSON.stringify(m));
     }
   });
@@ -117,21 +118,26 @@ describe('parseClientMessage: invalid messages', () => {
   test('version mismatch on register/join is version', () => {
     for (const type of ['register', 'join']) {
       for (const v of [0, V + 1, -1, '1', null, undefined, 1.5, [1], { v: 1 }]) {
-        const m: Record<string, unknown> = { type, code: 'ABCDEFGH' };
+        const m: Record<string, unknown> = { type, room: 'ABCDEFGH' };
         if (v !== undefined) m.v = v;
         assert.equal(code(client(m)), 'version', `${type} v=${JSON.stringify(v)}`);
       }
     }
   });
 
-  test('register/join: wrong types for code', () => {
+  test('register/join: wrong types for room', () => {
     for (const type of ['register', 'join']) {
-      for (const c of [undefined, null, 1, true, ['ABCDEF'], { c: 'ABCDEF' }, '', 'A'.repeat(MAX_CODE_CHARS + 1)]) {
+      for (const c of [undefined, null, 1, true, ['ABCDEF'], { c: 'ABCDEF' }, '', 'A'.repeat(MAX_ROOM_CHARS + 1)]) {
         const m: Record<string, unknown> = { type, v: V };
-        if (c !== undefined) m.code = c;
-        assert.equal(code(client(m)), 'bad-message', `${type} code=${JSON.stringify(c)}`);
+        if (c !== undefined) m.room = c;
+        assert.equal(code(client(m)), 'bad-message', `${type} room=${JSON.stringify(c)}`);
       }
     }
+    assert.equal(client({ type: 'join', v: V, room: 'A'.repeat(MAX_ROOM_CHARS) }).ok, true, 'MAX_ROOM_CHARS itself passes the wire check');
+  });
+
+  test('issue 4: the old `code` field is not accepted in place of `room`', () => {
+    for (const type of ['register', 'join']) assert.equal(code(client({ type, v: V, code: 'K7QM' })), 'bad-message', type);
   });
 
   test('relay: wrong types for data, and data over MAX_LINK_FRAME_BYTES', () => {
@@ -182,15 +188,16 @@ describe('parseClientMessage: invalid messages', () => {
 
 describe('parseServerMessage', () => {
   const valid: ServerMessage[] = [
-    { type: 'registered', code: 'K7QMX3PD9HTR', ttlMs: 600_000, stunPort: 3478 },
-    { type: 'registered', code: 'K7QMX3PD9HTR', ttlMs: 1, stunPort: 0 },
+    { type: 'registered', room: 'K7QM', ttlMs: 600_000, stunPort: 3478 },
+    { type: 'registered', room: 'DABCDEFGHJKMNPQRSTVWXYZ234', ttlMs: 1, stunPort: 0 },
     { type: 'joined', session: 's1', waiting: true, stunPort: 3478 },
     { type: 'joined', session: 's1', waiting: false, stunPort: 0 },
     { type: 'peer', session: 's1' },
     { type: 'peer-left', session: 's1' },
     { type: 'relay', data: 'abc' },
     { type: 'signal', payload: { kind: 'offer', sdp: 'v=0' } },
-    { type: 'error', code: 'unknown-code', message: 'no device' },
+    { type: 'error', code: 'unknown-room', message: 'no device' },
+    { type: 'error', code: 'join-limited', message: 'too many join attempts' },
     { type: 'error', code: 'rate-limited', message: '' },
   ];
   for (const m of valid) {
@@ -198,19 +205,25 @@ describe('parseServerMessage', () => {
   }
 
   test('every SignalErrorCode is accepted', () => {
-    for (const c of ['bad-message', 'too-large', 'version', 'bad-code', 'code-taken', 'unknown-code', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited']) {
+    for (const c of ['bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited']) {
       assert.equal(server({ type: 'error', code: c, message: 'm' }).ok, true, c);
     }
   });
 
+  test('issue 4: the renamed error codes are gone', () => {
+    for (const c of ['bad-code', 'code-taken', 'unknown-code']) assert.equal(code(server({ type: 'error', code: c, message: 'm' })), 'bad-message', c);
+  });
+
   test('wrong types for every field are bad-message', () => {
     const bad: unknown[] = [
-      { type: 'registered', code: 1, ttlMs: 1, stunPort: 1 },
-      { type: 'registered', code: 'A', ttlMs: '1', stunPort: 1 },
-      { type: 'registered', code: 'A', ttlMs: 1, stunPort: -1 },
-      { type: 'registered', code: 'A', ttlMs: 1, stunPort: 65536 },
-      { type: 'registered', code: 'A', ttlMs: 1, stunPort: 1.5 },
-      { type: 'registered', code: 'A', ttlMs: 1 },
+      { type: 'registered', room: 1, ttlMs: 1, stunPort: 1 },
+      { type: 'registered', room: 'A', ttlMs: '1', stunPort: 1 },
+      { type: 'registered', room: 'A', ttlMs: 1, stunPort: -1 },
+      { type: 'registered', room: 'A', ttlMs: 1, stunPort: 65536 },
+      { type: 'registered', room: 'A', ttlMs: 1, stunPort: 1.5 },
+      { type: 'registered', room: 'A', ttlMs: 1 },
+      { type: 'registered', code: 'A', ttlMs: 1, stunPort: 1 },
+      { type: 'registered', room: 'A'.repeat(MAX_ROOM_CHARS + 1), ttlMs: 1, stunPort: 1 },
       { type: 'joined', session: 1, waiting: true, stunPort: 1 },
       { type: 'joined', session: 's', waiting: 'yes', stunPort: 1 },
       { type: 'joined', session: 's', waiting: true, stunPort: '1' },
@@ -220,7 +233,7 @@ describe('parseServerMessage', () => {
       { type: 'signal', payload: { kind: 'zzz' } }, { type: 'signal' },
       { type: 'error', code: 'not-a-code', message: 'm' }, { type: 'error', code: 'expired' },
       { type: 'error', code: 'expired', message: 'x'.repeat(1025) }, { type: 'error', code: 1, message: 'm' },
-      { type: 'register', v: V, code: 'ABCDEF' }, { type: 'nope' }, [], null, 5,
+      { type: 'register', v: V, room: 'ABCDEF' }, { type: 'nope' }, [], null, 5,
     ];
     for (const m of bad) assert.equal(code(server(m)), 'bad-message', JSON.stringify(m)?.slice(0, 60));
   });

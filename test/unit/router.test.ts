@@ -7,6 +7,9 @@ import {
   MAX_INVALID_PER_CONN,
   CLOSE_POLICY,
   CLOSE_TRY_AGAIN,
+  DEFAULT_ROUTER_LIMITS,
+  JOIN_BURST,
+  JOIN_RATE_PER_MIN,
   type Action,
   type ConnId,
   type RouterLimits,
@@ -14,8 +17,9 @@ import {
 import { PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from '../../link/protocol.js';
 
 const STUN = 3478;
-const CODE = 'K7QMX3PD9HTR';
-const TYPED = 'k7qm-x3pd-9htr';
+/** A pairing code's room, normalised and as a peer might send it. */
+const ROOM = 'K7QM';
+const TYPED = 'k7-qm';
 
 /** Drives a Router with a fake clock and checks every reply against the protocol. */
 class Harness {
@@ -51,11 +55,11 @@ class Harness {
   tick(): Action[] {
     return this.run({ kind: 'tick' });
   }
-  register(conn: ConnId, code = TYPED): Action[] {
-    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, code });
+  register(conn: ConnId, room = TYPED): Action[] {
+    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room });
   }
-  join(conn: ConnId, code = TYPED): Action[] {
-    return this.msg(conn, { type: 'join', v: PROTOCOL_VERSION, code });
+  join(conn: ConnId, room = TYPED): Action[] {
+    return this.msg(conn, { type: 'join', v: PROTOCOL_VERSION, room });
   }
   /** A device on conn 1 and a controller on conn 2, paired. */
   pair(): void {
@@ -76,32 +80,32 @@ const errorCode = (out: Action[], conn: ConnId): string | undefined => {
 };
 
 describe('router: register and join', () => {
-  test('register replies registered with the normalised code, TTL and STUN port', () => {
+  test('register replies registered with the normalised room, TTL and STUN port', () => {
     const h = new Harness();
     h.open(1);
     const out = h.register(1);
-    assert.deepEqual(sent(out, 1), [{ type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN }]);
+    assert.deepEqual(sent(out, 1), [{ type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN }]);
     assert.deepEqual(logs(out).map((l) => l.event), ['register']);
   });
 
-  test('a malformed code is bad-code, for register and for join', () => {
+  test('a malformed room is bad-room, for register and for join', () => {
     const h = new Harness();
     h.open(1);
-    for (const c of ['abc', 'ABC_DEF', 'A'.repeat(40)]) {
-      assert.equal(errorCode(h.register(1, c), 1), 'bad-code');
-      assert.equal(errorCode(h.join(1, c), 1), 'bad-code');
+    for (const c of ['abc', 'ABC_DEF', 'A'.repeat(40), 'K7QM!']) {
+      assert.equal(errorCode(h.register(1, c), 1), 'bad-room');
+      assert.equal(errorCode(h.join(1, c), 1), 'bad-room');
     }
     // the socket is still free to register properly
     assert.equal(sent(h.register(1), 1)[0]?.type, 'registered');
   });
 
-  test('issue 2: a wrong code gets unknown-code at once', () => {
+  test('issue 2: a wrong room gets unknown-room at once', () => {
     const h = new Harness();
     h.open(1);
     h.open(2);
     h.register(1);
-    const out = h.join(2, 'ZZZZ-ZZZZ-ZZZZ');
-    assert.equal(errorCode(out, 2), 'unknown-code');
+    const out = h.join(2, 'ZZZZ');
+    assert.equal(errorCode(out, 2), 'unknown-room');
     assert.deepEqual(sent(out, 1), [], 'the device hears nothing');
   });
 
@@ -110,7 +114,7 @@ describe('router: register and join', () => {
     h.open(1);
     h.open(2);
     h.register(1);
-    const out = h.join(2, CODE); // normalised form works too
+    const out = h.join(2, ROOM); // normalised form works too
     assert.deepEqual(sent(out, 2), [{ type: 'joined', session: 's1', waiting: false, stunPort: STUN }]);
     assert.deepEqual(sent(out, 1), [{ type: 'peer', session: 's1' }]);
   });
@@ -119,9 +123,9 @@ describe('router: register and join', () => {
     const r = new Router({ stunPort: 0, newSession: () => 'x' });
     r.handle({ kind: 'open', conn: 1, addr: 'a' }, 0);
     r.handle({ kind: 'open', conn: 2, addr: 'a' }, 0);
-    const reg = r.handle({ kind: 'message', conn: 1, msg: { type: 'register', v: 1, code: CODE } }, 0);
-    const join = r.handle({ kind: 'message', conn: 2, msg: { type: 'join', v: 1, code: CODE } }, 0);
-    assert.deepEqual(sent(reg, 1), [{ type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: 0 }]);
+    const reg = r.handle({ kind: 'message', conn: 1, msg: { type: 'register', v: 1, room: ROOM } }, 0);
+    const join = r.handle({ kind: 'message', conn: 2, msg: { type: 'join', v: 1, room: ROOM } }, 0);
+    assert.deepEqual(sent(reg, 1), [{ type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: 0 }]);
     assert.deepEqual(sent(join, 2), [{ type: 'joined', session: 'x', waiting: false, stunPort: 0 }]);
   });
 
@@ -135,13 +139,13 @@ describe('router: register and join', () => {
     assert.deepEqual(sent(out, 2), []);
   });
 
-  test('issue 2: a room holds one device: a second register of the code gets code-taken', () => {
+  test('issue 2: a room holds one device: a second register of the room gets room-taken', () => {
     const h = new Harness();
     h.open(1);
     h.open(3);
-    h.register(1, 'K7QM X3PD 9HTR');
-    const out = h.register(3, 'k7qmx3pd9htr');
-    assert.equal(errorCode(out, 3), 'code-taken');
+    h.register(1, 'K7 QM');
+    const out = h.register(3, 'k7qm');
+    assert.equal(errorCode(out, 3), 'room-taken');
     assert.deepEqual(sent(out, 1), []);
   });
 
@@ -223,7 +227,7 @@ describe('router: leaving and coming back', () => {
     h.open(5);
     out = h.register(5);
     assert.deepEqual(sent(out, 5), [
-      { type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
+      { type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
       { type: 'peer', session: 's1' },
     ]);
     assert.deepEqual(sent(out, 2), [{ type: 'peer', session: 's1' }]);
@@ -231,7 +235,7 @@ describe('router: leaving and coming back', () => {
     assert.deepEqual(sent(h.msg(2, { type: 'relay', data: 'hi' }), 5), [{ type: 'relay', data: 'hi' }]);
   });
 
-  test('a restarting device keeps its code: no controller, reconnect within grace, same room', () => {
+  test('a restarting device keeps its room: no controller, reconnect within grace, same room', () => {
     const h = new Harness();
     h.open(1);
     h.register(1);
@@ -256,7 +260,7 @@ describe('router: leaving and coming back', () => {
     h.open(3);
     out = h.register(3);
     assert.deepEqual(sent(out, 3), [
-      { type: 'registered', code: CODE, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
+      { type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
       { type: 'peer', session: 's1' },
     ]);
     assert.deepEqual(sent(out, 2), [{ type: 'peer', session: 's1' }]);
@@ -274,7 +278,7 @@ describe('router: leaving and coming back', () => {
 });
 
 describe('router: expiry', () => {
-  test('issue 2: an unused code expires after CODE_UNUSED_TTL_MS; the device may register again', () => {
+  test('issue 2: an unused room expires after CODE_UNUSED_TTL_MS; the device may register again', () => {
     const h = new Harness();
     h.open(1);
     h.register(1);
@@ -286,12 +290,12 @@ describe('router: expiry', () => {
     assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'unused']]);
     assert.equal(h.router.stats.rooms, 0);
     h.open(2);
-    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    assert.equal(errorCode(h.join(2), 2), 'unknown-room');
     // the expired device re-registers on the same socket: not already-joined
     assert.equal(sent(h.register(1), 1)[0]?.type, 'registered');
   });
 
-  test('a code in use does not expire; the unused clock restarts when the controller leaves', () => {
+  test('a room in use does not expire; the unused clock restarts when the controller leaves', () => {
     const h = new Harness();
     h.pair();
     h.now += CODE_UNUSED_TTL_MS * 3;
@@ -327,7 +331,7 @@ describe('router: expiry', () => {
     assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'device-gone']]);
     assert.equal(h.router.stats.rooms, 0);
     // the controller is out of the room and may try again
-    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    assert.equal(errorCode(h.join(2), 2), 'unknown-room');
     assert.equal(errorCode(h.msg(2, { type: 'relay', data: 'x' }), 2), 'not-joined');
   });
 
@@ -338,7 +342,7 @@ describe('router: expiry', () => {
     h.close(1);
     h.now += DEVICE_GRACE_MS + 1;
     h.open(2);
-    assert.equal(errorCode(h.join(2), 2), 'unknown-code');
+    assert.equal(errorCode(h.join(2), 2), 'unknown-room');
     h.open(3);
     const out = h.register(3);
     assert.equal(sent(out, 3)[0]?.type, 'registered');
@@ -434,7 +438,7 @@ describe('router: hostile input', () => {
     assert.equal(h.router.stats.rooms, 1);
   });
 
-  test('issue 2: logs never contain the code, typed or normalised, nor session ids or payloads', () => {
+  test('issue 2: logs never contain the room, typed or normalised, nor session ids, addresses or payloads', () => {
     const h = new Harness({ maxConnsPerAddr: 3 });
     const secret = 'RELAYPAYLOAD-should-not-leak';
     h.pair();
@@ -447,7 +451,7 @@ describe('router: hostile input', () => {
     h.close(2);
     h.close(1);
     h.open(5, '198.51.100.7');
-    h.join(5, 'wrong-code-1');
+    for (let i = 0; i < JOIN_BURST + 2; i++) h.join(5, 'wrong-room-1'); // ends in join-limited
     h.now += DEVICE_GRACE_MS + 1;
     h.tick();
     h.open(6);
@@ -458,8 +462,9 @@ describe('router: hostile input', () => {
     assert.ok(all.length >= 8, `expected many log actions, got ${all.length}`);
     const events = new Set(all.map((l) => l.event));
     for (const e of ['register', 'join', 'leave', 'expire', 'refuse']) assert.ok(events.has(e as never), `no ${e} log`);
+    assert.ok(all.some((l) => l.fields?.reason === 'join-limited'), 'join-limited is logged');
     const text = JSON.stringify(all);
-    for (const needle of [CODE, TYPED, 'K7QM', 'WRONGCODE1', 'wrong-code-1', secret, 's1', 's2']) {
+    for (const needle of [ROOM, TYPED, 'WRONGROOM1', 'wrong-room-1', secret, 's1', 's2', '198.51.100.7']) {
       assert.ok(!text.toUpperCase().includes(needle.toUpperCase()), `log contains ${needle}`);
     }
     for (const l of all) {
@@ -475,8 +480,165 @@ describe('router: hostile input', () => {
     h.run({ kind: 'invalid', conn: 1, code: 'bad-message', reason: 'x' });
     const s = h.router.stats;
     assert.deepEqual(
-      [s.conns, s.rooms, s.devices, s.controllers, s.registered, s.joined, s.relayed, s.signals, s.invalid],
-      [2, 1, 1, 1, 1, 1, 1, 1, 1],
+      [s.conns, s.rooms, s.devices, s.controllers, s.registered, s.joined, s.relayed, s.signals, s.invalid, s.joinLimited, s.joinBuckets],
+      [2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
     );
+  });
+});
+
+describe('router: join limit per source address', () => {
+  const A = '203.0.113.5';
+  const B = '203.0.113.6';
+  /** Time for one join token to come back, in ms (3 s with the defaults). */
+  const TOKEN_MS = 60_000 / JOIN_RATE_PER_MIN;
+  /** Joins a room nobody holds from `conn` and returns the error code (the socket stays out of any room). */
+  const probe = (h: Harness, conn: ConnId, room = 'ZZZZ'): string | undefined => errorCode(h.join(conn, room), conn);
+
+  test('issue 4: the defaults are 20 joins a minute, burst 10, in DEFAULT_ROUTER_LIMITS', () => {
+    assert.equal(JOIN_RATE_PER_MIN, 20);
+    assert.equal(JOIN_BURST, 10);
+    assert.equal(DEFAULT_ROUTER_LIMITS.joinRatePerMin, JOIN_RATE_PER_MIN);
+    assert.equal(DEFAULT_ROUTER_LIMITS.joinBurst, JOIN_BURST);
+    assert.equal(TOKEN_MS, 3000);
+  });
+
+  test('issue 4: a burst of JOIN_BURST joins passes, the next gets join-limited', () => {
+    const h = new Harness();
+    h.open(1, A);
+    for (let i = 0; i < JOIN_BURST; i++) assert.equal(probe(h, 1), 'unknown-room', `join ${i + 1}`);
+    const out = h.join(1, 'ZZZZ');
+    assert.equal(errorCode(out, 1), 'join-limited');
+    assert.deepEqual(closes(out), [], 'the socket stays open');
+    assert.equal(h.router.stats.joinLimited, 1);
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'join-limited']]);
+    // a run of refusals is logged once, counted every time
+    assert.deepEqual(logs(h.join(1, 'ZZZZ')), []);
+    assert.equal(h.router.stats.joinLimited, 2);
+  });
+
+  test('issue 4: a limited join does not look up the room: a guesser learns nothing', () => {
+    const h = new Harness();
+    h.open(1, B);
+    h.register(1); // a real device in room K7QM
+    h.open(2, A);
+    for (let i = 0; i < JOIN_BURST; i++) probe(h, 2);
+    const out = h.join(2); // the right room, but no token
+    assert.equal(errorCode(out, 2), 'join-limited');
+    assert.deepEqual(sent(out, 1), [], 'the device hears nothing');
+    assert.equal(h.router.stats.controllers, 0);
+    // the same answer as for a room that does not exist
+    assert.deepEqual(sent(h.join(2, 'ZZZZ'), 2), sent(out, 2));
+  });
+
+  test('issue 4: a limited join does not even run the lazy expiry of the room it names', () => {
+    const h = new Harness();
+    h.open(1, B);
+    h.register(1);
+    h.close(1);
+    h.now += DEVICE_GRACE_MS + 1; // the room is due, but nothing has looked at it yet
+    h.open(2, A);
+    for (let i = 0; i < JOIN_BURST; i++) probe(h, 2);
+    const late = h.join(2);
+    assert.equal(errorCode(late, 2), 'join-limited');
+    assert.deepEqual(logs(late).filter((l) => l.event === 'expire'), []);
+    assert.equal(h.router.stats.rooms, 1, 'not looked up, so not expired');
+    h.now += TOKEN_MS;
+    const looked = h.join(2); // with a token the lookup runs and expires it
+    assert.equal(errorCode(looked, 2), 'unknown-room');
+    assert.deepEqual(logs(looked).filter((l) => l.event === 'expire').map((l) => l.fields?.reason), ['device-gone']);
+    assert.equal(h.router.stats.rooms, 0);
+  });
+
+  test('issue 4: refill: one token per 3 s of input time, up to the burst', () => {
+    const h = new Harness();
+    h.open(1, A);
+    for (let i = 0; i < JOIN_BURST; i++) probe(h, 1);
+    assert.equal(probe(h, 1), 'join-limited');
+    h.now += TOKEN_MS - 1;
+    assert.equal(probe(h, 1), 'join-limited', 'not quite a token yet');
+    h.now += 1;
+    assert.equal(probe(h, 1), 'unknown-room', 'one token after 3 s');
+    assert.equal(probe(h, 1), 'join-limited', 'and only one');
+    h.now += TOKEN_MS * 100; // a long wait refills only to the burst
+    for (let i = 0; i < JOIN_BURST; i++) assert.equal(probe(h, 1), 'unknown-room');
+    assert.equal(probe(h, 1), 'join-limited');
+  });
+
+  test('issue 4: the limit is per address across sockets; another address is unaffected', () => {
+    const h = new Harness();
+    for (let i = 0; i < JOIN_BURST; i++) {
+      h.open(100 + i, A);
+      assert.equal(probe(h, 100 + i), 'unknown-room');
+    }
+    h.open(200, A);
+    assert.equal(probe(h, 200), 'join-limited', 'a fresh socket from the same address gets no fresh burst');
+    assert.equal(probe(h, 100), 'join-limited');
+    h.open(300, B);
+    for (let i = 0; i < JOIN_BURST; i++) assert.equal(probe(h, 300), 'unknown-room', 'address B has its own bucket');
+    assert.equal(h.router.stats.joinBuckets, 2);
+  });
+
+  test('issue 4: closing every socket and reconnecting does not reset the bucket', () => {
+    const h = new Harness();
+    h.open(1, A);
+    for (let i = 0; i < JOIN_BURST; i++) probe(h, 1);
+    h.close(1);
+    h.tick();
+    h.open(2, A);
+    assert.equal(probe(h, 2), 'join-limited');
+  });
+
+  test('issue 4: buckets are forgotten on tick once full again (bounded memory), with or without sockets', () => {
+    const h = new Harness();
+    h.open(1, A);
+    h.open(2, B);
+    probe(h, 1); // A: one token spent
+    for (let i = 0; i < JOIN_BURST; i++) probe(h, 2); // B: all spent
+    h.close(2);
+    assert.equal(h.router.stats.joinBuckets, 2);
+    h.tick();
+    assert.equal(h.router.stats.joinBuckets, 2, 'neither is full yet');
+    h.now += TOKEN_MS;
+    h.tick();
+    assert.equal(h.router.stats.joinBuckets, 1, 'A refilled and is forgotten, its socket still open');
+    h.now += TOKEN_MS * (JOIN_BURST - 1) - 1;
+    h.tick();
+    assert.equal(h.router.stats.joinBuckets, 1, 'B is one millisecond short of full');
+    h.now += 1;
+    h.tick();
+    assert.equal(h.router.stats.joinBuckets, 0, 'B refilled and is forgotten, though it has no socket');
+    // forgetting a full bucket loses nothing: A still gets exactly a full burst
+    for (let i = 0; i < JOIN_BURST; i++) assert.equal(probe(h, 1), 'unknown-room');
+    assert.equal(probe(h, 1), 'join-limited');
+  });
+
+  test('issue 4: only joins that reach the lookup cost a token; register is not join-limited', () => {
+    const h = new Harness({ joinBurst: 2 });
+    h.open(1, A);
+    for (let i = 0; i < 20; i++) assert.equal(errorCode(h.join(1, 'a!'), 1), 'bad-room');
+    h.open(2, A);
+    h.register(2, 'ROOM2');
+    for (let i = 0; i < 20; i++) assert.equal(errorCode(h.join(2), 2), 'already-joined');
+    assert.equal(h.router.stats.joinBuckets, 0, 'nothing spent yet');
+    for (let i = 0; i < 20; i++) {
+      h.open(10 + i, A);
+      assert.notEqual(errorCode(h.register(10 + i, `DEVROOM${i}`), 10 + i), 'join-limited');
+    }
+    assert.equal(probe(h, 1), 'unknown-room');
+    assert.equal(probe(h, 1), 'unknown-room');
+    assert.equal(probe(h, 1), 'join-limited');
+  });
+
+  test('issue 4: a successful join costs a token too, and limits can be overridden', () => {
+    const h = new Harness({ joinBurst: 1, joinRatePerMin: 60 });
+    h.open(1, B);
+    h.register(1);
+    h.open(2, A);
+    assert.equal(sent(h.join(2), 2)[0]?.type, 'joined');
+    h.close(2);
+    h.open(3, A);
+    assert.equal(errorCode(h.join(3), 3), 'join-limited');
+    h.now += 1000;
+    assert.equal(sent(h.join(3), 3)[0]?.type, 'joined');
   });
 });

@@ -1,0 +1,521 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
+import { IdentityError, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../link/identity.js';
+import {
+  CONTROLLERS_FILE,
+  DEVICES_FILE,
+  DTLS_FILE,
+  KnownDevices,
+  TrustedControllers,
+  isValidPeerName,
+  loadOrCreateDtlsCert,
+  parseSdpFingerprint,
+  type DtlsKeyPair,
+} from '../../link/trust.js';
+
+const posix = process.platform !== 'win32';
+let root: string;
+let n = 0;
+const freshDir = () => join(root, `state-${++n}`, 'pinhole');
+const mode = (p: string) => statSync(p).mode & 0o777;
+const key = (b: number) => new Uint8Array(32).fill(b);
+const T0 = 1_700_000_000_000;
+
+function isCode(code: string): (e: unknown) => true {
+  return (e: unknown) => {
+    assert.ok(e instanceof IdentityError, `expected IdentityError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return true;
+  };
+}
+const expectCode = (fn: () => unknown, code: string) => assert.throws(fn, isCode(code));
+const expectCodeAsync = (fn: () => Promise<unknown>, code: string) => assert.rejects(fn, isCode(code));
+
+/** A real self-signed ECDSA P-256 certificate, as werift makes it (counts calls). */
+function makeGenerator(): { generate: () => Promise<DtlsKeyPair>; calls: () => number } {
+  let calls = 0;
+  return {
+    generate: async () => {
+      calls++;
+      return CipherContext.createSelfSignedCertificateWithKey({ hash: 4, signature: 3 }, 23);
+    },
+    calls: () => calls,
+  };
+}
+const noGenerator = async (): Promise<DtlsKeyPair> => {
+  throw new Error('generator must not be called');
+};
+
+before(() => {
+  root = mkdtempSync(join(tmpdir(), 'pinhole-trust-'));
+});
+after(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('secure file helpers', () => {
+  test('writeSecureFile replaces atomically with mode 0600; readSecureFile reads it; createSecureFile never overwrites', { skip: !posix }, () => {
+    const dir = freshDir();
+    assert.equal(readSecureFile(dir, 'x.json', 100), undefined, 'absent dir: undefined');
+    writeSecureFile(dir, 'x.json', 'one');
+    assert.equal(mode(dir), 0o700);
+    assert.equal(mode(join(dir, 'x.json')), 0o600);
+    writeSecureFile(dir, 'x.json', 'two');
+    assert.equal(readSecureFile(dir, 'x.json', 100), 'two');
+    assert.equal(createSecureFile(dir, 'x.json', 'three'), false);
+    assert.equal(readSecureFile(dir, 'x.json', 100), 'two');
+    assert.equal(createSecureFile(dir, 'y.json', 'new'), true);
+    assert.equal(mode(join(dir, 'y.json')), 0o600);
+    assert.deepEqual(readdirSync(dir).sort(), ['x.json', 'y.json'], 'no temp files left behind');
+    expectCode(() => readSecureFile(dir, 'x.json', 2), 'identity-corrupt');
+    expectCode(() => writeSecureFile(dir, '../escape', 'x'), 'identity-bad-input');
+  });
+
+  test('invalid UTF-8 is corrupt', () => {
+    const dir = freshDir();
+    writeSecureFile(dir, 'x.json', 'ok');
+    writeFileSync(join(dir, 'x.json'), Buffer.from([0x7b, 0xff, 0x7d]), { mode: 0o600 });
+    expectCode(() => readSecureFile(dir, 'x.json', 100), 'identity-corrupt');
+  });
+});
+
+/** Creates each of the three files in a fresh dir and returns the dir. */
+async function allThree(): Promise<string> {
+  const dir = freshDir();
+  TrustedControllers.load(dir).add('laptop', key(1), T0);
+  KnownDevices.load(dir).save('board', key(2), 'wss://pinhole.example/ws', T0);
+  await loadOrCreateDtlsCert(dir, makeGenerator().generate);
+  return dir;
+}
+const loaders: [string, (dir: string) => Promise<unknown>][] = [
+  [CONTROLLERS_FILE, async (dir) => TrustedControllers.load(dir)],
+  [DEVICES_FILE, async (dir) => KnownDevices.load(dir)],
+  [DTLS_FILE, (dir) => loadOrCreateDtlsCert(dir, noGenerator)],
+];
+
+describe('file modes and refusals (all three stores)', () => {
+  test('every file is 0600 in a 0700 dir, and no temp files are left', { skip: !posix }, async () => {
+    const old = process.umask(0o000); // exact modes even with a permissive umask
+    try {
+      const dir = await allThree();
+      assert.equal(mode(dir), 0o700);
+      for (const f of [CONTROLLERS_FILE, DEVICES_FILE, DTLS_FILE]) assert.equal(mode(join(dir, f)), 0o600, f);
+      assert.deepEqual(readdirSync(dir).sort(), [CONTROLLERS_FILE, DEVICES_FILE, DTLS_FILE].sort());
+      for (const f of [CONTROLLERS_FILE, DEVICES_FILE, DTLS_FILE]) assert.equal(JSON.parse(readFileSync(join(dir, f), 'utf8')).v, 1, f);
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  for (const [file, load] of loaders) {
+    test(`${file}: mode 0644 is refused with identity-permissions; 0600 and 0400 load`, { skip: !posix }, async () => {
+      const dir = await allThree();
+      chmodSync(join(dir, file), 0o644);
+      await expectCodeAsync(() => load(dir), 'identity-permissions');
+      chmodSync(join(dir, file), 0o600);
+      await load(dir);
+      chmodSync(join(dir, file), 0o400);
+      await load(dir);
+    });
+
+    test(`${file}: corrupt file is refused with identity-corrupt and left untouched`, async () => {
+      const dir = await allThree();
+      for (const content of ['', 'not json', '[]', '{"v":2}', '{"v":1}']) {
+        writeFileSync(join(dir, file), content, { mode: 0o600 });
+        await expectCodeAsync(() => load(dir), 'identity-corrupt');
+        assert.equal(readFileSync(join(dir, file), 'utf8'), content, 'never overwritten');
+      }
+    });
+
+    test(`${file}: a symlink is refused with identity-not-file`, { skip: !posix }, async () => {
+      const dir = await allThree();
+      const other = await allThree();
+      rmSync(join(dir, file));
+      symlinkSync(join(other, file), join(dir, file));
+      await expectCodeAsync(() => load(dir), 'identity-not-file');
+    });
+  }
+
+  test('a group-writable state dir is refused with identity-dir-permissions', { skip: !posix }, async () => {
+    const dir = await allThree();
+    chmodSync(dir, 0o770);
+    for (const [, load] of loaders) await expectCodeAsync(() => load(dir), 'identity-dir-permissions');
+  });
+
+  test('the stores live next to identity.json without disturbing it', () => {
+    const dir = freshDir();
+    const id = loadOrCreateIdentity(dir);
+    TrustedControllers.load(dir).add('laptop', key(1), T0);
+    assert.deepEqual(loadOrCreateIdentity(dir).publicKey, id.publicKey);
+  });
+});
+
+describe('TrustedControllers', () => {
+  test('add, list sorted by name, find, and persistence across load', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    assert.deepEqual(s.list(), []);
+    assert.equal(readdirSync(dir).length, 0, 'loading an empty store writes nothing');
+    const a = s.add('zeta', key(1), T0);
+    assert.deepEqual(a, { name: 'zeta', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
+    s.add('alpha', key(2), T0 + 1);
+    assert.deepEqual(s.list().map((e) => e.name), ['alpha', 'zeta']);
+    assert.equal(s.find(key(2))?.name, 'alpha');
+    assert.equal(s.find(key(3)), undefined);
+    assert.equal(s.find(new Uint8Array(31)), undefined);
+
+    const again = TrustedControllers.load(dir);
+    assert.deepEqual(again.list(), s.list());
+    const j = JSON.parse(readFileSync(join(dir, CONTROLLERS_FILE), 'utf8'));
+    assert.equal(j.v, 1);
+    assert.equal(j.controllers[0].publicKey, Buffer.from(key(2)).toString('base64url'));
+  });
+
+  test('returned entries are copies: mutating them does not change the store', () => {
+    const s = TrustedControllers.load(freshDir());
+    const e = s.add('laptop', key(1), T0);
+    e.publicKey[0] = 99;
+    assert.deepEqual(s.find(key(1))?.publicKey, key(1));
+    assert.equal(s.find(e.publicKey), undefined);
+  });
+
+  test('a different key with a used name gets -2, -3, ...; names stay unique', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    assert.equal(s.add('laptop', key(1), T0).name, 'laptop');
+    assert.equal(s.add('laptop', key(2), T0).name, 'laptop-2');
+    assert.equal(s.add('laptop', key(3), T0).name, 'laptop-3');
+    assert.equal(s.add('laptop-2', key(4), T0).name, 'laptop-2-2');
+    const long = 'x'.repeat(64);
+    assert.equal(s.add(long, key(5), T0).name, long);
+    const suffixed = s.add(long, key(6), T0).name;
+    assert.equal(suffixed, `${'x'.repeat(62)}-2`, 'shortened to stay within 64 characters');
+    assert.ok(isValidPeerName(suffixed));
+    const names = TrustedControllers.load(dir).list().map((e) => e.name);
+    assert.equal(new Set(names).size, names.length);
+  });
+
+  test('re-adding the same key updates the name and keeps addedAt', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    s.add('laptop', key(1), T0);
+    s.add('phone', key(2), T0);
+    const e = s.add('work laptop', key(1), T0 + 5000);
+    assert.equal(e.name, 'work laptop');
+    assert.equal(e.addedAt, T0);
+    assert.equal(s.list().length, 2);
+    assert.equal(s.add('work laptop', key(1), T0 + 9000).name, 'work laptop', 'its own name is not a clash');
+    assert.equal(s.add('phone', key(1), T0).name, 'phone-2', 'renaming onto another key\'s name is suffixed');
+    assert.deepEqual(TrustedControllers.load(dir).find(key(1)), { name: 'phone-2', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
+  });
+
+  test('revoke by exact name, by fingerprint (case-insensitive, dashes optional); persists', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    s.add('laptop', key(1), T0);
+    s.add('phone', key(2), T0);
+    s.add('tablet', key(3), T0);
+    assert.deepEqual(s.revoke('Laptop'), [], 'names are exact');
+    assert.deepEqual(s.revoke('nobody'), []);
+    assert.deepEqual(s.revoke(''), []);
+    assert.deepEqual(s.revoke('laptop').map((e) => e.name), ['laptop']);
+    const fp = fingerprintOf(key(2));
+    assert.deepEqual(s.revoke(fp.toLowerCase().replace(/-/g, '')).map((e) => e.name), ['phone']);
+    assert.deepEqual(s.revoke(fp.slice(0, 9)), [], 'a fingerprint prefix matches nothing');
+    assert.deepEqual(s.revoke(fingerprintOf(key(3))).map((e) => e.name), ['tablet']);
+    assert.deepEqual(s.list(), []);
+    assert.deepEqual(TrustedControllers.load(dir).list(), []);
+  });
+
+  test('a controller named after another\'s fingerprint cannot shield it from revocation', () => {
+    const s = TrustedControllers.load(freshDir());
+    s.add('laptop', key(1), T0);
+    const fp = fingerprintOf(key(1));
+    s.add(fp, key(2), T0);
+    assert.deepEqual(s.revoke(fp).map((e) => e.name).sort(), [fp, 'laptop'].sort());
+  });
+
+  test('invalid names, keys and times are refused with identity-bad-input; nothing is written', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    for (const name of ['', ' lead', 'trail ', 'x'.repeat(65), 'bell\x07', 'new\nline', 'rtl\u202eoverride', 'zero\u200bwidth', 42]) {
+      expectCode(() => s.add(name as string, key(1), T0), 'identity-bad-input');
+    }
+    expectCode(() => s.add('ok', new Uint8Array(31), T0), 'identity-bad-input');
+    expectCode(() => s.add('ok', key(1), -1), 'identity-bad-input');
+    expectCode(() => s.add('ok', key(1), 1.5), 'identity-bad-input');
+    assert.ok(isValidPeerName('Ünïcødé laptop 🍓'));
+    assert.ok(isValidPeerName('x'.repeat(64)));
+    assert.ok(isValidPeerName('🍓'.repeat(64)), 'counted in code points');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('a failed write changes neither the file nor the store', () => {
+    const dir = freshDir();
+    const s = TrustedControllers.load(dir);
+    s.add('laptop', key(1), T0);
+    const before = readFileSync(join(dir, CONTROLLERS_FILE), 'utf8');
+    // a directory where the file is renamed to makes rename() fail, even for root
+    rmSync(join(dir, CONTROLLERS_FILE));
+    mkdirSync(join(dir, CONTROLLERS_FILE, 'x'), { recursive: true });
+    expectCode(() => s.add('phone', key(2), T0), 'identity-io');
+    expectCode(() => s.revoke('laptop'), 'identity-io');
+    assert.deepEqual(s.list().map((e) => e.name), ['laptop']);
+    assert.deepEqual(readdirSync(dir), [CONTROLLERS_FILE], 'no temp files left behind');
+    rmSync(join(dir, CONTROLLERS_FILE), { recursive: true });
+    writeFileSync(join(dir, CONTROLLERS_FILE), before, { mode: 0o600 });
+    assert.deepEqual(TrustedControllers.load(dir).list().map((e) => e.name), ['laptop']);
+  });
+
+  const valid = () => ({ name: 'laptop', publicKey: Buffer.from(key(1)).toString('base64url'), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
+  const bad: [string, unknown][] = [
+    ['unknown top-level field', { v: 1, controllers: [], extra: 1 }],
+    ['controllers not an array', { v: 1, controllers: {} }],
+    ['unknown entry field', { v: 1, controllers: [{ ...valid(), extra: 1 }] }],
+    ['fingerprint of another key', { v: 1, controllers: [{ ...valid(), fingerprint: fingerprintOf(key(2)) }] }],
+    ['short key', { v: 1, controllers: [{ ...valid(), publicKey: Buffer.alloc(31).toString('base64url') }] }],
+    ['control character in name', { v: 1, controllers: [{ ...valid(), name: 'a\x1b[2J' }] }],
+    ['fractional addedAt', { v: 1, controllers: [{ ...valid(), addedAt: 1.5 }] }],
+    ['duplicate name', { v: 1, controllers: [valid(), { ...valid(), publicKey: Buffer.from(key(2)).toString('base64url'), fingerprint: fingerprintOf(key(2)) }] }],
+    ['duplicate key', { v: 1, controllers: [valid(), { ...valid(), name: 'other' }] }],
+  ];
+  for (const [what, body] of bad) {
+    test(`controllers.json with ${what}: identity-corrupt`, () => {
+      const dir = freshDir();
+      TrustedControllers.load(dir).add('laptop', key(1), T0);
+      const text = JSON.stringify(body);
+      writeFileSync(join(dir, CONTROLLERS_FILE), text, { mode: 0o600 });
+      expectCode(() => TrustedControllers.load(dir), 'identity-corrupt');
+      assert.equal(readFileSync(join(dir, CONTROLLERS_FILE), 'utf8'), text);
+    });
+  }
+
+  test('controllers.json written by hand in the documented shape loads', () => {
+    const dir = freshDir();
+    TrustedControllers.load(dir);
+    writeFileSync(join(dir, CONTROLLERS_FILE), JSON.stringify({ v: 1, controllers: [valid()] }), { mode: 0o600 });
+    assert.equal(TrustedControllers.load(dir).find(key(1))?.name, 'laptop');
+  });
+});
+
+describe('KnownDevices', () => {
+  const URL_A = 'wss://pinhole.example/ws';
+  const URL_B = 'ws://10.0.0.2:8080';
+
+  test('save, get, list, and persistence across load', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    assert.deepEqual(s.list(), []);
+    const r = s.save('garage', key(1), URL_A, T0);
+    assert.equal(r.replaced, undefined);
+    assert.deepEqual(r.entry, { name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 });
+    s.save('attic', key(2), URL_B, T0 + 1);
+    assert.deepEqual(s.list().map((e) => e.name), ['attic', 'garage']);
+    assert.equal(s.get('attic')?.server, URL_B);
+    assert.equal(s.get('cellar'), undefined);
+    const again = KnownDevices.load(dir);
+    assert.deepEqual(again.list(), s.list());
+    assert.deepEqual(again.get('garage')?.publicKey, key(1));
+  });
+
+  test('same name replaces the old entry and reports it', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    s.save('garage', key(1), URL_A, T0);
+    const r = s.save('garage', key(2), URL_B, T0 + 10);
+    assert.deepEqual(r.replaced, { name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 });
+    assert.deepEqual(r.entry.publicKey, key(2));
+    assert.equal(s.list().length, 1);
+    assert.deepEqual(KnownDevices.load(dir).get('garage')?.publicKey, key(2));
+  });
+
+  test('get: exact first, then a unique case-insensitive match', () => {
+    const s = KnownDevices.load(freshDir());
+    s.save('Garage', key(1), URL_A, T0);
+    assert.equal(s.get('garage')?.name, 'Garage');
+    assert.equal(s.get('GARAGE')?.name, 'Garage');
+    s.save('garage', key(2), URL_A, T0);
+    assert.deepEqual(s.get('garage')?.publicKey, key(2), 'exact match wins');
+    assert.deepEqual(s.get('Garage')?.publicKey, key(1));
+    assert.equal(s.get('GARAGE'), undefined, 'ambiguous case-insensitive match: none');
+  });
+
+  test('remove, by exact or unique case-insensitive name; persists', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    s.save('garage', key(1), URL_A, T0);
+    s.save('attic', key(2), URL_A, T0);
+    assert.equal(s.remove('cellar'), false);
+    assert.equal(s.remove('GARAGE'), true);
+    assert.equal(s.get('garage'), undefined);
+    assert.deepEqual(KnownDevices.load(dir).list().map((e) => e.name), ['attic']);
+    assert.equal(s.remove('attic'), true);
+    assert.deepEqual(KnownDevices.load(dir).list(), []);
+  });
+
+  test('invalid name, key, server URL or time: identity-bad-input', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    expectCode(() => s.save('', key(1), URL_A, T0), 'identity-bad-input');
+    expectCode(() => s.save('a\tb', key(1), URL_A, T0), 'identity-bad-input');
+    expectCode(() => s.save('ok', key(1).subarray(1), URL_A, T0), 'identity-bad-input');
+    for (const url of ['http://x.example', 'pinhole.example', 'wss://', 'wss://a.example/\n', `wss://a.example/${'x'.repeat(2048)}`]) {
+      expectCode(() => s.save('ok', key(1), url, T0), 'identity-bad-input');
+    }
+    expectCode(() => s.save('ok', key(1), URL_A, Number.NaN), 'identity-bad-input');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('devices.json with a bad server URL, an unknown field or a duplicate name: identity-corrupt', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    s.save('garage', key(1), URL_A, T0);
+    const good = JSON.parse(readFileSync(join(dir, DEVICES_FILE), 'utf8'));
+    const e = good.devices[0];
+    for (const body of [
+      { v: 1, devices: [{ ...e, server: 'http://x.example' }] },
+      { v: 1, devices: [{ ...e, extra: true }] },
+      { v: 1, devices: [e, { ...e, publicKey: Buffer.from(key(2)).toString('base64url'), fingerprint: fingerprintOf(key(2)) }] },
+      { v: 1, devices: [{ ...e, pairedAt: '2024' }] },
+    ]) {
+      writeFileSync(join(dir, DEVICES_FILE), JSON.stringify(body), { mode: 0o600 });
+      expectCode(() => KnownDevices.load(dir), 'identity-corrupt');
+    }
+  });
+});
+
+describe('loadOrCreateDtlsCert', () => {
+  test('generates once, then loads the same certificate without calling the generator', async () => {
+    const dir = freshDir();
+    const g = makeGenerator();
+    const a = await loadOrCreateDtlsCert(dir, g.generate);
+    assert.equal(a.created, true);
+    assert.equal(g.calls(), 1);
+    assert.match(a.fingerprint, /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/);
+    assert.equal(a.fingerprint, new X509Certificate(a.keys.certPem).fingerprint256);
+    assert.deepEqual(a.keys.signatureHash, { hash: 4, signature: 3 });
+    const b = await loadOrCreateDtlsCert(dir, g.generate);
+    assert.equal(b.created, false);
+    assert.equal(g.calls(), 1);
+    assert.equal(b.fingerprint, a.fingerprint);
+    assert.deepEqual(b.keys, a.keys);
+  });
+
+  test('the fingerprint is the one werift puts in its SDP', async () => {
+    const { keys, fingerprint } = await loadOrCreateDtlsCert(freshDir(), makeGenerator().generate);
+    const pc = new RTCPeerConnection({ dtls: { keys: keys as DtlsKeys } }); // werift types hash/signature as enums
+    try {
+      pc.createDataChannel('x');
+      const offer = await pc.createOffer();
+      assert.equal(parseSdpFingerprint(offer.sdp), fingerprint);
+    } finally {
+      await pc.close();
+    }
+  });
+
+  test('two creators at once end with one file, and both get its certificate', async () => {
+    const dir = freshDir();
+    const g = makeGenerator();
+    const [a, b] = await Promise.all([loadOrCreateDtlsCert(dir, g.generate), loadOrCreateDtlsCert(dir, g.generate)]);
+    assert.equal(g.calls(), 2, 'both raced to generate');
+    assert.equal(a.fingerprint, b.fingerprint);
+    assert.deepEqual([a.created, b.created].sort(), [false, true]);
+    assert.deepEqual(readdirSync(dir), [DTLS_FILE]);
+    assert.equal((await loadOrCreateDtlsCert(dir, noGenerator)).fingerprint, a.fingerprint);
+  });
+
+  test('a keyPem of another certificate is refused with identity-corrupt and left untouched', async () => {
+    const dir = freshDir();
+    await loadOrCreateDtlsCert(dir, makeGenerator().generate);
+    const other = await makeGenerator().generate();
+    const path = join(dir, DTLS_FILE);
+    const j = JSON.parse(readFileSync(path, 'utf8'));
+    const tampered = JSON.stringify({ ...j, keyPem: other.keyPem });
+    writeFileSync(path, tampered, { mode: 0o600 });
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-corrupt');
+    assert.equal(readFileSync(path, 'utf8'), tampered);
+  });
+
+  test('unparsable PEMs, two certificates, a wrong signature algorithm: identity-corrupt', async () => {
+    const dir = freshDir();
+    await loadOrCreateDtlsCert(dir, makeGenerator().generate);
+    const path = join(dir, DTLS_FILE);
+    const j = JSON.parse(readFileSync(path, 'utf8'));
+    for (const body of [
+      { ...j, certPem: 'garbage' },
+      { ...j, keyPem: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' },
+      { ...j, certPem: j.certPem + j.certPem },
+      { ...j, signatureHash: { hash: 4, signature: 1 } },
+      { ...j, signatureHash: { hash: 4 } },
+      { ...j, v: 2 },
+    ]) {
+      writeFileSync(path, JSON.stringify(body), { mode: 0o600 });
+      await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-corrupt');
+    }
+  });
+
+  test('a generator returning a mismatched pair: identity-bad-input, nothing written', async () => {
+    const dir = freshDir();
+    const a = await makeGenerator().generate();
+    const b = await makeGenerator().generate();
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, async () => ({ ...a, keyPem: b.keyPem })), 'identity-bad-input');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('a directory in place of dtls.json: identity-not-file', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, DTLS_FILE), { recursive: true, mode: 0o700 });
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-not-file');
+  });
+});
+
+describe('parseSdpFingerprint', () => {
+  const FP = Array.from({ length: 32 }, (_, i) => (i * 7 + 10).toString(16).padStart(2, '0').toUpperCase()).join(':');
+  const FP2 = FP.replace(/^../, '00');
+  const sdp = (...lines: string[]) => ['v=0', 'o=- 1 1 IN IP4 0.0.0.0', 's=-', 't=0 0', ...lines, ''].join('\r\n');
+  const media = 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel';
+
+  test('one session- or media-level line', () => {
+    assert.equal(parseSdpFingerprint(sdp(`a=fingerprint:sha-256 ${FP}`, media)), FP);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP}`, 'a=setup:actpass')), FP);
+  });
+
+  test('missing: undefined', () => {
+    assert.equal(parseSdpFingerprint(sdp(media)), undefined);
+    assert.equal(parseSdpFingerprint(''), undefined);
+  });
+
+  test('lower-case input is normalised to upper case', () => {
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:SHA-256 ${FP.toLowerCase()}`)), FP);
+  });
+
+  test('the same value at session and media level is fine; two different values are undefined', () => {
+    assert.equal(parseSdpFingerprint(sdp(`a=fingerprint:sha-256 ${FP}`, media, `a=fingerprint:sha-256 ${FP.toLowerCase()}`)), FP);
+    assert.equal(parseSdpFingerprint(sdp(`a=fingerprint:sha-256 ${FP}`, media, `a=fingerprint:sha-256 ${FP2}`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP}`, media, `a=fingerprint:sha-256 ${FP2}`)), undefined);
+  });
+
+  test('wrong length or malformed: undefined', () => {
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP.slice(3)}`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP}:AB`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP.replace(/:/g, '')}`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP.replace('0A', 'G0')}`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP} extra`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256  ${FP}`)), undefined);
+  });
+
+  test('any other hash function line makes it undefined (werift would verify against the strongest one)', () => {
+    const sha512 = Array.from({ length: 64 }, () => 'AB').join(':');
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP}`, `a=fingerprint:sha-512 ${sha512}`)), undefined);
+    assert.equal(parseSdpFingerprint(sdp(`a=fingerprint:sha-1 ${FP.slice(0, 59)}`, media, `a=fingerprint:sha-256 ${FP}`)), undefined);
+  });
+
+  test('a fingerprint line hidden behind a bare LF still counts', () => {
+    assert.equal(parseSdpFingerprint(sdp(media, `a=fingerprint:sha-256 ${FP}\na=fingerprint:sha-256 ${FP2}`)), undefined);
+  });
+});
