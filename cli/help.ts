@@ -5,14 +5,17 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
-  pinhole device --server URL [--code CODE] [--gpio sim|mraa] [--name NAME] [--pins LIST] [--json]
-  pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
+  pinhole device --server URL [--name NAME] [--gpio sim|mraa] [--pins LIST] [--json]
+  pinhole device --controllers | --revoke NAME      list or remove trusted controllers
+  pinhole control --server URL --code CODE COMMAND  first time: pair with the code the device printed
+  pinhole control NAME COMMAND                      afterwards: by the device's name, no code
       COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
                | watch PIN [--count N] | info | shell
   pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
 
-Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 pairing refused,
-4 server or device unreachable or timed out, 5 command refused by the device.`;
+Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (wrong or
+spent code, not paired, tampering detected), 4 server or device unreachable or timed out,
+5 command refused by the device.`;
 
 const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
 
@@ -27,25 +30,38 @@ Runs a signaling server: WebSocket signaling and relay on --port, a STUN server 
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
 
-const device = `pinhole device --server URL [--code CODE] [--gpio sim|mraa] [--name NAME] [--pins LIST] [--json]
+const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
+                [--pins LIST] [--json] [--no-direct] [--no-pairing]
+pinhole device [--state-dir DIR] --controllers | --revoke NAME
 
 Registers this board with the server, prints 'pairing code: CODE', then serves controllers until
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. A code is good for ONE attempt: whoever tries it spends it, and a new code is
+printed at once. Paired controllers come back with no code ('pinhole control NAME ...').
   --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
-  --code CODE     use this code instead of a generated one (6-32 letters/digits, dashes ignored)
+  --code CODE     the first pairing code (RRRR-SSS-SSS: 10 symbols of 23456789ABCDEFGHJKMNPQRSTVWXYZ;
+                  a longer secret is allowed); later codes are generated
+  --name NAME     name shown to controllers, who save the device under it (default: host name)
+  --state-dir DIR identity key, DTLS certificate and trusted controllers
+                  (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)
   --gpio KIND     sim (default): a simulated board; mraa: real pins through libmraa
                   (set PINHOLE_LIBMRAA=/path/to/libmraa.so if it is not on the loader path)
-  --name NAME     name shown to controllers (default: this host's name)
   --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all)
   --json          one JSON object per line ({"event":"code","code":"..."} first)
   --no-direct     relay only: never open a WebRTC data channel
+  --no-pairing    print no code: only controllers paired before may connect
   --ice-server S  extra ICE server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT
                   (werift uses the first STUN and the first TURN server; a stun: here replaces
-                  the signaling server's own)`;
+                  the signaling server's own)
+  --controllers   list the trusted controllers and exit (no server needed)
+  --revoke NAME   remove a trusted controller (by name or fingerprint) and exit; its next
+                  connection is refused`;
 
-const control = `pinhole control --server URL --code CODE [--json] [--timeout MS] COMMAND
+const control = `pinhole control NAME [--state-dir DIR] [--json] [--timeout MS] COMMAND
+pinhole control --server URL --code CODE [--name ME] [--state-dir DIR] [--json] COMMAND
 
-Connects to the device with CODE and runs COMMAND:
+The first form talks to a device paired before, by its name. The second pairs with a new device
+using the code it printed (a PAKE checks the code on both sides; the server never learns it),
+saves it under its name, then runs COMMAND:
   write PIN 0|1                         drive an output
   read PIN                              read a pin
   blink PIN [--times N] [--interval MS] toggle N times (default 20), MS apart (default 300)
@@ -53,15 +69,20 @@ Connects to the device with CODE and runs COMMAND:
   info                                  device name, backend, pins and current path
   shell                                 interactive prompt running these commands on one session
 Options:
-  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
-  --code CODE     the device's pairing code (case and dashes do not matter)
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER); with NAME, default:
+                  the server saved at pairing
+  --code CODE     first pairing only: the code the device printed last (case and dashes do not matter)
+  --name ME       the name the device lists this controller under (default: host name)
+  --state-dir DIR identity key, DTLS certificate and paired devices
+                  (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)
   --json          one compact JSON object per line; the last carries "path"
   --timeout MS    for connecting and for each command (default 10000)
   --no-direct     relay only
   --ice-server S  extra ICE server, repeatable (as for 'pinhole device'); with TURN the path
                   may be "turn"
-Exit codes: 0 ok, 2 usage, 3 pairing refused (unknown or wrong code), 4 device unreachable or
-timed out, 5 the device refused the command (pin not allowed, bad value).`;
+Exit codes: 0 ok, 2 usage, 3 refused (wrong, spent or unknown code; not paired or revoked; device
+identity changed; tampering detected), 4 device unreachable or timed out, 5 the device refused
+the command (pin not allowed, bad value).`;
 
 const demo = `pinhole demo [--times N] [--interval MS] [--json] [--no-direct]
 

@@ -131,6 +131,8 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   private sealer: Sealer | undefined;
   private opener: Opener | undefined;
   private peerInfo: PeerInfo | undefined;
+  /** A sealed frame from the peer opened: it has the keys, so it accepted the handshake. */
+  private peerSealed = false;
   private readonly heldSignals: SignalPayload[] = [];
   /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
   private gate: unknown[] | undefined = [];
@@ -255,20 +257,23 @@ export class PeerSession extends EventEmitter<SessionEvents> {
       this.emit('security', `relay-${r.code}`);
       return;
     }
+    this.peerSealed = true;
     this.link.receive(Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.length).toString('utf8'), this.relay);
   }
 
   private onHandshakeText(data: string): void {
     const m = parseHandshake(data);
-    if (m?.hs === 'fail') {
-      // Unauthenticated: the server could forge it, but it can always drop everything anyway.
-      this.emit('refused', m.code, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${m.code}`, true);
-      void this.close();
+    if (this.sealer && !(m?.hs === 'fail' && !this.peerSealed)) {
+      // Plain text after the handshake: injected or replayed by the server. The one exception is
+      // a `fail` before the peer's first sealed frame: the device refuses c2 (not-paired, wrong
+      // code) in plain text, as it has no keys for a controller it rejects.
+      this.emit('security', 'relay-unsealed');
       return;
     }
-    if (this.sealer) {
-      // A handshake message after the handshake: a replay by the server, never from an honest peer.
-      this.emit('security', 'relay-unsealed');
+    if (m?.hs === 'fail') {
+      // Unauthenticated: the server could forge it, but before the handshake it can always drop everything anyway.
+      this.emit('refused', m.code, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${m.code}`, true);
+      void this.close();
       return;
     }
     if (!m) return this.fail(new HandshakeError('bad-handshake', 'malformed handshake message'));
