@@ -642,3 +642,51 @@ describe('router: join limit per source address', () => {
     assert.equal(sent(h.join(3), 3)[0]?.type, 'joined');
   });
 });
+
+describe('router: rooms that cannot be guessed, and leaving for good', () => {
+  const HOME = 'DABCDEFGHJKMNPQRSTVWXYZ234'; // the shape of deviceRoom(): 26 symbols
+
+  test('issue 4: joins of a long (device) room cost no join token', () => {
+    const h = new Harness({ joinBurst: 1, joinRatePerMin: 1 });
+    h.open(1);
+    h.register(1, HOME);
+    for (let i = 0; i < 5; i++) {
+      const c = 10 + i;
+      h.open(c);
+      assert.equal(sent(h.join(c, HOME), c)[0]?.type, 'joined', `join ${i + 1}`);
+      h.close(c);
+    }
+    // ...while short rooms are still limited for the same address.
+    h.open(20);
+    assert.equal(errorCode(h.join(20, 'ZZZZ'), 20), 'unknown-room');
+    h.open(21);
+    assert.equal(errorCode(h.join(21, 'YYYY'), 21), 'join-limited');
+  });
+
+  test('issue 4: a device closing with leave deletes its room at once; a plain close keeps the grace', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.run({ kind: 'close', conn: 1, leave: true });
+    h.open(2);
+    assert.equal(errorCode(h.join(2), 2), 'unknown-room', 'no grace after leave');
+
+    const g = new Harness();
+    g.open(1);
+    g.register(1);
+    g.close(1);
+    g.open(2);
+    const joined = sent(g.join(2), 2)[0];
+    assert.equal(joined?.type, 'joined');
+    assert.equal((joined as { waiting: boolean }).waiting, true, 'the room waits for its device');
+  });
+
+  test('issue 4: leave with a controller present tells it peer-left and frees the room', () => {
+    const h = new Harness();
+    h.pair();
+    const out = h.run({ kind: 'close', conn: 1, leave: true });
+    assert.equal(sent(out, 2)[0]?.type, 'peer-left');
+    h.open(3);
+    assert.equal(sent(h.register(3), 3)[0]?.type, 'registered', 'the room name is free again');
+  });
+});
