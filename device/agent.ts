@@ -185,7 +185,7 @@ class Registration {
         // The same session again means we reconnected to the server: keep its Link (and any direct path).
         if (this.current?.id === m.session) {
           if (this.signal) this.current.session.attachSignal(this.signal);
-        } else void this.startSession(m.session);
+        } else this.startSession(m.session);
         return;
       case 'peer-left':
         if (this.current?.id === m.session) {
@@ -206,8 +206,9 @@ class Registration {
     }
   }
 
-  private async startSession(id: string): Promise<void> {
-    await this.endSession();
+  /** Synchronous, so a frame that arrives right behind `peer` already finds its session. */
+  private startSession(id: string): void {
+    void this.endSession(); // the old session closes in the background
     const { cfg } = this.agent;
     const state = this.agent.state;
     const kind = this.kind;
@@ -274,7 +275,8 @@ class Registration {
     c.handler?.dispose();
     await c.session.close();
     // A spent pairing room has done its one job: leave it, so the old code is unknown to the server.
-    if (this.kind.kind === 'pairing' && this.kind.spent) await this.stop();
+    // (Unless another session started meanwhile: it is refused as code-spent and ends this way too.)
+    if (this.kind.kind === 'pairing' && this.kind.spent && !this.current) await this.stop();
   }
 
   async stop(): Promise<void> {

@@ -60,6 +60,18 @@ export const PROBE_ATTEMPTS = 100;
  * real RTT so it never doubles traffic on a healthy link.
  */
 export const RETRANSMIT_MS = 1_000;
+/**
+ * Gap between keepalive probes on a direct path in use, in ms. Keeps NAT
+ * mappings fresh (UDP mappings commonly expire after 30 s or more) and makes a
+ * silent path show up quickly.
+ */
+export const KEEPALIVE_MS = 2_000;
+/**
+ * Keepalive intervals with nothing heard on the direct path after which it is
+ * declared dead and the link falls back to the relay: 3 x 2 s = 6 s, several
+ * RTTs even on a bad path, and well under a person's patience.
+ */
+export const KEEPALIVE_MISSES = 3;
 /** Most frames sent but not acknowledged; past it the peer is not keeping up and send() throws `overflow`. */
 export const MAX_UNACKED = 4096;
 /** Most early frames held while a gap fills. */
@@ -73,6 +85,8 @@ export interface LinkEvents {
   path: [path: Path, previous: Path];
   /** A frame failed validation and was dropped. */
   invalid: [reason: string];
+  /** A direct transport went silent for KEEPALIVE_MISSES keepalives and was detached. */
+  dead: [t: Transport];
   /** The link was closed. */
   close: [];
 }
@@ -103,6 +117,9 @@ export class Link extends EventEmitter<LinkEvents> {
   private ackTimer: unknown;
   private probeTimer: unknown;
   private probeN = 0;
+  private keepaliveTimer: unknown;
+  /** Something arrived on the direct transport since the last keepalive tick. */
+  private directHeard = false;
   private retransmitTimer: unknown;
   /** Highest seq sent when the retransmit timer was armed. */
   private armedAt = 0;
@@ -151,6 +168,7 @@ export class Link extends EventEmitter<LinkEvents> {
       this.direct = undefined;
       this.directVerified = false;
       this.stopProbing();
+      this.stopKeepalive();
     }
     if (t === this.relay) this.relay = undefined;
     if (this.current === t) {
@@ -175,6 +193,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Feeds one frame received on `via`. Invalid frames are dropped and reported as `invalid`. */
   receive(text: string | Buffer, via: Transport): void {
     if (this.closed) return;
+    if (via === this.direct) this.directHeard = true;
     const f = parseFrame(text);
     if (!f) {
       this.emit('invalid', 'malformed link frame');
@@ -189,6 +208,7 @@ export class Link extends EventEmitter<LinkEvents> {
           this.directVerified = true;
           this.stopProbing();
           this.use(via);
+          this.startKeepalive(via);
         }
         return;
       case 'a':
@@ -206,6 +226,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) return;
     this.closed = true;
     this.stopProbing();
+    this.stopKeepalive();
     if (this.ackTimer !== undefined) this.timers.clearTimeout(this.ackTimer);
     if (this.retransmitTimer !== undefined) this.timers.clearTimeout(this.retransmitTimer);
     this.ackTimer = this.retransmitTimer = undefined;
@@ -305,6 +326,32 @@ export class Link extends EventEmitter<LinkEvents> {
       this.probeTimer = this.timers.setTimeout(tick, PROBE_INTERVAL_MS);
     };
     tick();
+  }
+
+  /** Probes the direct path while it is in use; detaches it after KEEPALIVE_MISSES silent intervals. */
+  private startKeepalive(t: Transport): void {
+    this.stopKeepalive();
+    let missed = 0;
+    this.directHeard = false;
+    const tick = (): void => {
+      this.keepaliveTimer = undefined;
+      if (this.closed || t !== this.direct) return;
+      missed = this.directHeard ? 0 : missed + 1;
+      this.directHeard = false;
+      if (missed >= KEEPALIVE_MISSES) {
+        this.detach(t);
+        this.emit('dead', t);
+        return;
+      }
+      t.send(encodeControl({ t: 'p', n: ++this.probeN }));
+      this.keepaliveTimer = this.timers.setTimeout(tick, KEEPALIVE_MS);
+    };
+    this.keepaliveTimer = this.timers.setTimeout(tick, KEEPALIVE_MS);
+  }
+
+  private stopKeepalive(): void {
+    if (this.keepaliveTimer !== undefined) this.timers.clearTimeout(this.keepaliveTimer);
+    this.keepaliveTimer = undefined;
   }
 
   private stopProbing(): void {

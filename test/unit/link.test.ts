@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Link, type Timers, type Transport, type Path } from '../../link/link.js';
-import { MAX_UNACKED } from '../../link/link.js';
+import { MAX_UNACKED, KEEPALIVE_MISSES } from '../../link/link.js';
 import { isPinholeError } from '../../link/errors.js';
 
 /** Timers that run only when the test says so. */
@@ -188,4 +188,39 @@ test('issue 2: a frame dropped on a live path (e.g. a rate-limited relay) is res
   timers.run(); // the retransmit timer fires
   for (const f of toB.splice(0)) b.receive(f, bSide);
   assert.deepEqual(gotB, ['first', 'second']);
+});
+
+test('issue 5: a silent direct path is declared dead after KEEPALIVE_MISSES keepalives and the link falls back to the relay', () => {
+  const { a, b, gotB, timers } = pair();
+  const r = pipe('relay', a, b);
+  const d = pipe('direct', a, b);
+  a.attach(r.aSide);
+  b.attach(r.bSide);
+  a.attach(d.aSide);
+  b.attach(d.bSide);
+  d.flush();
+  assert.equal(a.path, 'direct');
+  const dead: Transport[] = [];
+  a.on('dead', (t) => dead.push(t));
+  // A healthy path: keepalives are answered, nothing is declared dead.
+  for (let i = 0; i < KEEPALIVE_MISSES + 2; i++) {
+    timers.run();
+    d.flush();
+  }
+  assert.deepEqual(dead, []);
+  assert.equal(a.path, 'direct');
+  // The path goes silent (a NAT dropped its mapping): nothing arrives any more.
+  d.kill();
+  a.send('during-outage');
+  let ticks = 0;
+  while (dead.length === 0 && ticks < 10) {
+    timers.run();
+    ticks++;
+  }
+  // The interval in which the path died may still have heard something: KEEPALIVE_MISSES to +1 ticks.
+  assert.ok(ticks >= KEEPALIVE_MISSES && ticks <= KEEPALIVE_MISSES + 1, `declared dead after ${ticks} keepalive intervals`);
+  assert.deepEqual(dead, [d.aSide]);
+  assert.equal(a.path, 'relay');
+  r.flush();
+  assert.deepEqual(gotB, ['during-outage'], 'the frame sent into the dead path was resent on the relay');
 });

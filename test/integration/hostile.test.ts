@@ -1,0 +1,427 @@
+// Issue 4: a hostile signaling server cannot read, forge or replay commands, nor sit in the
+// middle of the direct path. A real device agent (SimGpio) and the real controller API talk
+// through a man-in-the-middle proxy (./hostile-server.ts) in front of a real server.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn, type Tamper } from './hostile-server.js';
+import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
+import { connect, type Device } from '../../controller/index.js';
+import { VERSION, parsePairingCode, loadOrCreateIdentity } from '../../link/index.js';
+
+const BOARD = 'test-board';
+const TIMEOUT_MS = 8_000;
+/** Per test: a regression must fail, not hang the file. */
+const T = 20_000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let hs: HostileServer;
+const dirs: string[] = [];
+before(async () => {
+  hs = await startHostileServer();
+});
+after(async () => {
+  await hs.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pinhole-hostile-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Polls until `f` returns something truthy. */
+async function until<T>(what: string, f: () => T | undefined | null | false, ms = 6_000): Promise<T> {
+  const t0 = performance.now();
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** The code a promise rejects with ('resolved' if it does not). */
+const outcome = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'resolved',
+    (e: { code?: string }) => e?.code ?? `no code: ${String(e)}`,
+  );
+
+interface Rig {
+  gpio: SimGpio;
+  agent: DeviceAgent;
+  events: DeviceEvent[];
+  ctlDir: string;
+  /** The pairing code it was paired with. */
+  code: string;
+  direct: boolean;
+  /** Everything to close at the end. */
+  devs: Device[];
+}
+
+/**
+ * A device agent on a sim board, paired with a fresh controller through the proxy with
+ * tampering off. Attack sessions then connect by name (`open`).
+ */
+async function pairedRig(direct: boolean): Promise<Rig> {
+  hs.reset();
+  const gpio = new SimGpio();
+  const events: DeviceEvent[] = [];
+  const agent = await DeviceAgent.start({ server: hs.url, name: BOARD, stateDir: tmp(), gpio, version: VERSION, direct, onEvent: (e) => events.push(e) });
+  const code = agent.pairingCode!;
+  const ctlDir = tmp();
+  const rig: Rig = { gpio, agent, events, ctlDir, code, direct, devs: [] };
+  try {
+    const dev = await connect({ server: hs.url, code, stateDir: ctlDir, name: 'laptop', direct, timeoutMs: TIMEOUT_MS });
+    assert.equal(dev.pairedAs?.name, BOARD);
+    await dev.close();
+  } catch (e) {
+    await closeRig(rig);
+    throw e;
+  }
+  return rig;
+}
+
+/** Connects to the paired device by name. */
+async function open(rig: Rig, opts: { timeoutMs?: number } = {}): Promise<Device> {
+  const dev = await connect({ device: BOARD, stateDir: rig.ctlDir, name: 'laptop', direct: rig.direct, timeoutMs: opts.timeoutMs ?? TIMEOUT_MS });
+  rig.devs.push(dev);
+  return dev;
+}
+
+async function closeRig(rig: Rig): Promise<void> {
+  hs.reset();
+  for (const d of rig.devs) await d.close().catch(() => undefined);
+  await rig.agent.stop();
+  rig.gpio.close();
+}
+
+/** What the board shows of a pin: mode, trace length, write count. Must not move under attack. */
+const pinState = (gpio: SimGpio, pin: number) => ({ mode: gpio.mode(pin), changes: gpio.trace(pin).length, writes: gpio.counters(pin).writes });
+
+/** The controller's open connection (its latest) and the device connection serving the same session. */
+function sessionConns(): { ctl: HostileConn; device: HostileConn; session: string } {
+  const ctl = hs.latest('controller');
+  assert.ok(ctl?.session, 'controller connection with a session');
+  const device = hs.conns.find((c) => c.open && c.role === 'device' && c.session === ctl.session);
+  assert.ok(device, 'device connection serving that session');
+  return { ctl, device, session: ctl.session };
+}
+
+const securityCodes = (rig: Rig, session: string): string[] =>
+  rig.events.flatMap((e) => (e.event === 'security' && e.session === session ? [e.code] : []));
+const refusal = (rig: Rig): (DeviceEvent & { event: 'refused' }) | undefined =>
+  rig.events.find((e): e is DeviceEvent & { event: 'refused' } => e.event === 'refused');
+
+/** A tamper hook that edits the SDP of `kind` sent by `from`; counts its hits. */
+function editSdp(from: 'device' | 'controller', kind: 'offer' | 'answer', edit: (sdp: string) => string): Tamper & { hits: number } {
+  const hook = ((conn, text) => {
+    const m = parseFrameText(text);
+    const p = m?.payload as { kind?: string; sdp?: string } | undefined;
+    if (conn.role !== from || m?.type !== 'signal' || p?.kind !== kind || typeof p.sdp !== 'string') return text;
+    const sdp = edit(p.sdp);
+    assert.notEqual(sdp, p.sdp, 'the edit must change the SDP');
+    hook.hits++;
+    return JSON.stringify({ ...m, payload: { ...p, sdp } });
+  }) as Tamper & { hits: number };
+  hook.hits = 0;
+  return hook;
+}
+
+const hexPairs = (n: number): string => [...randomBytes(n)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
+const SHA256_LINE = /a=fingerprint:sha-256 [0-9A-Fa-f:]+/;
+/** Replaces the sha-256 fingerprint with another valid-looking one (the attacker's certificate). */
+const rewriteFp = (sdp: string): string => {
+  assert.match(sdp, SHA256_LINE);
+  return sdp.replace(SHA256_LINE, `a=fingerprint:sha-256 ${hexPairs(32)}`);
+};
+/** Keeps the genuine sha-256 line and adds a sha-512 one next to it (werift would check the sha-512). */
+const addSha512 = (sdp: string): string => {
+  assert.match(sdp, SHA256_LINE);
+  return sdp.replace(SHA256_LINE, (line) => `${line}\r\na=fingerprint:sha-512 ${hexPairs(64)}`);
+};
+
+/** A relay frame's bytes, one bit flipped at `index` (negative: from the end). */
+function flipByte(data: string, index: number, mask = 0x01): string {
+  const b = Buffer.from(data, 'base64url');
+  b[index < 0 ? b.length + index : index]! ^= mask;
+  return b.toString('base64url');
+}
+
+// 1. Rewritten DTLS fingerprints -------------------------------------------------------------
+
+test('issue 4: a rewritten fingerprint in the offer refuses the session before any command runs', { timeout: T }, async () => {
+  const rig = await pairedRig(true);
+  try {
+    const before20 = pinState(rig.gpio, 20);
+    const hook = editSdp('controller', 'offer', rewriteFp);
+    hs.onUp = hook;
+    const dev = await open(rig);
+    const closed = new Promise<string | undefined>((r) => dev.once('close', (e) => r(e?.code)));
+    // Issued at once, before the offer even leaves: the device must hold it behind the offer gate.
+    const write = outcome(dev.write(20, 1));
+    assert.equal(await write, 'fingerprint-mismatch');
+    assert.equal(await closed, 'fingerprint-mismatch');
+    const refused = await until('the device to refuse', () => refusal(rig));
+    assert.equal(refused.code, 'fingerprint-mismatch');
+    assert.equal(hook.hits, 1);
+    assert.deepEqual(pinState(rig.gpio, 20), before20, 'the held write never ran');
+    assert.ok(!rig.events.some((e) => e.event === 'path' && e.path !== 'relay'), 'no direct path');
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+test('issue 4: a rewritten fingerprint in the answer is refused by the controller', { timeout: T }, async () => {
+  const rig = await pairedRig(true);
+  try {
+    const hook = editSdp('device', 'answer', rewriteFp);
+    hs.onUp = hook;
+    const paths: string[] = [];
+    const dev = await open(rig);
+    dev.on('path', (p) => paths.push(p));
+    const closed = new Promise<string | undefined>((r) => dev.once('close', (e) => r(e?.code)));
+    assert.equal(await closed, 'fingerprint-mismatch');
+    assert.equal(hook.hits, 1);
+    // The controller tells the device with a sealed abort: the device ends the session too.
+    const refused = await until('the device to hear the refusal', () => refusal(rig));
+    assert.equal(refused.code, 'fingerprint-mismatch');
+    assert.ok(!paths.includes('direct') && !paths.includes('turn'), `never direct (paths: ${paths})`);
+    assert.equal(await outcome(dev.read(20)), 'link-closed');
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+test('issue 4: an extra sha-512 fingerprint next to the genuine sha-256 one is refused', { timeout: T }, async () => {
+  const rig = await pairedRig(true);
+  try {
+    const before20 = pinState(rig.gpio, 20);
+    const hook = editSdp('controller', 'offer', addSha512);
+    hs.onUp = hook;
+    const dev = await open(rig);
+    assert.equal(await outcome(dev.write(20, 1)), 'fingerprint-mismatch');
+    const refused = await until('the device to refuse', () => refusal(rig));
+    assert.equal(refused.code, 'fingerprint-mismatch');
+    assert.equal(hook.hits, 1);
+    assert.deepEqual(pinState(rig.gpio, 20), before20);
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+// 2. Forged frames ------------------------------------------------------------------------------
+
+test('issue 4: injected plain, random and tampered frames are dropped; the session carries on', { timeout: T }, async () => {
+  const rig = await pairedRig(false);
+  try {
+    const dev = await open(rig);
+    const ctlCodes: string[] = [];
+    dev.on('security', (c) => ctlCodes.push(c));
+    await dev.write(20, 0);
+    await sleep(100); // let the acks of that exchange go by
+    const { ctl, device, session } = sessionConns();
+    const base = pinState(rig.gpio, 20);
+    const codes = (): string[] => securityCodes(rig, session);
+
+    // (a) A plain-text link frame carrying gpio.write 20 1, for every plausible sequence number.
+    for (let q = 1; q <= 8; q++) {
+      const frame = JSON.stringify({ t: 'd', q, a: 0, m: { jsonrpc: '2.0', id: 900 + q, method: 'gpio.write', params: { pin: 20, value: 1 } } });
+      hs.inject(device, relayText(frame));
+    }
+    await until('8 relay-unsealed', () => codes().filter((c) => c === 'relay-unsealed').length === 8);
+    // The same, not starting with '{' so it reaches the opener: not a sealed frame either.
+    hs.inject(device, relayText(` {"t":"d","q":2,"a":0,"m":{"jsonrpc":"2.0","id":1,"method":"gpio.write","params":{"pin":20,"value":1}}}`));
+    await until('relay-malformed (plain text)', () => codes().includes('relay-malformed'));
+    // A plain `fail` after the handshake must not end the controller's session.
+    hs.inject(ctl, relayText(JSON.stringify({ hs: 'fail', code: 'not-paired' })));
+    await until('controller relay-unsealed', () => ctlCodes.includes('relay-unsealed'));
+
+    // (b) Random base64url of a sealed frame's length. Not starting with 'A', so its first
+    // byte is not the seal version 0x01 and the outcome is deterministic.
+    const genuineLen = hs.relays({ role: 'controller', dir: 'up' }).at(-1)!.data.length;
+    let junk: string;
+    do junk = randomBytes(genuineLen).toString('base64url').slice(0, genuineLen);
+    while (junk.startsWith('A'));
+    const malformedBefore = codes().filter((c) => c === 'relay-malformed').length;
+    hs.inject(device, relayText(junk));
+    await until('relay-malformed (random)', () => codes().filter((c) => c === 'relay-malformed').length === malformedBefore + 1);
+
+    // (c) A genuine sealed frame, tampered in flight: the proxy holds the next one the
+    // controller sends and delivers bit-flipped copies first.
+    let held: string | undefined;
+    hs.onUp = (conn, text) => {
+      if (held !== undefined || conn !== ctl || parseFrameText(text)?.type !== 'relay') return text;
+      held = (parseFrameText(text) as { data: string }).data;
+      return null;
+    };
+    const read = dev.read(21);
+    await until('the held frame', () => held);
+    hs.reset();
+    hs.inject(device, relayText(flipByte(held!, -1))); // last tag byte
+    hs.inject(device, relayText(flipByte(held!, 12))); // a ciphertext byte
+    hs.inject(device, relayText(flipByte(held!, 2, 0x80))); // counter + 2^63: would skip every later frame if it counted
+    await until('3 relay-bad-mac', () => codes().filter((c) => c === 'relay-bad-mac').length === 3);
+    hs.inject(device, relayText(held!)); // the genuine one, late: still accepted, nothing advanced the counter
+    assert.equal(await read, 0);
+    assert.ok(!codes().includes('relay-replay'), `the genuine frame was accepted (codes: ${codes()})`);
+
+    // The session still works, and nothing touched pin 20.
+    assert.equal(await dev.read(20), 0);
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+    assert.ok(!rig.events.some((e) => e.event === 'refused'));
+    assert.equal(dev.path, 'relay');
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+// 3. Replay ------------------------------------------------------------------------------------
+
+test('issue 4: a recorded "write 20 1" replayed in its session or a later one does nothing', { timeout: T }, async () => {
+  const rig = await pairedRig(false);
+  try {
+    const dev = await open(rig);
+    await dev.read(21); // the session is up on both sides
+    await sleep(100);
+    const { device, session } = sessionConns();
+    const mark = hs.relays({ role: 'controller', dir: 'up' }).length;
+    await dev.write(20, 1);
+    const sent = hs.relays({ role: 'controller', dir: 'up' }).slice(mark);
+    assert.equal(sent.length, 1, 'one frame carried the write');
+    const recorded = sent[0]!;
+    assert.ok(!recorded.data.startsWith('{'), 'sealed');
+    await dev.write(20, 0);
+    const base = pinState(rig.gpio, 20);
+
+    hs.inject(device, recorded.text);
+    hs.inject(device, recorded.text);
+    await until('2 relay-replay', () => securityCodes(rig, session).filter((c) => c === 'relay-replay').length === 2);
+    assert.equal(await dev.read(20), 0);
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+    await dev.close();
+    // (the server must see the controller leave before the room takes another)
+    await until('controller-left', () => rig.events.some((e) => e.event === 'controller-left' && e.session === session));
+
+    // A new session: once during its handshake (no keys yet), once after (other keys).
+    hs.onUp = (conn, text) => {
+      if (conn === device && (parseFrameText(text)?.data as string | undefined)?.startsWith('{"hs":"d1"')) hs.inject(device, recorded.text);
+      return text;
+    };
+    const dev2 = await open(rig);
+    hs.reset();
+    await dev2.read(21);
+    const s2 = sessionConns().session;
+    assert.notEqual(s2, session);
+    hs.inject(device, recorded.text);
+    await until('relay-bad-mac in the new session', () => securityCodes(rig, s2).includes('relay-bad-mac'));
+    assert.deepEqual(securityCodes(rig, s2), ['relay-unsealed', 'relay-bad-mac']);
+    assert.equal(await dev2.read(20), 0);
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+// 4. Handshake tampering -----------------------------------------------------------------------
+
+test('issue 4: a flipped byte in the device identity box fails the handshake (bad-handshake)', { timeout: T }, async () => {
+  const rig = await pairedRig(false);
+  try {
+    const base = pinState(rig.gpio, 20);
+    let hits = 0;
+    hs.onUp = (conn, text) => {
+      const m = parseFrameText(text);
+      if (conn.role !== 'device' || m?.type !== 'relay' || !(m.data as string).startsWith('{"hs":"d1"')) return text;
+      const d1 = JSON.parse(m.data as string) as { box: string };
+      hits++;
+      return relayText(JSON.stringify({ ...d1, box: flipByte(d1.box, 5) }));
+    };
+    assert.equal(await outcome(open(rig)), 'bad-handshake');
+    assert.equal(hits, 1);
+    const refused = await until('the device to hear the refusal', () => refusal(rig));
+    assert.equal(refused.code, 'bad-handshake');
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+    // The server can refuse service, not break anything: untouched, the next session works.
+    hs.reset();
+    const dev = await open(rig);
+    await dev.write(20, 1);
+    assert.equal(rig.gpio.read(20), 1);
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+test('issue 4: c2 dropped: the device runs nothing and refuses after its handshake timeout', { timeout: 25_000 }, async () => {
+  const rig = await pairedRig(false);
+  try {
+    const base = pinState(rig.gpio, 20);
+    hs.onUp = (conn, text) => (conn.role === 'controller' && (parseFrameText(text)?.data as string | undefined)?.startsWith('{"hs":"c2"') ? null : text);
+    // The controller is secured once it has sent c2, so connect resolves; the device never is.
+    const dev = await open(rig, { timeoutMs: 2_000 });
+    const ctlCodes: string[] = [];
+    dev.on('security', (c) => ctlCodes.push(c));
+    const closed = new Promise<string | undefined>((r) => dev.once('close', (e) => r(e?.code)));
+    const { session } = sessionConns();
+    assert.equal(await outcome(dev.write(20, 1)), 'timeout');
+    assert.ok(securityCodes(rig, session).includes('relay-unsealed'), 'sealed frames before c2 are dropped');
+    const refused = await until('the handshake timeout', () => refusal(rig), 12_000);
+    assert.equal(refused.code, 'bad-handshake');
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+    // The device never sealed a frame, so its plain `fail` is believed: the controller learns of the refusal.
+    assert.equal(await closed, 'bad-handshake');
+    assert.ok(!ctlCodes.includes('relay-unsealed'));
+  } finally {
+    await closeRig(rig);
+  }
+});
+
+// 5. What the server sees ----------------------------------------------------------------------
+
+test('issue 4: the server never sees a command, a name, an identity key or the code secret', { timeout: T }, async () => {
+  const mark = hs.frames.length;
+  const rig = await pairedRig(false);
+  try {
+    const dev = await open(rig);
+    await dev.info();
+    await dev.write(20, 1);
+    await dev.mode(7, 'in');
+    await dev.watch(7);
+    rig.gpio.drive(7, 1);
+    await dev.blink(21, { times: 2, intervalMs: 10 });
+    assert.equal(await dev.read(20), 1);
+    await dev.close();
+    await sleep(100);
+
+    const frames = hs.frames.slice(mark);
+    const secret = parsePairingCode(rig.code);
+    assert.ok(secret.ok);
+    const keys = [rig.agent.state.identity.publicKey, loadOrCreateIdentity(rig.ctlDir).publicKey].map((k) => Buffer.from(k).toString('base64url'));
+    for (const f of frames) {
+      for (const bad of ['jsonrpc', 'gpio.', 'device.info', 'method', BOARD, 'laptop', secret.secret, ...keys]) {
+        assert.ok(!f.text.includes(bad), `a ${f.dir} frame of the ${f.conn.role} shows "${bad}": ${f.text.slice(0, 200)}`);
+      }
+    }
+    // register/join carry the public room only.
+    const rooms = frames.flatMap((f) => {
+      const m = parseFrameText(f.text);
+      return m?.type === 'register' || m?.type === 'join' ? [m] : [];
+    });
+    assert.ok(rooms.some((m) => m.type === 'join' && m.room === secret.room), 'the pairing join names the code room');
+    for (const m of rooms) assert.deepEqual(Object.keys(m).sort(), ['room', 'type', 'v']);
+    // Relay data is c1, d1, c2 per session, then only base64url.
+    const relays = hs.relays().filter((r) => frames.some((f) => f.text === r.text && f.conn === r.conn));
+    const hsMsgs = relays.filter((r) => r.dir === 'up' && r.data.startsWith('{')).map((r) => (JSON.parse(r.data) as { hs: string }).hs);
+    assert.deepEqual(hsMsgs, ['c1', 'd1', 'c2', 'c1', 'd1', 'c2']);
+    const sealed = relays.filter((r) => !r.data.startsWith('{'));
+    assert.ok(sealed.length >= 12, `commands went over the relay (${sealed.length} sealed frames)`);
+    for (const r of sealed) assert.match(r.data, /^[A-Za-z0-9_-]+$/);
+  } finally {
+    await closeRig(rig);
+  }
+});
