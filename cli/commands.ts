@@ -134,6 +134,18 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       dev.on('change', onChange);
       const onClose = (): void => finish();
       dev.once('close', onClose);
+      // Through an outage: say so, and re-sync the level when the session is back.
+      const onLost = (e: PinholeError): void =>
+        out.line({ event: 'disconnected', error: e.code, path: 'none' }, `connection lost (${e.code}); reconnecting...`);
+      const onResync = (r: { pin: number; value: 0 | 1; previous: 0 | 1 }): void => {
+        if (r.pin !== c.pin) return;
+        out.line(
+          { event: 'resync', pin: r.pin, value: r.value, previous: r.previous, path: dev.path },
+          `reconnected: pin ${r.pin} is ${r.value}${r.value !== r.previous ? ` (was ${r.previous})` : ''}; edges during the outage were not seen   (${dev.path})`,
+        );
+      };
+      dev.on('disconnected', onLost);
+      dev.on('resync', onResync);
       try {
         const value = await dev.watch(c.pin);
         out.line({ event: 'watching', pin: c.pin, value, path: dev.path }, `watching pin ${c.pin} (now ${value}); Ctrl-C to stop`);
@@ -141,6 +153,8 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       } finally {
         dev.off('change', onChange);
         dev.off('close', onClose);
+        dev.off('disconnected', onLost);
+        dev.off('resync', onResync);
       }
       if (c.count !== undefined && edges < c.count && dev.path === 'none') throw new PinholeError('link-closed', `connection lost after ${edges} of ${c.count} edges`);
       out.line({ ok: true, cmd: 'watch', pin: c.pin, edges, path: dev.path }, `${edges} edge(s) seen on pin ${c.pin}   (${dev.path})`);

@@ -13,6 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import {
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
@@ -37,6 +38,8 @@ import {
   type Method,
   type Path,
   type PeerInfo,
+  type Identity,
+  type DtlsKeyPair,
   type PinMode,
   type ServerMessage,
 } from '../link/index.js';
@@ -62,6 +65,13 @@ export interface ConnectOptions {
   direct?: boolean;
   /** Extra ICE servers after the server's own STUN. */
   iceServers?: IceServer[];
+  /**
+   * Reconnect by itself when the session is lost (default true): pending
+   * calls are resent on the new session (the device runs each id at most
+   * once) and watches renewed; see the Device's `disconnected`, `reconnected`
+   * and `resync` events. False: a lost session closes the Device.
+   */
+  reconnect?: boolean;
 }
 
 /** A pin change pushed by the device. `ts` is the device's clock, in ms. */
@@ -75,7 +85,16 @@ export interface DeviceEvents {
   /** A relay frame was dropped as forged, replayed or malformed (see docs/security.md). */
   security: [code: string];
   path: [path: Path, previous: Path];
-  /** The session ended: the device left or the connection died. */
+  /** The session was lost; reconnecting (with `reconnect`, the default). Pending calls wait, within their timeouts. */
+  disconnected: [reason: PinholeError];
+  /** A new session is up; pending calls were resent (the device runs each id at most once) and watches renewed. */
+  reconnected: [];
+  /**
+   * A watched pin after a reconnect: its level now. Edges between the loss and
+   * now were not seen (`previous` is the last level we knew).
+   */
+  resync: [r: { pin: number; value: Level; previous: Level }];
+  /** The Device is closed for good: close() was called, or a refusal or a fatal error ended it. */
   close: [reason: PinholeError | undefined];
   /** Diagnostic state of the direct attempt. */
   rtc: [state: string];
@@ -85,32 +104,68 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: PinholeError) => void;
   timer: NodeJS.Timeout;
+  /** The request, kept to resend it on a new session. */
+  request: { jsonrpc: '2.0'; id: string; method: Method; params: unknown };
 }
 
-/** A connected device. */
+/** First reconnect delay after a session is lost, in ms. */
+export const RECONNECT_BASE_MS = 250;
+/** Longest reconnect delay, in ms: a device that comes back is found within this. */
+export const RECONNECT_MAX_MS = 5_000;
+
+/** Opens a new session to the same device (join its room, handshake). @internal */
+export type Reopen = () => Promise<{ signal: SignalClient; session: PeerSession }>;
+
+/** Errors after which reconnecting cannot help. */
+const FATAL: ReadonlySet<string> = new Set(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch', 'version', 'usage']);
+
+/** A connected device. Reconnects by itself when its session is lost (see ConnectOptions.reconnect). */
 export class Device extends EventEmitter<DeviceEvents> {
   private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  /** Request ids are unique per Device instance, so the device's at-most-once memory never confuses two processes. */
+  private readonly idPrefix = Buffer.from(randomBytes(6)).toString('base64url');
+  private readonly pending = new Map<string, Pending>();
+  /** Watched pins and the last level we know. */
+  private readonly watched = new Map<number, Level>();
   private closed = false;
+  private reconnecting = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private signal: SignalClient;
+  private session: PeerSession;
   /** Set by connect() when this session paired by code: the name the device was saved under, and the entry it replaced. */
   pairedAs: { name: string; replaced: boolean } | undefined;
 
   /** @internal use connect() */
   constructor(
-    private readonly signal: SignalClient,
-    private readonly session: PeerSession,
+    signal: SignalClient,
+    session: PeerSession,
     private readonly timeoutMs: number,
+    private readonly reopen?: Reopen,
   ) {
     super();
+    this.signal = signal;
+    this.session = session;
+    this.bind(signal, session);
+  }
+
+  private bind(signal: SignalClient, session: PeerSession): void {
     session.on('message', (m) => this.onPayload(m));
     session.on('security', (c) => this.emit('security', c));
-    session.on('refused', (code, message) => this.shutdown(new PinholeError(code as ErrorCode, message)));
-    session.on('path', (p, prev) => this.emit('path', p, prev));
+    session.on('refused', (code, message) => this.lost(new PinholeError(code as ErrorCode, message), session));
+    session.on('path', (p, prev) => {
+      this.emit('path', p, prev);
+      if (p === 'none' && !this.closed) this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session);
+    });
     session.on('rtc', (s) => this.emit('rtc', s));
-    signal.on('message', (m) => this.onServer(m));
+    signal.on('message', (m) => {
+      if (this.session === session) this.onServer(m);
+    });
     signal.on('close', () => {
+      if (this.session !== session) return;
       session.detachSignal();
-      if (session.path === 'none') this.shutdown(new PinholeError('server-unreachable', 'lost the signaling server and no direct path'));
+      // A live direct path carries on without the server; only a dead end means a new session.
+      if (session.path === 'none') this.lost(new PinholeError('server-unreachable', 'lost the signaling server and no direct path'), session);
     });
   }
 
@@ -125,9 +180,9 @@ export class Device extends EventEmitter<DeviceEvents> {
     return p ? fingerprintOf(p.publicKey) : undefined;
   }
 
-  /** The path commands travel on: 'relay', 'direct', 'turn', or 'none'. */
+  /** The path commands travel on: 'relay', 'direct', 'turn', or 'none' (also while reconnecting). */
   get path(): Path {
-    return this.session.path;
+    return this.reconnecting ? 'none' : this.session.path;
   }
 
   /** Drives an output pin. */
@@ -152,13 +207,16 @@ export class Device extends EventEmitter<DeviceEvents> {
     return this.call('gpio.blink', { pin, times, intervalMs }, this.timeoutMs + times * intervalMs);
   }
 
-  /** Subscribes to a pin's edges (emitted as 'change'); resolves with its current value. */
+  /** Subscribes to a pin's edges (emitted as 'change'); resolves with its current value. Renewed after a reconnect. */
   async watch(pin: number): Promise<Level> {
-    return (await this.call('gpio.watch', { pin })).value;
+    const value = (await this.call('gpio.watch', { pin })).value;
+    this.watched.set(pin, value);
+    return value;
   }
 
   /** Stops watching a pin. */
   async unwatch(pin: number): Promise<void> {
+    this.watched.delete(pin);
     await this.call('gpio.unwatch', { pin });
   }
 
@@ -185,18 +243,25 @@ export class Device extends EventEmitter<DeviceEvents> {
     });
   }
 
-  /** Sends one request and waits for its result. Rejects with a PinholeError whose code is the device's or 'timeout'. */
+  /**
+   * Sends one request and waits for its result. Rejects with a PinholeError
+   * whose code is the device's, 'timeout', or the reason the Device closed.
+   * The request survives path changes and reconnects within `timeoutMs`; the
+   * device runs its id at most once however often it is resent.
+   */
   call<M extends Method>(method: M, params: Methods[M]['params'], timeoutMs = this.timeoutMs): Promise<Methods[M]['result']> {
     if (this.closed) return Promise.reject(new PinholeError('link-closed', 'device connection is closed'));
-    const id = this.nextId++;
+    const id = `${this.idPrefix}:${this.nextId++}`;
+    const request = { jsonrpc: '2.0' as const, id, method, params };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new PinholeError('timeout', `${method} got no answer within ${timeoutMs} ms`));
+        reject(new PinholeError('timeout', `${method} got no answer within ${timeoutMs} ms${this.reconnecting ? ' (reconnecting to the device)' : ''}`));
       }, timeoutMs);
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, request });
+      if (this.reconnecting) return; // sent when the new session is up
       try {
-        this.session.send({ jsonrpc: '2.0', id, method, params });
+        this.session.send(request);
       } catch (e) {
         clearTimeout(timer);
         this.pending.delete(id);
@@ -216,10 +281,11 @@ export class Device extends EventEmitter<DeviceEvents> {
     const msg = parseIncoming(m);
     if (!msg) return;
     if (msg.kind === 'change') {
+      if (this.watched.has(msg.change.pin)) this.watched.set(msg.change.pin, msg.change.value);
       this.emit('change', msg.change);
       return;
     }
-    if (typeof msg.id !== 'number') return;
+    if (typeof msg.id !== 'string') return;
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
@@ -232,7 +298,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     if (m.type === 'peer-left') {
       // The device left the server; a live direct path may still carry us.
       this.session.detachSignal();
-      if (this.session.path === 'none') this.shutdown(new PinholeError('peer-left', 'the device disconnected'));
+      if (this.session.path === 'none') this.lost(new PinholeError('peer-left', 'the device disconnected'), this.session);
       return;
     }
     if (m.type === 'peer') {
@@ -243,9 +309,76 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.session.handleServerMessage(m);
   }
 
+  /** The session is gone: reconnect if we can, else close for good. */
+  private lost(reason: PinholeError, session: PeerSession): void {
+    if (this.closed || session !== this.session || this.reconnecting) return;
+    if (!this.reopen || FATAL.has(reason.code)) {
+      this.shutdown(reason);
+      void session.close();
+      this.signal.close();
+      return;
+    }
+    this.reconnecting = true;
+    this.emit('disconnected', reason);
+    void session.close();
+    this.signal.close();
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    // Capped exponential backoff with jitter, like the device's.
+    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.attempt++);
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    this.retryTimer = setTimeout(() => void this.tryReconnect(), delay);
+    this.retryTimer.unref();
+  }
+
+  private async tryReconnect(): Promise<void> {
+    if (this.closed) return;
+    let next: { signal: SignalClient; session: PeerSession };
+    try {
+      next = await this.reopen!();
+    } catch (e) {
+      const err = e instanceof PinholeError ? e : new PinholeError('link-closed', (e as Error).message);
+      if (FATAL.has(err.code)) return this.shutdown(err);
+      if (!this.closed) this.scheduleReconnect();
+      return;
+    }
+    if (this.closed) {
+      void next.session.close();
+      next.signal.close();
+      return;
+    }
+    this.attempt = 0;
+    this.signal = next.signal;
+    this.session = next.session;
+    this.reconnecting = false;
+    this.bind(next.signal, next.session);
+    // Same ids again: the device answers a request it already ran from memory.
+    for (const p of this.pending.values()) {
+      try {
+        next.session.send(p.request);
+      } catch {
+        /* the new session died at once: its loss triggers the next attempt */
+      }
+    }
+    this.emit('reconnected');
+    for (const [pin, previous] of [...this.watched]) {
+      this.call('gpio.watch', { pin })
+        .then((r) => {
+          if (!this.watched.has(pin)) return;
+          this.watched.set(pin, r.value);
+          this.emit('resync', { pin, value: r.value, previous });
+        })
+        .catch(() => undefined); // a failure shows up as the next loss or timeout
+    }
+  }
+
   private shutdown(reason: PinholeError | undefined): void {
     if (this.closed) return;
     this.closed = true;
+    this.reconnecting = false;
+    clearTimeout(this.retryTimer);
     const err = reason ?? new PinholeError('link-closed', 'device connection closed');
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -288,40 +421,79 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   if ((opts.code === undefined) === (opts.device === undefined)) throw new PinholeError('usage', 'give a pairing code (first time) or the name of a paired device');
   const identity = loadOrCreateIdentity(opts.stateDir);
   const known = KnownDevices.load(opts.stateDir);
-  let room: string;
+  let target: Target;
   let server: string;
-  let pairingSecret: string | undefined;
-  let expectDevice: Uint8Array | undefined;
   if (opts.code !== undefined) {
     const parsed = parsePairingCode(opts.code);
     if (!parsed.ok) throw new PinholeError('usage', `code: ${parsed.reason}`);
     if (!opts.server) throw new PinholeError('usage', 'pairing needs the server URL');
-    room = parsed.room;
-    pairingSecret = parsed.secret;
+    target = { room: parsed.room, pairingSecret: parsed.secret, label: 'the device' };
     server = opts.server;
   } else {
     const entry = known.get(opts.device!);
     if (!entry) throw new PinholeError('unknown-device', `no paired device named "${opts.device}"; pair first with --code`);
-    room = deviceRoom(entry.publicKey);
-    expectDevice = entry.publicKey;
+    target = { room: deviceRoom(entry.publicKey), expectDevice: entry.publicKey, label: `device "${entry.name}"` };
     server = opts.server ?? entry.server;
   }
-  const deadline = Date.now() + timeoutMs;
   // werift (and the stored DTLS certificate) load while the WebSocket opens.
   const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
   dtls?.catch(() => undefined);
+  const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
+  const { signal, session } = await openSession(base, target, dtls);
+  const peer = session.peer!;
+  // Later sessions go to the device's own room and require the key it just proved.
+  const again: Target = { room: deviceRoom(peer.publicKey), expectDevice: peer.publicKey, label: `device "${peer.name}"` };
+  const reopen: Reopen | undefined = (opts.reconnect ?? true) ? () => openSession(base, again, dtls) : undefined;
+  const dev = new Device(signal, session, timeoutMs, reopen);
+  if (target.pairingSecret !== undefined) {
+    const { replaced } = known.save(peer.name, peer.publicKey, server, Date.now());
+    dev.pairedAs = { name: peer.name, replaced: replaced !== undefined };
+  }
+  session.startDirect();
+  return dev;
+}
+
+/** Where a session goes: a room, and how the device there is authenticated. */
+interface Target {
+  room: string;
+  /** First pairing: the code's secret. */
+  pairingSecret?: string;
+  /** Later sessions: the device key saved at pairing. */
+  expectDevice?: Uint8Array;
+  /** For messages: "the device" or `device "NAME"`. */
+  label: string;
+}
+
+/** What every session of one Device shares. */
+interface SessionPlan {
+  server: string;
+  identity: Identity;
+  name: string;
+  direct: boolean;
+  iceServers: IceServer[] | undefined;
+  timeoutMs: number;
+}
+
+/** Joins the target's room, waits for the device, runs the handshake. Resolves with a secured session. */
+async function openSession(
+  plan: SessionPlan,
+  target: Target,
+  dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined,
+): Promise<{ signal: SignalClient; session: PeerSession }> {
+  const { timeoutMs, server } = plan;
+  const deadline = Date.now() + timeoutMs;
   const signal = await SignalClient.connect(server, timeoutMs);
   try {
-    signal.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    signal.send({ type: 'join', v: PROTOCOL_VERSION, room: target.room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');
     if (r.type === 'error') {
-      if (r.code === 'unknown-room' && pairingSecret === undefined) throw new PinholeError('device-offline', `device "${opts.device}" is not connected to the server`);
+      if (r.code === 'unknown-room' && target.pairingSecret === undefined) throw new PinholeError('device-offline', `${target.label} is not connected to the server`);
       throw new PinholeError(r.code, r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message);
     }
     if (r.waiting) {
       // The room is known but its device is not connected now: wait for it, up to the timeout.
       // The server gives up on an absent device after its grace period and says `expired`: still offline to us.
-      const offline = (): PinholeError => new PinholeError('device-offline', `device is offline (waited ${timeoutMs} ms)`);
+      const offline = (): PinholeError => new PinholeError('device-offline', `${target.label} is offline (waited ${timeoutMs} ms)`);
       const w = await signal
         .next((m) => (m.type === 'peer' || m.type === 'error' ? m : undefined), Math.max(1, deadline - Date.now()), 'the device')
         .catch((e: PinholeError) => {
@@ -333,17 +505,16 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     const session = new PeerSession({
       role: 'controller',
       sid: r.session,
-      direct,
-      rtc: { ...iceConfigFor(server, r.stunPort, opts.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
+      direct: plan.direct,
+      rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',
-        identity,
-        name: opts.name ?? hostname(),
+        identity: plan.identity,
+        name: plan.name,
         certFp: cert?.fingerprint ?? null,
-        ...(pairingSecret !== undefined ? { pairingSecret } : { expectDevice: expectDevice! }),
+        ...(target.pairingSecret !== undefined ? { pairingSecret: target.pairingSecret } : { expectDevice: target.expectDevice! }),
       },
     });
-    const dev = new Device(signal, session, timeoutMs);
     const secured = whenSecured(session, Math.max(1, deadline - Date.now()));
     session.attachSignal(signal);
     try {
@@ -352,13 +523,7 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
       await session.close();
       throw e;
     }
-    const peer = session.peer!;
-    if (pairingSecret !== undefined) {
-      const { replaced } = known.save(peer.name, peer.publicKey, server, Date.now());
-      dev.pairedAs = { name: peer.name, replaced: replaced !== undefined };
-    }
-    session.startDirect();
-    return dev;
+    return { signal, session };
   } catch (e) {
     signal.close();
     throw e;

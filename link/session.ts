@@ -53,6 +53,11 @@ export const MAX_HELD_SIGNALS = 256;
 /** Messages held behind the offer gate; past it the session is refused as `overflow`. */
 export const MAX_GATED_MESSAGES = 4096;
 
+/** First wait before a new direct attempt after the direct path died, in ms: long enough for a flapping link to settle. */
+export const REDIAL_BASE_MS = 1_000;
+/** Longest wait between direct attempts, in ms: a path that comes back is used again within this. */
+export const REDIAL_MAX_MS = 30_000;
+
 /** Why a session was refused: a handshake code, or `overflow`. */
 export type RefusalCode = HandshakeErrorCode | 'overflow';
 
@@ -137,6 +142,8 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
   private gate: unknown[] | undefined = [];
   private gateTimer: unknown;
+  private redialTimer: NodeJS.Timeout | undefined;
+  private redials = 0;
 
   constructor(private readonly opts: SessionOptions) {
     super();
@@ -144,7 +151,14 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.wantDirect = opts.direct ?? true;
     this.link = new Link(opts.timers ? { timers: opts.timers } : {});
     this.link.on('message', (m) => this.onLinkMessage(m));
-    this.link.on('path', (p, prev) => this.emit('path', p, prev));
+    this.link.on('path', (p, prev) => {
+      if (p === 'direct' || p === 'turn') this.redials = 0;
+      this.emit('path', p, prev);
+    });
+    this.link.on('dead', () => {
+      this.emit('rtc', 'direct-dead');
+      this.redial();
+    });
     this.link.on('invalid', (r) => this.emit('invalid', r));
   }
 
@@ -217,6 +231,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     if (this.closed) return;
     this.closed = true;
     if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
+    clearTimeout(this.redialTimer);
     if (this.rtc) this.signal?.send({ type: 'signal', payload: { kind: 'bye' } });
     const rtc = this.rtc;
     this.rtc = undefined;
@@ -412,6 +427,26 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     });
   }
 
+  /**
+   * The direct path died: the link is back on the relay. The controller tries
+   * a new peer connection (not an ICE restart, which left werift's channel
+   * silent for seconds) after a capped, growing delay.
+   */
+  private redial(): void {
+    if (this.opts.role !== 'controller' || this.closed || !this.wantDirect || this.redialTimer !== undefined) return;
+    const old = this.rtc;
+    this.rtc = undefined;
+    void old?.close();
+    const delay = Math.min(REDIAL_MAX_MS, REDIAL_BASE_MS * 2 ** this.redials++);
+    this.emit('rtc', `redial in ${delay} ms`);
+    this.redialTimer = setTimeout(() => {
+      this.redialTimer = undefined;
+      if (this.closed || this.rtc) return;
+      void this.newDirect('offerer').then((rtc) => rtc?.start());
+    }, delay);
+    this.redialTimer.unref();
+  }
+
   private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectPath | undefined> {
     const { DirectPath } = await preloadDirect();
     if (this.closed) return undefined;
@@ -422,7 +457,10 @@ export class PeerSession extends EventEmitter<SessionEvents> {
       (data, t) => this.link.receive(data, t),
     );
     rtc.on('up', (t: DataChannelTransport) => this.link.attach(t));
-    rtc.on('down', (t: DataChannelTransport) => this.link.detach(t));
+    rtc.on('down', (t: DataChannelTransport) => {
+      this.link.detach(t);
+      if (rtc === this.rtc) this.redial();
+    });
     rtc.on('state', (s) => this.emit('rtc', s));
     this.rtc = rtc;
     return rtc;

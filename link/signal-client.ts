@@ -10,6 +10,19 @@ import { PinholeError } from './errors.js';
 /** Time to open the WebSocket before giving up, in ms: a server that does not answer in this long is down for a person waiting. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 
+/**
+ * Gap between our WebSocket pings to the server, in ms. The server pings too
+ * (every 15 s) and drops us if we go silent; this side must notice a dead
+ * server or a dead path by itself, since TCP alone can take minutes.
+ */
+export const SIGNAL_PING_MS = 5_000;
+/**
+ * Pings in a row without a pong after which the socket is declared dead and
+ * terminated, so 'close' fires and the owner reconnects: 3 x 5 s, so a dead
+ * server is noticed within 15-20 s, while a 10 s network blip is ridden out.
+ */
+export const SIGNAL_PING_MISSES = 3;
+
 /** Events of a SignalClient. */
 export interface SignalClientEvents {
   message: [msg: ServerMessage];
@@ -21,9 +34,26 @@ export interface SignalClientEvents {
 export class SignalClient extends EventEmitter<SignalClientEvents> {
   private closed = false;
 
+  private readonly pinger: NodeJS.Timeout;
+
   private constructor(private readonly ws: WebSocket) {
     super();
+    let missed = 0;
+    ws.on('pong', () => void (missed = 0));
+    this.pinger = setInterval(() => {
+      if (++missed > SIGNAL_PING_MISSES) {
+        ws.terminate(); // 'close' follows (1006): the owner reconnects
+        return;
+      }
+      try {
+        ws.ping();
+      } catch {
+        /* closing */
+      }
+    }, SIGNAL_PING_MS);
+    this.pinger.unref();
     ws.on('message', (data, isBinary) => {
+      missed = 0; // any traffic proves the path works
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       const m = parseServerMessage(isBinary ? buf : buf.toString('utf8'));
       if (m.ok) this.emit('message', m.value);
@@ -31,6 +61,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     });
     ws.on('close', (code, reason) => {
       this.closed = true;
+      clearInterval(this.pinger);
       this.emit('close', code, reason.toString());
     });
     ws.on('error', () => {
@@ -105,6 +136,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   close(code = 1000): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.pinger);
     this.ws.close(code);
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
