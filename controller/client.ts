@@ -113,8 +113,15 @@ export const RECONNECT_BASE_MS = 250;
 /** Longest reconnect delay, in ms: a device that comes back is found within this. */
 export const RECONNECT_MAX_MS = 5_000;
 
+/** A secured session, its socket, and the temporary router to remove when a Device binds it. @internal */
+export interface Opened {
+  signal: SignalClient;
+  session: PeerSession;
+  unroute?: () => void;
+}
+
 /** Opens a new session to the same device (join its room, handshake). @internal */
-export type Reopen = () => Promise<{ signal: SignalClient; session: PeerSession }>;
+export type Reopen = () => Promise<Opened>;
 
 /** Errors after which reconnecting cannot help. */
 const FATAL: ReadonlySet<string> = new Set(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch', 'version', 'usage']);
@@ -142,14 +149,16 @@ export class Device extends EventEmitter<DeviceEvents> {
     session: PeerSession,
     private readonly timeoutMs: number,
     private readonly reopen?: Reopen,
+    unroute?: () => void,
   ) {
     super();
     this.signal = signal;
     this.session = session;
-    this.bind(signal, session);
+    this.bind(signal, session, unroute);
   }
 
-  private bind(signal: SignalClient, session: PeerSession): void {
+  private bind(signal: SignalClient, session: PeerSession, unroute?: () => void): void {
+    unroute?.();
     session.on('message', (m) => this.onPayload(m));
     session.on('security', (c) => this.emit('security', c));
     session.on('refused', (code, message) => this.lost(new PinholeError(code as ErrorCode, message), session));
@@ -335,7 +344,7 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   private async tryReconnect(): Promise<void> {
     if (this.closed) return;
-    let next: { signal: SignalClient; session: PeerSession };
+    let next: Opened;
     try {
       next = await this.reopen!();
     } catch (e) {
@@ -345,6 +354,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       return;
     }
     if (this.closed) {
+      next.unroute?.();
       void next.session.close();
       next.signal.close();
       return;
@@ -353,7 +363,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.signal = next.signal;
     this.session = next.session;
     this.reconnecting = false;
-    this.bind(next.signal, next.session);
+    this.bind(next.signal, next.session, next.unroute);
     // Same ids again: the device answers a request it already ran from memory.
     for (const p of this.pending.values()) {
       try {
@@ -439,12 +449,12 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
   dtls?.catch(() => undefined);
   const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
-  const { signal, session } = await openSession(base, target, dtls);
+  const { signal, session, unroute } = await openSession(base, target, dtls);
   const peer = session.peer!;
   // Later sessions go to the device's own room and require the key it just proved.
   const again: Target = { room: deviceRoom(peer.publicKey), expectDevice: peer.publicKey, label: `device "${peer.name}"` };
   const reopen: Reopen | undefined = (opts.reconnect ?? true) ? () => openSession(base, again, dtls) : undefined;
-  const dev = new Device(signal, session, timeoutMs, reopen);
+  const dev = new Device(signal, session, timeoutMs, reopen, unroute);
   if (target.pairingSecret !== undefined) {
     const { replaced } = known.save(peer.name, peer.publicKey, server, Date.now());
     dev.pairedAs = { name: peer.name, replaced: replaced !== undefined };
@@ -479,7 +489,7 @@ async function openSession(
   plan: SessionPlan,
   target: Target,
   dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined,
-): Promise<{ signal: SignalClient; session: PeerSession }> {
+): Promise<Opened> {
   const { timeoutMs, server } = plan;
   const deadline = Date.now() + timeoutMs;
   const signal = await SignalClient.connect(server, timeoutMs);
@@ -516,14 +526,19 @@ async function openSession(
       },
     });
     const secured = whenSecured(session, Math.max(1, deadline - Date.now()));
+    // Until a Device takes the session over, this routes the handshake to it.
+    const route = (m: ServerMessage): void => session.handleServerMessage(m);
+    signal.on('message', route);
     session.attachSignal(signal);
     try {
       await secured;
     } catch (e) {
+      signal.off('message', route);
       await session.close();
       throw e;
     }
-    return { signal, session };
+    // The Device that takes the session over removes this route as it binds (same tick), so no frame falls between.
+    return { signal, session, unroute: () => signal.off('message', route) };
   } catch (e) {
     signal.close();
     throw e;
