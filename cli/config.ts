@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { PinholeError, isValidPeerName, parsePairingCode, parseIceServer, resolveStateDir, IdentityError, MAX_PIN, type IceServer } from '../link/index.js';
 import { DEFAULT_TIMEOUT_MS, DEFAULT_DOCTOR_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
+import { parseSafeState, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS } from '../device/index.js';
 
 /** Flags as node:util parseArgs returns them. */
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -68,6 +69,8 @@ export interface DeviceCliConfig {
   libmraa: string | undefined;
   /** Extra ICE servers from --ice-server (default none). */
   iceServers: IceServer[];
+  /** --safe-state 20=0,13=1 with --safe-after SECONDS (default 30): off (undefined) by default. */
+  safeState: { pins: Map<number, 0 | 1>; afterMs: number } | undefined;
 }
 
 /** `pinhole control` settings. */
@@ -188,8 +191,16 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   if (revoke !== undefined && f.controllers === true) throw usage('--controllers and --revoke do not go together');
   const action: DeviceCliConfig['action'] = revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
   const pins = str(f, 'pins');
+  const safeSpec = str(f, 'safe-state');
+  let safeState: DeviceCliConfig['safeState'];
+  if (safeSpec !== undefined) {
+    const parsed = parseSafeState(safeSpec);
+    if (typeof parsed === 'string') throw usage(`--safe-state: ${parsed}`);
+    safeState = { pins: parsed, afterMs: intFlag(f, 'safe-after', DEFAULT_SAFE_AFTER_MS / 1000, MIN_SAFE_AFTER_MS / 1000, 86_400) * 1000 };
+  } else if (str(f, 'safe-after') !== undefined) throw usage('--safe-after needs --safe-state');
   return {
     action,
+    safeState,
     server: action.kind === 'run' ? serverUrl(f, env) : '',
     code,
     pairing: f['no-pairing'] !== true,

@@ -31,7 +31,7 @@ The first output line is JSON with the bound addresses; every later line is one 
 Codes and message bodies are never logged.`;
 
 const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
-                [--pins LIST] [--json] [--no-direct] [--no-pairing]
+                [--pins LIST] [--json] [--no-direct] [--no-pairing] [--safe-state L [--safe-after S]]
 pinhole device [--state-dir DIR] --controllers | --revoke NAME
 
 Registers this board with the server, prints 'pairing code: CODE', then serves controllers until
@@ -49,6 +49,9 @@ printed at once. Paired controllers come back with no code ('pinhole control NAM
   --json          one JSON object per line ({"event":"code","code":"..."} first)
   --no-direct     relay only: never open a WebRTC data channel
   --no-pairing    print no code: only controllers paired before may connect
+  --safe-state L  levels to set when no controller has been connected for a while, e.g. 20=0,13=1
+                  (off by default; the pins become outputs)
+  --safe-after S  seconds with no controller before the safe state is set (default 30, min 1)
   --ice-server S  extra ICE server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT
                   (werift uses the first STUN and the first TURN server; a stun: here replaces
                   the signaling server's own)

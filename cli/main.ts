@@ -116,6 +116,8 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     controllers: { type: 'boolean' },
     revoke: { type: 'string' },
     'no-pairing': { type: 'boolean' },
+    'safe-state': { type: 'string' },
+    'safe-after': { type: 'string' },
     gpio: { type: 'string' },
     name: { type: 'string' },
     pins: { type: 'string' },
@@ -139,6 +141,8 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
         return io.stderr(`pinhole: refused a controller: ${e.code}: ${e.message}`);
       case 'security':
         return io.stderr(`pinhole: ${e.code}: dropped a relay frame that did not come from the controller`);
+      case 'safe-state':
+        return io.stdout(`no controller for a while: safe state set (${Object.entries(e.pins).map(([p, v]) => `${p}=${v}`).join(', ')})`);
       case 'controller-left':
         return io.stdout('controller left');
       case 'path':
@@ -155,6 +159,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     code: c.code,
     pairing: c.pairing,
     stateDir: c.stateDir,
+    ...(c.safeState ? { safeState: c.safeState } : {}),
     name: c.name,
     gpio,
     allowedPins: c.pins,

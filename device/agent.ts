@@ -16,6 +16,9 @@
 import { EventEmitter } from 'node:events';
 import type { Gpio } from './gpio.js';
 import { CommandHandler } from './handler.js';
+import { RecentResults } from './recent.js';
+import { SafeState } from './safe-state.js';
+import type { Level } from './gpio.js';
 import {
   CLOSE_LEAVE,
   PROTOCOL_VERSION,
@@ -76,6 +79,11 @@ export interface DeviceConfig {
   iceServers?: IceServer[];
   /** pinhole version reported by `info`. */
   version: string;
+  /**
+   * Safe state: levels to set on these output pins once no controller has been
+   * connected for `afterMs` (also after start-up). Off by default.
+   */
+  safeState?: { pins: ReadonlyMap<number, Level>; afterMs: number };
   /** Receives every DeviceEvent, from the first `code` on. */
   onEvent?: (e: DeviceEvent) => void;
 }
@@ -89,6 +97,7 @@ export type DeviceEvent =
   | { event: 'security'; session: string; code: string }
   | { event: 'path'; session: string; path: Path; previous: Path }
   | { event: 'disconnected'; retryMs: number }
+  | { event: 'safe-state'; pins: Record<string, Level> }
   | { event: 'error'; code: string; message: string };
 
 export interface DeviceAgentEvents {
@@ -99,6 +108,8 @@ interface Current {
   id: string;
   session: PeerSession;
   handler: CommandHandler | undefined;
+  /** Counted in the safe-state watchdog (secured, not yet ended). */
+  counted: boolean;
 }
 
 /** What a room is for. */
@@ -235,7 +246,7 @@ class Registration {
           : {}),
       },
     });
-    const cur: Current = { id, session, handler: undefined };
+    const cur: Current = { id, session, handler: undefined, counted: false };
     const timer = setTimeout(() => {
       if (!session.isSecured) session.refuse('bad-handshake', `the controller did not finish the handshake within ${HANDSHAKE_TIMEOUT_MS} ms`);
     }, HANDSHAKE_TIMEOUT_MS);
@@ -253,7 +264,13 @@ class Registration {
           /* link closed or overflowing: the controller times out and says so */
         }
       };
-      cur.handler = new CommandHandler({ gpio: cfg.gpio, allowedPins: cfg.allowedPins, name: cfg.name, version: cfg.version }, send);
+      // One memory of recent ids for the agent's life: a controller that reconnects resends the same ids.
+      cur.handler = new CommandHandler(
+        { gpio: cfg.gpio, allowedPins: cfg.allowedPins, name: cfg.name, version: cfg.version, recent: this.agent.recent, peer: fingerprintOf(r.peer.publicKey) },
+        send,
+      );
+      cur.counted = true;
+      this.agent.safe?.connected();
       const handler = cur.handler;
       session.on('message', (m) => void handler.handle(m).then(send));
       this.agent.emit('event', { event: 'controller', session: id, name, fingerprint: fingerprintOf(r.peer.publicKey), paired: r.paired });
@@ -272,7 +289,8 @@ class Registration {
     const c = this.current;
     this.current = undefined;
     if (!c) return;
-    c.handler?.dispose();
+    c.handler?.dispose(); // before the safe state can run: a blink must not write after it
+    if (c.counted) this.agent.safe?.disconnected();
     await c.session.close();
     // A spent pairing room has done its one job: leave it, so the old code is unknown to the server.
     // (Unless another session started meanwhile: it is refused as code-spent and ends this way too.)
@@ -319,6 +337,10 @@ interface AgentState {
 export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
   /** @internal */
   readonly state: AgentState;
+  /** @internal recent request ids and their results, across sessions (at-most-once execution). */
+  readonly recent = new RecentResults();
+  /** @internal the safe-state watchdog, when configured. */
+  readonly safe: SafeState | undefined;
   private readonly rooms = new Set<Registration>();
   private pairing: Registration | undefined;
   private stopped = false;
@@ -330,6 +352,15 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     super();
     this.state = state;
     if (cfg.onEvent) this.on('event', cfg.onEvent);
+    if (cfg.safeState && cfg.safeState.pins.size > 0) {
+      this.safe = new SafeState({
+        gpio: cfg.gpio,
+        pins: cfg.safeState.pins,
+        afterMs: cfg.safeState.afterMs,
+        onApplied: (pins) => this.emit('event', { event: 'safe-state', pins: Object.fromEntries([...pins].map(([p, v]) => [String(p), v])) }),
+        onError: (pin, e) => this.emit('event', { event: 'error', code: 'hardware', message: `safe state: pin ${pin}: ${(e as Error).message}` }),
+      });
+    }
   }
 
   /** Loads state, connects and registers both rooms; resolves once both are registered. Rejects with a PinholeError. */
@@ -382,6 +413,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all([...this.rooms].map((r) => r.stop()));
+    this.safe?.dispose();
   }
 
   /** @internal the current code was tried: open a new pairing room with a fresh code. */

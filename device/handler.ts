@@ -1,8 +1,13 @@
 /**
  * Command handling: one JSON-RPC request in, one response out, with the GPIO
  * backend injected. No sockets here; the agent feeds it from a link.
+ *
+ * At-most-once (issue 5): given a RecentResults and the controller's
+ * identity, a request whose (controller, id) was seen before is answered
+ * with the stored response and not run again.
  */
 import { GpioError, type Gpio, type Level } from './gpio.js';
+import type { RecentResults } from './recent.js';
 import { parseRequest, rpcError, PROTOCOL_VERSION, type ChangeNotification, type RpcRequest, type RpcResponse } from '../link/index.js';
 
 /** Options of a CommandHandler. */
@@ -17,6 +22,14 @@ export interface HandlerOptions {
   version: string;
   /** Sleep used by blink, in ms (default: a real timer). */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Memory of recent responses, shared by the sessions of one device so
+   * that a retry in a new session is still recognised. With `peer`, enables
+   * at-most-once execution; without either, every request runs (default).
+   */
+  recent?: RecentResults;
+  /** The controller's identity (e.g. its key fingerprint): the namespace of its request ids in `recent`. */
+  peer?: string;
 }
 
 const realSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -26,6 +39,7 @@ export class CommandHandler {
   private readonly watches = new Map<number, () => void>();
   private readonly blinking = new Set<number>();
   private disposed = false;
+  private dups = 0;
   private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(
@@ -35,11 +49,49 @@ export class CommandHandler {
     this.sleep = opts.sleep ?? realSleep;
   }
 
-  /** Validates and runs one request; always resolves with a response. */
+  /** Retried requests this handler answered from `recent` without running them. */
+  get duplicatesAnswered(): number {
+    return this.dups;
+  }
+
+  /**
+   * Validates and runs one request; always resolves with a response.
+   *
+   * With `recent` and `peer`: a valid request whose id this controller used
+   * before is answered with the stored response (waiting for it if the first
+   * run is still going) and not run again; otherwise it runs and its
+   * response is stored. Invalid requests are answered and never stored.
+   *
+   * A retried `gpio.watch` is not run again either (no second read, no
+   * double subscription), but if it reaches a session other than the one
+   * that ran it (the controller reconnected), this session has no
+   * subscription for the pin yet, so one is made here: the controller gets
+   * the edges it asked for. A retried watch therefore re-subscribes if this
+   * session holds no watch on the pin, even if an unwatch came in between.
+   */
   async handle(raw: unknown): Promise<RpcResponse> {
     const parsed = parseRequest(raw);
     if (!parsed.ok) return parsed.reply;
     const req = parsed.req;
+    const { recent, peer } = this.opts;
+    if (!recent || peer === undefined) return this.execute(req);
+    const run = recent.run(peer, req.id, () => this.execute(req));
+    if (!run.duplicate) return run.response;
+    this.dups++;
+    const response = await run.response;
+    if (req.method === 'gpio.watch' && 'result' in response && !this.watches.has(req.params.pin) && !this.disposed) {
+      try {
+        this.checkPin(req.params.pin);
+        this.subscribe(req.params.pin);
+      } catch {
+        // the pin was allowed and present when the watch first ran; if it no longer is, there is nothing to attach
+      }
+    }
+    return response;
+  }
+
+  /** Runs one valid request, mapping failures to error responses. Never rejects. */
+  private async execute(req: RpcRequest): Promise<RpcResponse> {
     try {
       return { jsonrpc: '2.0', id: req.id, result: await this.run(req) };
     } catch (e) {
@@ -86,19 +138,23 @@ export class CommandHandler {
         return { pin, mode: req.params.mode };
       case 'gpio.blink':
         return this.blink(pin, req.params.times, req.params.intervalMs);
-      case 'gpio.watch': {
-        this.watches.get(pin)?.();
-        const off = gpio.watch(pin, (c) =>
-          this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts } }),
-        );
-        this.watches.set(pin, off);
+      case 'gpio.watch':
+        this.subscribe(pin);
         return { pin, value: gpio.read(pin) };
-      }
       case 'gpio.unwatch':
         this.watches.get(pin)?.();
         this.watches.delete(pin);
         return { pin };
     }
+  }
+
+  /** Subscribes this session to a pin's edges, replacing any earlier subscription of it to that pin. */
+  private subscribe(pin: number): void {
+    this.watches.get(pin)?.();
+    const off = this.opts.gpio.watch(pin, (c) =>
+      this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts } }),
+    );
+    this.watches.set(pin, off);
   }
 
   /** The original script's loop: toggle `times` times, `intervalMs` apart, on the device's own clock. */

@@ -174,7 +174,7 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
   switch (m.type) {
     case 'register':
     case 'join':
-      if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${String(m.v)} not supported (want ${PROTOCOL_VERSION})` };
+      if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${typeof m.v === 'number' ? m.v : typeof m.v} not supported (want ${PROTOCOL_VERSION})` };
       if (!isStr(m.room, MAX_ROOM_CHARS) || m.room.length === 0) return bad('room must be a non-empty string');
       return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
     case 'relay':

@@ -226,7 +226,14 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       peer.alive = true;
     });
     ws.on('message', (data: RawData) => {
-      const parsed = parseClientMessage(toBuffer(data));
+      let parsed: ReturnType<typeof parseClientMessage>;
+      try {
+        parsed = parseClientMessage(toBuffer(data));
+      } catch (e) {
+        // A parser bug must cost one frame, never the server (issue 5: hostile input).
+        log('parser-error', { conn: id, reason: (e as Error).name });
+        parsed = { ok: false, code: 'bad-message', reason: 'unparseable frame' };
+      }
       const now = cfg.clock();
       feed(id, () =>
         router.handle(
