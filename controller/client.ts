@@ -164,7 +164,8 @@ export class Device extends EventEmitter<DeviceEvents> {
     session.on('refused', (code, message) => this.lost(new PinholeError(code as ErrorCode, message), session));
     session.on('path', (p, prev) => {
       this.emit('path', p, prev);
-      if (p === 'none' && !this.closed) this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session);
+      // Deferred: when the relay went because the device left or the server died, that reason is reported first.
+      if (p === 'none' && !this.closed) queueMicrotask(() => this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session));
     });
     session.on('rtc', (s) => this.emit('rtc', s));
     signal.on('message', (m) => {

@@ -310,6 +310,11 @@ class Registration {
     if (signal !== this.signal) return;
     this.signal = undefined;
     this.current?.session.detachSignal();
+    // A spent pairing room is not worth coming back to: its session (if any) runs on direct or ends.
+    if (this.kind.kind === 'pairing' && this.kind.spent) {
+      if (!this.current) void this.stop();
+      return;
+    }
     if (!this.stopped) this.scheduleReconnect();
   }
 
@@ -390,6 +395,11 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       }
     }
     return agent;
+  }
+
+  /** Retried requests answered from memory instead of running again (at-most-once), since start. */
+  get recentDuplicates(): number {
+    return this.recent.duplicates;
   }
 
   /** This device's identity fingerprint (what a controller shows after pairing). */

@@ -73,6 +73,8 @@ export interface HostileServer {
   relays(filter?: { role?: 'device' | 'controller'; dir?: 'up' | 'down' }): RecordedRelay[];
   /** Sends a frame to a client as if it came from the server. */
   inject(conn: HostileConn, text: string): void;
+  /** Cuts a client's connection as a network failure would (no close frame; the upstream closes too). */
+  kill(conn: HostileConn): void;
   /** The latest open connection of a role (optionally in a room). */
   latest(role: 'device' | 'controller', room?: string): HostileConn | undefined;
   /** Turns tampering off (both hooks null). */
@@ -133,6 +135,9 @@ export async function startHostileServer(): Promise<HostileServer> {
       const ws = sockets.get(conn);
       if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error(`inject: connection ${conn.id} is not open`);
       ws.send(text);
+    },
+    kill(conn) {
+      sockets.get(conn)?.terminate();
     },
     latest(role, room) {
       return [...h.conns].reverse().find((c) => c.open && c.role === role && (room === undefined || c.room === room));

@@ -1,0 +1,170 @@
+// Issue 5 fault tests on loopback, with the real server, agent, controller API
+// and werift: server restart, device restart, a lost answer, safe state.
+// (The WAN-outage fault needs a router and lives in test/natlab/fault.test.ts.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSignalServer, resolveSignalConfig, type SignalServer } from '../../signaling/index.js';
+import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
+import { connect, type Device } from '../../controller/index.js';
+import { isPinholeError } from '../../link/index.js';
+import { startHostileServer, parseFrameText } from './hostile-server.js';
+
+const quiet = (): void => undefined;
+
+function tmp(t: { after: (fn: () => void) => void }, name: string): string {
+  const d = mkdtempSync(join(tmpdir(), `pinhole-rel-${name}-`));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function server(port = 0): Promise<SignalServer> {
+  return startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port, stunPort: 0, log: quiet }));
+}
+
+function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = (): void => {
+      const v = probe();
+      if (v !== undefined) return resolve(v);
+      if (Date.now() - t0 > ms) return reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+async function device(t: { after: (fn: () => Promise<void> | void) => void }, url: string, stateDir: string, gpio: SimGpio, extra: Partial<Parameters<typeof DeviceAgent.start>[0]> = {}) {
+  const events: DeviceEvent[] = [];
+  const agent = await DeviceAgent.start({ server: url, name: 'board', stateDir, gpio, version: 'test', onEvent: (e) => events.push(e), ...extra });
+  t.after(() => agent.stop());
+  return { agent, events };
+}
+
+test('issue 5: fault 1: the signaling server restarts during a direct session; the session carries on, the device re-registers, a new controller pairs', { timeout: 60_000 }, async (t) => {
+  let srv = await server();
+  const port = Number(new URL(srv.url).port);
+  const sim = new SimGpio();
+  const { agent, events } = await device(t, srv.url, tmp(t, 'dev'), sim);
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 5_000 });
+  t.after(() => dev.close());
+  assert.equal(await dev.whenDirect(10_000), true, 'direct before the restart');
+  const disconnected: string[] = [];
+  dev.on('disconnected', (e) => disconnected.push(e.code));
+
+  await srv.close();
+  // No server at all: the direct path still carries commands, both ways.
+  for (let i = 0; i < 5; i++) {
+    await dev.write(20, (i % 2) as 0 | 1);
+    assert.equal(dev.path, 'direct');
+  }
+  assert.equal(await dev.read(20), 0);
+  assert.equal(sim.counters(20).writes, 5);
+  assert.deepEqual(disconnected, [], 'no reconnect while the direct path lives');
+
+  srv = await server(port);
+  t.after(() => srv.close());
+  // The device's backoff is 0.5 s doubling; it re-registers its rooms within a few seconds.
+  const codesBefore = events.filter((e) => e.event === 'code').length;
+  await until('the device to re-register its pairing room', 20_000, () => (events.filter((e) => e.event === 'code').length > codesBefore ? true : undefined));
+  await until('the device to re-register its home room', 20_000, () => (srv.stats().devices >= 2 ? true : undefined));
+  const again = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl2'), timeoutMs: 5_000 });
+  t.after(() => again.close());
+  assert.equal(await again.read(20), 0, 'a new controller pairs after the restart');
+  // ...while the first session is still direct and working.
+  await dev.write(20, 1);
+  assert.equal(dev.path, 'direct');
+});
+
+test('issue 5: fault 3: the device agent stops and starts again; the controller reconnects on its own, resends, and renews its watch', { timeout: 60_000 }, async (t) => {
+  const srv = await server();
+  t.after(() => srv.close());
+  const sim = new SimGpio(); // the board keeps its pins across an agent restart
+  const stateDir = tmp(t, 'dev');
+  let { agent } = await device(t, srv.url, stateDir, sim, { direct: false });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 20_000, direct: false });
+  t.after(() => dev.close());
+  assert.equal(await dev.watch(13), 0);
+  const seen: string[] = [];
+  dev.on('disconnected', (e) => seen.push(`disconnected ${e.code}`));
+  dev.on('reconnected', () => seen.push('reconnected'));
+  const resyncs: { pin: number; value: number; previous: number }[] = [];
+  dev.on('resync', (r) => resyncs.push(r));
+
+  await agent.stop();
+  await until('the controller to notice', 10_000, () => (seen.length ? true : undefined));
+  // While the device is away, pin 13 changes on the board and a write is issued.
+  sim.drive(13, 1);
+  const pending = dev.write(20, 1);
+  ({ agent } = await device(t, srv.url, stateDir, sim, { direct: false }));
+  await pending; // resent on the new session, within its timeout
+  assert.equal(sim.read(20), 1);
+  assert.equal(sim.counters(20).writes, 1, 'ran once');
+  await until('the watch to be renewed', 10_000, () => (resyncs.length ? true : undefined));
+  assert.deepEqual(resyncs, [{ pin: 13, value: 1, previous: 0 }]);
+  assert.equal(seen[0]?.startsWith('disconnected'), true);
+  assert.equal(seen[1], 'reconnected');
+  // Edges after the reconnect arrive again.
+  const change = new Promise<number>((r) => dev.once('change', (c) => r(c.value)));
+  sim.drive(13, 0);
+  assert.equal(await change, 0);
+});
+
+test('issue 5: fault 3, no reconnect: a controller with reconnect off gets a clear error (exit 4 class)', { timeout: 30_000 }, async (t) => {
+  const srv = await server();
+  t.after(() => srv.close());
+  const sim = new SimGpio();
+  const { agent } = await device(t, srv.url, tmp(t, 'dev'), sim, { direct: false });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
+  const closed = new Promise<string | undefined>((r) => dev.once('close', (e) => r(e?.code)));
+  await agent.stop();
+  assert.equal(await closed, 'peer-left');
+  await assert.rejects(dev.read(1), (e) => isPinholeError(e, 'peer-left', 'link-closed'));
+});
+
+test('issue 5: fault 3, safe state: with no controller for --safe-after, the configured pins are set', { timeout: 30_000 }, async (t) => {
+  const srv = await server();
+  t.after(() => srv.close());
+  const sim = new SimGpio();
+  const { agent, events } = await device(t, srv.url, tmp(t, 'dev'), sim, { direct: false, safeState: { pins: new Map([[20, 0]]), afterMs: 1_000 } });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
+  await dev.write(20, 1);
+  await new Promise((r) => setTimeout(r, 1_300));
+  assert.equal(sim.read(20), 1, 'not while a controller is connected');
+  const t0 = Date.now();
+  await dev.close(); // the controller goes away
+  await until('the safe state', 5_000, () => (sim.read(20) === 0 ? true : undefined));
+  const waited = Date.now() - t0;
+  assert.ok(waited >= 900, `applied after ${waited} ms, not before --safe-after`);
+  assert.deepEqual(events.filter((e) => e.event === 'safe-state'), [{ event: 'safe-state', pins: { '20': 0 } }]);
+});
+
+test('issue 5: fault 4: a command whose answer is lost is retried on a new session and runs once', { timeout: 30_000 }, async (t) => {
+  const h = await startHostileServer();
+  t.after(() => h.close());
+  const sim = new SimGpio();
+  const { agent } = await device(t, h.url, tmp(t, 'dev'), sim, { direct: false });
+  const dev: Device = await connect({ server: h.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 10_000, direct: false });
+  t.after(() => dev.close());
+  await dev.write(20, 0);
+  const before = sim.counters(20).writes;
+  // Drop every frame the device sends back from now on and cut the controller's socket:
+  // the write runs, its answer is lost with the session, and the controller must retry.
+  let armed = true;
+  h.onDown = (conn, text) => {
+    if (!armed || conn.role !== 'controller' || parseFrameText(text)?.type !== 'relay') return text;
+    armed = false;
+    h.onDown = null;
+    setTimeout(() => h.kill(conn), 10);
+    return null;
+  };
+  const reconnected = new Promise<void>((r) => dev.once('reconnected', () => r()));
+  await dev.write(20, 1);
+  await reconnected;
+  assert.equal(sim.read(20), 1);
+  assert.equal(sim.counters(20).writes - before, 1, 'executed once although the request was sent twice');
+  assert.equal(agent.recentDuplicates, 1, 'the retry was answered from memory');
+});
