@@ -13,9 +13,9 @@ for (const tier of tiers) {
   for (const f of readdirSync(dir).sort()) if (f.endsWith('.test.js')) files.push(join(dir, f));
 }
 if (files.length === 0) { console.error('test/run: no test files found'); process.exit(1); }
-// One file at a time: werift peers are CPU-heavy on a 2-core machine.
+// One file at a time: werift peers are CPU-heavy on a 2-core machine. --expose-gc lets the soak test measure retained memory.
 // A test file that never exits (a leaked handle) must fail the run, not hang CI.
 const RUN_TIMEOUT_MS = 20 * 60_000;
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
 if (r.error) console.error(`test/run: ${r.error.message} (a test file did not exit within ${RUN_TIMEOUT_MS / 60_000} min?)`);
 process.exit(r.status ?? 1);

@@ -103,8 +103,9 @@ const asText = (d: RawData): string => (Buffer.isBuffer(d) ? d : Array.isArray(d
 /** A close code ws lets us send on (1005/1006/1015 are only ever reported). */
 const sendableClose = (code: number): number => (code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000);
 
-/** Starts a real signaling server and a hostile proxy in front of it, both on loopback. */
-export async function startHostileServer(): Promise<HostileServer> {
+/** Starts a real signaling server and a hostile proxy in front of it, both on loopback. `record: false` keeps no frames (soak tests measure memory). */
+export async function startHostileServer(opts: { record?: boolean } = {}): Promise<HostileServer> {
+  const record = opts.record ?? true;
   const real = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined }));
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve, reject) => {
@@ -173,7 +174,7 @@ export async function startHostileServer(): Promise<HostileServer> {
         conn.role = m.type === 'register' ? 'device' : 'controller';
         conn.room = typeof m.room === 'string' ? m.room : undefined;
       }
-      h.frames.push({ conn, dir: 'up', text });
+      if (record) h.frames.push({ conn, dir: 'up', text });
       if (upstream.readyState === WebSocket.OPEN) forward(upstream, h.onUp, text);
       else early.push(text);
     });
@@ -184,7 +185,7 @@ export async function startHostileServer(): Promise<HostileServer> {
       const text = asText(d);
       const m = parseFrameText(text);
       if ((m?.type === 'joined' || m?.type === 'peer') && typeof m.session === 'string') conn.session = m.session;
-      h.frames.push({ conn, dir: 'down', text });
+      if (record) h.frames.push({ conn, dir: 'down', text });
       forward(client, h.onDown, text);
     });
 
