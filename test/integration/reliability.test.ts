@@ -168,3 +168,23 @@ test('issue 5: fault 4: a command whose answer is lost is retried on a new sessi
   assert.equal(sim.counters(20).writes - before, 1, 'executed once although the request was sent twice');
   assert.equal(agent.recentDuplicates, 1, 'the retry was answered from memory');
 });
+
+test('issue 5: a device whose server is gone retries with capped backoff and does not spin the CPU', { timeout: 30_000 }, async (t) => {
+  const srv = await server();
+  const url = srv.url;
+  const sim = new SimGpio();
+  const { events } = await device(t, url, tmp(t, 'dev'), sim, { direct: false });
+  await srv.close();
+  const cpu0 = process.cpuUsage();
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, 6_000));
+  const used = process.cpuUsage(cpu0);
+  const wallMs = Date.now() - t0;
+  const cpuMs = (used.user + used.system) / 1000;
+  const retries = events.filter((e) => e.event === 'disconnected').map((e) => (e as { retryMs: number }).retryMs);
+  t.diagnostic(`6 s without a server: ${retries.length} scheduled retries (${retries.join(', ')} ms), ${cpuMs.toFixed(0)} ms CPU`);
+  // Backoff 0.5 s doubling (with jitter in [ceiling/2, ceiling]): at most 5 retries in 6 s, growing.
+  assert.ok(retries.length >= 2 && retries.length <= 6, `${retries.length} retries`);
+  for (let i = 1; i < retries.length; i++) assert.ok(retries[i]! >= retries[i - 1]! / 2, 'delays grow');
+  assert.ok(cpuMs < wallMs * 0.1, `CPU ${cpuMs.toFixed(0)} ms in ${wallMs} ms: no spinning`);
+});
