@@ -9,7 +9,12 @@ const stop = new Promise<void>((resolve) => {
 const code = await main(process.argv.slice(2), {
   stdout: (s) => process.stdout.write(s + '\n'),
   stderr: (s) => process.stderr.write(s + '\n'),
-  env: { PINHOLE_SERVER: process.env.PINHOLE_SERVER, PINHOLE_LIBMRAA: process.env.PINHOLE_LIBMRAA },
+  env: {
+    PINHOLE_SERVER: process.env.PINHOLE_SERVER,
+    PINHOLE_LIBMRAA: process.env.PINHOLE_LIBMRAA,
+    XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME,
+    HOME: process.env.HOME,
+  },
   stopSignal: () => stop,
 });
 // Let stdout drain, then exit even if a library left a handle open.

@@ -499,6 +499,8 @@ async function openSession(
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');
     if (r.type === 'error') {
       if (r.code === 'unknown-room' && target.pairingSecret === undefined) throw new PinholeError('device-offline', `${target.label} is not connected to the server`);
+      // Someone is in the pairing room: they hold this code's one attempt.
+      if (r.code === 'room-full' && target.pairingSecret !== undefined) throw new PinholeError('code-spent', 'another controller is using this code (codes are single-use); use the new code the device printed');
       throw new PinholeError(r.code, r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message);
     }
     if (r.waiting) {

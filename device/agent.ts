@@ -302,8 +302,9 @@ class Registration {
     clearTimeout(this.reconnectTimer);
     this.agent.forget(this);
     await this.endSession();
-    // A spent code's room is given up for good, so a retried code fails at once; others keep their grace.
-    this.signal?.close(this.kind.kind === 'pairing' && this.kind.spent ? CLOSE_LEAVE : 1000);
+    // A pairing room is given up for good (a code lives as long as this process, and once), so a
+    // retried code fails at once; the home room keeps its grace for a restarting agent.
+    this.signal?.close(this.kind.kind === 'pairing' ? CLOSE_LEAVE : 1000);
   }
 
   private onSignalClosed(signal: SignalClient): void {

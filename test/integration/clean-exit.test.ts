@@ -11,15 +11,22 @@ const script = `
 import { startSignalServer, resolveSignalConfig } from '${dist}/signaling/index.js';
 import { DeviceAgent, SimGpio } from '${dist}/device/index.js';
 import { connect } from '${dist}/controller/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+const dir = mkdtempSync(join(tmpdir(), 'pinhole-test-clean-exit-'));
 const s = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => {} }));
-const a = await DeviceAgent.start({ server: s.url, name: 'x', gpio: new SimGpio(), version: '0' });
+const a = await DeviceAgent.start({ server: s.url, name: 'x', stateDir: join(dir, 'device'), gpio: new SimGpio(), version: '0' });
+const stateDir = join(dir, 'controller');
 for (let i = 0; i < 3; i++) {
-  const c = await connect({ server: s.url, code: a.pairingCode });
+  // Pair once with the code, then by name (issue 4).
+  const c = await connect(i === 0 ? { server: s.url, code: a.pairingCode, stateDir } : { device: 'x', stateDir });
   await c.write(20, i % 2);
   await c.close(); // at once: the device is still answering the offer
 }
 await a.stop();
 await s.close();
+rmSync(dir, { recursive: true, force: true });
 console.log('closed');
 `;
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, startDevice } from './helpers.js';
+import { startServer, stateDir, waitFor } from './helpers.js';
 import { connect } from '../../controller/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { VERSION } from '../../link/index.js';
@@ -33,17 +33,29 @@ test('issue 2: a device that reconnects to the server keeps serving the same con
   const proxy = await cuttableProxy(server.port);
   const gpio = new SimGpio();
   const events: DeviceEvent[] = [];
-  const agent = await DeviceAgent.start({ server: `ws://127.0.0.1:${proxy.port}`, name: 'r', gpio, version: VERSION, onEvent: (e) => events.push(e) });
-  const dev = await connect({ server: server.url, code: agent.pairingCode });
+  const codes = (): string[] => events.flatMap((e) => (e.event === 'code' ? [e.code] : []));
+  const agent = await DeviceAgent.start({ server: `ws://127.0.0.1:${proxy.port}`, name: 'r', stateDir: stateDir('device'), gpio, version: VERSION, onEvent: (e) => events.push(e) });
+  // Issue 4: pair once (that session ends), then the session under test is a by-name one in the device's own room.
+  const ctl = stateDir('controller');
+  await (await connect({ server: server.url, code: agent.pairingCode!, stateDir: ctl })).close();
+  await waitFor(() => codes().length === 2, 5000, 'the code after the spent one');
+  const dev = await connect({ device: 'r', stateDir: ctl });
   try {
     assert.equal(await dev.whenDirect(5000), true);
     await dev.write(20, 1);
-    proxy.cut(); // the device's WebSocket dies; the data channel does not
+    await waitFor(() => events.some((e) => e.event === 'controller' && !e.paired), 2000, 'the by-name session to start');
+    const sessionsBefore = events.filter((e) => e.event === 'controller').length;
+    const registeredBefore = server.stats().registered;
+    const codesBefore = codes().length;
+    proxy.cut(); // the device's WebSockets (own room and pairing room) die; the data channel does not
     const t0 = performance.now();
-    while (events.filter((e) => e.event === 'code').length < 2 && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(events.filter((e) => e.event === 'code').length, 2, 'device re-registered');
+    while (codes().length < codesBefore + 1 && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(codes().length, codesBefore + 1, 'device re-registered');
+    assert.equal(codes().at(-1), codes().at(-2), 'its pairing room keeps its code');
+    await waitFor(() => server.stats().registered >= registeredBefore + 2, 5000, 'both rooms to be registered again');
+    assert.ok(events.some((e) => e.event === 'disconnected'), 'the device reported the lost server');
     await new Promise((r) => setTimeout(r, 200)); // let the server's peer{session} arrive
-    assert.equal(events.filter((e) => e.event === 'controller').length, 1, 'no new session was started');
+    assert.equal(events.filter((e) => e.event === 'controller').length, sessionsBefore, 'no new session was started');
     await dev.write(20, 0);
     assert.equal(await dev.read(20), 0);
     assert.equal(gpio.counters(20).writes, 2);

@@ -1,7 +1,8 @@
 // The controller API against a real server and device: relay first, then direct; relay-only; no loss across the move.
+// Issue 4: each test pairs a controller state dir once, then connects by the device's name.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startDevice } from './helpers.js';
+import { startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
 import { connect, type Device } from '../../controller/index.js';
 import type { SignalServer } from '../../signaling/index.js';
 
@@ -13,11 +14,20 @@ after(async () => {
   await server.close();
 });
 
+/** Pairs a fresh controller with `d` (once), then connects to it by name. */
+async function pairAndConnect(d: TestDevice, opts: { direct?: boolean } = {}): Promise<{ dev: Device; stateDir: string }> {
+  const p = await pair(server, d);
+  return { dev: await connect({ device: p.device, stateDir: p.stateDir, ...opts }), stateDir: p.stateDir };
+}
+
 test('issue 2: the first command goes over the relay, then the path becomes direct', async () => {
   const d = await startDevice(server);
-  const dev = await connect({ server: server.url, code: d.code });
+  const { dev } = await pairAndConnect(d);
   try {
     assert.equal(dev.path, 'relay', 'usable at once, before ICE');
+    assert.equal(dev.fingerprint, d.agent.fingerprint, 'the device proved the identity saved at pairing');
+    assert.equal(dev.peer?.name, 'test-board');
+    assert.equal(dev.pairedAs, undefined, 'a session by name does not pair again');
     await dev.write(20, 1);
     assert.equal(d.gpio.read(20), 1);
     assert.equal(await dev.whenDirect(5000), true, 'data channel should open on loopback');
@@ -34,9 +44,32 @@ test('issue 2: the first command goes over the relay, then the path becomes dire
   }
 });
 
+test('issue 4: connect() with a code pairs, saves the device under its name, and is usable at once', async () => {
+  const d = await startDevice(server, { name: 'bench-board' });
+  const dir = stateDir('controller');
+  const dev = await connect({ server: server.url, code: d.code!, stateDir: dir, name: 'api-laptop' });
+  try {
+    assert.deepEqual(dev.pairedAs, { name: 'bench-board', replaced: false });
+    assert.equal(dev.fingerprint, d.agent.fingerprint);
+    await dev.write(20, 1);
+    assert.equal(d.gpio.read(20), 1);
+    const paired = d.events.find((e) => e.event === 'controller');
+    assert.ok(paired && paired.event === 'controller' && paired.paired && paired.name === 'api-laptop', JSON.stringify(paired));
+  } finally {
+    await dev.close();
+  }
+  const again = await connect({ device: 'bench-board', stateDir: dir });
+  try {
+    assert.equal(await again.read(20), 1);
+  } finally {
+    await again.close();
+    await d.agent.stop();
+  }
+});
+
 test('issue 2: commands issued while the path moves are each run exactly once', async () => {
   const d = await startDevice(server);
-  const dev: Device = await connect({ server: server.url, code: d.code });
+  const { dev } = await pairAndConnect(d);
   try {
     const paths = new Set<string>();
     let n = 0;
@@ -55,7 +88,7 @@ test('issue 2: commands issued while the path moves are each run exactly once', 
 
 test('issue 2: relay-only (direct: false) works and never goes direct', async () => {
   const d = await startDevice(server, { direct: false });
-  const dev = await connect({ server: server.url, code: d.code, direct: false });
+  const { dev } = await pairAndConnect(d, { direct: false });
   try {
     await dev.write(20, 1);
     assert.equal(await dev.read(20), 1);
@@ -69,7 +102,7 @@ test('issue 2: relay-only (direct: false) works and never goes direct', async ()
 
 test('issue 2: watch over the API pushes changes as events', async () => {
   const d = await startDevice(server);
-  const dev = await connect({ server: server.url, code: d.code });
+  const { dev } = await pairAndConnect(d);
   try {
     await dev.mode(7, 'in');
     const seen: number[] = [];
@@ -88,36 +121,55 @@ test('issue 2: watch over the API pushes changes as events', async () => {
 
 test('issue 2: a second controller is refused with room-full while one is connected', async () => {
   const d = await startDevice(server);
-  const first = await connect({ server: server.url, code: d.code });
+  const { dev: first, stateDir: dir } = await pairAndConnect(d);
   try {
-    await assert.rejects(connect({ server: server.url, code: d.code, timeoutMs: 2000 }), (e: { code?: string }) => e.code === 'room-full');
+    // A paired controller's second session finds the device's own room occupied.
+    await assert.rejects(connect({ device: 'test-board', stateDir: dir, timeoutMs: 2000 }), (e: { code?: string }) => e.code === 'room-full');
   } finally {
     await first.close();
     await d.agent.stop();
   }
 });
 
-test('issue 2: after a controller leaves, another can pair with the same code', async () => {
+test('issue 4: after a controller leaves, it comes back by name; another pairs with the next code, never the spent one', async () => {
   const d = await startDevice(server);
-  const a = await connect({ server: server.url, code: d.code });
-  await a.write(20, 1);
-  await a.close();
-  const b = await connect({ server: server.url, code: d.code });
   try {
-    assert.equal(await b.read(20), 1);
+    const first = d.code!;
+    const aDir = stateDir('controller');
+    const a = await connect({ server: server.url, code: first, stateDir: aDir });
+    await a.write(20, 1);
+    const rooms = server.stats().rooms; // the device's own room, the spent pairing room, the next pairing room
+    await a.close();
+    const next = await d.nextCode(first);
+    // Once the session ends the device leaves the spent room, and the server forgets it at once.
+    await waitFor(() => server.stats().rooms === rooms - 1, 3000, 'the device to leave the spent room');
+    await assert.rejects(connect({ server: server.url, code: first, stateDir: stateDir('controller'), timeoutMs: 3000 }), (e: { code?: string }) => e.code === 'unknown-room');
+    const b = await connect({ server: server.url, code: next, stateDir: stateDir('controller') });
+    try {
+      assert.equal(await b.read(20), 1);
+    } finally {
+      await b.close();
+    }
+    const back = await connect({ device: 'test-board', stateDir: aDir });
+    try {
+      assert.equal(await back.read(20), 1);
+    } finally {
+      await back.close();
+    }
   } finally {
-    await b.close();
     await d.agent.stop();
   }
 });
 
 test('issue 2: a controller waiting for an offline device is served when the device comes back', async () => {
-  const first = await startDevice(server, { code: 'BACK-SOON-77' });
-  await first.agent.stop(); // the code stays known for the server's grace period
-  const pending = connect({ server: server.url, code: 'back-soon-77', timeoutMs: 8000 });
+  const first = await startDevice(server);
+  const p = await pair(server, first);
+  await first.agent.stop(); // the device's room stays known for the server's grace period
+  const pending = connect({ device: p.device, stateDir: p.stateDir, timeoutMs: 8000 });
   await new Promise((r) => setTimeout(r, 300)); // the controller is now waiting in the room
-  // registered and peer reach the new device together: neither may be lost.
-  const again = await startDevice(server, { code: 'BACK-SOON-77' });
+  // The same state dir is the same identity, hence the same room. registered and peer reach
+  // the new device together: neither may be lost.
+  const again = await startDevice(server, { stateDir: first.stateDir });
   const dev = await pending;
   try {
     await dev.write(20, 1);

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openMraa, type MraaGpio } from '../../device/mraa.js';
 import { GpioError, type PinChange } from '../../device/gpio.js';
+import { startServer, spawnDevice, pair, runCli } from './helpers.js';
 
 // dist/test/integration/ -> repo root
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -119,4 +120,27 @@ test('a bad library path gives backend-unavailable with the fix in the message',
 test('a library that is not libmraa gives backend-unavailable', async () => {
   // libc loads fine but has no mraa_* symbols.
   await assert.rejects(openMraa({ libPath: 'libc.so.6' }), code('backend-unavailable'));
+});
+
+test('issue 4: `pinhole device --gpio mraa` on the mock board serves a paired controller by name', async () => {
+  assert.ok(existsSync(MOCK_LIB), `mock libmraa not built at ${MOCK_LIB}: run bash test/setup/build-libmraa-mock.sh first`);
+  const server = await startServer();
+  const dev = await spawnDevice(server, { name: 'mock-board', args: ['--gpio', 'mraa'], env: { PINHOLE_LIBMRAA: MOCK_LIB } });
+  try {
+    const laptop = await pair(server, dev); // once; every command below goes by name
+    assert.deepEqual([laptop.info.backend, laptop.info.board], ['mraa', 'MRAA mock platform']);
+    const ctl = (...args: string[]) => runCli(['control', 'mock-board', '--state-dir', laptop.stateDir, '--json', ...args]);
+    const w = await ctl('write', '0', '1');
+    assert.equal(w.code, 0, w.stderr);
+    const r = await ctl('read', '0');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json.at(-1)!.value, 1);
+    const bad = await ctl('write', '1', '1'); // an ADC pin on the mock
+    assert.equal(bad.code, 5, bad.stderr);
+    assert.equal(bad.json.at(-1)!.error, 'no-such-pin');
+    assert.equal(bad.stderr.trim().split('\n').length, 1);
+  } finally {
+    assert.equal(await dev.stop(), 0);
+    await server.close();
+  }
 });
