@@ -1,12 +1,36 @@
 /**
  * pinhole itself: an in-process signaling server, a device agent on the
  * simulated board and a controller, as in cli/demo.ts. Times commands on one
- * path, and the set-up of fresh connections.
+ * path, the set-up of fresh connections, and the session handshake.
+ *
+ * Every device and controller has a real identity and state dir (a temp dir
+ * under this run's root, removed by removeBenchState()); the loopback runners
+ * pair with the device's code, as a user does the first time.
  */
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { connect, Device } from '../controller/index.js';
-import { CommandHandler, DeviceAgent, SimGpio } from '../device/index.js';
-import { PeerSession, VERSION, type Level, type ServerMessage, type SignalClient } from '../link/index.js';
+import { CommandHandler, DeviceAgent, SimGpio, type DeviceEvent } from '../device/index.js';
+import {
+  PROTOCOL_VERSION,
+  PeerSession,
+  PinholeError,
+  SignalClient,
+  VERSION,
+  deviceRoom,
+  generatePairingCode,
+  loadOrCreateDtlsCert,
+  loadOrCreateIdentity,
+  parsePairingCode,
+  preloadDirect,
+  type Level,
+  type ServerMessage,
+  type SessionSecurity,
+} from '../link/index.js';
+import type { HandshakeIdentity } from '../link/handshake.js';
 import { startSignalServer, resolveSignalConfig, type SignalServer } from '../signaling/index.js';
 import { LOOPBACK } from './baselines.js';
 import { summarize, withTimeout, type Runner, type Summary } from './stats.js';
@@ -23,6 +47,13 @@ const DIRECT_TIMEOUT_MS = 15_000;
  * measures latency, not that policy.
  */
 const BENCH_RATE_MSGS_PER_SEC = 1_000_000;
+/**
+ * Joins of pairing rooms per minute (and burst) from one address given to the
+ * bench's server. The default (JOIN_RATE_PER_MIN 20, JOIN_BURST 10) guards
+ * codes against guessing; the bench pairs a fresh device dozens of times a
+ * minute from 127.0.0.1.
+ */
+const BENCH_JOINS = 1_000_000;
 
 /** A signaling server on 127.0.0.1 with free TCP and STUN ports, quiet logs. */
 export function startBenchServer(): Promise<SignalServer> {
@@ -32,9 +63,35 @@ export function startBenchServer(): Promise<SignalServer> {
       port: 0,
       stunPort: 0,
       log: () => undefined,
-      limits: { rateMsgsPerSec: BENCH_RATE_MSGS_PER_SEC, rateBurst: BENCH_RATE_MSGS_PER_SEC },
+      limits: { rateMsgsPerSec: BENCH_RATE_MSGS_PER_SEC, rateBurst: BENCH_RATE_MSGS_PER_SEC, joinRatePerMin: BENCH_JOINS, joinBurst: BENCH_JOINS },
     }),
   );
+}
+
+let stateRoot: string | undefined;
+
+/** A fresh, empty state dir (0700) under this run's temp root. */
+export function benchStateDir(label: string): string {
+  stateRoot ??= mkdtempSync(join(tmpdir(), 'pinhole-bench-'));
+  return mkdtempSync(join(stateRoot, `${label}-`));
+}
+
+/** Removes every state dir the run made. */
+export function removeBenchState(): void {
+  if (stateRoot) rmSync(stateRoot, { recursive: true, force: true });
+  stateRoot = undefined;
+}
+
+/**
+ * A controller state dir with its identity and DTLS certificate already made,
+ * so that timed connections do not include creating them (a controller does
+ * that once per installation).
+ */
+async function controllerState(): Promise<string> {
+  const dir = benchStateDir('controller');
+  loadOrCreateIdentity(dir);
+  await loadOrCreateDtlsCert(dir, (await preloadDirect()).generateDtlsKeys);
+  return dir;
 }
 
 /** A device and a connected controller. */
@@ -44,10 +101,16 @@ interface Pair {
   sim: SimGpio;
 }
 
+/** A device agent with a fresh state dir (identity and DTLS certificate are made before it registers). */
 async function startDevice(url: string, direct: boolean): Promise<{ agent: DeviceAgent; sim: SimGpio }> {
   const sim = new SimGpio({ board: 'sim (bench)' });
-  const agent = await DeviceAgent.start({ server: url, name: 'bench-board', gpio: sim, direct, version: VERSION });
-  return { agent, sim };
+  try {
+    const agent = await DeviceAgent.start({ server: url, name: 'bench-board', stateDir: benchStateDir('device'), gpio: sim, direct, version: VERSION });
+    return { agent, sim };
+  } catch (e) {
+    sim.close();
+    throw e;
+  }
 }
 
 async function closePair(p: Partial<Pair>): Promise<void> {
@@ -82,7 +145,7 @@ export async function openCommands(url: string, direct: boolean): Promise<Runner
   const want = direct ? 'direct' : 'relay';
   try {
     Object.assign(p, await startDevice(url, direct));
-    p.dev = await connect({ server: url, code: p.agent!.pairingCode, direct, timeoutMs: COMMAND_TIMEOUT_MS });
+    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', direct, timeoutMs: COMMAND_TIMEOUT_MS });
     if (direct) {
       if (!(await p.dev.whenDirect(DIRECT_TIMEOUT_MS))) throw new Error('the direct path did not open');
       await deviceDirect(p.agent!, DIRECT_TIMEOUT_MS);
@@ -115,20 +178,23 @@ export interface ConnectTimes {
 const MIN_CONNECTIONS = 3;
 
 /**
- * Connects `n` times (plus `warmup` untimed) to a fresh device each time;
- * times the first ack and the direct path. Stops early once `maxMs` is spent
- * and MIN_CONNECTIONS are timed.
+ * Connects `n` times (plus `warmup` untimed) to a fresh device each time,
+ * pairing with its code (CPace and the signed handshake included); times the
+ * first ack and the direct path. One controller state dir for all of them,
+ * as one laptop pairing one board after another. Stops early once `maxMs` is
+ * spent and MIN_CONNECTIONS are timed.
  */
 export async function connectTimes(url: string, n: number, warmup: number, maxMs: number): Promise<ConnectTimes> {
   const acks: number[] = [];
   const directs: number[] = [];
+  const stateDir = await controllerState();
   const end = performance.now() + maxMs;
   for (let i = 0; i < warmup + n && (acks.length < MIN_CONNECTIONS || performance.now() < end); i++) {
     const p: Partial<Pair> = {};
     try {
       Object.assign(p, await startDevice(url, true));
       const t0 = performance.now();
-      p.dev = await connect({ server: url, code: p.agent!.pairingCode, timeoutMs: COMMAND_TIMEOUT_MS });
+      p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', timeoutMs: COMMAND_TIMEOUT_MS });
       const dev = p.dev;
       const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
       await dev.write(BENCH_PIN, 1);
@@ -159,34 +225,225 @@ class MemorySignal extends EventEmitter {
   }
 }
 
+/** An Ed25519 identity held in memory (what link/identity.ts keeps in identity.json). */
+function memoryIdentity(): HandshakeIdentity {
+  const secretKey = ed25519.utils.randomSecretKey();
+  return { publicKey: ed25519.getPublicKey(secretKey), sign: (msg) => ed25519.sign(msg, secretKey) };
+}
+
+/** Session id of the in-memory sessions (the server would mint one per join). */
+let memorySid = 0;
+
+/**
+ * A controller and a device PeerSession wired to each other in memory, relay
+ * only, with real identities and the real handshake: `pairing` runs CPace on
+ * a fresh code's secret (first pairing), otherwise the device already trusts
+ * the controller and the controller expects the device's key (a paired
+ * session). `secured` resolves when the controller is secured (as connect()
+ * waits for), `bothSecured` when the device is too.
+ */
+function memorySessions(pairing: boolean): {
+  controller: PeerSession;
+  device: PeerSession;
+  toDevice: MemorySignal;
+  toController: MemorySignal;
+  start: () => void;
+  /** When the controller was secured (performance.now()). */
+  secured: Promise<number>;
+  bothSecured: Promise<void>;
+} {
+  const ctlId = memoryIdentity();
+  const devId = memoryIdentity();
+  const sid = `bench-memory-${++memorySid}`;
+  const secret = generatePairingCode().secret;
+  let spent = false;
+  const ctlSecurity: SessionSecurity = pairing
+    ? { role: 'controller', identity: ctlId, name: 'bench-laptop', certFp: null, pairingSecret: secret }
+    : { role: 'controller', identity: ctlId, name: 'bench-laptop', certFp: null, expectDevice: devId.publicKey };
+  const devSecurity: SessionSecurity = {
+    role: 'device',
+    identity: devId,
+    name: 'bench-board',
+    certFp: null,
+    isTrusted: (k) => !pairing && Buffer.compare(Buffer.from(k), Buffer.from(ctlId.publicKey)) === 0,
+    ...(pairing ? { pairingSecret: () => (spent ? undefined : secret), onPairingAttempt: () => void (spent = true) } : {}),
+  };
+  const controller = new PeerSession({ role: 'controller', sid, direct: false, rtc: { iceServers: [] }, security: ctlSecurity });
+  const device = new PeerSession({ role: 'device', sid, direct: false, rtc: { iceServers: [] }, security: devSecurity });
+  const toDevice = new MemorySignal();
+  const toController = new MemorySignal();
+  toDevice.deliver = (m) => device.handleServerMessage(m);
+  toController.deliver = (m) => controller.handleServerMessage(m);
+  // Resolves with the moment `secured` was emitted (read synchronously: the device's
+  // handling of c2 is already queued as a microtask and would otherwise be counted).
+  const whenSecured = (s: PeerSession): Promise<number> =>
+    new Promise((resolve, reject) => {
+      s.once('secured', () => resolve(performance.now()));
+      s.once('refused', (code, message) => reject(new Error(`in-memory handshake refused: ${code}: ${message}`)));
+    });
+  const secured = whenSecured(controller);
+  const bothSecured = Promise.all([secured, whenSecured(device)]).then(() => undefined);
+  return {
+    controller,
+    device,
+    toDevice,
+    toController,
+    secured,
+    bothSecured,
+    // The device listens first; the controller's attach sends c1.
+    start: () => {
+      device.attachSignal(toController as unknown as SignalClient);
+      controller.attachSignal(toDevice as unknown as SignalClient);
+    },
+  };
+}
+
 /**
  * pinhole's own layers with no network: the controller's Device and
  * PeerSession/Link, the device's PeerSession/Link and CommandHandler on the
- * simulated board, wired as the agent wires them; frames are handed over in
- * memory. Its round trip is the CPU pinhole adds to a command.
+ * simulated board, wired as the agent wires them, after a real (paired)
+ * handshake; frames are sealed and handed over in memory. Its round trip is
+ * the CPU pinhole adds to a command.
  */
 export async function openInMemory(): Promise<Runner> {
   const sim = new SimGpio({ board: 'sim (bench)' });
-  const toDevice = new MemorySignal();
-  const toController = new MemorySignal();
-  const controllerSession = new PeerSession({ role: 'controller', direct: false, rtc: { iceServers: [] } });
-  const deviceSession = new PeerSession({ role: 'device', direct: false, rtc: { iceServers: [] } });
-  toDevice.deliver = (m) => deviceSession.handleServerMessage(m);
-  toController.deliver = (m) => controllerSession.handleServerMessage(m);
-  const dev = new Device(toDevice as unknown as SignalClient, controllerSession, COMMAND_TIMEOUT_MS);
-  const send = (payload: unknown): void => deviceSession.send(payload);
+  const m = memorySessions(false);
+  const dev = new Device(m.toDevice as unknown as SignalClient, m.controller, COMMAND_TIMEOUT_MS);
+  const send = (payload: unknown): void => m.device.send(payload);
   const handler = new CommandHandler({ gpio: sim, name: 'bench-board', version: VERSION }, send);
-  deviceSession.on('message', (m) => void handler.handle(m).then(send));
-  controllerSession.attachSignal(toDevice as unknown as SignalClient);
-  deviceSession.attachSignal(toController as unknown as SignalClient);
+  m.device.on('message', (msg) => void handler.handle(msg).then(send));
+  const close = async (): Promise<void> => {
+    await dev.close();
+    handler.dispose();
+    await m.device.close();
+    sim.close();
+  };
+  try {
+    m.start();
+    await withTimeout(m.bothSecured, COMMAND_TIMEOUT_MS, 'in-memory handshake');
+  } catch (e) {
+    await close();
+    throw e;
+  }
   let value: Level = 0;
   return {
     roundTrip: () => dev.write(BENCH_PIN, (value = value === 1 ? 0 : 1)),
-    close: async () => {
-      await dev.close();
-      handler.dispose();
-      await deviceSession.close();
-      sim.close();
-    },
+    close,
   };
+}
+
+/** Handshake times: first pairing (CPace + SIGMA-I) and a paired session (SIGMA-I with pinned keys). */
+export interface HandshakeTimes {
+  pairing: Summary;
+  paired: Summary;
+}
+
+/**
+ * The handshake's CPU alone: `n` fresh in-memory session pairs of each kind
+ * (plus `warmup`), interleaved, from the controller's first message to the
+ * controller being secured (what connect() waits for; the device is secured
+ * half a relay trip later).
+ */
+export async function memoryHandshakeTimes(n: number, warmup: number): Promise<HandshakeTimes> {
+  const out = { pairing: [] as number[], paired: [] as number[] };
+  for (let i = 0; i < warmup + n; i++) {
+    for (const kind of ['pairing', 'paired'] as const) {
+      const m = memorySessions(kind === 'pairing');
+      const t0 = performance.now();
+      m.start();
+      const ms = (await withTimeout(m.secured, COMMAND_TIMEOUT_MS, 'in-memory handshake')) - t0;
+      await m.bothSecured;
+      if (i >= warmup) out[kind].push(ms);
+      await m.controller.close();
+      await m.device.close();
+    }
+  }
+  return { pairing: summarize(out.pairing), paired: summarize(out.paired) };
+}
+
+/**
+ * Joins `room` as a controller would and times the handshake: from `joined`
+ * to the controller's `secured`, over the real relay. Relay only (no direct
+ * attempt), so nothing else competes. Closes the session after.
+ */
+async function timeJoinToSecured(url: string, room: string, security: SessionSecurity): Promise<number> {
+  const signal = await SignalClient.connect(url, COMMAND_TIMEOUT_MS);
+  let session: PeerSession | undefined;
+  try {
+    signal.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), COMMAND_TIMEOUT_MS, 'an answer to join');
+    if (r.type === 'error') throw new PinholeError(r.code, r.message);
+    if (r.waiting) throw new Error(`room ${room}: the device is not connected`);
+    const t0 = performance.now();
+    const s = new PeerSession({ role: 'controller', sid: r.session, direct: false, rtc: { iceServers: [] }, security });
+    session = s;
+    signal.on('message', (m) => s.handleServerMessage(m));
+    const secured = new Promise<number>((resolve, reject) => {
+      s.once('secured', () => resolve(performance.now() - t0));
+      s.once('refused', (code, message) => reject(new Error(`handshake refused: ${code}: ${message}`)));
+    });
+    s.attachSignal(signal);
+    return await withTimeout(secured, COMMAND_TIMEOUT_MS, 'handshake');
+  } finally {
+    await session?.close();
+    signal.close();
+  }
+}
+
+/** Resolves with the next device event that `pick` accepts; rejects after timeoutMs. */
+function nextDeviceEvent(agent: DeviceAgent, pick: (e: DeviceEvent) => boolean, timeoutMs: number, what: string): Promise<DeviceEvent> {
+  let on: ((e: DeviceEvent) => void) | undefined;
+  return withTimeout(
+    new Promise<DeviceEvent>((resolve) => {
+      on = (e: DeviceEvent): void => {
+        if (pick(e)) resolve(e);
+      };
+      agent.on('event', on);
+    }),
+    timeoutMs,
+    what,
+  ).finally(() => agent.off('event', on!));
+}
+
+/**
+ * The handshake on loopback through the bench's server, from `joined` to the
+ * controller's `secured`: `n` pairings (plus `warmup`) with the device's
+ * current code (each spends it; the device offers the next), interleaved with
+ * `n` sessions of the same controller in the device's own room once paired.
+ * Both relay only; one device agent (relay only) for all of them.
+ */
+export async function handshakeTimes(url: string, n: number, warmup: number): Promise<HandshakeTimes> {
+  const { agent, sim } = await startDevice(url, false);
+  try {
+    const ctlDir = benchStateDir('controller');
+    const identity = loadOrCreateIdentity(ctlDir);
+    const pairing: number[] = [];
+    const paired: number[] = [];
+    let devicePublicKey: Uint8Array | undefined;
+    for (let i = 0; i < warmup + n; i++) {
+      // Pairing: spend the current code; the device registers a fresh one for the next.
+      const code = agent.pairingCode!;
+      const nextCode = nextDeviceEvent(agent, (e) => e.event === 'code' && e.code !== code, COMMAND_TIMEOUT_MS, 'the next pairing code');
+      const secured = nextDeviceEvent(agent, (e) => e.event === 'controller', COMMAND_TIMEOUT_MS, 'the device secured');
+      const left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
+      const parsed = parsePairingCode(code);
+      if (!parsed.ok) throw new Error(`the device printed a bad code ${code}: ${parsed.reason}`);
+      const ms = await timeJoinToSecured(url, parsed.room, { role: 'controller', identity, name: 'bench-laptop', certFp: null, pairingSecret: parsed.secret });
+      const e = (await secured) as Extract<DeviceEvent, { event: 'controller' }>;
+      if (!e.paired) throw new Error('the pairing session did not pair');
+      await Promise.all([nextCode, left]);
+      devicePublicKey ??= agent.state.identity.publicKey;
+      if (i >= warmup) pairing.push(ms);
+
+      // Paired: the device's own room, which admits only trusted controllers.
+      const left2 = nextDeviceEvent(agent, (x) => x.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
+      const ms2 = await timeJoinToSecured(url, deviceRoom(devicePublicKey), { role: 'controller', identity, name: 'bench-laptop', certFp: null, expectDevice: devicePublicKey });
+      await left2;
+      if (i >= warmup) paired.push(ms2);
+    }
+    return { pairing: summarize(pairing), paired: summarize(paired) };
+  } finally {
+    await agent.stop();
+    sim.close();
+  }
 }

@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: pinhole's command latency on both paths, the set-up time of
- * a connection, and the same with the server far away, next to baselines
- * measured in the same run. Prints figures; asserts nothing.
+ * a connection, the session handshake, the stored DTLS certificate against
+ * werift's own, and the same with the server far away, next to baselines
+ * measured in the same run. Prints figures; asserts nothing. (bench/dtls.ts
+ * has the longer DTLS measurement, with p90 and fresh processes.)
  *
  *   --quick  short run (fewer iterations and connections)
  *   --json   print one JSON object instead of the table
@@ -9,9 +11,10 @@
 import os from 'node:os';
 import { iceConfigFor } from '../link/index.js';
 import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, weriftSetupTimes } from './baselines.js';
-import { connectTimes, openCommands, openInMemory, startBenchServer } from './pinhole.js';
+import { keygenTimes, phases, setupTimes } from './dtls.js';
+import { connectTimes, handshakeTimes, memoryHandshakeTimes, openCommands, openInMemory, removeBenchState, startBenchServer } from './pinhole.js';
 import { startDelayProxy } from './proxy.js';
-import { timeInterleaved, type LoopOptions, type Runner, type Summary } from './stats.js';
+import { summarize, timeInterleaved, type LoopOptions, type Runner, type Summary } from './stats.js';
 
 /** One-way delay the proxy adds in the far-away scenario, in ms. */
 export const FAR_ONE_WAY_MS = 40;
@@ -27,6 +30,10 @@ interface Plan {
   connectWarmup: number;
   /** Time budget of each set of pinhole connections, in ms. */
   connectMaxMs: number;
+  /** Handshakes of each kind on loopback (pairing, paired), after one warm-up each. */
+  handshakes: number;
+  /** Handshakes of each kind in memory (CPU only), after a tenth as many warm-ups. */
+  memoryHandshakes: number;
 }
 
 const FULL: Plan = {
@@ -34,12 +41,16 @@ const FULL: Plan = {
   connections: 10,
   connectWarmup: 1,
   connectMaxMs: 20_000,
+  handshakes: 20,
+  memoryHandshakes: 200,
 };
 const QUICK: Plan = {
   rtt: { warmup: 100, warmupMaxMs: 300, iterations: 500, maxMs: 1_000 },
   connections: 3,
   connectWarmup: 0,
   connectMaxMs: 5_000,
+  handshakes: 5,
+  memoryHandshakes: 20,
 };
 
 /** A round-trip figure to measure. */
@@ -156,11 +167,28 @@ async function main(): Promise<void> {
       const far = await connectTimes(farUrl, plan.connections, plan.connectWarmup, plan.connectMaxMs);
       add('far-first-ack', 'far: connect → first ack', far.firstAck, 'first-ack');
       add('far-to-direct', 'far: connect → direct', far.direct, 'to-direct');
+
+      progress('handshake: in memory, then joined → secured on loopback (pairing by code, paired)');
+      const mem = await memoryHandshakeTimes(plan.memoryHandshakes, Math.ceil(plan.memoryHandshakes / 10));
+      add('hs-mem-paired', 'handshake CPU, paired', mem.paired);
+      add('hs-mem-pairing', 'handshake CPU, pairing', mem.pairing, 'hs-mem-paired');
+      const hs = await handshakeTimes(server.url, plan.handshakes, 1);
+      add('hs-paired', 'joined → secured, paired', hs.paired);
+      add('hs-pairing', 'joined → secured, pairing', hs.pairing, 'hs-paired');
+
+      progress('DTLS certificate: generateDtlsKeys, werift pairs without STUN (own certificate vs stored)');
+      add('dtls-keygen', 'generateDtlsKeys()', summarize(await keygenTimes(plan.connections, plan.connectWarmup)));
+      const dc = await setupTimes(['own', 'stored'], plan.connections, plan.connectWarmup);
+      add('dc-own', 'werift DC setup, no STUN, own cert', summarize(dc.own.map((x) => phases(x).total)));
+      add('dc-stored', 'werift DC setup, no STUN, stored cert', summarize(dc.stored.map((x) => phases(x).total)), 'dc-own');
+      add('dtls-own', '  DTLS phase, own cert', summarize(dc.own.map((x) => phases(x).dtls)));
+      add('dtls-stored', '  DTLS phase, stored cert', summarize(dc.stored.map((x) => phases(x).dtls)), 'dtls-own');
     } finally {
       await proxy.close();
     }
   } finally {
     await server.close();
+    removeBenchState();
   }
 
   const fig = (id: string): Summary => rows.find((r) => r.id === id)!.summary;
@@ -190,6 +218,8 @@ async function main(): Promise<void> {
     `pinhole relay / ws relay echo: ${target.relayVsWsRelay.toFixed(2)}× at p50`,
     `pinhole's own layers (Device, Link, JSON, CommandHandler; no network): ${ms(fig('memory').p50)} ms at p50; direct minus werift echo: ${ms(fig('direct').p50 - fig('werift').p50)} ms at p50`,
     `far away (+${FAR_ONE_WAY_MS} ms each way, TCP only; STUN and the data channel stay local): relay ${ms(fig('far-relay').p50)} ms vs direct ${ms(fig('far-direct').p50)} ms at p50`,
+    `handshake (relay only): joined → secured ${ms(fig('hs-pairing').p50)} ms pairing (CPace + SIGMA-I), ${ms(fig('hs-paired').p50)} ms paired, at p50; CPU alone ${ms(fig('hs-mem-pairing').p50)} / ${ms(fig('hs-mem-paired').p50)} ms`,
+    `DTLS certificate: stored vs werift's own, set-up ${ms(fig('dc-stored').p50)} vs ${ms(fig('dc-own').p50)} ms, DTLS phase ${ms(fig('dtls-stored').p50)} vs ${ms(fig('dtls-own').p50)} ms, at p50; generateDtlsKeys() ${ms(fig('dtls-keygen').p50)} ms`,
     `  ICE config derived from the proxy's URL: ${farIce}`,
     `total ${totalS.toFixed(1)} s`,
   ];

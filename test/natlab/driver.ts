@@ -4,7 +4,8 @@
 //
 // It uses the compiled controller API (the same connect() users call) and prints exactly
 // one JSON line, a DriverResult, on stdout (its last line). It judges nothing: the test asserts. Steps:
-//   1. connect(); write(20,1) (the first acked command: timed from before connect());
+//   1. connect() (pairs by code: CPace + signed handshake over the relay, state in
+//      `stateDir`); write(20,1) (the first acked command: timed from before connect());
 //      read(20); write(21,0) (an output), watch(21) + write(21,1) -> a pushed rising 'change'.
 //   2. whenDirect(directWaitMs): a data channel ('direct' or 'turn') or not.
 //   3. again write(20,0), read(20), write(21,0) -> falling 'change', with the path of
@@ -15,7 +16,12 @@ import { connect, type Change, type Device, type Path } from '../../controller/i
 
 export interface DriverConfig {
   server: string;
+  /** The pairing code the device printed (single use). */
   code: string;
+  /** The controller's state dir (identity, DTLS certificate, paired devices): one per lab. */
+  stateDir: string;
+  /** Name the device records for this controller. */
+  name?: string;
   /** Extra ICE servers (TURN), as for connect(). */
   iceServers?: Array<{ urls: string; username?: string; credential?: string }>;
   /** How long step 2 waits for a data channel, in ms. */
@@ -112,7 +118,14 @@ async function main(): Promise<void> {
   let stage = 'connect';
   let dev: Device | undefined;
   try {
-    dev = await connect({ server: cfg.server, code: cfg.code, timeoutMs, ...(cfg.iceServers ? { iceServers: cfg.iceServers } : {}) });
+    dev = await connect({
+      server: cfg.server,
+      code: cfg.code,
+      stateDir: cfg.stateDir,
+      name: cfg.name ?? 'natlab-ctl',
+      timeoutMs,
+      ...(cfg.iceServers ? { iceServers: cfg.iceServers } : {}),
+    });
     const d = dev;
     res.connectMs = since();
     d.on('path', (path, previous) => {

@@ -64,6 +64,13 @@ export interface Lab {
   setWanUp(router: RouterName, up: boolean, opts?: { mode?: 'blackhole' | 'link' }): Promise<void>;
   setDelay(leg: Leg, ms: number): Promise<void>;
   routerStats(): Promise<Record<string, number>>;
+  /**
+   * A fresh directory (mode 0700) for one process of this lab, e.g. a peer's `--state-dir`,
+   * under `$TMPDIR/pinhole-natlab-peers/<id>/<name>`; removed with everything else by
+   * destroy() (and by cleanupStale() after a crash). The namespaces share the host's
+   * filesystem, so a process inside the lab sees it at the same path.
+   */
+  tempDir(name: string): string;
   destroy(): Promise<void>;
 }
 
@@ -87,6 +94,8 @@ const NS_PREFIX = 'ph-';
 // Marker in the delay router's argv, used by cleanupStale() to find it.
 const ROUTER_MARK = '--natlab-lab=';
 const STATE_DIR = path.join(os.tmpdir(), 'pinhole-natlab');
+/** Per-lab directories handed to processes in the lab (Lab.tempDir), one subdirectory per lab id. */
+const PEERS_DIR = path.join(os.tmpdir(), 'pinhole-natlab-peers');
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUTER_JS = path.join(here, 'delay-router.js');
@@ -485,6 +494,15 @@ class LabImpl implements Lab {
     return (await this.routerCmd({ cmd: 'stats' })).stats ?? {};
   }
 
+  tempDir(name: string): string {
+    if (this.destroyed) throw new Error('natlab: lab destroyed');
+    if (!/^[\w.-]+$/.test(name) || name === '.' || name === '..') throw new Error(`natlab: bad temp dir name ${JSON.stringify(name)}`);
+    const dir = path.join(PEERS_DIR, this.id, name);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+    return dir;
+  }
+
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.stopping = true;
@@ -514,6 +532,7 @@ class LabImpl implements Lab {
     this.children.clear();
     if (this.router?.pid) killPid(this.router.pid);
     for (const ns of this.allNs()) removeNsSync(ns);
+    fs.rmSync(path.join(PEERS_DIR, this.id), { recursive: true, force: true });
     fs.rmSync(this.stateFile, { force: true });
   }
 }
@@ -582,6 +601,11 @@ export function cleanupStale(opts: { all?: boolean } = {}): { namespaces: string
       pids.push(Number(entry));
     }
   }
+  // Temp dirs first: their owner is read from the state files removed below.
+  if (fs.existsSync(PEERS_DIR))
+    for (const id of fs.readdirSync(PEERS_DIR)) {
+      if (opts.all || !ownerAlive(id)) fs.rmSync(path.join(PEERS_DIR, id), { recursive: true, force: true });
+    }
   if (fs.existsSync(STATE_DIR))
     for (const f of fs.readdirSync(STATE_DIR)) {
       const id = f.replace(/\.json$/, '');

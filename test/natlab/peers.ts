@@ -25,8 +25,14 @@ export const TURN_USER = 'pinhole';
 export const TURN_PASS = 'pinhole';
 /** coturn's relay port range (its default, stated so the accounting rule matches). */
 const TURN_RELAY_PORTS = [49152, 65535] as const;
-/** Fixed pairing code (alphabet symbols only). */
-export const CODE = 'PH7N-AT8M-ATRX';
+/**
+ * Fixed first pairing code of the lab's device (`RRRR-SSS-SSS`, alphabet symbols only):
+ * room PH7N, secret AT8MAT. Single use: the device prints a fresh one once it is tried,
+ * and each lab starts a new device with a new state dir, so every lab pairs once.
+ */
+export const CODE = 'PH7N-AT8-MAT';
+/** Name of the lab's device (`--name`); a paired controller could reach it by this name. */
+export const DEVICE_NAME = 'natlab';
 /** Time for a process inside the lab to print its ready line. */
 const READY_TIMEOUT_MS = 10_000;
 
@@ -148,10 +154,23 @@ export function serverFrames(lab: Lab): Promise<number> {
   return serverCounter(lab, 'INPUT', `tcp dpt:${WS_PORT} length ${RELAY_FRAME_MIN_IP_LEN}:65535`);
 }
 
-/** `pinhole device --json` (simulated GPIO) in the dev namespace; resolves once its code is registered. */
+/** The device's state dir (identity, DTLS certificate, trusted controllers), fresh per lab. */
+export const deviceStateDir = (lab: Lab): string => lab.tempDir('dev-state');
+/** The controller's state dir (identity, DTLS certificate, paired devices), fresh per lab. */
+export const controllerStateDir = (lab: Lab): string => lab.tempDir('ctl-state');
+
+/**
+ * `pinhole device --json` (simulated GPIO) in the dev namespace with its own state dir and
+ * the fixed first pairing code; resolves once that code is registered.
+ */
 export async function startDevice(lab: Lab, opts: { iceServers?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Proc> {
   const ice = (opts.iceServers ?? []).flatMap((s) => ['--ice-server', s]);
-  const p = start(lab, 'dev', [process.execPath, CLI, 'device', '--server', serverUrl(lab), '--code', CODE, '--name', 'natlab', '--json', ...ice], opts.env);
+  const p = start(
+    lab,
+    'dev',
+    [process.execPath, CLI, 'device', '--server', serverUrl(lab), '--code', CODE, '--name', DEVICE_NAME, '--state-dir', deviceStateDir(lab), '--json', ...ice],
+    opts.env,
+  );
   await p.out.waitFor(isEvent('code'), READY_TIMEOUT_MS, 'device registration');
   return p;
 }
@@ -169,7 +188,7 @@ export function devicePaths(dev: Proc): string[] {
  */
 export async function runDriver(
   lab: Lab,
-  cfg: Omit<DriverConfig, 'server' | 'code' | 'pause'>,
+  cfg: Omit<DriverConfig, 'server' | 'code' | 'stateDir' | 'pause'>,
   opts: {
     timeoutMs?: number;
     env?: NodeJS.ProcessEnv;
@@ -178,7 +197,7 @@ export async function runDriver(
   } = {},
 ): Promise<{ result: DriverResult; stderr: string }> {
   const pause = !!(opts.beforePhase2 || opts.afterPhase2);
-  const full: DriverConfig = { server: serverUrl(lab), code: CODE, ...cfg, pause };
+  const full: DriverConfig = { server: serverUrl(lab), code: CODE, stateDir: controllerStateDir(lab), ...cfg, pause };
   const proc = lab.run('ctl', [process.execPath, DRIVER, JSON.stringify(full)], {
     stdio: ['pipe', 'pipe', 'pipe'],
     ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),

@@ -13,6 +13,7 @@ import {
   TURN_PASS,
   TURN_PORT,
   TURN_USER,
+  controllerStateDir,
   deviceReaches,
   devicePaths,
   runDriver,
@@ -112,7 +113,7 @@ describe('pinhole over TURN: symmetric × symmetric with coturn', { skip }, () =
   test('CLI: control --ice-server … --json shell reports path "turn"', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const lab = await turnLab(t);
     const dev = await startDevice(lab, { iceServers: [turnUrl(lab)] });
-    const ctl = lab.run('ctl', [process.execPath, CLI, 'control', '--server', serverUrl(lab), '--code', CODE, '--json', '--ice-server', turnUrl(lab), 'shell'], {
+    const ctl = lab.run('ctl', [process.execPath, CLI, 'control', '--server', serverUrl(lab), '--code', CODE, '--state-dir', controllerStateDir(lab), '--name', 'natlab-cli', '--json', '--ice-server', turnUrl(lab), 'shell'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     ctl.stdin!.on('error', () => {});
