@@ -31,7 +31,7 @@
  *
  * Opening never throws: it returns a stable code.
  */
-import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
@@ -179,8 +179,10 @@ export class Sealer {
     if (this.#next >= this.#max) throw new SealError('seal-exhausted', 'frame counter exhausted for this key; start a new session');
     const counter = this.#next++;
     const h = header(this.#dir, counter);
-    const ct = chacha20poly1305(this.#key, nonce(this.#dir, counter), concatBytes(h, this.#sid)).encrypt(pt);
-    return Buffer.from(concatBytes(h, ct)).toString('base64url');
+    // node:crypto's ChaCha20-Poly1305 (OpenSSL): about 10x faster per frame than a JS implementation.
+    const c = createCipheriv('chacha20-poly1305', this.#key, nonce(this.#dir, counter), { authTagLength: SEAL_TAG_BYTES });
+    c.setAAD(concatBytes(h, this.#sid), { plaintextLength: pt.length });
+    return Buffer.concat([h, c.update(pt), c.final(), c.getAuthTag()]).toString('base64url');
   }
 }
 
@@ -215,7 +217,11 @@ export class Opener {
     const h = raw.subarray(0, SEAL_HEADER_BYTES);
     let plaintext: Uint8Array;
     try {
-      plaintext = chacha20poly1305(this.#key, nonce(dir, counter), concatBytes(h, this.#sid)).decrypt(raw.subarray(SEAL_HEADER_BYTES));
+      const body = raw.subarray(SEAL_HEADER_BYTES, raw.length - SEAL_TAG_BYTES);
+      const d = createDecipheriv('chacha20-poly1305', this.#key, nonce(dir, counter), { authTagLength: SEAL_TAG_BYTES });
+      d.setAAD(concatBytes(h, this.#sid), { plaintextLength: body.length });
+      d.setAuthTag(raw.subarray(raw.length - SEAL_TAG_BYTES));
+      plaintext = Buffer.concat([d.update(body), d.final()]);
     } catch {
       return { ok: false, code: 'bad-mac' };
     }

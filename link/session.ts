@@ -139,6 +139,8 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   /** A sealed frame from the peer opened: it has the keys, so it accepted the handshake. */
   private peerSealed = false;
   private readonly heldSignals: SignalPayload[] = [];
+  /** Controller: signals of the prepared offer, waiting for `secured`. */
+  private readonly outSignals: SignalPayload[] = [];
   /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
   private gate: unknown[] | undefined = [];
   private gateTimer: unknown;
@@ -194,9 +196,15 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.signal = undefined;
   }
 
-  /** Starts the direct attempt (controller, after `secured`). The device starts when the offer arrives. */
+  /**
+   * Starts the direct attempt (controller). The offer is prepared while the
+   * handshake runs and leaves only once the session is secured, so the device
+   * (which holds commands until it has checked the offer) waits as little as
+   * possible. A no-op once started. The device starts when the offer arrives.
+   */
   startDirect(): void {
-    if (!this.wantDirect || this.closed || this.opts.role !== 'controller' || !this.sealer || !this.peerInfo?.certFp) return;
+    if (!this.wantDirect || this.closed || this.opts.role !== 'controller' || this.rtc || this.redialTimer !== undefined) return;
+    if (this.opts.security.certFp === null || (this.sealer && !this.peerInfo?.certFp)) return;
     void this.newDirect('offerer').then((rtc) => rtc?.start());
   }
 
@@ -256,9 +264,19 @@ export class PeerSession extends EventEmitter<SessionEvents> {
       });
       this.hs = hs;
       signal.send({ type: 'relay', data: hs.start() });
+      this.startDirect(); // gathering overlaps the handshake; signals wait for `secured`
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  /** Our signals: held until the session is secured (the device ignores them before), then sent in order. */
+  private sendSignal(payload: SignalPayload): void {
+    if (this.sealer) {
+      this.signal?.send({ type: 'signal', payload });
+      return;
+    }
+    if (this.outSignals.length < MAX_HELD_SIGNALS) this.outSignals.push(payload);
   }
 
   private onRelay(data: string): void {
@@ -350,6 +368,16 @@ export class PeerSession extends EventEmitter<SessionEvents> {
       else this.gateTimer = (this.opts.timers ?? globalThis).setTimeout(() => this.openGate(), OFFER_GATE_MS);
     } else this.openGate();
     for (const p of this.heldSignals.splice(0)) this.onSignal(p);
+    if (this.opts.role === 'controller') {
+      if (result.peer.certFp) for (const p of this.outSignals.splice(0)) this.signal?.send({ type: 'signal', payload: p });
+      else {
+        // The device takes no direct path: drop the prepared offer.
+        this.outSignals.length = 0;
+        const rtc = this.rtc;
+        this.rtc = undefined;
+        void rtc?.close();
+      }
+    }
   }
 
   private attachRelay(signal: SignalClient): void {
@@ -453,7 +481,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     const rtc = new DirectPath(
       role,
       this.opts.rtc,
-      (payload) => this.signal?.send({ type: 'signal', payload }),
+      (payload) => this.sendSignal(payload),
       (data, t) => this.link.receive(data, t),
     );
     rtc.on('up', (t: DataChannelTransport) => this.link.attach(t));
