@@ -57,6 +57,13 @@ export const MAX_GATED_MESSAGES = 4096;
 export const REDIAL_BASE_MS = 1_000;
 /** Longest wait between direct attempts, in ms: a path that comes back is used again within this. */
 export const REDIAL_MAX_MS = 30_000;
+/**
+ * Time a redialed peer connection gets to come up, in ms, before it is closed
+ * and tried again: ICE, DTLS and the probe take about 2 s at 80 ms RTT. Needed
+ * because werift's ICE never reports `failed` here (it stays `checking`), so an
+ * attempt made during an outage would otherwise wait forever.
+ */
+export const REDIAL_ATTEMPT_MS = 10_000;
 
 /** Why a session was refused: a handshake code, or `overflow`. */
 export type RefusalCode = HandshakeErrorCode | 'overflow';
@@ -145,6 +152,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   private gate: unknown[] | undefined = [];
   private gateTimer: unknown;
   private redialTimer: NodeJS.Timeout | undefined;
+  private attemptTimer: NodeJS.Timeout | undefined;
   private redials = 0;
 
   constructor(private readonly opts: SessionOptions) {
@@ -240,6 +248,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.closed = true;
     if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
     clearTimeout(this.redialTimer);
+    clearTimeout(this.attemptTimer);
     if (this.rtc) this.signal?.send({ type: 'signal', payload: { kind: 'bye' } });
     const rtc = this.rtc;
     this.rtc = undefined;
@@ -470,7 +479,16 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     this.redialTimer = setTimeout(() => {
       this.redialTimer = undefined;
       if (this.closed || this.rtc) return;
-      void this.newDirect('offerer').then((rtc) => rtc?.start());
+      void this.newDirect('offerer').then((rtc) => {
+        if (!rtc) return;
+        void rtc.start();
+        clearTimeout(this.attemptTimer);
+        this.attemptTimer = setTimeout(() => {
+          const p = this.link.path;
+          if (rtc === this.rtc && p !== 'direct' && p !== 'turn') this.redial();
+        }, REDIAL_ATTEMPT_MS);
+        this.attemptTimer.unref();
+      });
     }, delay);
     this.redialTimer.unref();
   }
