@@ -36,12 +36,15 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
 
   private readonly pinger: NodeJS.Timeout;
 
-  private constructor(private readonly ws: WebSocket) {
+  private constructor(
+    private readonly ws: WebSocket,
+    keepalive: { intervalMs: number; misses: number },
+  ) {
     super();
     let missed = 0;
     ws.on('pong', () => void (missed = 0));
     this.pinger = setInterval(() => {
-      if (++missed > SIGNAL_PING_MISSES) {
+      if (++missed > keepalive.misses) {
         ws.terminate(); // 'close' follows (1006): the owner reconnects
         return;
       }
@@ -50,7 +53,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       } catch {
         /* closing */
       }
-    }, SIGNAL_PING_MS);
+    }, keepalive.intervalMs);
     this.pinger.unref();
     ws.on('message', (data, isBinary) => {
       missed = 0; // any traffic proves the path works
@@ -69,8 +72,11 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     });
   }
 
-  /** Opens a socket to `url` (ws:// or wss://). Rejects with `server-unreachable`. */
-  static connect(url: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<SignalClient> {
+  /**
+   * Opens a socket to `url` (ws:// or wss://). Rejects with `server-unreachable`.
+   * `keepalive` overrides SIGNAL_PING_MS / SIGNAL_PING_MISSES (tests shorten them).
+   */
+  static connect(url: string, timeoutMs = CONNECT_TIMEOUT_MS, keepalive = { intervalMs: SIGNAL_PING_MS, misses: SIGNAL_PING_MISSES }): Promise<SignalClient> {
     return new Promise((resolve, reject) => {
       let ws: WebSocket;
       try {
@@ -88,7 +94,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       ws.once('open', () => {
         clearTimeout(timer);
         ws.removeAllListeners('error');
-        resolve(new SignalClient(ws));
+        resolve(new SignalClient(ws, keepalive));
       });
       ws.once('error', (e) => fail((e as Error).message));
     });

@@ -188,3 +188,21 @@ test('issue 5: a device whose server is gone retries with capped backoff and doe
   for (let i = 1; i < retries.length; i++) assert.ok(retries[i]! >= retries[i - 1]! / 2, 'delays grow');
   assert.ok(cpuMs < wallMs * 0.1, `CPU ${cpuMs.toFixed(0)} ms in ${wallMs} ms: no spinning`);
 });
+
+test('issue 5: a signaling server that stops answering pings is noticed within SIGNAL_PING_MISSES intervals', { timeout: 10_000 }, async (t) => {
+  // A WebSocket server that accepts and then goes silent: no pongs, no close (a dead path).
+  const { WebSocketServer } = await import('ws');
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  t.after(() => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }));
+  const { SignalClient } = await import('../../link/signal-client.js');
+  const port = (wss.address() as { port: number }).port;
+  const keepalive = { intervalMs: 200, misses: 3 };
+  const client = await SignalClient.connect(`ws://127.0.0.1:${port}`, 2_000, keepalive);
+  const t0 = Date.now();
+  const code = await new Promise<number>((r) => client.once('close', (c) => r(c)));
+  const ms = Date.now() - t0;
+  assert.equal(code, 1006, 'terminated, not closed politely');
+  // misses x interval after the last traffic, within one more interval.
+  assert.ok(ms >= keepalive.intervalMs * keepalive.misses && ms <= keepalive.intervalMs * (keepalive.misses + 2), `noticed after ${ms} ms`);
+});
