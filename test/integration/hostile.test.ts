@@ -120,10 +120,14 @@ const refusal = (rig: Rig): (DeviceEvent & { event: 'refused' }) | undefined =>
 
 /** A tamper hook that edits the SDP of `kind` sent by `from`; counts its hits. */
 function editSdp(from: 'device' | 'controller', kind: 'offer' | 'answer', edit: (sdp: string) => string): Tamper & { hits: number } {
+  // Only sessions that start after the hook: the pairing session's own offer and answer
+  // (prepared during its handshake) may still be on their way when a test installs it.
+  const earlier = new Set<string | undefined>(hs.conns.map((c) => c.session).filter((x) => x !== undefined));
   const hook = ((conn, text) => {
     const m = parseFrameText(text);
     const p = m?.payload as { kind?: string; sdp?: string } | undefined;
     if (conn.role !== from || m?.type !== 'signal' || p?.kind !== kind || typeof p.sdp !== 'string') return text;
+    if (earlier.has(conn.session)) return text;
     const sdp = edit(p.sdp);
     assert.notEqual(sdp, p.sdp, 'the edit must change the SDP');
     hook.hits++;
