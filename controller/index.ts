@@ -1,5 +1,15 @@
-/** The controller API: connect() to a device by code and drive its pins. */
-export { connect, Device, DEFAULT_TIMEOUT_MS, type ConnectOptions, type Change, type DeviceInfo, type DeviceEvents } from './client.js';
+/** The controller API: connect() to a device (by code the first time, then by name) and drive its pins. */
+export {
+  connect,
+  Device,
+  DEFAULT_TIMEOUT_MS,
+  RECONNECT_BASE_MS,
+  RECONNECT_MAX_MS,
+  type ConnectOptions,
+  type Change,
+  type DeviceInfo,
+  type DeviceEvents,
+} from './client.js';
 export { PinholeError, isPinholeError, type ErrorCode, type Path } from '../link/index.js';
 export {
   runDoctor,

@@ -45,14 +45,14 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { CpaceError, cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
 import { verifyIdentitySignature } from './identity.js';
-import { isValidPeerName } from './trust.js';
+import { isValidPeerName, MAX_PEER_NAME_CHARS } from './trust.js';
 
 /** Version of the handshake messages; a peer with another one is refused with `bad-handshake`. */
 export const HANDSHAKE_VERSION = 1;
 /** Largest handshake message, in bytes: the biggest (d1) is about 600. */
 export const MAX_HANDSHAKE_BYTES = 4096;
-/** Longest peer name carried in a handshake, in characters. */
-export const MAX_PEER_NAME = 64;
+/** Longest peer name carried in a handshake, in characters (the receiver checks it with isValidPeerName). */
+export const MAX_PEER_NAME = MAX_PEER_NAME_CHARS;
 /** Bytes of the session secret handed to deriveSealKeys. */
 export const SESSION_SECRET_BYTES = 32;
 
