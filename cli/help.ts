@@ -38,8 +38,8 @@ Registers this board with the server, prints 'pairing code: CODE', then serves c
 SIGINT/SIGTERM. A code is good for ONE attempt: whoever tries it spends it, and a new code is
 printed at once. Paired controllers come back with no code ('pinhole control NAME ...').
   --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
-  --code CODE     the first pairing code (RRRR-SSS-SSS: 10 symbols of 23456789ABCDEFGHJKMNPQRSTVWXYZ;
-                  a longer secret is allowed); later codes are generated
+  --code CODE     the first pairing code (RRRR-SSS-SSS: 10 symbols of
+                  23456789ABCDEFGHJKMNPQRSTVWXYZ); later codes are generated
   --name NAME     name shown to controllers, who save the device under it (default: host name)
   --state-dir DIR identity key, DTLS certificate and trusted controllers
                   (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)

@@ -7,10 +7,13 @@
  * - The first ROOM_LENGTH (4) symbols are the **room**: public, sent to the
  *   signaling server in `register`/`join`, only a rendezvous name (~19.6 bits,
  *   no secrecy intended).
- * - The remaining symbols are the **secret**: the CPace password, never sent
- *   anywhere. A generated secret has SECRET_LENGTH (6) symbols = SECRET_BITS
- *   (29.4 bits); a user-chosen `--code` may have a longer one, but never
- *   shorter than MIN_SECRET_LENGTH (5 symbols, 24.5 bits).
+ * - The remaining SECRET_LENGTH (6) symbols are the **secret**: the CPace
+ *   password, never sent anywhere, SECRET_BITS (29.4 bits).
+ *
+ * Every code, generated or chosen with `--code`, has exactly
+ * PAIRING_CODE_LENGTH (10) symbols: a code typed with a symbol missing or
+ * extra is refused before anything is sent, instead of spending the code's
+ * one attempt on a wrong secret.
  *
  * Codes are typed case-insensitively, with or without dashes or spaces.
  * Look-alikes are not silently mapped: a typed 0/O, 1/I/L or U is rejected
@@ -34,17 +37,17 @@ export const ROOM_LENGTH = 4;
 /** Symbols of the secret in a generated pairing code: 6 x log2(30) = 29.4 bits, above the 20 issue 4 asks for. */
 export const SECRET_LENGTH = 6;
 
-/** Shortest secret a user-chosen `--code` may have: 5 x log2(30) = 24.5 bits, still above 20. */
-export const MIN_SECRET_LENGTH = 5;
+/** Shortest secret accepted: the same as generated ones (every code has one length, see above). */
+export const MIN_SECRET_LENGTH = SECRET_LENGTH;
 
 /** Symbols in a generated pairing code (room + secret). */
 export const PAIRING_CODE_LENGTH = ROOM_LENGTH + SECRET_LENGTH;
 
-/** Shortest pairing code accepted (a user-chosen one with the shortest secret). */
-export const MIN_PAIRING_CODE_LENGTH = ROOM_LENGTH + MIN_SECRET_LENGTH;
+/** Shortest pairing code accepted, in symbols: exactly PAIRING_CODE_LENGTH. */
+export const MIN_PAIRING_CODE_LENGTH = PAIRING_CODE_LENGTH;
 
-/** Longest pairing code accepted, in symbols. */
-export const MAX_PAIRING_CODE_LENGTH = 32;
+/** Longest pairing code accepted, in symbols: exactly PAIRING_CODE_LENGTH. */
+export const MAX_PAIRING_CODE_LENGTH = PAIRING_CODE_LENGTH;
 
 /** Symbols per group of the secret when a code is displayed (`K7QM-X3P-D9H`). */
 export const SECRET_GROUP = 3;
@@ -101,10 +104,8 @@ const LOOK_ALIKES = '0O1ILU';
 /**
  * Parses a typed pairing code: case-insensitive, dashes and whitespace
  * ignored, every symbol from CODE_ALPHABET. The first ROOM_LENGTH symbols are
- * the room, the rest the secret. A generated code has exactly
- * PAIRING_CODE_LENGTH symbols; a user-chosen one MIN_PAIRING_CODE_LENGTH to
- * MAX_PAIRING_CODE_LENGTH (the parser cannot tell them apart, so it accepts
- * both). Never throws.
+ * the room, the rest the secret. Exactly PAIRING_CODE_LENGTH symbols, so a
+ * typo in the length never spends a code. Never throws.
  */
 export function parsePairingCode(typed: string): PairingCodeParse {
   if (typeof typed !== 'string') return { ok: false, reason: 'pairing code must be a string' };
@@ -127,7 +128,7 @@ export function parsePairingCode(typed: string): PairingCodeParse {
     return { ok: false, reason: `pairing code too short: ${code.length} symbols, want ${PAIRING_CODE_LENGTH} (like K7QM-X3P-D9H)` };
   }
   if (code.length > MAX_PAIRING_CODE_LENGTH) {
-    return { ok: false, reason: `pairing code too long: ${code.length} symbols, at most ${MAX_PAIRING_CODE_LENGTH}` };
+    return { ok: false, reason: `pairing code too long: ${code.length} symbols, want ${PAIRING_CODE_LENGTH} (like K7QM-X3P-D9H)` };
   }
   return { ok: true, room: code.slice(0, ROOM_LENGTH), secret: code.slice(ROOM_LENGTH) };
 }
