@@ -7,7 +7,7 @@
  * Pure: the GPIO backend and the timers are injected; no sockets, no clock.
  */
 import type { Gpio, Level } from './gpio.js';
-import { MAX_PIN, PinholeError, type Timers } from '../link/index.js';
+import { MAX_PIN, PinholeError, realTimers, type Timers } from '../link/index.js';
 
 /**
  * Default time without any controller before the safe state is set, in ms: 30 s.
@@ -49,14 +49,6 @@ export interface SafeStateOptions {
   onError?: (pin: number, error: unknown) => void;
 }
 
-const realTimers: Timers = {
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 /**
  * Tracks whether any controller session is active and sets the configured

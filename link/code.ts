@@ -37,26 +37,14 @@ export const ROOM_LENGTH = 4;
 /** Symbols of the secret in a generated pairing code: 6 x log2(30) = 29.4 bits, above the 20 issue 4 asks for. */
 export const SECRET_LENGTH = 6;
 
-/** Shortest secret accepted: the same as generated ones (every code has one length, see above). */
-export const MIN_SECRET_LENGTH = SECRET_LENGTH;
-
 /** Symbols in a generated pairing code (room + secret). */
 export const PAIRING_CODE_LENGTH = ROOM_LENGTH + SECRET_LENGTH;
-
-/** Shortest pairing code accepted, in symbols: exactly PAIRING_CODE_LENGTH. */
-export const MIN_PAIRING_CODE_LENGTH = PAIRING_CODE_LENGTH;
-
-/** Longest pairing code accepted, in symbols: exactly PAIRING_CODE_LENGTH. */
-export const MAX_PAIRING_CODE_LENGTH = PAIRING_CODE_LENGTH;
 
 /** Symbols per group of the secret when a code is displayed (`K7QM-X3P-D9H`). */
 export const SECRET_GROUP = 3;
 
 /** Entropy of a generated secret, in bits (the PAKE password strength). */
 export const SECRET_BITS = SECRET_LENGTH * Math.log2(CODE_ALPHABET.length);
-
-/** Entropy of the shortest secret accepted, in bits. */
-export const MIN_SECRET_BITS = MIN_SECRET_LENGTH * Math.log2(CODE_ALPHABET.length);
 
 /** Shortest room name the server accepts (the room of a pairing code). */
 export const MIN_ROOM_LENGTH = ROOM_LENGTH;
@@ -124,10 +112,10 @@ export function parsePairingCode(typed: string): PairingCodeParse {
     }
     return { ok: false, reason: `${what} cannot be in a pairing code: use only the letters and digits it shows` };
   }
-  if (code.length < MIN_PAIRING_CODE_LENGTH) {
+  if (code.length < PAIRING_CODE_LENGTH) {
     return { ok: false, reason: `pairing code too short: ${code.length} symbols, want ${PAIRING_CODE_LENGTH} (like K7QM-X3P-D9H)` };
   }
-  if (code.length > MAX_PAIRING_CODE_LENGTH) {
+  if (code.length > PAIRING_CODE_LENGTH) {
     return { ok: false, reason: `pairing code too long: ${code.length} symbols, want ${PAIRING_CODE_LENGTH} (like K7QM-X3P-D9H)` };
   }
   return { ok: true, room: code.slice(0, ROOM_LENGTH), secret: code.slice(ROOM_LENGTH) };
@@ -176,47 +164,4 @@ function base32(bytes: Uint8Array): string {
 export function deviceRoom(publicKey: Uint8Array): string {
   const h = sha256(concatBytes(utf8ToBytes(DEVICE_ROOM_DOMAIN), publicKey));
   return 'D' + base32(h).slice(0, DEVICE_ROOM_HASH_CHARS);
-}
-
-// --- the issue-2 code API, kept until the device, controller and CLI move to the one above ---
-
-/** @deprecated Issue-2 code length; pairing codes are now PAIRING_CODE_LENGTH symbols (room + secret). */
-export const CODE_LENGTH = 12;
-
-/** @deprecated Issue-2 display group; see formatPairingCode. */
-export const CODE_GROUP = 4;
-
-/** @deprecated Issue-2 minimum; see MIN_PAIRING_CODE_LENGTH. */
-export const MIN_CODE_LENGTH = 6;
-
-/** @deprecated Issue-2 maximum; see MAX_PAIRING_CODE_LENGTH. */
-export const MAX_CODE_LENGTH = 32;
-
-/** @deprecated Issue-2 entropy of a whole code sent to the server; see SECRET_BITS. */
-export const CODE_BITS = CODE_LENGTH * Math.log2(CODE_ALPHABET.length);
-
-const gen = customAlphabet(CODE_ALPHABET, CODE_LENGTH);
-
-/** @deprecated Issue-2 code, sent whole to the server; use generatePairingCode. */
-export function generateCode(): string {
-  return gen();
-}
-
-/** @deprecated Result of parseCode; see PairingCodeParse. */
-export type CodeParse = { ok: true; code: string } | { ok: false; reason: string };
-
-/** @deprecated Issue-2 code parser (any letter or digit, 6-32); use parsePairingCode or parseRoom. */
-export function parseCode(typed: string): CodeParse {
-  const code = typed.toUpperCase().replace(/[\s-]+/g, '');
-  if (code.length < MIN_CODE_LENGTH) return { ok: false, reason: `code too short (at least ${MIN_CODE_LENGTH} letters or digits)` };
-  if (code.length > MAX_CODE_LENGTH) return { ok: false, reason: `code too long (at most ${MAX_CODE_LENGTH} letters or digits)` };
-  if (!/^[A-Z0-9]+$/.test(code)) return { ok: false, reason: 'code may hold only letters, digits and dashes' };
-  return { ok: true, code };
-}
-
-/** @deprecated Issue-2 display (`K7QM-X3PD-9HTR`); use formatPairingCode. */
-export function formatCode(code: string): string {
-  const groups: string[] = [];
-  for (let i = 0; i < code.length; i += CODE_GROUP) groups.push(code.slice(i, i + CODE_GROUP));
-  return groups.join('-');
 }

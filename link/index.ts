@@ -13,7 +13,7 @@ export {
   type PairingCode,
   type PairingCodeParse,
 } from './code.js';
-export { Link, type Path, type Transport, type Timers, type LinkEvents } from './link.js';
+export { Link, realTimers, type Path, type Transport, type Timers, type LinkEvents } from './link.js';
 export { SignalClient, CONNECT_TIMEOUT_MS } from './signal-client.js';
 export { PeerSession, preloadDirect, OFFER_GATE_MS, type SessionOptions, type SessionSecurity, type RefusalCode } from './session.js';
 export { type RtcConfig, type IceServer } from './rtc.js';

@@ -36,7 +36,8 @@ export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
-const realTimers: Timers = {
+/** Node's timers, unref'd so a pending timer never keeps a process alive. The default wherever Timers are injected. */
+export const realTimers: Timers = {
   setTimeout: (fn, ms) => {
     const t = setTimeout(fn, ms);
     t.unref?.();

@@ -10,7 +10,7 @@
  * fingerprint is the one the peer signed in the handshake.
  */
 import { EventEmitter } from 'node:events';
-import { Link, type Path, type Timers, type Transport } from './link.js';
+import { Link, realTimers, type Path, type Timers, type Transport } from './link.js';
 import type { DirectPath, DataChannelTransport, RtcConfig } from './rtc.js';
 import type { ServerMessage, SignalPayload } from './protocol.js';
 import type { SignalClient } from './signal-client.js';
@@ -104,7 +104,7 @@ export interface SessionOptions {
   direct?: boolean;
   /** ICE configuration for the direct path (with `dtlsKeys`: the certificate whose fingerprint we sign). */
   rtc: RtcConfig;
-  /** Timers for the link and the offer gate (default: real). */
+  /** Timers for the link, the offer gate and redials (default: realTimers). */
   timers?: Timers;
 }
 
@@ -151,15 +151,17 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
   private gate: unknown[] | undefined = [];
   private gateTimer: unknown;
-  private redialTimer: NodeJS.Timeout | undefined;
-  private attemptTimer: NodeJS.Timeout | undefined;
+  private readonly timers: Timers;
+  private redialTimer: unknown;
+  private attemptTimer: unknown;
   private redials = 0;
 
   constructor(private readonly opts: SessionOptions) {
     super();
     if (opts.security.role !== opts.role) throw new TypeError('security.role must equal role');
     this.wantDirect = opts.direct ?? true;
-    this.link = new Link(opts.timers ? { timers: opts.timers } : {});
+    this.timers = opts.timers ?? realTimers;
+    this.link = new Link({ timers: this.timers });
     this.link.on('message', (m) => this.onLinkMessage(m));
     this.link.on('path', (p, prev) => {
       if (p === 'direct' || p === 'turn') this.redials = 0;
@@ -246,9 +248,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
-    clearTimeout(this.redialTimer);
-    clearTimeout(this.attemptTimer);
+    for (const t of [this.gateTimer, this.redialTimer, this.attemptTimer]) if (t !== undefined) this.timers.clearTimeout(t);
     if (this.rtc) this.signal?.send({ type: 'signal', payload: { kind: 'bye' } });
     const rtc = this.rtc;
     this.rtc = undefined;
@@ -374,7 +374,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     if (this.opts.role === 'device') {
       const expectOffer = this.wantDirect && result.peer.direct && this.opts.security.certFp !== null;
       if (!expectOffer) this.openGate();
-      else this.gateTimer = (this.opts.timers ?? globalThis).setTimeout(() => this.openGate(), OFFER_GATE_MS);
+      else this.gateTimer = this.timers.setTimeout(() => this.openGate(), OFFER_GATE_MS);
     } else this.openGate();
     for (const p of this.heldSignals.splice(0)) this.onSignal(p);
     if (this.opts.role === 'controller') {
@@ -422,7 +422,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   private openGate(): void {
-    if (this.gateTimer !== undefined) (this.opts.timers ?? globalThis).clearTimeout(this.gateTimer as NodeJS.Timeout);
+    if (this.gateTimer !== undefined) this.timers.clearTimeout(this.gateTimer);
     this.gateTimer = undefined;
     const held = this.gate;
     this.gate = undefined;
@@ -476,21 +476,20 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     void old?.close();
     const delay = Math.min(REDIAL_MAX_MS, REDIAL_BASE_MS * 2 ** this.redials++);
     this.emit('rtc', `redial in ${delay} ms`);
-    this.redialTimer = setTimeout(() => {
+    this.redialTimer = this.timers.setTimeout(() => {
       this.redialTimer = undefined;
       if (this.closed || this.rtc) return;
       void this.newDirect('offerer').then((rtc) => {
         if (!rtc) return;
         void rtc.start();
-        clearTimeout(this.attemptTimer);
-        this.attemptTimer = setTimeout(() => {
+        if (this.attemptTimer !== undefined) this.timers.clearTimeout(this.attemptTimer);
+        this.attemptTimer = this.timers.setTimeout(() => {
+          this.attemptTimer = undefined;
           const p = this.link.path;
           if (rtc === this.rtc && p !== 'direct' && p !== 'turn') this.redial();
         }, REDIAL_ATTEMPT_MS);
-        this.attemptTimer.unref();
       });
     }, delay);
-    this.redialTimer.unref();
   }
 
   private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectPath | undefined> {

@@ -3,10 +3,8 @@
 // through a man-in-the-middle proxy (./hostile-server.ts) in front of a real server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { stateDir, waitFor } from './helpers.js';
 import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn, type Tamper } from './hostile-server.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
@@ -19,31 +17,13 @@ const T = 20_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let hs: HostileServer;
-const dirs: string[] = [];
 before(async () => {
   hs = await startHostileServer();
 });
 after(async () => {
   await hs.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pinhole-hostile-'));
-  dirs.push(d);
-  return d;
-}
-
-/** Polls until `f` returns something truthy. */
-async function until<T>(what: string, f: () => T | undefined | null | false, ms = 6_000): Promise<T> {
-  const t0 = performance.now();
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** The code a promise rejects with ('resolved' if it does not). */
 const outcome = (p: Promise<unknown>): Promise<string> =>
@@ -72,9 +52,9 @@ async function pairedRig(direct: boolean): Promise<Rig> {
   hs.reset();
   const gpio = new SimGpio();
   const events: DeviceEvent[] = [];
-  const agent = await DeviceAgent.start({ server: hs.url, name: BOARD, stateDir: tmp(), gpio, version: VERSION, direct, onEvent: (e) => events.push(e) });
+  const agent = await DeviceAgent.start({ server: hs.url, name: BOARD, stateDir: stateDir('hostile'), gpio, version: VERSION, direct, onEvent: (e) => events.push(e) });
   const code = agent.pairingCode!;
-  const ctlDir = tmp();
+  const ctlDir = stateDir('hostile');
   const rig: Rig = { gpio, agent, events, ctlDir, code, direct, devs: [] };
   try {
     const dev = await connect({ server: hs.url, code, stateDir: ctlDir, name: 'laptop', direct, timeoutMs: TIMEOUT_MS });
@@ -171,7 +151,7 @@ test('issue 4: a rewritten fingerprint in the offer refuses the session before a
     const write = outcome(dev.write(20, 1));
     assert.equal(await write, 'fingerprint-mismatch');
     assert.equal(await closed, 'fingerprint-mismatch');
-    const refused = await until('the device to refuse', () => refusal(rig));
+    const refused = await waitFor(() => refusal(rig), 6_000, 'the device to refuse');
     assert.equal(refused.code, 'fingerprint-mismatch');
     assert.equal(hook.hits, 1);
     assert.deepEqual(pinState(rig.gpio, 20), before20, 'the held write never ran');
@@ -193,7 +173,7 @@ test('issue 4: a rewritten fingerprint in the answer is refused by the controlle
     assert.equal(await closed, 'fingerprint-mismatch');
     assert.equal(hook.hits, 1);
     // The controller tells the device with a sealed abort: the device ends the session too.
-    const refused = await until('the device to hear the refusal', () => refusal(rig));
+    const refused = await waitFor(() => refusal(rig), 6_000, 'the device to hear the refusal');
     assert.equal(refused.code, 'fingerprint-mismatch');
     assert.ok(!paths.includes('direct') && !paths.includes('turn'), `never direct (paths: ${paths})`);
     assert.equal(await outcome(dev.read(20)), 'link-closed');
@@ -210,7 +190,7 @@ test('issue 4: an extra sha-512 fingerprint next to the genuine sha-256 one is r
     hs.onUp = hook;
     const dev = await open(rig);
     assert.equal(await outcome(dev.write(20, 1)), 'fingerprint-mismatch');
-    const refused = await until('the device to refuse', () => refusal(rig));
+    const refused = await waitFor(() => refusal(rig), 6_000, 'the device to refuse');
     assert.equal(refused.code, 'fingerprint-mismatch');
     assert.equal(hook.hits, 1);
     assert.deepEqual(pinState(rig.gpio, 20), before20);
@@ -238,13 +218,13 @@ test('issue 4: injected plain, random and tampered frames are dropped; the sessi
       const frame = JSON.stringify({ t: 'd', q, a: 0, m: { jsonrpc: '2.0', id: 900 + q, method: 'gpio.write', params: { pin: 20, value: 1 } } });
       hs.inject(device, relayText(frame));
     }
-    await until('8 relay-unsealed', () => codes().filter((c) => c === 'relay-unsealed').length === 8);
+    await waitFor(() => codes().filter((c) => c === 'relay-unsealed').length === 8, 6_000, '8 relay-unsealed');
     // The same, not starting with '{' so it reaches the opener: not a sealed frame either.
     hs.inject(device, relayText(` {"t":"d","q":2,"a":0,"m":{"jsonrpc":"2.0","id":1,"method":"gpio.write","params":{"pin":20,"value":1}}}`));
-    await until('relay-malformed (plain text)', () => codes().includes('relay-malformed'));
+    await waitFor(() => codes().includes('relay-malformed'), 6_000, 'relay-malformed (plain text)');
     // A plain `fail` after the handshake must not end the controller's session.
     hs.inject(ctl, relayText(JSON.stringify({ hs: 'fail', code: 'not-paired' })));
-    await until('controller relay-unsealed', () => ctlCodes.includes('relay-unsealed'));
+    await waitFor(() => ctlCodes.includes('relay-unsealed'), 6_000, 'controller relay-unsealed');
 
     // (b) Random base64url of a sealed frame's length. Not starting with 'A', so its first
     // byte is not the seal version 0x01 and the outcome is deterministic.
@@ -254,7 +234,7 @@ test('issue 4: injected plain, random and tampered frames are dropped; the sessi
     while (junk.startsWith('A'));
     const malformedBefore = codes().filter((c) => c === 'relay-malformed').length;
     hs.inject(device, relayText(junk));
-    await until('relay-malformed (random)', () => codes().filter((c) => c === 'relay-malformed').length === malformedBefore + 1);
+    await waitFor(() => codes().filter((c) => c === 'relay-malformed').length === malformedBefore + 1, 6_000, 'relay-malformed (random)');
 
     // (c) A genuine sealed frame, tampered in flight: the proxy holds the next one the
     // controller sends and delivers bit-flipped copies first.
@@ -265,12 +245,12 @@ test('issue 4: injected plain, random and tampered frames are dropped; the sessi
       return null;
     };
     const read = dev.read(21);
-    await until('the held frame', () => held);
+    await waitFor(() => held, 6_000, 'the held frame');
     hs.reset();
     hs.inject(device, relayText(flipByte(held!, -1))); // last tag byte
     hs.inject(device, relayText(flipByte(held!, 12))); // a ciphertext byte
     hs.inject(device, relayText(flipByte(held!, 2, 0x80))); // counter + 2^63: would skip every later frame if it counted
-    await until('3 relay-bad-mac', () => codes().filter((c) => c === 'relay-bad-mac').length === 3);
+    await waitFor(() => codes().filter((c) => c === 'relay-bad-mac').length === 3, 6_000, '3 relay-bad-mac');
     hs.inject(device, relayText(held!)); // the genuine one, late: still accepted, nothing advanced the counter
     assert.equal(await read, 0);
     assert.ok(!codes().includes('relay-replay'), `the genuine frame was accepted (codes: ${codes()})`);
@@ -305,12 +285,12 @@ test('issue 4: a recorded "write 20 1" replayed in its session or a later one do
 
     hs.inject(device, recorded.text);
     hs.inject(device, recorded.text);
-    await until('2 relay-replay', () => securityCodes(rig, session).filter((c) => c === 'relay-replay').length === 2);
+    await waitFor(() => securityCodes(rig, session).filter((c) => c === 'relay-replay').length === 2, 6_000, '2 relay-replay');
     assert.equal(await dev.read(20), 0);
     assert.deepEqual(pinState(rig.gpio, 20), base);
     await dev.close();
     // (the server must see the controller leave before the room takes another)
-    await until('controller-left', () => rig.events.some((e) => e.event === 'controller-left' && e.session === session));
+    await waitFor(() => rig.events.some((e) => e.event === 'controller-left' && e.session === session), 6_000, 'controller-left');
 
     // A new session: once during its handshake (no keys yet), once after (other keys).
     hs.onUp = (conn, text) => {
@@ -323,7 +303,7 @@ test('issue 4: a recorded "write 20 1" replayed in its session or a later one do
     const s2 = sessionConns().session;
     assert.notEqual(s2, session);
     hs.inject(device, recorded.text);
-    await until('relay-bad-mac in the new session', () => securityCodes(rig, s2).includes('relay-bad-mac'));
+    await waitFor(() => securityCodes(rig, s2).includes('relay-bad-mac'), 6_000, 'relay-bad-mac in the new session');
     assert.deepEqual(securityCodes(rig, s2), ['relay-unsealed', 'relay-bad-mac']);
     assert.equal(await dev2.read(20), 0);
     assert.deepEqual(pinState(rig.gpio, 20), base);
@@ -348,7 +328,7 @@ test('issue 4: a flipped byte in the device identity box fails the handshake (ba
     };
     assert.equal(await outcome(open(rig)), 'bad-handshake');
     assert.equal(hits, 1);
-    const refused = await until('the device to hear the refusal', () => refusal(rig));
+    const refused = await waitFor(() => refusal(rig), 6_000, 'the device to hear the refusal');
     assert.equal(refused.code, 'bad-handshake');
     assert.deepEqual(pinState(rig.gpio, 20), base);
     // The server can refuse service, not break anything: untouched, the next session works.
@@ -374,7 +354,7 @@ test('issue 4: c2 dropped: the device runs nothing and refuses after its handsha
     const { session } = sessionConns();
     assert.equal(await outcome(dev.write(20, 1)), 'timeout');
     assert.ok(securityCodes(rig, session).includes('relay-unsealed'), 'sealed frames before c2 are dropped');
-    const refused = await until('the handshake timeout', () => refusal(rig), 12_000);
+    const refused = await waitFor(() => refusal(rig), 12_000, 'the handshake timeout');
     assert.equal(refused.code, 'bad-handshake');
     assert.deepEqual(pinState(rig.gpio, 20), base);
     // The device never sealed a frame, so its plain `fail` is believed: the controller learns of the refusal.

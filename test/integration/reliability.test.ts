@@ -3,38 +3,15 @@
 // (The WAN-outage fault needs a router and lives in test/natlab/fault.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startSignalServer, resolveSignalConfig, type SignalServer } from '../../signaling/index.js';
+import type { SignalServer } from '../../signaling/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
 import { isPinholeError } from '../../link/index.js';
 import { startHostileServer, parseFrameText } from './hostile-server.js';
-
-const quiet = (): void => undefined;
-
-function tmp(t: { after: (fn: () => void) => void }, name: string): string {
-  const d = mkdtempSync(join(tmpdir(), `pinhole-rel-${name}-`));
-  t.after(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+import { startServer, stateDir, waitFor } from './helpers.js';
 
 async function server(port = 0): Promise<SignalServer> {
-  return startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port, stunPort: 0, log: quiet }));
-}
-
-function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const tick = (): void => {
-      const v = probe();
-      if (v !== undefined) return resolve(v);
-      if (Date.now() - t0 > ms) return reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
+  return startServer(undefined, { port });
 }
 
 async function device(t: { after: (fn: () => Promise<void> | void) => void }, url: string, stateDir: string, gpio: SimGpio, extra: Partial<Parameters<typeof DeviceAgent.start>[0]> = {}) {
@@ -48,8 +25,8 @@ test('issue 5: fault 1: the signaling server restarts during a direct session; t
   let srv = await server();
   const port = Number(new URL(srv.url).port);
   const sim = new SimGpio();
-  const { agent, events } = await device(t, srv.url, tmp(t, 'dev'), sim);
-  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 5_000 });
+  const { agent, events } = await device(t, srv.url, stateDir('dev'), sim);
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: stateDir('ctl'), timeoutMs: 5_000 });
   t.after(() => dev.close());
   assert.equal(await dev.whenDirect(10_000), true, 'direct before the restart');
   const disconnected: string[] = [];
@@ -69,9 +46,9 @@ test('issue 5: fault 1: the signaling server restarts during a direct session; t
   t.after(() => srv.close());
   // The device's backoff is 0.5 s doubling; it re-registers its rooms within a few seconds.
   const codesBefore = events.filter((e) => e.event === 'code').length;
-  await until('the device to re-register its pairing room', 20_000, () => (events.filter((e) => e.event === 'code').length > codesBefore ? true : undefined));
-  await until('the device to re-register its home room', 20_000, () => (srv.stats().devices >= 2 ? true : undefined));
-  const again = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl2'), timeoutMs: 5_000 });
+  await waitFor(() => (events.filter((e) => e.event === 'code').length > codesBefore ? true : undefined), 20_000, 'the device to re-register its pairing room');
+  await waitFor(() => (srv.stats().devices >= 2 ? true : undefined), 20_000, 'the device to re-register its home room');
+  const again = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: stateDir('ctl2'), timeoutMs: 5_000 });
   t.after(() => again.close());
   assert.equal(await again.read(20), 0, 'a new controller pairs after the restart');
   // ...while the first session is still direct and working.
@@ -83,9 +60,9 @@ test('issue 5: fault 3: the device agent stops and starts again; the controller 
   const srv = await server();
   t.after(() => srv.close());
   const sim = new SimGpio(); // the board keeps its pins across an agent restart
-  const stateDir = tmp(t, 'dev');
-  let { agent } = await device(t, srv.url, stateDir, sim, { direct: false });
-  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 20_000, direct: false });
+  const devDir = stateDir('dev');
+  let { agent } = await device(t, srv.url, devDir, sim, { direct: false });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: stateDir('ctl'), timeoutMs: 20_000, direct: false });
   t.after(() => dev.close());
   assert.equal(await dev.watch(13), 0);
   const seen: string[] = [];
@@ -95,15 +72,15 @@ test('issue 5: fault 3: the device agent stops and starts again; the controller 
   dev.on('resync', (r) => resyncs.push(r));
 
   await agent.stop();
-  await until('the controller to notice', 10_000, () => (seen.length ? true : undefined));
+  await waitFor(() => (seen.length ? true : undefined), 10_000, 'the controller to notice');
   // While the device is away, pin 13 changes on the board and a write is issued.
   sim.drive(13, 1);
   const pending = dev.write(20, 1);
-  ({ agent } = await device(t, srv.url, stateDir, sim, { direct: false }));
+  ({ agent } = await device(t, srv.url, devDir, sim, { direct: false }));
   await pending; // resent on the new session, within its timeout
   assert.equal(sim.read(20), 1);
   assert.equal(sim.counters(20).writes, 1, 'ran once');
-  await until('the watch to be renewed', 10_000, () => (resyncs.length ? true : undefined));
+  await waitFor(() => (resyncs.length ? true : undefined), 10_000, 'the watch to be renewed');
   assert.deepEqual(resyncs, [{ pin: 13, value: 1, previous: 0 }]);
   assert.equal(seen[0]?.startsWith('disconnected'), true);
   assert.equal(seen[1], 'reconnected');
@@ -117,8 +94,8 @@ test('issue 5: fault 3, no reconnect: a controller with reconnect off gets a cle
   const srv = await server();
   t.after(() => srv.close());
   const sim = new SimGpio();
-  const { agent } = await device(t, srv.url, tmp(t, 'dev'), sim, { direct: false });
-  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
+  const { agent } = await device(t, srv.url, stateDir('dev'), sim, { direct: false });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: stateDir('ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
   const closed = new Promise<string | undefined>((r) => dev.once('close', (e) => r(e?.code)));
   await agent.stop();
   assert.equal(await closed, 'peer-left');
@@ -129,14 +106,14 @@ test('issue 5: fault 3, safe state: with no controller for --safe-after, the con
   const srv = await server();
   t.after(() => srv.close());
   const sim = new SimGpio();
-  const { agent, events } = await device(t, srv.url, tmp(t, 'dev'), sim, { direct: false, safeState: { pins: new Map([[20, 0]]), afterMs: 1_000 } });
-  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
+  const { agent, events } = await device(t, srv.url, stateDir('dev'), sim, { direct: false, safeState: { pins: new Map([[20, 0]]), afterMs: 1_000 } });
+  const dev = await connect({ server: srv.url, code: agent.pairingCode!, stateDir: stateDir('ctl'), timeoutMs: 3_000, direct: false, reconnect: false });
   await dev.write(20, 1);
   await new Promise((r) => setTimeout(r, 1_300));
   assert.equal(sim.read(20), 1, 'not while a controller is connected');
   const t0 = Date.now();
   await dev.close(); // the controller goes away
-  await until('the safe state', 5_000, () => (sim.read(20) === 0 ? true : undefined));
+  await waitFor(() => (sim.read(20) === 0 ? true : undefined), 5_000, 'the safe state');
   const waited = Date.now() - t0;
   assert.ok(waited >= 900, `applied after ${waited} ms, not before --safe-after`);
   assert.deepEqual(events.filter((e) => e.event === 'safe-state'), [{ event: 'safe-state', pins: { '20': 0 } }]);
@@ -146,8 +123,8 @@ test('issue 5: fault 4: a command whose answer is lost is retried on a new sessi
   const h = await startHostileServer();
   t.after(() => h.close());
   const sim = new SimGpio();
-  const { agent } = await device(t, h.url, tmp(t, 'dev'), sim, { direct: false });
-  const dev: Device = await connect({ server: h.url, code: agent.pairingCode!, stateDir: tmp(t, 'ctl'), timeoutMs: 10_000, direct: false });
+  const { agent } = await device(t, h.url, stateDir('dev'), sim, { direct: false });
+  const dev: Device = await connect({ server: h.url, code: agent.pairingCode!, stateDir: stateDir('ctl'), timeoutMs: 10_000, direct: false });
   t.after(() => dev.close());
   await dev.write(20, 0);
   const before = sim.counters(20).writes;
@@ -173,7 +150,7 @@ test('issue 5: a device whose server is gone retries with capped backoff and doe
   const srv = await server();
   const url = srv.url;
   const sim = new SimGpio();
-  const { events } = await device(t, url, tmp(t, 'dev'), sim, { direct: false });
+  const { events } = await device(t, url, stateDir('dev'), sim, { direct: false });
   await srv.close();
   const cpu0 = process.cpuUsage();
   const t0 = Date.now();

@@ -63,6 +63,19 @@ function pair() {
   return { a, b, gotA, gotB, timers };
 }
 
+/** A pair with a relay and a direct path, both attached, the direct one probed and in use. */
+function onDirect() {
+  const p = pair();
+  const r = pipe('relay', p.a, p.b);
+  const d = pipe('direct', p.a, p.b);
+  p.a.attach(r.aSide);
+  p.b.attach(r.bSide);
+  p.a.attach(d.aSide);
+  p.b.attach(d.bSide);
+  d.flush();
+  return { ...p, r, d };
+}
+
 test('issue 2: relay path delivers in order, exactly once', () => {
   const { a, b, gotB } = pair();
   const r = pipe('relay', a, b);
@@ -108,14 +121,7 @@ test('issue 2: moving to direct while relay frames are in flight loses and doubl
 });
 
 test('issue 2: when the direct path dies, unacknowledged frames are resent on the relay', () => {
-  const { a, b, gotB, timers } = pair();
-  const r = pipe('relay', a, b);
-  const d = pipe('direct', a, b);
-  a.attach(r.aSide);
-  b.attach(r.bSide);
-  a.attach(d.aSide);
-  b.attach(d.bSide);
-  d.flush();
+  const { a, b, gotB, timers, r, d } = onDirect();
   assert.equal(a.path, 'direct');
   a.send('delivered');
   d.flush();
@@ -191,14 +197,7 @@ test('issue 2: a frame dropped on a live path (e.g. a rate-limited relay) is res
 });
 
 test('issue 5: a silent direct path is declared dead after KEEPALIVE_MISSES keepalives and the link falls back to the relay', () => {
-  const { a, b, gotB, timers } = pair();
-  const r = pipe('relay', a, b);
-  const d = pipe('direct', a, b);
-  a.attach(r.aSide);
-  b.attach(r.bSide);
-  a.attach(d.aSide);
-  b.attach(d.bSide);
-  d.flush();
+  const { a, b, gotB, timers, r, d } = onDirect();
   assert.equal(a.path, 'direct');
   const dead: Transport[] = [];
   a.on('dead', (t) => dead.push(t));

@@ -36,7 +36,7 @@ import {
 import { encodeControl, encodeData, parseFrame, type LinkFrame } from '../../link/frames.js';
 import { MAX_HANDSHAKE_BYTES, encodeHandshake, parseHandshake, type HandshakeErrorCode, type HandshakeMessage } from '../../link/handshake.js';
 import { MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer, deriveSealKeys } from '../../link/seal.js';
-import { CODE_ALPHABET, MAX_PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_PAIRING_CODE_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../link/code.js';
+import { CODE_ALPHABET, PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../link/code.js';
 import { parseSdpFingerprint } from '../../link/trust.js';
 
 // ---------- settings ----------
@@ -359,7 +359,7 @@ const typedLike = (symbols: string[]) =>
 
 test('issue 5: every pairing code, typed in any case with any dashes or spaces, parses to its room and secret and re-formats stably', () => {
   check(
-    codeSymbols(MIN_PAIRING_CODE_LENGTH, MAX_PAIRING_CODE_LENGTH).chain((syms) => typedLike(syms).map((typed) => ({ syms, typed }))),
+    codeSymbols(PAIRING_CODE_LENGTH, PAIRING_CODE_LENGTH).chain((syms) => typedLike(syms).map((typed) => ({ syms, typed }))),
     ({ syms, typed }) => {
       const code = syms.join('');
       const r = parsePairingCode(typed);
@@ -725,7 +725,7 @@ test('issue 5: parseRoom and parsePairingCode agree with a plain model of their 
     if (room.ok) assert.equal(room.room, norm);
     const chars = [...t.replace(/[\s-]+/g, '')];
     const symbols = chars.map((c) => c.toUpperCase());
-    const valid = symbols.every((c) => c.length === 1 && CODE_ALPHABET.includes(c)) && symbols.length >= MIN_PAIRING_CODE_LENGTH && symbols.length <= MAX_PAIRING_CODE_LENGTH;
+    const valid = symbols.every((c) => c.length === 1 && CODE_ALPHABET.includes(c)) && symbols.length === PAIRING_CODE_LENGTH;
     const code = parsePairingCode(t);
     assert.equal(code.ok, valid, `parsePairingCode(${JSON.stringify(t)})`);
     if (code.ok) assert.equal(code.room + code.secret, symbols.join(''));
