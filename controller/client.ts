@@ -42,6 +42,7 @@ import {
   type DtlsKeyPair,
   type PinMode,
   type ServerMessage,
+  type SessionEvents,
 } from '../link/index.js';
 
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
@@ -98,7 +99,12 @@ export interface DeviceEvents {
   close: [reason: PinholeError | undefined];
   /** Diagnostic state of the direct attempt. */
   rtc: [state: string];
+  /** A direct attempt ended without a channel; commands stay on the relay. `retryMs`: when the next attempt starts. */
+  'direct-failed': [info: DirectFailed];
 }
+
+/** Why and when a direct attempt failed (see docs/nat.md). */
+export type DirectFailed = SessionEvents['direct-failed'][0];
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -168,8 +174,12 @@ export class Device extends EventEmitter<DeviceEvents> {
       if (p === 'none' && !this.closed) queueMicrotask(() => this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session));
     });
     session.on('rtc', (s) => this.emit('rtc', s));
+    session.on('direct-failed', (i) => this.emit('direct-failed', i));
     signal.on('message', (m) => {
       if (this.session === session) this.onServer(m);
+    });
+    signal.on('invalid', () => {
+      if (this.session === session) this.emit('security', 'server-invalid');
     });
     signal.on('close', () => {
       if (this.session !== session) return;

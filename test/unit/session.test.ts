@@ -46,7 +46,7 @@ function wire(c: PeerSession, d: PeerSession) {
       send(m: ClientMessage) {
         log.push({ from, m });
         const t = tamper.fn(from, m);
-        if (!t || (t.type !== 'relay' && t.type !== 'signal')) return;
+        if (!t || t.type !== 'relay') return;
         queueMicrotask(() => to.handleServerMessage(t as ServerMessage));
       },
     }) as unknown as SignalClient;
@@ -173,8 +173,9 @@ test('issue 4: the device holds commands until the offer, and a rewritten finger
   p.controller.send({ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } });
   await settle();
   assert.deepEqual(p.events.dMessages, [], 'held behind the offer gate');
-  // The "server" delivers an offer whose fingerprint is not the controller's.
-  p.w.deliverToDevice({ type: 'signal', payload: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
+  // An offer whose fingerprint is not the one the controller signed (the server can no longer
+  // inject one: signaling is sealed; this is the second line of defence).
+  p.controller.send({ sig: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
   assert.deepEqual(p.events.c, ['secured paired=false', 'refused fingerprint-mismatch remote']);
@@ -186,7 +187,7 @@ test('issue 4: an offer with the genuine fingerprint plus an extra sha-512 one i
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
   await settle();
-  p.w.deliverToDevice({ type: 'signal', payload: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${FP_C}\r\na=fingerprint:sha-512 ${OTHER_FP}:${OTHER_FP}\r\n` } });
+  p.controller.send({ sig: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${FP_C}\r\na=fingerprint:sha-512 ${OTHER_FP}:${OTHER_FP}\r\n` } });
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
 });
