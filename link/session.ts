@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Link, realTimers, type Path, type Timers, type Transport } from './link.js';
-import type { DirectPath, DataChannelTransport, RtcConfig } from './rtc.js';
+import type { DirectPathEvents, RtcConfig } from './rtc.js';
 import { parseSignalPayload, type ServerMessage, type SignalPayload } from './protocol.js';
 import type { SignalClient } from './signal-client.js';
 import {
@@ -43,6 +43,28 @@ export function preloadDirect(): Promise<typeof import('./rtc.js')> {
   rtcModule ??= import('./rtc.js');
   return rtcModule;
 }
+
+/** What a session needs of one peer-connection attempt (link/rtc.ts DirectPath; tests inject their own). */
+export interface DirectAttempt {
+  start(): Promise<void>;
+  handleSignal(p: SignalPayload): Promise<void>;
+  close(): Promise<void>;
+  on<K extends keyof DirectPathEvents>(event: K, fn: (...args: DirectPathEvents[K]) => void): unknown;
+}
+
+/** Makes one attempt: `onFrame` gets every message of its data channel. */
+export type Dialer = (
+  role: 'offerer' | 'answerer',
+  config: RtcConfig,
+  sendSignal: (p: SignalPayload) => void,
+  onFrame: (data: string | Buffer) => void,
+) => Promise<DirectAttempt>;
+
+/** werift, loaded on first use. */
+const defaultDialer: Dialer = async (role, config, sendSignal, onFrame) => {
+  const { DirectPath } = await preloadDirect();
+  return new DirectPath(role, config, sendSignal, (data) => onFrame(data));
+};
 
 /**
  * Longest time, in ms, a device holds a new session's commands waiting for
@@ -112,6 +134,8 @@ export interface SessionOptions {
   rtc: RtcConfig;
   /** Timers for the link, the offer gate and redials (default: realTimers). */
   timers?: Timers;
+  /** Makes direct attempts (default: werift's DirectPath, loaded on first use). */
+  dialer?: Dialer;
 }
 
 /** Why a direct attempt ended without a channel: werift's verdict, our own deadline, or a frame that did not open. */
@@ -148,8 +172,8 @@ export interface SessionEvents {
 type DirectPhase =
   | { phase: 'idle' } // nothing tried yet (or, on the device, nothing offered now)
   | { phase: 'loading'; attempt: number } // controller: werift is loading
-  | { phase: 'connecting'; rtc: DirectPath; attempt: number; deadline: unknown } // deadline: controller only
-  | { phase: 'up'; rtc: DirectPath; transport: Transport }
+  | { phase: 'connecting'; rtc: DirectAttempt; attempt: number; deadline: unknown } // deadline: controller only
+  | { phase: 'up'; rtc: DirectAttempt; transport: Transport }
   | { phase: 'backoff'; attempt: number; timer: unknown } // controller: waiting before the next attempt
   | { phase: 'off' }; // no direct path in this session (not wanted, not possible, or closed)
 
@@ -517,7 +541,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
    * the old phase held and the new one does not, for the caller to close, and
    * clears the old phase's timer and link transport.
    */
-  private setDirect(next: DirectPhase): DirectPath | undefined {
+  private setDirect(next: DirectPhase): DirectAttempt | undefined {
     const prev = this.direct;
     if (prev.phase === 'off' && next.phase !== 'off') return undefined; // closed or not wanted: stays off
     this.direct = next;
@@ -552,7 +576,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   /** The attempt on `rtc` ended without a channel (or its channel carried a frame that did not open). */
-  private attemptFailed(rtc: DirectPath, cause: DirectFailure): void {
+  private attemptFailed(rtc: DirectAttempt, cause: DirectFailure): void {
     const d = this.direct;
     if ((d.phase !== 'connecting' && d.phase !== 'up') || d.rtc !== rtc) return;
     const attempt = d.phase === 'connecting' ? d.attempt : 0;
@@ -583,7 +607,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   /** A frame on the data channel: opened with the direct keys, or the channel is torn down. */
-  private onDirectFrame(rtc: DirectPath, data: string | Buffer): void {
+  private onDirectFrame(rtc: DirectAttempt, data: string | Buffer): void {
     const d = this.direct;
     if (d.phase !== 'up' || d.rtc !== rtc || !this.seals) return;
     const r = typeof data === 'string' ? this.seals.direct.opener.open(data) : ({ ok: false, code: 'malformed' } as const);
@@ -598,7 +622,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   /** The sealed transport the link sees for a data channel. */
-  private sealedChannel(t: DataChannelTransport): Transport {
+  private sealedChannel(t: Transport): Transport {
     const sealer = this.seals!.direct.sealer;
     return {
       path: t.path,
@@ -614,16 +638,18 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     };
   }
 
-  private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectPath | undefined> {
-    const { DirectPath } = await preloadDirect();
-    if (this.closed) return undefined;
-    const rtc: DirectPath = new DirectPath(
+  private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectAttempt | undefined> {
+    const rtc: DirectAttempt = await (this.opts.dialer ?? defaultDialer)(
       role,
       this.opts.rtc,
       (payload) => this.sendSignal(payload),
       (data) => this.onDirectFrame(rtc, data),
     );
-    rtc.on('up', (t: DataChannelTransport) => {
+    if (this.closed) {
+      void rtc.close();
+      return undefined;
+    }
+    rtc.on('up', (t) => {
       const d = this.direct;
       if (d.phase !== 'connecting' || d.rtc !== rtc || !this.seals) return;
       const transport = this.sealedChannel(t);
