@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { PinholeError, MAX_PIN, DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_TIMES, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS } from '../link/index.js';
 import type { Device, Change } from '../controller/index.js';
 import { intFlag, type Flags } from './config.js';
+import { sanitizeForTerminal as safe } from './sanitize.js';
 
 /** A parsed controller command. */
 export type Command =
@@ -98,7 +99,8 @@ const round = (ms: number): number => Math.round(ms * 100) / 100;
 /**
  * Runs one command on a connected device, printing its result lines. The last
  * line carries the path the command ended on. `stop` ends a watch early (Ctrl-C).
- * Throws PinholeError on failure.
+ * Throws PinholeError on failure. Results are the device's to choose, so
+ * every one of them goes through sanitizeForTerminal in the human text.
  */
 export async function runCommand(dev: Device, c: Command, out: Output, stop?: Promise<void>): Promise<void> {
   const t0 = performance.now();
@@ -110,14 +112,14 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       return;
     case 'read': {
       const value = await dev.read(c.pin);
-      out.line({ ok: true, cmd: 'read', pin: c.pin, value, path: dev.path, rttMs: rtt() }, `pin ${c.pin} = ${value}   (${dev.path}, ${rtt()} ms)`);
+      out.line({ ok: true, cmd: 'read', pin: c.pin, value, path: dev.path, rttMs: rtt() }, `pin ${c.pin} = ${safe(value)}   (${dev.path}, ${rtt()} ms)`);
       return;
     }
     case 'blink': {
       const r = await dev.blink(c.pin, { times: c.times, intervalMs: c.intervalMs });
       out.line(
         { ok: true, cmd: 'blink', pin: c.pin, toggles: r.toggles, value: r.value, path: dev.path, ms: rtt() },
-        `pin ${c.pin} toggled ${r.toggles} times, now ${r.value}   (${dev.path}, ${rtt()} ms)`,
+        `pin ${c.pin} toggled ${safe(r.toggles)} times, now ${safe(r.value)}   (${dev.path}, ${rtt()} ms)`,
       );
       return;
     }
@@ -136,19 +138,19 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       dev.once('close', onClose);
       // Through an outage: say so, and re-sync the level when the session is back.
       const onLost = (e: PinholeError): void =>
-        out.line({ event: 'disconnected', error: e.code, path: 'none' }, `connection lost (${e.code}); reconnecting...`);
+        out.line({ event: 'disconnected', error: e.code, path: 'none' }, `connection lost (${safe(e.code)}); reconnecting...`);
       const onResync = (r: { pin: number; value: 0 | 1; previous: 0 | 1 }): void => {
         if (r.pin !== c.pin) return;
         out.line(
           { event: 'resync', pin: r.pin, value: r.value, previous: r.previous, path: dev.path },
-          `reconnected: pin ${r.pin} is ${r.value}${r.value !== r.previous ? ` (was ${r.previous})` : ''}; edges during the outage were not seen   (${dev.path})`,
+          `reconnected: pin ${r.pin} is ${safe(r.value)}${r.value !== r.previous ? ` (was ${r.previous})` : ''}; edges during the outage were not seen   (${dev.path})`,
         );
       };
       dev.on('disconnected', onLost);
       dev.on('resync', onResync);
       try {
         const value = await dev.watch(c.pin);
-        out.line({ event: 'watching', pin: c.pin, value, path: dev.path }, `watching pin ${c.pin} (now ${value}); Ctrl-C to stop`);
+        out.line({ event: 'watching', pin: c.pin, value, path: dev.path }, `watching pin ${c.pin} (now ${safe(value)}); Ctrl-C to stop`);
         await Promise.race([done, stop ?? new Promise<never>(() => undefined)]);
       } finally {
         dev.off('change', onChange);
@@ -162,9 +164,12 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
     }
     case 'info': {
       const i = await dev.info();
+      const pins: unknown = i.pins;
       out.line(
-        { ok: true, cmd: 'info', ...i, path: dev.path, rttMs: rtt() },
-        `${i.name}: ${i.backend} backend on ${i.board}, pinhole ${i.version}\npins: ${compactPins(i.pins)}\npath: ${dev.path}`,
+        // The device's fields cannot overwrite ours.
+        Object.assign({ ok: true, cmd: 'info' }, i, { ok: true, cmd: 'info', path: dev.path, rttMs: rtt() }),
+        `${safe(i.name)}: ${safe(i.backend)} backend on ${safe(i.board)}, pinhole ${safe(i.version)}\n` +
+          `pins: ${Array.isArray(pins) && pins.every((p) => Number.isSafeInteger(p)) ? compactPins(pins) : safe(pins)}\npath: ${dev.path}`,
       );
       return;
     }

@@ -85,6 +85,10 @@ export interface ControlCliConfig {
   stateDir: string;
   /** Name the device shows for us (default: this host's name). */
   name: string;
+  /** Pairing: save the device under this name (--as) instead of its own; undefined = its own. */
+  as: string | undefined;
+  /** Pairing: replace another device saved under that name (--replace; default false: refuse with name-taken). */
+  replace: boolean;
   json: boolean;
   /** Timeout for connecting and for each command, ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs: number;
@@ -173,9 +177,9 @@ export function stateDirOf(f: Flags, env: Env): string {
   }
 }
 
-function peerName(f: Flags): string {
-  const name = str(f, 'name') ?? hostname().slice(0, 64);
-  if (!isValidPeerName(name)) throw usage('--name must be 1-64 printable characters with no leading or trailing space');
+function peerName(f: Flags, flag = 'name'): string {
+  const name = str(f, flag) ?? hostname().slice(0, 64);
+  if (!isValidPeerName(name)) throw usage(`--${flag} must be 1-64 printable characters with no leading or trailing space`);
   return name;
 }
 
@@ -232,6 +236,8 @@ export function resolveControl(f: Flags, env: Env, positionals: string[]): { con
     const p = parsePairingCode(code);
     if (!p.ok) throw usage(`--code: ${p.reason}`);
   }
+  // Checked before connecting: a bad --as must not spend the code.
+  if (code === undefined && (str(f, 'as') !== undefined || f.replace === true)) throw usage('--as and --replace go with --code: they say where a newly paired device is saved');
   const explicitServer = str(f, 'server') ?? env.PINHOLE_SERVER;
   return { config: {
     server: code !== undefined || explicitServer !== undefined ? serverUrl(f, env) : undefined,
@@ -239,6 +245,8 @@ export function resolveControl(f: Flags, env: Env, positionals: string[]): { con
     device,
     stateDir: stateDirOf(f, env),
     name: peerName(f),
+    as: str(f, 'as') === undefined ? undefined : peerName(f, 'as'),
+    replace: f.replace === true,
     json: f.json === true,
     timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
     direct: f['no-direct'] !== true,

@@ -4,11 +4,12 @@
  * renders the report as text or as one JSON object.
  */
 import { runDoctor, type DoctorReport } from '../controller/index.js';
+import { toJsonLine } from './sanitize.js';
 
 /** Runs the doctor and prints its report; resolves when done (exit 0 whatever the verdict). */
 export async function doctor(opts: { server: string; timeoutMs: number; json: boolean }, print: (s: string) => void): Promise<void> {
   const r = await runDoctor({ server: opts.server, timeoutMs: opts.timeoutMs });
-  print(opts.json ? JSON.stringify({ ok: true, ...r }) : formatDoctorReport(r));
+  print(opts.json ? toJsonLine({ ok: true, ...r }) : formatDoctorReport(r));
 }
 
 const BEHAVIOUR_MEANING: Record<string, string> = {

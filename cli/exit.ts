@@ -34,6 +34,7 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'bad-handshake': EXIT.refused,
   'fingerprint-mismatch': EXIT.refused,
   'unknown-device': EXIT.refused,
+  'name-taken': EXIT.refused,
   'join-limited': EXIT.unreachable,
   'bad-room': EXIT.refused,
   'unknown-room': EXIT.refused,

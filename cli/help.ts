@@ -60,11 +60,12 @@ printed at once. Paired controllers come back with no code ('pinhole control NAM
                   connection is refused`;
 
 const control = `pinhole control NAME [--state-dir DIR] [--json] [--timeout MS] COMMAND
-pinhole control --server URL --code CODE [--name ME] [--state-dir DIR] [--json] COMMAND
+pinhole control --server URL --code CODE [--name ME] [--as NAME] [--replace] [--state-dir DIR]
+                [--json] COMMAND
 
 The first form talks to a device paired before, by its name. The second pairs with a new device
 using the code it printed (a PAKE checks the code on both sides; the server never learns it),
-saves it under its name, then runs COMMAND:
+saves it under its name (or --as NAME), then runs COMMAND:
   write PIN 0|1                         drive an output
   read PIN                              read a pin
   blink PIN [--times N] [--interval MS] toggle N times (default 20), MS apart (default 300)
@@ -76,6 +77,11 @@ Options:
                   the server saved at pairing
   --code CODE     first pairing only: the code the device printed last (case and dashes do not matter)
   --name ME       the name the device lists this controller under (default: host name)
+  --as NAME       with --code: save the device under NAME instead of the name it gives itself
+  --replace       with --code: if ANOTHER device is saved under that name (case does not
+                  matter), replace it. Without it that pairing fails (name-taken, exit 3) and
+                  saves nothing; pair again with the new code the device printed, adding --as
+                  or --replace. The same device pairing again just updates its entry
   --state-dir DIR identity key, DTLS certificate and paired devices
                   (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)
   --json          one compact JSON object per line; the last carries "path"

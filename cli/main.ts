@@ -14,6 +14,7 @@ import { runShell } from './shell.js';
 import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
 import { HELP } from './help.js';
+import { sanitizeForTerminal as safe, toJsonLine } from './sanitize.js';
 
 /** Process I/O, injectable so tests can run main() in-process. */
 export interface Io {
@@ -24,8 +25,9 @@ export interface Io {
   stopSignal: () => Promise<void>;
 }
 
+/** Human text must already have every network-originated field through sanitizeForTerminal. */
 function makeOutput(io: Io, json: boolean): Output {
-  return { json, line: (obj, text) => io.stdout(json ? JSON.stringify(obj) : text) };
+  return { json, line: (obj, text) => io.stdout(json ? toJsonLine(obj) : text) };
 }
 
 function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> = {}): number {
@@ -33,8 +35,9 @@ function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> 
   const code = exitCodeFor(e);
   const err = e instanceof PinholeError ? e : undefined;
   const msg = err ? err.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
-  if (json) io.stdout(JSON.stringify({ ok: false, error: err?.code ?? 'internal-error', message: msg, ...extra }));
-  io.stderr(`pinhole: ${msg.split('\n')[0]}${code === EXIT.usage ? " (see 'pinhole --help')" : ''}`);
+  if (json) io.stdout(toJsonLine({ ok: false, error: err?.code ?? 'internal-error', message: msg, ...extra }));
+  // A message may carry what a server or device said: one clean line.
+  io.stderr(`pinhole: ${safe(err ? msg : msg.split('\n')[0])}${code === EXIT.usage ? " (see 'pinhole --help')" : ''}`);
   return code;
 }
 
@@ -130,15 +133,16 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   const c = resolveDevice(values, io.env);
   if (c.action.kind !== 'run') return trustCmd(c.action, c.stateDir, c.json, io);
   const gpio = await openGpio(c.gpio, c.libmraa);
+  // Names, codes and messages in events may come from the controller or the server.
   const print = (e: DeviceEvent): void => {
-    if (c.json) return io.stdout(JSON.stringify(e));
+    if (c.json) return io.stdout(toJsonLine(e));
     switch (e.event) {
       case 'code':
         return io.stdout(`pairing code: ${e.code}`);
       case 'controller':
-        return io.stdout(e.paired ? `paired with controller "${e.name}" (${e.fingerprint}); it is now trusted` : `controller "${e.name}" connected (${e.fingerprint})`);
+        return io.stdout(e.paired ? `paired with controller "${safe(e.name)}" (${e.fingerprint}); it is now trusted` : `controller "${safe(e.name)}" connected (${e.fingerprint})`);
       case 'refused':
-        return io.stderr(`pinhole: refused a controller: ${e.code}: ${e.message}`);
+        return io.stderr(`pinhole: refused a controller: ${safe(e.code)}: ${safe(e.message)}`);
       case 'security':
         return io.stderr(`pinhole: ${e.code}: dropped a relay frame that did not come from the controller`);
       case 'safe-state':
@@ -150,7 +154,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
       case 'disconnected':
         return io.stderr(`pinhole: lost the signaling server; retrying in ${e.retryMs} ms`);
       case 'error':
-        return io.stderr(`pinhole: ${e.code}: ${e.message}`);
+        return io.stderr(`pinhole: ${safe(e.code)}: ${safe(e.message)}`);
     }
   };
   // Listen before start() resolves so the first `code` line is not missed.
@@ -181,14 +185,15 @@ function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, st
   const trusted = TrustedControllers.load(stateDir);
   if (action.kind === 'list') {
     const list = trusted.list();
-    if (json) io.stdout(JSON.stringify({ ok: true, device: me.fingerprint, controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })) }));
+    if (json) io.stdout(toJsonLine({ ok: true, device: me.fingerprint, controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })) }));
     else if (list.length === 0) io.stdout('no trusted controllers (pair one: run the device and give its pairing code to the controller)');
-    else for (const e of list) io.stdout(`${e.name}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}`);
+    // Names were chosen by the controllers.
+    else for (const e of list) io.stdout(`${safe(e.name)}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}`);
     return EXIT.ok;
   }
   const removed = trusted.revoke(action.who);
   if (removed.length === 0) throw new PinholeError('unknown-controller', `no trusted controller named "${action.who}" (see pinhole device --controllers)`);
-  for (const e of removed) io.stdout(json ? JSON.stringify({ ok: true, revoked: e.name, fingerprint: e.fingerprint }) : `revoked "${e.name}" (${e.fingerprint}); its next connection is refused`);
+  for (const e of removed) io.stdout(json ? toJsonLine({ ok: true, revoked: e.name, fingerprint: e.fingerprint }) : `revoked "${safe(e.name)}" (${e.fingerprint}); its next connection is refused`);
   return EXIT.ok;
 }
 
@@ -198,6 +203,8 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
     code: { type: 'string' },
     'state-dir': { type: 'string' },
     name: { type: 'string' },
+    as: { type: 'string' },
+    replace: { type: 'boolean' },
     json: { type: 'boolean' },
     timeout: { type: 'string' },
     'no-direct': { type: 'boolean' },
@@ -215,12 +222,15 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
       ...(c.code !== undefined ? { code: c.code } : { device: c.device! }),
       stateDir: c.stateDir,
       name: c.name,
+      ...(c.as !== undefined ? { as: c.as } : {}),
+      replace: c.replace,
       timeoutMs: c.timeoutMs,
       direct: c.direct,
       iceServers: c.iceServers,
     });
     if (dev.pairedAs) {
-      io.stderr(`pinhole: paired with device "${dev.pairedAs.name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${dev.pairedAs.name} COMMAND`);
+      const name = safe(dev.pairedAs.name); // the device chose it, unless --as did
+      io.stderr(`pinhole: paired with device "${name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${name} COMMAND`);
     }
     if (command.cmd === 'shell') return await runShell(dev, out, io);
     await runCommand(dev, command, out, io.stopSignal());

@@ -4,6 +4,7 @@ import { PinholeError } from '../link/index.js';
 import type { Device } from '../controller/index.js';
 import { parseShellLine, runCommand, type Output } from './commands.js';
 import { exitCodeFor, EXIT } from './exit.js';
+import { sanitizeForTerminal as safe } from './sanitize.js';
 import type { Io } from './main.js';
 
 const SHELL_HELP = `commands: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS] | watch PIN [--count N] | info | path | help | quit
@@ -41,7 +42,8 @@ export async function runShell(dev: Device, out: Output, io: Io): Promise<number
         await runCommand(dev, c, out, stop);
       } catch (e) {
         const msg = e instanceof PinholeError ? `${e.code}: ${e.message}` : String(e);
-        out.line({ ok: false, error: e instanceof PinholeError ? e.code : 'internal-error', message: msg, path: dev.path }, `error: ${msg}`);
+        // The message may carry the device's or the server's words.
+        out.line({ ok: false, error: e instanceof PinholeError ? e.code : 'internal-error', message: msg, path: dev.path }, `error: ${safe(msg)}`);
         if (exitCodeFor(e) === EXIT.unreachable && dev.path === 'none') lost = true;
       } finally {
         stopWatch = undefined;

@@ -42,6 +42,7 @@ import {
   type DtlsKeyPair,
   type PinMode,
   type ServerMessage,
+  type SessionEvents,
 } from '../link/index.js';
 
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
@@ -59,6 +60,18 @@ export interface ConnectOptions {
   stateDir: string;
   /** Name the device shows for this controller (default: this host's name). */
   name?: string;
+  /**
+   * Pairing only: save the device under this name instead of the one it
+   * gives itself (1-64 printable characters). Ignored with `device`.
+   */
+  as?: string;
+  /**
+   * Pairing only: if another device (another key) is saved under that name
+   * (compared case-insensitively), replace it. Without it such a pairing
+   * fails with `name-taken` and nothing is saved. The same device pairing
+   * again under its name always replaces its entry. Ignored with `device`.
+   */
+  replace?: boolean;
   /** Timeout for connecting and for each command, in ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Try the direct path (default true). */
@@ -98,7 +111,12 @@ export interface DeviceEvents {
   close: [reason: PinholeError | undefined];
   /** Diagnostic state of the direct attempt. */
   rtc: [state: string];
+  /** A direct attempt ended without a channel; commands stay on the relay. `retryMs`: when the next attempt starts. */
+  'direct-failed': [info: DirectFailed];
 }
+
+/** Why and when a direct attempt failed (see docs/nat.md). */
+export type DirectFailed = SessionEvents['direct-failed'][0];
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -168,8 +186,12 @@ export class Device extends EventEmitter<DeviceEvents> {
       if (p === 'none' && !this.closed) queueMicrotask(() => this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session));
     });
     session.on('rtc', (s) => this.emit('rtc', s));
+    session.on('direct-failed', (i) => this.emit('direct-failed', i));
     signal.on('message', (m) => {
       if (this.session === session) this.onServer(m);
+    });
+    signal.on('invalid', () => {
+      if (this.session === session) this.emit('security', 'server-invalid');
     });
     signal.on('close', () => {
       if (this.session !== session) return;
@@ -457,8 +479,22 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   const reopen: Reopen | undefined = (opts.reconnect ?? true) ? () => openSession(base, again, dtls) : undefined;
   const dev = new Device(signal, session, timeoutMs, reopen, unroute);
   if (target.pairingSecret !== undefined) {
-    const { replaced } = known.save(peer.name, peer.publicKey, server, Date.now());
-    dev.pairedAs = { name: peer.name, replaced: replaced !== undefined };
+    // The device's name is known only now, after the handshake: the code is spent either way.
+    // Read the file again: another pairing may have saved a device since we started.
+    const name = opts.as ?? peer.name;
+    let saved: ReturnType<KnownDevices['save']>;
+    try {
+      saved = KnownDevices.load(opts.stateDir).save(name, peer.publicKey, server, Date.now(), { replace: opts.replace === true });
+    } catch (e) {
+      await dev.close();
+      if (!(e instanceof PinholeError && e.code === 'name-taken')) throw e;
+      throw new PinholeError(
+        'name-taken',
+        `device "${name}" (${fingerprintOf(peer.publicKey)}) was not saved: ${e.message}. The code is spent; with the new code the device printed, pair again adding --as OTHER-NAME to keep both, or --replace to forget the old one`,
+      );
+    }
+    // Replaced: another device's entry went. The same device again is a re-pair, not a replacement.
+    dev.pairedAs = { name, replaced: saved.replaced.some((e) => !Buffer.from(e.publicKey).equals(peer.publicKey)) };
   }
   session.startDirect();
   return dev;

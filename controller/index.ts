@@ -9,6 +9,7 @@ export {
   type Change,
   type DeviceInfo,
   type DeviceEvents,
+  type DirectFailed,
 } from './client.js';
 export { PinholeError, isPinholeError, type ErrorCode, type Path } from '../link/index.js';
 export {

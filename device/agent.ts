@@ -159,6 +159,8 @@ class Registration {
     this.attempt = 0;
     this.signal = signal;
     signal.on('message', (m) => this.onMessage(m));
+    // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
+    signal.on('invalid', () => this.agent.emit('event', { event: 'security', session: this.current?.id ?? '', code: 'server-invalid' }));
     signal.on('close', () => this.onSignalClosed(signal));
     this.current?.session.attachSignal(signal);
     for (const m of early) if (m.type !== 'registered' && m.type !== 'error') this.onMessage(m);

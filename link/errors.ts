@@ -17,6 +17,7 @@ export type LocalErrorCode =
   | 'overflow' // too many frames unacknowledged or out of order
   | 'usage' // bad arguments to an API call
   | 'unknown-device' // controller: no paired device by that name in the state dir
+  | 'name-taken' // controller: pairing would save a device under the name of another device
   | 'unknown-controller'; // device: --revoke named no trusted controller
 
 /** Every code a PinholeError can carry. */

@@ -23,7 +23,7 @@
  * must domain-separate what they sign (e.g. a fixed "pinhole/1 dtls-fp" prefix)
  * so that one signature can never be replayed as another kind of statement.
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc, type Stats } from 'node:fs';
 import { join, isAbsolute } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -111,6 +111,20 @@ export function fingerprintOf(publicKey: Uint8Array): string {
   return base32(sha256(publicKey).subarray(0, FINGERPRINT_BYTES)).match(/.{1,4}/g)!.join('-');
 }
 
+/**
+ * True for a key that can verify a strict RFC 8032 signature: 32 bytes, a
+ * canonical encoding of a curve point, not of small order. Anything else can
+ * never authenticate a peer, so a stored one means the file was damaged.
+ */
+export function isValidIdentityKey(publicKey: unknown): publicKey is Uint8Array {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
+  try {
+    return !ed25519.Point.fromBytes(publicKey, false).isSmallOrder();
+  } catch {
+    return false;
+  }
+}
+
 /** Strict RFC 8032 Ed25519 verification; false (never a throw) for anything malformed. */
 export function verifyIdentitySignature(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
@@ -181,10 +195,24 @@ export function ensureStateDir(dir: string): void {
   checkStateDir(dir);
 }
 
+/** What a non-regular file is, for messages. */
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device file';
+  return 'not a regular file';
+}
+
+function notRegular(label: string, path: string, st: Stats): IdentityError {
+  return new IdentityError('identity-not-file', `${label} ${path} is ${fileKind(st)}, not a regular file; move it away`, path);
+}
+
 /**
  * Reads `<dir>/<name>` as UTF-8 text, or undefined if the dir or the file
  * does not exist. Refuses (IdentityError): a dir failing ensureStateDir's
- * checks, a symlink or non-regular file ('identity-not-file'), a file owned
+ * checks, a symlink or non-regular file such as a FIFO, socket, directory
+ * or device ('identity-not-file', at once: nothing blocks), a file owned
  * by another user ('identity-owner'), any mode bit beyond 0600
  * ('identity-permissions'; 0400 is fine), more than `maxBytes` bytes or
  * invalid UTF-8 ('identity-corrupt'). Creates nothing. `label` names the
@@ -196,20 +224,32 @@ export function readSecureFile(dir: string, name: string, maxBytes: number, labe
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new IdentityError('identity-bad-input', `maxBytes must be a non-negative integer, got ${maxBytes}`);
   if (!checkStateDir(dir)) return undefined;
   const path = join(dir, name);
+  const symlink = (): IdentityError => new IdentityError('identity-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
+  // Look before opening: opening a FIFO waits for a writer forever, and opening a device can act on it.
+  let before: Stats;
+  try {
+    before = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return undefined;
+    throw ioError(e, `cannot stat ${label}`, path);
+  }
+  if (before.isSymbolicLink()) throw symlink();
+  if (!before.isFile()) throw notRegular(label, path, before);
   let fd: number;
   try {
-    // O_NOFOLLOW: a symlink planted in place of the file fails with ELOOP instead of being read
-    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0));
+    // O_NOFOLLOW: a symlink planted in place of the file fails with ELOOP instead of being read.
+    // O_NONBLOCK: a FIFO swapped in after the lstat opens at once (and fstat refuses it).
+    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0) | (fsc.O_NONBLOCK ?? 0));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException)?.code;
     if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new IdentityError('identity-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
+    if (code === 'ELOOP') throw symlink();
     throw ioError(e, `cannot open ${label}`, path);
   }
   try {
     // fstat, not stat: checks the file we actually opened
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new IdentityError('identity-not-file', `${label} ${path} is not a regular file`, path);
+    if (!st.isFile()) throw notRegular(label, path, st);
     if (!isWindows) {
       const uid = myUid();
       if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
@@ -244,7 +284,7 @@ function syncDir(dir: string): void {
   if (isWindows) return;
   let fd: number | undefined;
   try {
-    fd = openSync(dir, fsc.O_RDONLY);
+    fd = openSync(dir, fsc.O_RDONLY | (fsc.O_DIRECTORY ?? 0) | (fsc.O_NONBLOCK ?? 0));
     fsyncSync(fd);
   } catch {
     /* some filesystems refuse fsync on a directory: the data itself is already synced */

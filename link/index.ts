@@ -15,7 +15,7 @@ export {
 } from './code.js';
 export { Link, realTimers, type Path, type Transport, type Timers, type LinkEvents } from './link.js';
 export { SignalClient, CONNECT_TIMEOUT_MS } from './signal-client.js';
-export { PeerSession, preloadDirect, OFFER_GATE_MS, type SessionOptions, type SessionSecurity, type RefusalCode } from './session.js';
+export { PeerSession, preloadDirect, OFFER_GATE_MS, type SessionOptions, type SessionSecurity, type SessionEvents, type RefusalCode, type DirectFailure } from './session.js';
 export { type RtcConfig, type IceServer } from './rtc.js';
 export { HandshakeError, type HandshakeErrorCode, type PeerInfo, type HandshakeResult } from './handshake.js';
 export { loadOrCreateIdentity, resolveStateDir, fingerprintOf, IdentityError, type Identity, type IdentityErrorCode } from './identity.js';

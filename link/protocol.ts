@@ -139,7 +139,7 @@ const bad = (reason: string): Parsed<never> => ({ ok: false, code: 'bad-message'
 /** Longest room accepted on the wire (normalised or typed, dashes included); the router then allows 4..32 after normalising. */
 export const MAX_ROOM_CHARS = 64;
 
-function parseSignalPayload(p: unknown): SignalPayload | string {
+export function parseSignalPayload(p: unknown): SignalPayload | string {
   if (!isObj(p)) return 'payload must be an object';
   switch (p.kind) {
     case 'offer':

@@ -1,7 +1,8 @@
 /**
  * The direct path: a werift peer connection with one ordered data channel.
  * The only file that imports werift. The controller offers, the device answers;
- * SDP and candidates travel as `signal` messages through the server.
+ * SDP, candidates, pings and `go` are handed to the session (`sendSignal`),
+ * which carries them sealed over the relay: the server never sees them.
  *
  * Coordinated start. Behind two port-restricted NATs, whoever sends first
  * loses: its first check reaches the far router before that router has a
@@ -94,6 +95,8 @@ export interface DirectPathEvents {
   up: [t: DataChannelTransport];
   /** The data channel or the connection died; detach it. */
   down: [t: DataChannelTransport];
+  /** The attempt ended before the channel opened (`ice`: no candidate pair worked; `dtls`: ICE worked, DTLS or SCTP did not). Once. */
+  failed: [cause: 'ice' | 'dtls'];
   /** ICE/connection state, for diagnostics. */
   state: [state: string];
 }
@@ -153,6 +156,8 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
   private pingN = 0;
   private op: Promise<void> = Promise.resolve();
   private closed = false;
+  private iceConnected = false;
+  private ended = false;
 
   /**
    * @param role 'offerer' (controller) creates the channel and the offer; 'answerer' (device) answers.
@@ -182,9 +187,12 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     });
     this.pc.connectionStateChange.subscribe((s) => {
       this.emit('state', s);
-      if (s === 'failed' || s === 'closed' || s === 'disconnected') this.down();
+      if (s === 'failed' || s === 'closed' || s === 'disconnected') this.end();
     });
-    this.pc.iceConnectionStateChange.subscribe((s) => this.emit('state', `ice-${s}`));
+    this.pc.iceConnectionStateChange.subscribe((s) => {
+      if (s === 'connected' || s === 'completed') this.iceConnected = true;
+      this.emit('state', `ice-${s}`);
+    });
     this.pc.onDataChannel.subscribe((dc) => this.wire(dc));
   }
 
@@ -249,7 +257,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
           if (this.role === 'answerer') await this.addHeld();
           return;
         case 'bye':
-          this.down();
+          this.end();
           return;
       }
     } catch (e) {
@@ -323,9 +331,10 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     if (dc.label !== DC_LABEL) return;
     dc.stateChanged.subscribe((s) => {
       if (s === 'open' && !this.transport && !this.closed) {
+        this.ended = true; // it opened: what follows is `down`, never `failed`
         this.transport = new DataChannelTransport(dc, this.selectedPath());
         this.emit('up', this.transport);
-      } else if (s === 'closed') this.down();
+      } else if (s === 'closed') this.end();
     });
     dc.onMessage.subscribe((data) => {
       if (this.transport) this.onFrame(data, this.transport);
@@ -337,6 +346,14 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     const pair = this.pc.iceTransports[0]?.connection.nominated;
     const types = [pair?.protocol.localCandidate?.type, pair?.remoteCandidate.type];
     return types.includes('relay') ? 'turn' : 'direct';
+  }
+
+  /** The connection ended: `down` if the channel was up, else `failed` (once, and not after close()). */
+  private end(): void {
+    if (this.transport) return this.down();
+    if (this.ended || this.closed) return;
+    this.ended = true;
+    this.emit('failed', this.iceConnected ? 'dtls' : 'ice');
   }
 
   private down(): void {

@@ -1,27 +1,30 @@
 /**
- * End-to-end protection of link frames on the relay path, so that the
- * signaling server only ever forwards opaque, size-limited strings.
+ * End-to-end protection of link frames on both paths: the server relay and
+ * the direct data channel. The server only ever forwards opaque, size-limited
+ * strings, and a data channel that the real peer did not open (werift 0.25.2
+ * checks neither DTLS signature, docs/security.md) carries nothing that opens.
  *
  * Construction (no new primitives: HKDF-SHA-256 per RFC 5869 and
- * ChaCha20-Poly1305 per RFC 8439, both from the noble libraries):
+ * ChaCha20-Poly1305 per RFC 8439):
  *
- *   keys     c2d = HKDF-SHA-256(ikm = secret, salt = none, info = "pinhole/1 seal c2d" || 0x00 || sessionId, 32)
- *            d2c = HKDF-SHA-256(ikm = secret, salt = none, info = "pinhole/1 seal d2c" || 0x00 || sessionId, 32)
+ *   keys     relay:  c2d = HKDF-SHA-256(ikm = secret, salt = none, info = "pinhole/1 seal c2d" || 0x00 || sessionId, 32)
+ *                    d2c = HKDF-SHA-256(ikm = secret, salt = none, info = "pinhole/1 seal d2c" || 0x00 || sessionId, 32)
+ *            direct: the same with "pinhole/1 direct c2d" and "pinhole/1 direct d2c"
  *            where `secret` is the output of an authenticated key exchange for
- *            this session (for pairing: the confirmed CPace ISK, link/pake.ts).
+ *            this session (link/handshake.ts).
  *
  *   frame    version (1 byte, 0x01) | direction (1 byte: 0x01 c2d, 0x02 d2c)
  *            | counter (8 bytes, big-endian) | ciphertext || 16-byte tag
  *   nonce    direction (1 byte) | 0x00 0x00 0x00 | counter (8 bytes, big-endian)   = 96 bits
  *   aad      the 10 header bytes || sessionId
- *   wire     base64url without padding: fits a relay `data` string
+ *   wire     base64url without padding: fits a relay `data` string or one data-channel message
  *
  * Each direction has its own key and its own nonce prefix, and the sender's
  * counter starts at 0 and only goes up, so no (key, nonce) pair is ever
  * used twice as long as `secret` (or sessionId) is fresh per session.
  *
- * Receiving: the relay is one ordered WebSocket stream per side, so the
- * receiver needs no reordering window: a frame whose counter is not strictly
+ * Receiving: each path is one ordered stream per side (a WebSocket, an
+ * ordered data channel), so the receiver needs no reordering window: a frame whose counter is not strictly
  * greater than the last accepted one is a replay (or a reorder by the relay)
  * and is dropped. Gaps are allowed: a sender may seal a frame and then fail
  * to send it; frame loss on the relay is the link layer's business (its
@@ -38,6 +41,15 @@ import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { MAX_LINK_FRAME_BYTES } from './protocol.js';
 
 export type SealDirection = 'c2d' | 'd2c';
+
+/**
+ * Which path a key seals: the relay and the data channel get keys of their
+ * own (and so counters of their own), so a frame from one path never opens on
+ * the other.
+ */
+export type SealPath = 'relay' | 'direct';
+
+const SEAL_LABEL: Record<SealPath, string> = { relay: 'seal', direct: 'direct' };
 
 /** Frame format version. */
 export const SEAL_VERSION = 1;
@@ -104,13 +116,14 @@ function checkSessionId(s: Uint8Array | string): Uint8Array {
 }
 
 /**
- * Per-direction keys for one session, from the output of an authenticated
- * key exchange (at least 32 bytes of secret) and the session id.
+ * Per-direction keys of one path for one session, from the output of an
+ * authenticated key exchange (at least 32 bytes of secret) and the session id.
  */
-export function deriveSealKeys(secret: Uint8Array, sessionId: Uint8Array | string): { c2d: Uint8Array; d2c: Uint8Array } {
+export function deriveSealKeys(secret: Uint8Array, sessionId: Uint8Array | string, path: SealPath = 'relay'): { c2d: Uint8Array; d2c: Uint8Array } {
   if (!(secret instanceof Uint8Array) || secret.length < MIN_SEAL_SECRET_BYTES) throw new SealError('seal-usage', `secret must be at least ${MIN_SEAL_SECRET_BYTES} bytes`);
+  if (path !== 'relay' && path !== 'direct') throw new SealError('seal-usage', "path must be 'relay' or 'direct'");
   const sid = checkSessionId(sessionId);
-  const info = (d: SealDirection) => concatBytes(utf8ToBytes(`pinhole/1 seal ${d}`), new Uint8Array([0]), sid);
+  const info = (d: SealDirection) => concatBytes(utf8ToBytes(`pinhole/1 ${SEAL_LABEL[path]} ${d}`), new Uint8Array([0]), sid);
   return {
     c2d: hkdf(sha256, secret, undefined, info('c2d'), SEAL_KEY_BYTES),
     d2c: hkdf(sha256, secret, undefined, info('d2c'), SEAL_KEY_BYTES),

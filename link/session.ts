@@ -5,14 +5,17 @@
  * controller speaks first and offers the data channel).
  *
  * Trust: the server is not trusted (docs/security.md). Before the handshake
- * completes nothing reaches the Link. Afterwards every relay frame is sealed
- * end to end (link/seal.ts), and an SDP is accepted only if its DTLS
- * fingerprint is the one the peer signed in the handshake.
+ * completes nothing reaches the Link. Afterwards every link frame is sealed
+ * end to end on both paths, each with keys of its own (link/seal.ts), and all
+ * WebRTC signaling (SDP, candidates, pings, `go`) rides inside the sealed
+ * relay as link messages, so the server sees no SDP and cannot start a data
+ * channel. An SDP is still accepted only if its DTLS fingerprint is the one
+ * the peer signed in the handshake: a second line of defence.
  */
 import { EventEmitter } from 'node:events';
 import { Link, realTimers, type Path, type Timers, type Transport } from './link.js';
-import type { DirectPath, DataChannelTransport, RtcConfig } from './rtc.js';
-import type { ServerMessage, SignalPayload } from './protocol.js';
+import type { DirectPathEvents, RtcConfig } from './rtc.js';
+import { parseSignalPayload, type ServerMessage, type SignalPayload } from './protocol.js';
 import type { SignalClient } from './signal-client.js';
 import {
   ControllerHandshake,
@@ -26,7 +29,7 @@ import {
   type LocalInfo,
   type PeerInfo,
 } from './handshake.js';
-import { Opener, Sealer, deriveSealKeys } from './seal.js';
+import { Opener, Sealer, deriveSealKeys, type OpenErrorCode, type SealPath } from './seal.js';
 import { parseSdpFingerprint } from './trust.js';
 
 let rtcModule: Promise<typeof import('./rtc.js')> | undefined;
@@ -41,6 +44,28 @@ export function preloadDirect(): Promise<typeof import('./rtc.js')> {
   return rtcModule;
 }
 
+/** What a session needs of one peer-connection attempt (link/rtc.ts DirectPath; tests inject their own). */
+export interface DirectAttempt {
+  start(): Promise<void>;
+  handleSignal(p: SignalPayload): Promise<void>;
+  close(): Promise<void>;
+  on<K extends keyof DirectPathEvents>(event: K, fn: (...args: DirectPathEvents[K]) => void): unknown;
+}
+
+/** Makes one attempt: `onFrame` gets every message of its data channel. */
+export type Dialer = (
+  role: 'offerer' | 'answerer',
+  config: RtcConfig,
+  sendSignal: (p: SignalPayload) => void,
+  onFrame: (data: string | Buffer) => void,
+) => Promise<DirectAttempt>;
+
+/** werift, loaded on first use. */
+const defaultDialer: Dialer = async (role, config, sendSignal, onFrame) => {
+  const { DirectPath } = await preloadDirect();
+  return new DirectPath(role, config, sendSignal, (data) => onFrame(data));
+};
+
 /**
  * Longest time, in ms, a device holds a new session's commands waiting for
  * the controller's offer, so that a rewritten SDP refuses the session before
@@ -48,22 +73,25 @@ export function preloadDirect(): Promise<typeof import('./rtc.js')> {
  * room to spare; a controller that offers nothing only pays it once.
  */
 export const OFFER_GATE_MS = 5_000;
-/** Signals held while the handshake runs: an honest peer sends none before it ends. */
+/** Signals of the prepared offer held until the handshake ends: an offer, its candidates and end-of-candidates. */
 export const MAX_HELD_SIGNALS = 256;
 /** Messages held behind the offer gate; past it the session is refused as `overflow`. */
 export const MAX_GATED_MESSAGES = 4096;
 
-/** First wait before a new direct attempt after the direct path died, in ms: long enough for a flapping link to settle. */
+/** First wait before a new direct attempt after one failed or died, in ms: long enough for a flapping link to settle. */
 export const REDIAL_BASE_MS = 1_000;
 /** Longest wait between direct attempts, in ms: a path that comes back is used again within this. */
 export const REDIAL_MAX_MS = 30_000;
 /**
- * Time a redialed peer connection gets to come up, in ms, before it is closed
- * and tried again: ICE, DTLS and the probe take about 2 s at 80 ms RTT. Needed
- * because werift's ICE never reports `failed` here (it stays `checking`), so an
- * attempt made during an outage would otherwise wait forever.
+ * Time the first direct attempt gets to open its channel, in ms, before it is
+ * closed and tried again; later attempts get twice the one before, up to
+ * ATTEMPT_MAX_MS. Covers STUN gathering (2 s at most), the ping round trips
+ * before `go`, ICE checks and a DTLS flight resent once. Needed because
+ * werift's ICE never reports `failed` (it stays `checking`).
  */
-export const REDIAL_ATTEMPT_MS = 10_000;
+export const ATTEMPT_BASE_MS = 6_000;
+/** Longest time one direct attempt gets, in ms: a very lossy path still gets a long try now and then. */
+export const ATTEMPT_MAX_MS = 30_000;
 
 /** Why a session was refused: a handshake code, or `overflow`. */
 export type RefusalCode = HandshakeErrorCode | 'overflow';
@@ -106,7 +134,12 @@ export interface SessionOptions {
   rtc: RtcConfig;
   /** Timers for the link, the offer gate and redials (default: realTimers). */
   timers?: Timers;
+  /** Makes direct attempts (default: werift's DirectPath, loaded on first use). */
+  dialer?: Dialer;
 }
+
+/** Why a direct attempt ended without a channel: werift's verdict, our own deadline, or a frame that did not open. */
+export type DirectFailure = 'ice' | 'dtls' | 'timeout' | 'peer' | `direct-${OpenErrorCode}`;
 
 /** Events of a session. */
 export interface SessionEvents {
@@ -114,7 +147,11 @@ export interface SessionEvents {
   secured: [result: HandshakeResult];
   /** The session was refused (by us or by the peer) and is closed. `remote` = the peer said so. */
   refused: [code: RefusalCode, message: string, remote: boolean];
-  /** A relay frame was dropped as an attack or junk: `relay-replay`, `relay-bad-mac`, `relay-malformed`, `relay-wrong-direction`, `relay-unsealed`. */
+  /**
+   * A frame was dropped as an attack or junk: `relay-replay`, `relay-bad-mac`, `relay-malformed`,
+   * `relay-wrong-direction`, `relay-unsealed`; on the data channel `direct-*` with the same
+   * suffixes (the channel is then torn down); `peer-direct-*` when the peer reports that.
+   */
   security: [code: string];
   /** A payload from the peer, in order, exactly once. */
   message: [payload: unknown];
@@ -122,54 +159,84 @@ export interface SessionEvents {
   path: [path: Path, previous: Path];
   /** Diagnostic state of the direct attempt. */
   rtc: [state: string];
+  /** A direct attempt ended without a channel (once per attempt); the relay carries on. `retryMs` is undefined when no new attempt follows. */
+  'direct-failed': [info: { attempt: number; cause: DirectFailure; retryMs: number | undefined }];
   /** A frame from the peer failed validation. */
   invalid: [reason: string];
 }
 
-const isAbort = (m: unknown): m is { abort: string } =>
-  typeof m === 'object' && m !== null && !Array.isArray(m) && typeof (m as { abort?: unknown }).abort === 'string' && !('jsonrpc' in m);
+/**
+ * What the direct path is doing. The controller dials and redials; the
+ * device answers whatever offer arrives. Transitions: setDirect().
+ */
+type DirectPhase =
+  | { phase: 'idle' } // nothing tried yet (or, on the device, nothing offered now)
+  | { phase: 'loading'; attempt: number } // controller: werift is loading
+  | { phase: 'connecting'; rtc: DirectAttempt; attempt: number; deadline: unknown } // deadline: controller only
+  | { phase: 'up'; rtc: DirectAttempt; transport: Transport }
+  | { phase: 'backoff'; attempt: number; timer: unknown } // controller: waiting before the next attempt
+  | { phase: 'off' }; // no direct path in this session (not wanted, not possible, or closed)
+
+/** Session-level messages inside the Link, beside the application's JSON-RPC. */
+type Control =
+  | { kind: 'abort'; code: string } // {"abort": code}: the peer refuses the session
+  | { kind: 'signal'; payload: SignalPayload } // {"sig": payload}: WebRTC signaling, sealed
+  | { kind: 'alarm'; code: string }; // {"alarm": code}: the peer tore down the direct path over a bad frame
+
+const isObject = (m: unknown): m is Record<string, unknown> => typeof m === 'object' && m !== null && !Array.isArray(m);
+
+/** The session-level message in a link payload, or undefined if it is the application's. The one place they are checked. */
+function parseControl(m: unknown): Control | 'invalid' | undefined {
+  if (!isObject(m) || 'jsonrpc' in m) return undefined;
+  if (typeof m.abort === 'string') return { kind: 'abort', code: m.abort };
+  if ('sig' in m) {
+    const p = parseSignalPayload(m.sig);
+    return typeof p === 'string' ? 'invalid' : { kind: 'signal', payload: p };
+  }
+  if (typeof m.alarm === 'string') return /^direct-[a-z-]{1,32}$/.test(m.alarm) ? { kind: 'alarm', code: m.alarm } : 'invalid';
+  return undefined;
+}
+
+/** Seal state of one path, one direction each way. */
+interface PathSeal {
+  sealer: Sealer;
+  opener: Opener;
+}
 
 /** A Link plus the machinery that gives it paths. */
 export class PeerSession extends EventEmitter<SessionEvents> {
   readonly link: Link;
   private signal: SignalClient | undefined;
   private relay: Transport | undefined;
-  private rtc: DirectPath | undefined;
   private readonly wantDirect: boolean;
   private closed = false;
   private signals: Promise<void> = Promise.resolve();
   private hs: ControllerHandshake | DeviceHandshake | undefined;
   private started = false;
-  private sealer: Sealer | undefined;
-  private opener: Opener | undefined;
+  private seals: Record<SealPath, PathSeal> | undefined;
   private peerInfo: PeerInfo | undefined;
   /** A sealed frame from the peer opened: it has the keys, so it accepted the handshake. */
   private peerSealed = false;
-  private readonly heldSignals: SignalPayload[] = [];
   /** Controller: signals of the prepared offer, waiting for `secured`. */
   private readonly outSignals: SignalPayload[] = [];
   /** Device: messages wait here until the offer is checked (or OFFER_GATE_MS). */
   private gate: unknown[] | undefined = [];
   private gateTimer: unknown;
   private readonly timers: Timers;
-  private redialTimer: unknown;
-  private attemptTimer: unknown;
-  private redials = 0;
+  private direct: DirectPhase = { phase: 'idle' };
 
   constructor(private readonly opts: SessionOptions) {
     super();
     if (opts.security.role !== opts.role) throw new TypeError('security.role must equal role');
     this.wantDirect = opts.direct ?? true;
+    if (!this.wantDirect) this.direct = { phase: 'off' };
     this.timers = opts.timers ?? realTimers;
     this.link = new Link({ timers: this.timers });
     this.link.on('message', (m) => this.onLinkMessage(m));
-    this.link.on('path', (p, prev) => {
-      if (p === 'direct' || p === 'turn') this.redials = 0;
-      this.emit('path', p, prev);
-    });
+    this.link.on('path', (p, prev) => this.emit('path', p, prev));
     this.link.on('dead', () => {
       this.emit('rtc', 'direct-dead');
-      this.redial();
+      this.directDown();
     });
     this.link.on('invalid', (r) => this.emit('invalid', r));
   }
@@ -186,7 +253,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
 
   /** True once the handshake succeeded. */
   get isSecured(): boolean {
-    return this.sealer !== undefined;
+    return this.seals !== undefined;
   }
 
   /** Gives the session a signaling socket whose peer is present. The controller starts the handshake on the first one. */
@@ -195,7 +262,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     if (this.relay) this.link.detach(this.relay);
     this.relay = undefined;
     this.signal = signal;
-    if (this.sealer) this.attachRelay(signal);
+    if (this.seals) this.attachRelay(signal);
     else if (this.opts.role === 'controller' && !this.started) this.startHandshake(signal);
   }
 
@@ -213,16 +280,15 @@ export class PeerSession extends EventEmitter<SessionEvents> {
    * possible. A no-op once started. The device starts when the offer arrives.
    */
   startDirect(): void {
-    if (!this.wantDirect || this.closed || this.opts.role !== 'controller' || this.rtc || this.redialTimer !== undefined) return;
-    if (this.opts.security.certFp === null || (this.sealer && !this.peerInfo?.certFp)) return;
-    void this.newDirect('offerer').then((rtc) => rtc?.start());
+    if (this.opts.role !== 'controller' || this.direct.phase !== 'idle') return;
+    if (this.opts.security.certFp === null || (this.seals && !this.peerInfo?.certFp)) this.setDirect({ phase: 'off' });
+    else this.dial(0);
   }
 
   /** Routes a server message that belongs to this session. */
   handleServerMessage(m: ServerMessage): void {
     if (this.closed) return;
     if (m.type === 'relay') this.onRelay(m.data);
-    else if (m.type === 'signal') this.onSignal(m.payload);
   }
 
   /** Sends a payload over the link (queued until the handshake ends). Throws PinholeError like Link.send. */
@@ -233,13 +299,8 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   /** Refuses the session: tells the peer (sealed if we can) and closes. */
   refuse(code: RefusalCode, message: string): void {
     if (this.closed) return;
-    if (this.sealer) {
-      try {
-        this.link.send({ abort: code });
-      } catch {
-        /* closing anyway */
-      }
-    } else if (code !== 'overflow') this.signal?.send({ type: 'relay', data: encodeHandshake({ hs: 'fail', code }) });
+    if (this.seals) this.trySend({ abort: code });
+    else if (code !== 'overflow') this.signal?.send({ type: 'relay', data: encodeHandshake({ hs: 'fail', code }) });
     this.emit('refused', code, message, false);
     void this.close();
   }
@@ -248,13 +309,21 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.gateTimer, this.redialTimer, this.attemptTimer]) if (t !== undefined) this.timers.clearTimeout(t);
-    if (this.rtc) this.signal?.send({ type: 'signal', payload: { kind: 'bye' } });
-    const rtc = this.rtc;
-    this.rtc = undefined;
+    if (this.gateTimer !== undefined) this.timers.clearTimeout(this.gateTimer);
+    const d = this.direct;
+    if (d.phase === 'connecting' || d.phase === 'up') this.trySend({ sig: { kind: 'bye' } });
+    const rtc = this.setDirect({ phase: 'off' });
     this.link.close();
     await rtc?.close();
     this.removeAllListeners();
+  }
+
+  private trySend(payload: unknown): void {
+    try {
+      this.link.send(payload);
+    } catch {
+      /* closing or overflowing anyway */
+    }
   }
 
   private startHandshake(signal: SignalClient): void {
@@ -279,22 +348,19 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     }
   }
 
-  /** Our signals: held until the session is secured (the device ignores them before), then sent in order. */
+  /** Our signals ride the sealed link; the controller's prepared offer waits for `secured`. */
   private sendSignal(payload: SignalPayload): void {
-    if (this.sealer) {
-      this.signal?.send({ type: 'signal', payload });
-      return;
-    }
-    if (this.outSignals.length < MAX_HELD_SIGNALS) this.outSignals.push(payload);
+    if (this.seals) this.trySend({ sig: payload });
+    else if (this.outSignals.length < MAX_HELD_SIGNALS) this.outSignals.push(payload);
   }
 
   private onRelay(data: string): void {
     if (isHandshakeText(data)) return this.onHandshakeText(data);
-    if (!this.opener || !this.relay) {
+    if (!this.seals || !this.relay) {
       this.emit('security', 'relay-unsealed');
       return;
     }
-    const r = this.opener.open(data);
+    const r = this.seals.relay.opener.open(data);
     if (!r.ok) {
       this.emit('security', `relay-${r.code}`);
       return;
@@ -305,7 +371,7 @@ export class PeerSession extends EventEmitter<SessionEvents> {
 
   private onHandshakeText(data: string): void {
     const m = parseHandshake(data);
-    if (this.sealer && !(m?.hs === 'fail' && !this.peerSealed)) {
+    if (this.seals && !(m?.hs === 'fail' && !this.peerSealed)) {
       // Plain text after the handshake: injected or replayed by the server. The one exception is
       // a `fail` before the peer's first sealed frame: the device refuses c2 (not-paired, wrong
       // code) in plain text, as it has no keys for a controller it rejects.
@@ -362,35 +428,36 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   private secure(result: HandshakeResult): void {
-    const keys = deriveSealKeys(result.secret, this.opts.sid);
-    result.secret.fill(0);
     const [out, inn] = this.opts.role === 'controller' ? (['c2d', 'd2c'] as const) : (['d2c', 'c2d'] as const);
-    this.sealer = new Sealer(keys[out], out, this.opts.sid);
-    this.opener = new Opener(keys[inn], inn, this.opts.sid);
+    const seal = (path: SealPath): PathSeal => {
+      const keys = deriveSealKeys(result.secret, this.opts.sid, path);
+      return { sealer: new Sealer(keys[out], out, this.opts.sid), opener: new Opener(keys[inn], inn, this.opts.sid) };
+    };
+    this.seals = { relay: seal('relay'), direct: seal('direct') };
+    result.secret.fill(0);
     this.peerInfo = result.peer;
     this.emit('secured', result);
     if (this.closed) return;
     if (this.signal) this.attachRelay(this.signal);
     if (this.opts.role === 'device') {
       const expectOffer = this.wantDirect && result.peer.direct && this.opts.security.certFp !== null;
-      if (!expectOffer) this.openGate();
-      else this.gateTimer = this.timers.setTimeout(() => this.openGate(), OFFER_GATE_MS);
-    } else this.openGate();
-    for (const p of this.heldSignals.splice(0)) this.onSignal(p);
-    if (this.opts.role === 'controller') {
-      if (result.peer.certFp) for (const p of this.outSignals.splice(0)) this.signal?.send({ type: 'signal', payload: p });
-      else {
-        // The device takes no direct path: drop the prepared offer.
-        this.outSignals.length = 0;
-        const rtc = this.rtc;
-        this.rtc = undefined;
-        void rtc?.close();
-      }
+      if (!expectOffer) {
+        this.openGate();
+        this.setDirect({ phase: 'off' });
+      } else this.gateTimer = this.timers.setTimeout(() => this.openGate(), OFFER_GATE_MS);
+      return;
+    }
+    this.openGate();
+    if (result.peer.certFp) for (const p of this.outSignals.splice(0)) this.sendSignal(p);
+    else {
+      // The device takes no direct path: drop the prepared offer.
+      this.outSignals.length = 0;
+      void this.setDirect({ phase: 'off' })?.close();
     }
   }
 
   private attachRelay(signal: SignalClient): void {
-    const sealer = this.sealer!;
+    const sealer = this.seals!.relay.sealer;
     const relay: Transport = {
       path: 'relay',
       send: (frame) => {
@@ -408,11 +475,15 @@ export class PeerSession extends EventEmitter<SessionEvents> {
   }
 
   private onLinkMessage(m: unknown): void {
-    if (isAbort(m)) {
-      this.emit('refused', m.abort as RefusalCode, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${m.abort}`, true);
+    const c = parseControl(m);
+    if (c === 'invalid') return void this.emit('invalid', 'malformed session message');
+    if (c?.kind === 'abort') {
+      this.emit('refused', c.code as RefusalCode, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${c.code}`, true);
       void this.close();
       return;
     }
+    if (c?.kind === 'signal') return this.onSignal(c.payload);
+    if (c?.kind === 'alarm') return void this.emit('security', `peer-${c.code}`);
     if (this.gate) {
       if (this.gate.length >= MAX_GATED_MESSAGES) return this.refuse('overflow', 'too many messages before the offer arrived');
       this.gate.push(m);
@@ -438,76 +509,159 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     return want !== null && want !== undefined && parseSdpFingerprint(sdp) === want;
   }
 
+  /** A signal from the peer: it came sealed, so only the peer could have sent it. */
   private onSignal(p: SignalPayload): void {
-    if (!this.wantDirect) return;
-    if (!this.sealer) {
-      // An honest peer signals only after the handshake; hold a few, drop a flood.
-      if (this.heldSignals.length < MAX_HELD_SIGNALS) this.heldSignals.push(p);
-      return;
-    }
+    if (this.direct.phase === 'off') return;
     const isPeerDescription = (p.kind === 'offer' && this.opts.role === 'device') || (p.kind === 'answer' && this.opts.role === 'controller');
     if (isPeerDescription && !this.checkFingerprint(p.sdp)) {
-      this.refuse('fingerprint-mismatch', `the ${p.kind}'s DTLS fingerprint is not the one the ${this.opts.role === 'controller' ? 'device' : 'controller'} signed: the signaling server rewrote the SDP`);
+      this.refuse('fingerprint-mismatch', `the ${p.kind}'s DTLS fingerprint is not the one the ${this.opts.role === 'controller' ? 'device' : 'controller'} signed`);
       return;
     }
     if (p.kind === 'offer' && this.opts.role === 'device') this.openGate();
+    if (p.kind === 'bye') return this.peerBye();
     // Signals are applied in arrival order, even while werift is still loading.
-    this.signals = this.signals.then(async () => {
-      if (p.kind === 'offer' && this.opts.role === 'device') {
-        // A new offer replaces any earlier attempt.
-        void this.rtc?.close();
-        await this.newDirect('answerer');
-      }
-      await this.rtc?.handleSignal(p);
-    }).catch((e: Error) => {
-      this.emit('rtc', `signal-failed: ${e.message}`);
-    });
+    this.signals = this.signals
+      .then(async () => {
+        if (p.kind === 'offer' && this.opts.role === 'device') {
+          // A new offer replaces any earlier attempt.
+          void this.setDirect({ phase: 'idle' })?.close();
+          const rtc = await this.newDirect('answerer');
+          if (rtc) this.setDirect({ phase: 'connecting', rtc, attempt: 0, deadline: undefined });
+        }
+        const d = this.direct;
+        if (d.phase === 'connecting' || d.phase === 'up') await d.rtc.handleSignal(p);
+      })
+      .catch((e: Error) => {
+        this.emit('rtc', `signal-failed: ${e.message}`);
+      });
   }
 
   /**
-   * The direct path died: the link is back on the relay. The controller tries
-   * a new peer connection (not an ICE restart, which left werift's channel
-   * silent for seconds) after a capped, growing delay.
+   * The one place the direct phase changes. Returns the peer connection that
+   * the old phase held and the new one does not, for the caller to close, and
+   * clears the old phase's timer and link transport.
    */
-  private redial(): void {
-    if (this.opts.role !== 'controller' || this.closed || !this.wantDirect || this.redialTimer !== undefined) return;
-    const old = this.rtc;
-    this.rtc = undefined;
-    void old?.close();
-    const delay = Math.min(REDIAL_MAX_MS, REDIAL_BASE_MS * 2 ** this.redials++);
-    this.emit('rtc', `redial in ${delay} ms`);
-    this.redialTimer = this.timers.setTimeout(() => {
-      this.redialTimer = undefined;
-      if (this.closed || this.rtc) return;
-      void this.newDirect('offerer').then((rtc) => {
-        if (!rtc) return;
-        void rtc.start();
-        if (this.attemptTimer !== undefined) this.timers.clearTimeout(this.attemptTimer);
-        this.attemptTimer = this.timers.setTimeout(() => {
-          this.attemptTimer = undefined;
-          const p = this.link.path;
-          if (rtc === this.rtc && p !== 'direct' && p !== 'turn') this.redial();
-        }, REDIAL_ATTEMPT_MS);
-      });
-    }, delay);
+  private setDirect(next: DirectPhase): DirectAttempt | undefined {
+    const prev = this.direct;
+    if (prev.phase === 'off' && next.phase !== 'off') return undefined; // closed or not wanted: stays off
+    this.direct = next;
+    if (prev.phase === 'connecting' && prev.deadline !== undefined) this.timers.clearTimeout(prev.deadline);
+    if (prev.phase === 'backoff') this.timers.clearTimeout(prev.timer);
+    if (prev.phase === 'up' && !(next.phase === 'up' && next.transport === prev.transport)) this.link.detach(prev.transport);
+    if (next.phase !== prev.phase) this.emit('rtc', `direct ${next.phase}`);
+    const old = prev.phase === 'connecting' || prev.phase === 'up' ? prev.rtc : undefined;
+    const kept = next.phase === 'connecting' || next.phase === 'up' ? next.rtc : undefined;
+    return old !== kept ? old : undefined;
   }
 
-  private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectPath | undefined> {
-    const { DirectPath } = await preloadDirect();
-    if (this.closed) return undefined;
-    const rtc = new DirectPath(
+  /** Controller: starts direct attempt number `attempt` (0 = the first). */
+  private dial(attempt: number): void {
+    const loading: DirectPhase = { phase: 'loading', attempt };
+    this.setDirect(loading);
+    void this.newDirect('offerer').then((rtc) => {
+      if (!rtc) return;
+      if (this.direct !== loading) return void rtc.close();
+      const ms = Math.min(ATTEMPT_MAX_MS, ATTEMPT_BASE_MS * 2 ** attempt);
+      const deadline = this.timers.setTimeout(() => this.attemptFailed(rtc, 'timeout'), ms);
+      this.setDirect({ phase: 'connecting', rtc, attempt, deadline });
+      void rtc.start();
+    });
+  }
+
+  /** The peer ended its half of the direct path (`bye`): ours goes too, without a bye back. */
+  private peerBye(): void {
+    const d = this.direct;
+    if (d.phase === 'up') this.directDown();
+    else if (d.phase === 'connecting') this.attemptFailed(d.rtc, 'peer');
+  }
+
+  /** The attempt on `rtc` ended without a channel (or its channel carried a frame that did not open). */
+  private attemptFailed(rtc: DirectAttempt, cause: DirectFailure): void {
+    const d = this.direct;
+    if ((d.phase !== 'connecting' && d.phase !== 'up') || d.rtc !== rtc) return;
+    const attempt = d.phase === 'connecting' ? d.attempt : 0;
+    let retryMs: number | undefined;
+    if (this.opts.role === 'controller' && !this.closed) {
+      retryMs = Math.min(REDIAL_MAX_MS, REDIAL_BASE_MS * 2 ** attempt);
+      const timer = this.timers.setTimeout(() => this.dial(attempt + 1), retryMs);
+      this.setDirect({ phase: 'backoff', attempt: attempt + 1, timer });
+    } else this.setDirect({ phase: 'idle' });
+    if (cause !== 'peer') this.trySend({ sig: { kind: 'bye' } }); // the peer drops its half of this attempt
+    void rtc.close();
+    this.emit('direct-failed', { attempt, cause, retryMs });
+  }
+
+  /**
+   * The direct path died after it worked: the link is back on the relay. The
+   * controller tries a new peer connection (not an ICE restart, which left
+   * werift's channel silent for seconds) after REDIAL_BASE_MS.
+   */
+  private directDown(): void {
+    const d = this.direct;
+    if (d.phase !== 'up') return;
+    if (this.opts.role === 'controller' && !this.closed) {
+      const timer = this.timers.setTimeout(() => this.dial(1), REDIAL_BASE_MS);
+      this.emit('rtc', `redial in ${REDIAL_BASE_MS} ms`);
+      void this.setDirect({ phase: 'backoff', attempt: 1, timer })?.close();
+    } else void this.setDirect({ phase: 'idle' })?.close();
+  }
+
+  /** A frame on the data channel: opened with the direct keys, or the channel is torn down. */
+  private onDirectFrame(rtc: DirectAttempt, data: string | Buffer): void {
+    const d = this.direct;
+    if (d.phase !== 'up' || d.rtc !== rtc || !this.seals) return;
+    const r = typeof data === 'string' ? this.seals.direct.opener.open(data) : ({ ok: false, code: 'malformed' } as const);
+    if (!r.ok) {
+      const code = `direct-${r.code}` as const;
+      this.emit('security', code);
+      this.trySend({ alarm: code }); // over the relay: the link has just left this channel
+      this.attemptFailed(rtc, code);
+      return;
+    }
+    this.link.receive(Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.length).toString('utf8'), d.transport);
+  }
+
+  /** The sealed transport the link sees for a data channel. */
+  private sealedChannel(t: Transport): Transport {
+    const sealer = this.seals!.direct.sealer;
+    return {
+      path: t.path,
+      send: (frame) => {
+        let data: string;
+        try {
+          data = sealer.seal(frame);
+        } catch {
+          return; // as on the relay: only a 2^64-frame session gets here
+        }
+        t.send(data);
+      },
+    };
+  }
+
+  private async newDirect(role: 'offerer' | 'answerer'): Promise<DirectAttempt | undefined> {
+    const rtc: DirectAttempt = await (this.opts.dialer ?? defaultDialer)(
       role,
       this.opts.rtc,
       (payload) => this.sendSignal(payload),
-      (data, t) => this.link.receive(data, t),
+      (data) => this.onDirectFrame(rtc, data),
     );
-    rtc.on('up', (t: DataChannelTransport) => this.link.attach(t));
-    rtc.on('down', (t: DataChannelTransport) => {
-      this.link.detach(t);
-      if (rtc === this.rtc) this.redial();
+    if (this.closed) {
+      void rtc.close();
+      return undefined;
+    }
+    rtc.on('up', (t) => {
+      const d = this.direct;
+      if (d.phase !== 'connecting' || d.rtc !== rtc || !this.seals) return;
+      const transport = this.sealedChannel(t);
+      this.setDirect({ phase: 'up', rtc, transport });
+      this.link.attach(transport);
     });
+    rtc.on('down', () => {
+      const d = this.direct;
+      if (d.phase === 'up' && d.rtc === rtc) this.directDown();
+    });
+    rtc.on('failed', (cause) => this.attemptFailed(rtc, cause));
     rtc.on('state', (s) => this.emit('rtc', s));
-    this.rtc = rtc;
     return rtc;
   }
 }

@@ -24,7 +24,8 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { IdentityError, createSecureFile, decodeKey32, ensureStateDir, fingerprintOf, readSecureFile, writeSecureFile } from './identity.js';
+import { PinholeError } from './errors.js';
+import { IdentityError, createSecureFile, decodeKey32, ensureStateDir, fingerprintOf, isValidIdentityKey, readSecureFile, writeSecureFile } from './identity.js';
 
 /** Device side: the trusted controllers file. */
 export const CONTROLLERS_FILE = 'controllers.json';
@@ -103,6 +104,13 @@ function checkName(name: unknown, what: string): asserts name is string {
 }
 function checkKey(publicKey: unknown): asserts publicKey is Uint8Array {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw badInput('public key must be a 32-byte Uint8Array');
+  if (!isValidIdentityKey(publicKey)) throw badInput('public key is not a valid Ed25519 public key');
+}
+/** A stored key: canonical base64url of 32 bytes that are a usable Ed25519 key. */
+function storedKey(v: unknown): Uint8Array | string {
+  const k = decodeKey32(v);
+  if (!k) return 'publicKey is not 32-byte base64url';
+  return isValidIdentityKey(k) ? k : 'publicKey is not a valid Ed25519 public key';
 }
 function checkTime(t: unknown, what: string): asserts t is number {
   if (!isTime(t)) throw badInput(`${what} must be a non-negative integer number of ms since the epoch, got ${String(t)}`);
@@ -176,8 +184,8 @@ function parseControllerEntry(v: unknown): TrustedController | string {
   const o = exactObject(v, ['name', 'publicKey', 'fingerprint', 'addedAt']);
   if (!o) return 'not an object with exactly name, publicKey, fingerprint, addedAt';
   if (!isValidPeerName(o.name)) return 'invalid name';
-  const publicKey = decodeKey32(o.publicKey);
-  if (!publicKey) return 'publicKey is not 32-byte base64url';
+  const publicKey = storedKey(o.publicKey);
+  if (typeof publicKey === 'string') return publicKey;
   if (o.fingerprint !== fingerprintOf(publicKey)) return 'fingerprint does not match publicKey';
   if (!isTime(o.addedAt)) return 'invalid addedAt';
   return { name: o.name, publicKey, fingerprint: o.fingerprint, addedAt: o.addedAt };
@@ -293,8 +301,8 @@ function parseDeviceEntry(v: unknown): KnownDevice | string {
   const o = exactObject(v, ['name', 'publicKey', 'fingerprint', 'server', 'pairedAt']);
   if (!o) return 'not an object with exactly name, publicKey, fingerprint, server, pairedAt';
   if (!isValidPeerName(o.name)) return 'invalid name';
-  const publicKey = decodeKey32(o.publicKey);
-  if (!publicKey) return 'publicKey is not 32-byte base64url';
+  const publicKey = storedKey(o.publicKey);
+  if (typeof publicKey === 'string') return publicKey;
   if (o.fingerprint !== fingerprintOf(publicKey)) return 'fingerprint does not match publicKey';
   if (!isValidServerUrl(o.server)) return 'server is not a ws:// or wss:// URL';
   if (!isTime(o.pairedAt)) return 'invalid pairedAt';
@@ -302,10 +310,21 @@ function parseDeviceEntry(v: unknown): KnownDevice | string {
 }
 
 /**
+ * How device names are compared when saving: case-insensitively and after
+ * NFKC, so that two names that look alike (`Board`, `board`, `ｂｏａｒｄ`)
+ * cannot both be saved.
+ */
+export function foldPeerName(name: string): string {
+  return name.normalize('NFKC').toLowerCase();
+}
+
+/**
  * Controller side: the devices this controller has paired with, in
  * `<dir>/devices.json` (`{"v":1,"devices":[{name, publicKey, fingerprint, server, pairedAt}]}`).
- * Keyed by name, exactly (case-sensitive); the same key under two names is
- * allowed. Every change is written at once. Returned entries are frozen copies.
+ * Keyed by name: save() keeps names unique under foldPeerName (files
+ * written before may still hold names differing only in case; get() then
+ * wants the exact one). The same key under two names is allowed. Every change
+ * is written at once. Returned entries are frozen copies.
  */
 export class KnownDevices {
   private constructor(
@@ -343,32 +362,40 @@ export class KnownDevices {
     if (typeof name !== 'string') return undefined;
     const exact = this.entries.find((e) => e.name === name);
     if (exact) return exact;
-    const lower = name.toLowerCase();
-    const ci = this.entries.filter((e) => e.name.toLowerCase() === lower);
+    const folded = foldPeerName(name);
+    const ci = this.entries.filter((e) => foldPeerName(e.name) === folded);
     return ci.length === 1 ? ci[0] : undefined; // ambiguous: let the user type it exactly
   }
 
-  /** The device named exactly `name`, else the only one whose name matches case-insensitively, else undefined. */
+  /** The device named exactly `name`, else the only one whose name matches under foldPeerName, else undefined. */
   get(name: string): KnownDevice | undefined {
     const e = this.resolve(name);
     return e && copyDevice(e);
   }
 
   /**
-   * Stores device `name` (replacing an entry with exactly that name, which is
-   * returned as `replaced`) and writes the file. `server` is a ws:// or
-   * wss:// URL, `now` ms since the epoch. Throws 'identity-bad-input' for an
-   * invalid name, key, URL or time.
+   * Stores device `name` and writes the file. Every entry whose name equals
+   * `name` under foldPeerName is replaced, and returned in `replaced`. If one
+   * of them holds another key, that is another device: without
+   * `opts.replace` nothing changes and PinholeError 'name-taken' is thrown;
+   * the same key under that name is a re-pair and is always allowed.
+   * `server` is a ws:// or wss:// URL, `now` ms since the epoch. Throws
+   * 'identity-bad-input' for an invalid name, key, URL or time.
    */
-  save(name: string, publicKey: Uint8Array, server: string, now: number): { entry: KnownDevice; replaced: KnownDevice | undefined } {
+  save(name: string, publicKey: Uint8Array, server: string, now: number, opts: { replace?: boolean } = {}): { entry: KnownDevice; replaced: KnownDevice[] } {
     checkName(name, 'device name');
     checkKey(publicKey);
     if (!isValidServerUrl(server)) throw badInput(`server must be a ws:// or wss:// URL of at most ${MAX_SERVER_URL_CHARS} characters, got ${JSON.stringify(String(server).slice(0, 100))}`);
     checkTime(now, 'now');
-    const old = this.entries.find((e) => e.name === name);
+    const folded = foldPeerName(name);
+    const old = this.entries.filter((e) => foldPeerName(e.name) === folded);
+    const other = old.find((e) => !sameKey(e.publicKey, publicKey));
+    if (other && opts.replace !== true) {
+      throw new PinholeError('name-taken', `another device (${other.fingerprint}) is already saved as "${other.name}"`);
+    }
     const entry: KnownDevice = { name, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), server, pairedAt: now };
-    this.commit([...this.entries.filter((e) => e !== old), entry]);
-    return { entry: copyDevice(entry), replaced: old && copyDevice(old) };
+    this.commit([...this.entries.filter((e) => !old.includes(e)), entry]);
+    return { entry: copyDevice(entry), replaced: old.map(copyDevice).sort(byName) };
   }
 
   /** Forgets the device get(name) would return and writes the file; false if there is none. */

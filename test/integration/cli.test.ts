@@ -2,8 +2,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
 import { runCli, spawnUntil, exited, startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
 import type { SignalServer } from '../../signaling/index.js';
+import { PROTOCOL_VERSION, parseServerMessage } from '../../link/index.js';
 
 let server: SignalServer;
 let dev: TestDevice;
@@ -200,4 +206,208 @@ test('issue 2: demo (npm start) pairs, blinks pin 20 and goes direct', async () 
   assert.equal(last.cmd, 'demo');
   assert.equal(last.path, 'direct');
   assert.equal(typeof last.directAtMs, 'number');
+});
+
+// ---- issue 9: hostile strings, broken state files, name collisions ----
+
+/** Bytes a hostile peer uses to drive a terminal: ESC, BEL, C1 controls, bidi overrides, zero-width characters. */
+const TERMINAL_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;
+const TITLE = '\u001b]0;pwned\u0007';
+const CLIPBOARD = '\u001b]52;c;cm0gLXJmIH4K\u0007';
+const CLEAR = '\u001b[2J';
+const HOSTILE = `${TITLE}${CLIPBOARD}${CLEAR}\u202eevil\r\npin 20 = 1`;
+
+/**
+ * A hostile signaling server on loopback: answers `register` and `join` with the frames `answer`
+ * gives, each `afterMs` later (default at once). Every frame must pass parseServerMessage, so the
+ * test reaches the client's printing code rather than its validation (whatever the protocol
+ * version is now).
+ */
+async function hostileServer(answer: (m: { type: string }) => { frame: object; afterMs?: number }[]): Promise<{ url: string; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  wss.on('connection', (ws) =>
+    ws.on('message', (data) => {
+      const m = JSON.parse(String(data)) as { type: string; v?: unknown };
+      if (m.type !== 'register' && m.type !== 'join') return;
+      assert.equal(m.v, PROTOCOL_VERSION, 'the client speaks the current protocol');
+      for (const { frame, afterMs = 0 } of answer(m)) {
+        const text = JSON.stringify(frame);
+        assert.ok(parseServerMessage(text).ok, `a frame the client accepts: ${text}`);
+        setTimeout(() => ws.send(text), afterMs);
+      }
+    }),
+  );
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+    close: () => {
+      for (const c of wss.clients) c.terminate();
+      return new Promise((r) => wss.close(() => r()));
+    },
+  };
+}
+
+test("issue 9: a hostile device's info fields reach the human output without escape sequences; --json keeps them exact", async () => {
+  const evil = await startDevice(server, { name: 'evil-board', board: `${TITLE}board${CLEAR}`, version: `${CLIPBOARD}1.0\u202e\u200b\nfake: line` });
+  try {
+    const p = await pair(server, evil);
+    const human = await runCli(['control', 'evil-board', '--state-dir', p.stateDir, 'info']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.doesNotMatch(human.stdout, TERMINAL_CONTROL, JSON.stringify(human.stdout));
+    assert.ok(!human.stdout.includes('pwned') && !human.stdout.includes('52;c'), 'whole sequences are gone');
+    assert.match(human.stdout, /^evil-board: sim backend on board, pinhole 1\.0 fake: line$/m, 'the text around them stays, on one line');
+    assert.equal(human.stdout.split('\n').filter(Boolean).length, 3, 'no line added by the device');
+
+    const json = await runCli(['control', 'evil-board', '--state-dir', p.stateDir, '--json', 'info']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.doesNotMatch(json.stdout, TERMINAL_CONTROL);
+    assert.ok(json.stdout.includes('\\u001b]0;pwned\\u0007board\\u001b[2J'), json.stdout);
+    assert.ok(json.stdout.includes('\\u202e\\u200b\\nfake'), json.stdout);
+    const i = json.json.at(-1)!;
+    assert.equal(i.board, `${TITLE}board${CLEAR}`, 'exact after parsing');
+    assert.equal(i.version, `${CLIPBOARD}1.0\u202e\u200b\nfake: line`);
+  } finally {
+    await evil.agent.stop();
+  }
+});
+
+test("issue 9: a hostile server's error message reaches the controller's stderr clean, and --json keeps it exact", async () => {
+  const h = await hostileServer((m) => (m.type === 'join' ? [{ frame: { type: 'error', code: 'bad-room', message: HOSTILE } }] : []));
+  try {
+    const args = ['control', '--server', h.url, '--code', 'ABCD-EFG-HJK', '--state-dir', stateDir(), '--timeout', '3000'];
+    const r = await runCli([...args, 'read', '20']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, TERMINAL_CONTROL, JSON.stringify(r.stderr));
+    assert.equal(r.stderr, 'pinhole: evil  pin 20 = 1\n', 'one line, the text only');
+    const j = await runCli([...args, '--json', 'read', '20']);
+    assert.equal(j.code, 3);
+    assert.doesNotMatch(j.stdout + j.stderr, TERMINAL_CONTROL);
+    assert.ok(j.stdout.includes('\\u001b]0;pwned\\u0007'), j.stdout);
+    assert.equal(j.json.at(-1)!.message, HOSTILE);
+  } finally {
+    await h.close();
+  }
+});
+
+test("issue 9: a hostile server's error messages reach the device's stderr clean", async () => {
+  // At registration (the device gives up) ...
+  const refuse = await hostileServer((m) => (m.type === 'register' ? [{ frame: { type: 'error', code: 'bad-room', message: HOSTILE } }] : []));
+  try {
+    const r = await runCli(['device', '--server', refuse.url, '--state-dir', stateDir('device'), '--name', 'b1', '--no-direct'], { killAfterMs: 10_000 });
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, TERMINAL_CONTROL, JSON.stringify(r.stderr));
+    assert.match(r.stderr, /^pinhole: evil {2}pin 20 = 1\n$/);
+  } finally {
+    await refuse.close();
+  }
+  // ... and later, as an event (it carries on).
+  const later = await hostileServer((m) =>
+    m.type === 'register'
+      ? [{ frame: { type: 'registered', room: 'ABCD', ttlMs: 600_000, stunPort: 0 } }, { frame: { type: 'error', code: 'rate-limited', message: HOSTILE }, afterMs: 300 }]
+      : [],
+  );
+  try {
+    const d = await spawnUntil(['device', '--server', later.url, '--state-dir', stateDir('device'), '--name', 'b2', '--no-direct'], /^pairing code: /);
+    await waitFor(() => d.err().includes('pin 20 = 1'), 5000, 'the error line');
+    assert.doesNotMatch(d.err(), TERMINAL_CONTROL, JSON.stringify(d.err()));
+    assert.match(d.err(), /^pinhole: rate-limited: evil {2}pin 20 = 1$/m);
+    d.proc.kill('SIGTERM');
+    assert.equal(await exited(d.proc), 0);
+  } finally {
+    await later.close();
+  }
+});
+
+test('issue 9: a FIFO in place of controllers.json: `pinhole device --controllers` exits 2 at once, naming it', { skip: process.platform === 'win32' }, async () => {
+  const dir = stateDir('device');
+  const path = join(dir, 'controllers.json');
+  execFileSync('mkfifo', ['-m', '600', path]);
+  const r = await runCli(['device', '--controllers', '--state-dir', dir], { killAfterMs: 5000 });
+  assert.equal(r.code, 2, `exit ${r.code} after ${Math.round(r.ms)} ms (null: killed, it hung): ${r.stderr}`);
+  assert.ok(r.stderr.includes(path) && /FIFO/.test(r.stderr), r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test('issue 9: a corrupt controllers.json or devices.json: the CLI names the file and exits 2', async () => {
+  const dir = stateDir('state');
+  writeFileSync(join(dir, 'controllers.json'), '{"v":1,"controllers":[{"name":"x"}]}', { mode: 0o600 });
+  writeFileSync(join(dir, 'devices.json'), '{"v":1,"devices":7}', { mode: 0o600 });
+  const list = await runCli(['device', '--controllers', '--state-dir', dir, '--json']);
+  assert.equal(list.code, 2, list.stderr);
+  assert.equal(list.json.at(-1)!.error, 'identity-corrupt');
+  assert.ok(list.stderr.includes(join(dir, 'controllers.json')), list.stderr);
+  const ctl = await runCli(['control', 'anything', '--state-dir', dir, '--json', 'info']);
+  assert.equal(ctl.code, 2, ctl.stderr);
+  assert.equal(ctl.json.at(-1)!.error, 'identity-corrupt');
+  assert.ok(ctl.stderr.includes(join(dir, 'devices.json')), ctl.stderr);
+});
+
+/** The saved devices of a controller state dir: name -> fingerprint. */
+function savedDevices(dir: string): Record<string, string> {
+  const j = JSON.parse(readFileSync(join(dir, 'devices.json'), 'utf8')) as { devices: { name: string; fingerprint: string }[] };
+  return Object.fromEntries(j.devices.map((d) => [d.name, d.fingerprint]));
+}
+
+test('issue 9: pairing a second device under a saved name is refused (name-taken, exit 3); --as keeps both, --replace replaces', async () => {
+  const a = await startDevice(server, { name: 'board' });
+  const b = await startDevice(server, { name: 'board' });
+  const c = await startDevice(server, { name: 'BOARD' });
+  try {
+    const laptop = await pair(server, a);
+    /** One pairing attempt with the device's current code; waits for the next code (this one is spent either way). */
+    const pairWith = async (d: TestDevice, ...extra: string[]) => {
+      const code = d.code!;
+      const r = await runCli(['control', '--server', server.url, '--code', code, '--state-dir', laptop.stateDir, '--json', ...extra, 'info']);
+      await d.nextCode(code);
+      return r;
+    };
+    const fpA = a.agent.fingerprint;
+    assert.deepEqual(savedDevices(laptop.stateDir), { board: fpA });
+
+    const taken = await pairWith(b);
+    assert.equal(taken.code, 3, taken.stderr);
+    assert.equal(taken.json.at(-1)!.error, 'name-taken');
+    assert.equal(taken.json.filter((j) => j.ok === true).length, 0, 'the command did not run');
+    assert.match(taken.stderr, /--as .*--replace/, 'the way out is in the message');
+    assert.deepEqual(savedDevices(laptop.stateDir), { board: fpA }, 'devices.json still has A');
+
+    // The code was spent by that attempt: the new one, with --as.
+    const as = await pairWith(b, '--as', 'board2');
+    assert.equal(as.code, 0, as.stderr);
+    assert.match(as.stderr, /paired with device "board2" .*pinhole control board2 COMMAND/);
+    assert.deepEqual(savedDevices(laptop.stateDir), { board: fpA, board2: b.agent.fingerprint });
+
+    // Case does not make another name.
+    const upper = await pairWith(c);
+    assert.equal(upper.code, 3, upper.stderr);
+    assert.equal(upper.json.at(-1)!.error, 'name-taken');
+    const replaced = await pairWith(c, '--replace');
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.match(replaced.stderr, /paired with device "BOARD" .*replacing the one saved under that name/);
+    assert.deepEqual(savedDevices(laptop.stateDir), { BOARD: c.agent.fingerprint, board2: b.agent.fingerprint }, 'one entry for the name');
+    assert.equal((await runCli(['control', 'board', '--state-dir', laptop.stateDir, '--json', 'info'])).json.at(-1)!.ok, true, 'found by any case');
+
+    // The same device pairing again under its name is a re-pair: no flag, no "replacing".
+    const again = await pairWith(c);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /replacing/);
+    assert.deepEqual(Object.keys(savedDevices(laptop.stateDir)).sort(), ['BOARD', 'board2']);
+  } finally {
+    await Promise.all([a.agent.stop(), b.agent.stop(), c.agent.stop()]);
+  }
+});
+
+test('issue 9: --as and --replace need --code, and a bad --as is refused before the code is spent', async () => {
+  const code = dev.code!;
+  for (const args of [
+    ['control', laptop.device, '--state-dir', laptop.stateDir, '--as', 'x', 'info'],
+    ['control', laptop.device, '--state-dir', laptop.stateDir, '--replace', 'info'],
+    ['control', '--server', server.url, '--code', code, '--state-dir', stateDir(), '--as', ' padded', 'info'],
+    ['control', '--server', server.url, '--code', code, '--state-dir', stateDir(), '--as', `a${CLEAR}`, 'info'],
+  ]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, TERMINAL_CONTROL);
+  }
+  assert.equal(dev.code, code, 'no code was spent');
 });

@@ -166,12 +166,15 @@ function nextCodeIn(codes: () => string[], prev: string, timeoutMs: number): Pro
 
 export type TestDevice = Awaited<ReturnType<typeof startDevice>>;
 
-/** A real device agent on the simulated board, in its own state dir (or `stateDir`, to restart one). */
+/**
+ * A real device agent on the simulated board, in its own state dir (or `stateDir`, to restart one).
+ * `board` and `version` set what `info` reports (a hostile device may report anything there).
+ */
 export async function startDevice(
   server: SignalServer,
-  opts: { code?: string; pins?: number[]; direct?: boolean; name?: string; stateDir?: string; pairing?: boolean } = {},
+  opts: { code?: string; pins?: number[]; direct?: boolean; name?: string; stateDir?: string; pairing?: boolean; board?: string; version?: string } = {},
 ) {
-  const gpio = new SimGpio();
+  const gpio = new SimGpio(opts.board !== undefined ? { board: opts.board } : {});
   const dir = opts.stateDir ?? stateDir('device');
   const events: DeviceEvent[] = [];
   const codes: string[] = [];
@@ -181,7 +184,7 @@ export async function startDevice(
     name,
     stateDir: dir,
     gpio,
-    version: VERSION,
+    version: opts.version ?? VERSION,
     code: opts.code,
     pairing: opts.pairing ?? true,
     allowedPins: opts.pins ? new Set(opts.pins) : undefined,

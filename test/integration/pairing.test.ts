@@ -204,8 +204,13 @@ test('issue 4: a device that lost its identity is not found under its old name (
     assert.equal(r.json.at(-1)!.error, 'device-offline');
     oneStderrLine(r.stderr);
 
-    // Pairing again with the new code replaces the saved entry of that name.
-    const again = await runCli(['control', '--server', server.url, '--code', dev.code!, '--state-dir', laptop.stateDir, '--json', 'info']);
+    // Issue 9: a new key under a saved name is another device to the controller: refused until
+    // the user says --replace (with the next code: the refused attempt spent this one).
+    const code = dev.code!;
+    const refused = await runCli(['control', '--server', server.url, '--code', code, '--state-dir', laptop.stateDir, '--json', 'info']);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.equal(refused.json.at(-1)!.error, 'name-taken');
+    const again = await runCli(['control', '--server', server.url, '--code', await dev.nextCode(code), '--state-dir', laptop.stateDir, '--replace', '--json', 'info']);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /replacing the one saved under that name/);
     assert.equal((await runCli(byName('id-board', laptop.stateDir, 'read', '1'))).code, 0);

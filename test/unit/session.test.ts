@@ -3,7 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { PeerSession, OFFER_GATE_MS } from '../../link/session.js';
+import { EventEmitter } from 'node:events';
+import { PeerSession, OFFER_GATE_MS, ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt } from '../../link/session.js';
+import type { Transport } from '../../link/link.js';
 import type { Timers } from '../../link/link.js';
 import type { ClientMessage, ServerMessage } from '../../link/protocol.js';
 import type { SignalClient } from '../../link/signal-client.js';
@@ -46,7 +48,7 @@ function wire(c: PeerSession, d: PeerSession) {
       send(m: ClientMessage) {
         log.push({ from, m });
         const t = tamper.fn(from, m);
-        if (!t || (t.type !== 'relay' && t.type !== 'signal')) return;
+        if (!t || t.type !== 'relay') return;
         queueMicrotask(() => to.handleServerMessage(t as ServerMessage));
       },
     }) as unknown as SignalClient;
@@ -57,7 +59,7 @@ function wire(c: PeerSession, d: PeerSession) {
 
 const settle = () => new Promise((r) => setImmediate(r));
 
-function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean } = {}) {
+function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean; dialer?: Dialer } = {}) {
   const timers = manualTimers();
   const ci = identity();
   const di = identity();
@@ -68,6 +70,7 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
     direct: opts.controllerDirect ?? false,
     rtc: { iceServers: [] },
     timers,
+    ...(opts.dialer ? { dialer: opts.dialer } : {}),
     security: {
       role: 'controller',
       identity: ci,
@@ -83,6 +86,7 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
     direct: true,
     rtc: { iceServers: [] },
     timers,
+    ...(opts.dialer ? { dialer: opts.dialer } : {}),
     security: {
       role: 'device',
       identity: di,
@@ -173,8 +177,9 @@ test('issue 4: the device holds commands until the offer, and a rewritten finger
   p.controller.send({ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } });
   await settle();
   assert.deepEqual(p.events.dMessages, [], 'held behind the offer gate');
-  // The "server" delivers an offer whose fingerprint is not the controller's.
-  p.w.deliverToDevice({ type: 'signal', payload: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
+  // An offer whose fingerprint is not the one the controller signed (the server can no longer
+  // inject one: signaling is sealed; this is the second line of defence).
+  p.controller.send({ sig: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
   assert.deepEqual(p.events.c, ['secured paired=false', 'refused fingerprint-mismatch remote']);
@@ -186,7 +191,7 @@ test('issue 4: an offer with the genuine fingerprint plus an extra sha-512 one i
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
   await settle();
-  p.w.deliverToDevice({ type: 'signal', payload: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${FP_C}\r\na=fingerprint:sha-512 ${OTHER_FP}:${OTHER_FP}\r\n` } });
+  p.controller.send({ sig: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${FP_C}\r\na=fingerprint:sha-512 ${OTHER_FP}:${OTHER_FP}\r\n` } });
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
 });
@@ -240,6 +245,104 @@ test('issue 4: after the handshake, plain text (even a fail) and replayed sealed
   p.controller.send({ n: 3 });
   await settle();
   assert.deepEqual(p.events.dMessages, [{ n: 1 }, { n: 3 }]);
+  await p.controller.close();
+  await p.device.close();
+});
+
+/** A direct attempt the test drives: it opens, fails or carries frames when told to. */
+class FakeAttempt extends EventEmitter implements DirectAttempt {
+  closed = false;
+  readonly sent: string[] = [];
+  constructor(
+    readonly role: 'offerer' | 'answerer',
+    readonly onFrame: (data: string | Buffer) => void,
+  ) {
+    super();
+  }
+  async start(): Promise<void> {}
+  async handleSignal(): Promise<void> {}
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+  /** Opens the channel: a transport that records what the session sends on it. */
+  open(): void {
+    const t: Transport = { path: 'direct', send: (f) => void this.sent.push(f) };
+    this.emit('up', t);
+  }
+}
+
+function fakeDialer() {
+  const attempts: FakeAttempt[] = [];
+  const dialer: Dialer = async (role, _cfg, _send, onFrame) => {
+    const a = new FakeAttempt(role, onFrame);
+    attempts.push(a);
+    return a;
+  };
+  return { attempts, dialer };
+}
+
+test('issue 10: a failed direct attempt is retried soon, with growing delays, each failure reported once with its cause', async () => {
+  const f = fakeDialer();
+  const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
+  const failures: unknown[] = [];
+  p.controller.on('direct-failed', (i) => failures.push(i));
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  assert.equal(f.attempts.length, 1, 'the first attempt starts with the handshake');
+  // ICE stuck in `checking` (werift never says failed): the attempt's deadline ends it.
+  p.timers.fire(ATTEMPT_BASE_MS - 1);
+  assert.deepEqual(failures, []);
+  p.timers.fire(1);
+  assert.deepEqual(failures, [{ attempt: 0, cause: 'timeout', retryMs: REDIAL_BASE_MS }]);
+  assert.ok(f.attempts[0]!.closed);
+  p.timers.fire(REDIAL_BASE_MS);
+  await settle();
+  assert.equal(f.attempts.length, 2, 'a new attempt after REDIAL_BASE_MS');
+  // A DTLS failure is reported at once, and the next wait doubles.
+  f.attempts[1]!.emit('failed', 'dtls');
+  f.attempts[1]!.emit('failed', 'dtls'); // werift may say it twice: one report
+  assert.deepEqual(failures.at(-1), { attempt: 1, cause: 'dtls', retryMs: 2 * REDIAL_BASE_MS });
+  assert.equal(failures.length, 2);
+  p.timers.fire(2 * REDIAL_BASE_MS - 1);
+  await settle();
+  assert.equal(f.attempts.length, 2);
+  p.timers.fire(1);
+  await settle();
+  assert.equal(f.attempts.length, 3);
+  // The third attempt's deadline is four times the first's.
+  p.timers.fire(4 * ATTEMPT_BASE_MS - 1);
+  assert.equal(failures.length, 2);
+  p.timers.fire(1);
+  assert.deepEqual(failures.at(-1), { attempt: 2, cause: 'timeout', retryMs: 4 * REDIAL_BASE_MS });
+  await p.controller.close();
+  await p.device.close();
+});
+
+test('issue 9: an opened channel carries only sealed frames; one that does not open tears it down and alarms the peer', async () => {
+  const f = fakeDialer();
+  const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  const a = f.attempts[0]!;
+  a.open();
+  assert.ok(a.sent.length > 0, 'the link probes the new channel');
+  for (const frame of a.sent) {
+    assert.match(frame, /^[A-Za-z0-9_-]+$/, 'sealed, base64url');
+    assert.ok(!frame.includes('"t"'));
+  }
+  // A relay frame of this session does not open on the direct path: keys of its own.
+  p.device.send({ n: 1 });
+  await settle();
+  const relayFrame = p.w.log.filter((e) => e.from === 'd' && e.m.type === 'relay' && !(e.m.data as string).startsWith('{')).at(-1)!.m as { data: string };
+  a.onFrame(relayFrame.data);
+  await settle();
+  assert.deepEqual(p.events.c, ['secured paired=false', 'security direct-bad-mac']);
+  assert.ok(a.closed, 'torn down');
+  assert.equal(p.controller.path, 'relay');
+  assert.deepEqual(p.events.d, ['secured paired=false', 'security peer-direct-bad-mac']);
+  assert.deepEqual(p.events.cMessages, [{ n: 1 }], 'only what came over the relay');
   await p.controller.close();
   await p.device.close();
 });

@@ -3,9 +3,13 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
-import { IdentityError, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../link/identity.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { PinholeError } from '../../link/errors.js';
+import { IdentityError, ensureStateDir as ensureDir, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../link/identity.js';
 import {
   CONTROLLERS_FILE,
   DEVICES_FILE,
@@ -23,7 +27,8 @@ let root: string;
 let n = 0;
 const freshDir = () => join(root, `state-${++n}`, 'pinhole');
 const mode = (p: string) => statSync(p).mode & 0o777;
-const key = (b: number) => new Uint8Array(32).fill(b);
+/** A real Ed25519 public key, one per `b` (the stores refuse bytes that are not a usable key). */
+const key = (b: number) => ed25519.getPublicKey(new Uint8Array(32).fill(b));
 const T0 = 1_700_000_000_000;
 
 function isCode(code: string): (e: unknown) => true {
@@ -152,6 +157,130 @@ describe('file modes and refusals (all three stores)', () => {
     const id = loadOrCreateIdentity(dir);
     TrustedControllers.load(dir).add('laptop', key(1), T0);
     assert.deepEqual(loadOrCreateIdentity(dir).publicKey, id.publicKey);
+  });
+});
+
+describe('corrupt and non-regular state files', () => {
+  /** Each store's file and its list key, with one valid entry to damage. */
+  const stores = [
+    { file: CONTROLLERS_FILE, list: 'controllers', load: (dir: string) => TrustedControllers.load(dir), entry: (k: Uint8Array) => ({ name: 'laptop', publicKey: Buffer.from(k).toString('base64url'), fingerprint: fingerprintOf(k), addedAt: T0 }) },
+    { file: DEVICES_FILE, list: 'devices', load: (dir: string) => KnownDevices.load(dir), entry: (k: Uint8Array) => ({ name: 'board', publicKey: Buffer.from(k).toString('base64url'), fingerprint: fingerprintOf(k), server: 'wss://pinhole.example/ws', pairedAt: T0 }) },
+  ];
+  // 32 bytes that are no curve point, and the encoding of a small-order point (the identity).
+  const NOT_A_POINT = new Uint8Array(32).fill(2);
+  const SMALL_ORDER = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
+
+  for (const { file, list, load, entry } of stores) {
+    test(`issue 9: ${file}: every kind of corruption is identity-corrupt, naming the file`, () => {
+      const good = entry(key(1));
+      const bodies: [string, unknown][] = [
+        ['bad JSON', '{"v":1,'],
+        ['empty', ''],
+        ['JSON null', null],
+        ['an array', []],
+        ['list missing', { v: 1 }],
+        ['list not an array', { v: 1, [list]: {} }],
+        ['extra top-level field', { v: 1, [list]: [], x: 1 }],
+        ['version as a string', { v: '1', [list]: [] }],
+        ['entry not an object', { v: 1, [list]: [7] }],
+        ['entry with an extra field', { v: 1, [list]: [{ ...good, x: 1 }] }],
+        ['entry missing a field', { v: 1, [list]: [{ ...good, fingerprint: undefined }] }],
+        ['name not a string', { v: 1, [list]: [{ ...good, name: 5 }] }],
+        ['name with an escape', { v: 1, [list]: [{ ...good, name: '\u001b]0;x\u0007' }] }],
+        ['time as a string', { v: 1, [list]: [{ ...good, [file === DEVICES_FILE ? 'pairedAt' : 'addedAt']: '2024' }] }],
+        ['key not base64url', { v: 1, [list]: [{ ...good, publicKey: '!!!' }] }],
+        ['key too short', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(key(1)).subarray(1).toString('base64url') }] }],
+        ['key not a curve point', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(NOT_A_POINT).toString('base64url'), fingerprint: fingerprintOf(NOT_A_POINT) }] }],
+        ['key of small order', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(SMALL_ORDER).toString('base64url'), fingerprint: fingerprintOf(SMALL_ORDER) }] }],
+        ['fingerprint of another key', { v: 1, [list]: [{ ...good, fingerprint: fingerprintOf(key(2)) }] }],
+        ['duplicate entry', { v: 1, [list]: [good, good] }],
+      ];
+      for (const [what, body] of bodies) {
+        const dir = freshDir();
+        ensureDir(dir);
+        const path = join(dir, file);
+        const text = typeof body === 'string' ? body : JSON.stringify(body);
+        writeFileSync(path, text, { mode: 0o600 });
+        assert.throws(
+          () => load(dir),
+          (e: unknown) => {
+            assert.ok(e instanceof IdentityError, `${what}: expected IdentityError, got ${String(e)}`);
+            assert.equal(e.code, 'identity-corrupt', `${what}: ${e.message}`);
+            assert.ok(e.message.includes(path), `${what}: the message names the file: ${e.message}`);
+            assert.equal(e.path, path, what);
+            return true;
+          },
+          what,
+        );
+        assert.equal(readFileSync(path, 'utf8'), text, `${what}: never overwritten`);
+      }
+    });
+  }
+
+  test('issue 9: a key that is not a usable Ed25519 key cannot be stored either (identity-bad-input)', () => {
+    const dir = freshDir();
+    for (const k of [NOT_A_POINT, SMALL_ORDER]) {
+      expectCode(() => TrustedControllers.load(dir).add('laptop', k, T0), 'identity-bad-input');
+      expectCode(() => KnownDevices.load(dir).save('board', k, 'wss://pinhole.example/ws', T0), 'identity-bad-input');
+    }
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  /** Five seconds: a load that fails fast takes milliseconds; one that hangs on a FIFO never ends. */
+  const HANG_MS = 5000;
+  const modules = { trust: new URL('../../link/trust.js', import.meta.url).href, identity: new URL('../../link/identity.js', import.meta.url).href };
+  /**
+   * Runs one loader in a child process: a load blocked in open(2) on a FIFO blocks its
+   * whole event loop, so only another process can time it out.
+   */
+  function loadInChild(dir: string, which: string): { code?: string; message?: string; path?: string } {
+    const script = `
+      const { TrustedControllers, KnownDevices, loadOrCreateDtlsCert } = await import(${JSON.stringify(modules.trust)});
+      const { loadOrCreateIdentity } = await import(${JSON.stringify(modules.identity)});
+      const dir = ${JSON.stringify(dir)};
+      const loaders = {
+        'controllers.json': () => TrustedControllers.load(dir),
+        'devices.json': () => KnownDevices.load(dir),
+        'identity.json': () => loadOrCreateIdentity(dir),
+        'dtls.json': () => loadOrCreateDtlsCert(dir, async () => { throw new Error('must not generate'); }),
+      };
+      try { await loaders[${JSON.stringify(which)}](); console.log(JSON.stringify({ loaded: true })); }
+      catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, path: e.path })); }`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: HANG_MS, killSignal: 'SIGKILL' });
+    assert.ok(r.signal !== 'SIGKILL', `${which}: the load hung for ${HANG_MS} ms`);
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { code?: string; message?: string; path?: string };
+  }
+
+  for (const file of [CONTROLLERS_FILE, DEVICES_FILE, 'identity.json', DTLS_FILE]) {
+    test(`issue 9: a FIFO in place of ${file} is refused at once with identity-not-file, naming it`, { skip: !posix, timeout: 3 * HANG_MS }, () => {
+      const dir = freshDir();
+      ensureDir(dir);
+      const path = join(dir, file);
+      execFileSync('mkfifo', ['-m', '600', path]);
+      const t0 = performance.now();
+      const r = loadInChild(dir, file);
+      assert.equal(r.code, 'identity-not-file', JSON.stringify(r));
+      assert.equal(r.path, path);
+      assert.ok(r.message!.includes(path) && /FIFO/.test(r.message!), r.message);
+      assert.ok(performance.now() - t0 < HANG_MS, 'fails fast');
+    });
+  }
+
+  test('issue 9: a socket or a directory in place of a state file is refused with identity-not-file too', { skip: !posix }, async () => {
+    const dir = freshDir();
+    ensureDir(dir);
+    const sock = createServer();
+    await new Promise<void>((r) => sock.listen(join(dir, CONTROLLERS_FILE), r));
+    try {
+      expectCode(() => TrustedControllers.load(dir), 'identity-not-file');
+    } finally {
+      await new Promise((r) => sock.close(r));
+    }
+    mkdirSync(join(dir, DEVICES_FILE), { mode: 0o700 });
+    expectCode(() => KnownDevices.load(dir), 'identity-not-file');
+    mkdirSync(join(dir, 'identity.json'), { mode: 0o700 });
+    expectCode(() => loadOrCreateIdentity(dir), 'identity-not-file');
   });
 });
 
@@ -312,7 +441,7 @@ describe('KnownDevices', () => {
     const s = KnownDevices.load(dir);
     assert.deepEqual(s.list(), []);
     const r = s.save('garage', key(1), URL_A, T0);
-    assert.equal(r.replaced, undefined);
+    assert.deepEqual(r.replaced, []);
     assert.deepEqual(r.entry, { name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 });
     s.save('attic', key(2), URL_B, T0 + 1);
     assert.deepEqual(s.list().map((e) => e.name), ['attic', 'garage']);
@@ -323,26 +452,57 @@ describe('KnownDevices', () => {
     assert.deepEqual(again.get('garage')?.publicKey, key(1));
   });
 
-  test('same name replaces the old entry and reports it', () => {
+  const isNameTaken = (e: unknown): true => {
+    assert.ok(e instanceof PinholeError, `expected PinholeError, got ${String(e)}`);
+    assert.equal(e.code, 'name-taken', e.message);
+    return true;
+  };
+
+  test('issue 9: another device under a saved name is refused (name-taken) and changes nothing; replace: true replaces it', () => {
     const dir = freshDir();
     const s = KnownDevices.load(dir);
     s.save('garage', key(1), URL_A, T0);
-    const r = s.save('garage', key(2), URL_B, T0 + 10);
-    assert.deepEqual(r.replaced, { name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 });
+    const before = readFileSync(join(dir, DEVICES_FILE), 'utf8');
+    assert.throws(() => s.save('garage', key(2), URL_B, T0 + 10), isNameTaken);
+    assert.equal(readFileSync(join(dir, DEVICES_FILE), 'utf8'), before, 'file untouched');
+    assert.deepEqual(s.get('garage')?.publicKey, key(1), 'memory untouched');
+    const r = s.save('garage', key(2), URL_B, T0 + 10, { replace: true });
+    assert.deepEqual(r.replaced, [{ name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 }]);
     assert.deepEqual(r.entry.publicKey, key(2));
     assert.equal(s.list().length, 1);
     assert.deepEqual(KnownDevices.load(dir).get('garage')?.publicKey, key(2));
   });
 
-  test('get: exact first, then a unique case-insensitive match', () => {
-    const s = KnownDevices.load(freshDir());
+  test('issue 9: names differing only in case (or NFKC width) collide; the same device re-pairs under its name in place', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
+    s.save('Garage', key(1), URL_A, T0);
+    for (const name of ['garage', 'GARAGE', 'ｇａｒａｇｅ']) assert.throws(() => s.save(name, key(2), URL_A, T0), isNameTaken, name);
+    // The same key again (a re-pair) needs no flag and leaves one entry, with the new spelling.
+    const r = s.save('garage', key(1), URL_B, T0 + 5);
+    assert.deepEqual(r.replaced.map((e) => e.name), ['Garage']);
+    assert.deepEqual(KnownDevices.load(dir).list().map((e) => [e.name, e.server]), [['garage', URL_B]]);
+    // Another name for the same key is another entry, as before.
+    s.save('garage-2', key(1), URL_A, T0);
+    assert.equal(s.list().length, 2);
+  });
+
+  test('get: exact first, then a unique case-insensitive match (a file written before names were folded)', () => {
+    const dir = freshDir();
+    const s = KnownDevices.load(dir);
     s.save('Garage', key(1), URL_A, T0);
     assert.equal(s.get('garage')?.name, 'Garage');
     assert.equal(s.get('GARAGE')?.name, 'Garage');
-    s.save('garage', key(2), URL_A, T0);
-    assert.deepEqual(s.get('garage')?.publicKey, key(2), 'exact match wins');
-    assert.deepEqual(s.get('Garage')?.publicKey, key(1));
-    assert.equal(s.get('GARAGE'), undefined, 'ambiguous case-insensitive match: none');
+    const body = JSON.parse(readFileSync(join(dir, DEVICES_FILE), 'utf8'));
+    body.devices.push({ ...body.devices[0], name: 'garage', publicKey: Buffer.from(key(2)).toString('base64url'), fingerprint: fingerprintOf(key(2)) });
+    writeFileSync(join(dir, DEVICES_FILE), JSON.stringify(body), { mode: 0o600 });
+    const old = KnownDevices.load(dir);
+    assert.deepEqual(old.get('garage')?.publicKey, key(2), 'exact match wins');
+    assert.deepEqual(old.get('Garage')?.publicKey, key(1));
+    assert.equal(old.get('GARAGE'), undefined, 'ambiguous case-insensitive match: none');
+    // Saving under that name with replace clears both spellings.
+    old.save('GARAGE', key(3), URL_A, T0, { replace: true });
+    assert.deepEqual(KnownDevices.load(dir).list().map((e) => e.name), ['GARAGE']);
   });
 
   test('remove, by exact or unique case-insensitive name; persists', () => {
