@@ -189,6 +189,7 @@ class Registration {
           const delay = this.backoff();
           const why = err.code === 'room-taken' && this.kind.kind === 'home' ? 'another instance of this device (same state dir) is still connected' : err.message;
           this.agent.emit('event', { event: 'error', code: err.code, message: `${this.label}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
+          if (this.kind.kind === 'home' && err.code === 'server-unreachable') this.agent.emit('event', { event: 'disconnected', retryMs: delay });
           this.retryTimer = setTimeout(attempt, delay);
         });
       };
