@@ -48,10 +48,11 @@ const DIRECT_TIMEOUT_MS = 15_000;
  */
 const BENCH_RATE_MSGS_PER_SEC = 1_000_000;
 /**
- * Joins of pairing rooms per minute (and burst) from one address given to the
- * bench's server. The default (JOIN_RATE_PER_MIN 20, JOIN_BURST 10) guards
- * codes against guessing; the bench pairs a fresh device dozens of times a
- * minute from 127.0.0.1.
+ * Joins and registrations per minute (and burst) from one address given to
+ * the bench's server, and its rooms per address. The defaults (JOIN_RATE_PER_MIN
+ * 20, REGISTER_RATE_PER_MIN 30, MAX_ROOMS_PER_ADDR 32...) guard codes against
+ * guessing and the server against floods; the bench pairs a fresh device
+ * dozens of times a minute from 127.0.0.1.
  */
 const BENCH_JOINS = 1_000_000;
 
@@ -63,7 +64,15 @@ export function startBenchServer(): Promise<SignalServer> {
       port: 0,
       stunPort: 0,
       log: () => undefined,
-      limits: { rateMsgsPerSec: BENCH_RATE_MSGS_PER_SEC, rateBurst: BENCH_RATE_MSGS_PER_SEC, joinRatePerMin: BENCH_JOINS, joinBurst: BENCH_JOINS },
+      limits: {
+        rateMsgsPerSec: BENCH_RATE_MSGS_PER_SEC,
+        rateBurst: BENCH_RATE_MSGS_PER_SEC,
+        joinRatePerMin: BENCH_JOINS,
+        joinBurst: BENCH_JOINS,
+        registerRatePerMin: BENCH_JOINS,
+        registerBurst: BENCH_JOINS,
+        maxRoomsPerAddr: BENCH_JOINS,
+      },
     }),
   );
 }

@@ -30,6 +30,15 @@ function makeOutput(io: Io, json: boolean): Output {
   return { json, line: (obj, text) => io.stdout(json ? toJsonLine(obj) : text) };
 }
 
+/** One line for a dropped frame (a session `security` code, docs/errors.md), naming who did not send it. */
+export function securityText(code: string, peer: 'device' | 'controller'): string {
+  const c = safe(code);
+  if (code === 'server-invalid') return `${c}: the signaling server sent a frame the protocol does not allow; ignored`;
+  if (code.startsWith('peer-direct-')) return `${c}: the ${peer} closed the direct path over a frame that did not come from us; the relay carries on`;
+  if (code.startsWith('direct-')) return `${c}: dropped a data-channel frame that did not come from the ${peer} and closed the direct path; the relay carries on`;
+  return `${c}: dropped a relay frame that did not come from the ${peer}`;
+}
+
 function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> = {}): number {
   if (e instanceof IdentityError) e = new PinholeError(e.code, e.message);
   const code = exitCodeFor(e);
@@ -144,7 +153,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
       case 'refused':
         return io.stderr(`pinhole: refused a controller: ${safe(e.code)}: ${safe(e.message)}`);
       case 'security':
-        return io.stderr(`pinhole: ${e.code}: dropped a relay frame that did not come from the controller`);
+        return io.stderr(`pinhole: ${securityText(e.code, 'controller')}`);
       case 'safe-state':
         return io.stdout(`no controller for a while: safe state set (${Object.entries(e.pins).map(([p, v]) => `${p}=${v}`).join(', ')})`);
       case 'controller-left':
@@ -232,6 +241,13 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
       const name = safe(dev.pairedAs.name); // the device chose it, unless --as did
       io.stderr(`pinhole: paired with device "${name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${name} COMMAND`);
     }
+    dev.on('security', (code) => (c.json ? out.line({ event: 'security', code }, '') : io.stderr(`pinhole: ${securityText(code, 'device')}`)));
+    // Why a session stays on the relay: one line per failed direct attempt.
+    dev.on('direct-failed', (f) =>
+      c.json
+        ? out.line({ event: 'direct-failed', ...f }, '')
+        : io.stderr(`pinhole: direct attempt ${f.attempt + 1} failed (${f.cause})${f.retryMs !== undefined ? `; next in ${(f.retryMs / 1000).toFixed(0)} s` : ''}; commands go through the relay`),
+    );
     if (command.cmd === 'shell') return await runShell(dev, out, io);
     await runCommand(dev, command, out, io.stopSignal());
     return EXIT.ok;

@@ -445,8 +445,9 @@ function whenSecured(session: PeerSession, ms: number): Promise<void> {
  * device under its name in `stateDir`), or finds a paired `device` by name.
  * Rejects with PinholeError: `usage`, `unknown-device`, `bad-room`/`unknown-room`
  * (no such code), `wrong-code`, `code-spent`, `not-paired`, `device-changed`,
- * `fingerprint-mismatch`, `device-offline`, `room-full`, `server-unreachable`,
- * `timeout`, or an `identity-*` code for unusable state files.
+ * `fingerprint-mismatch`, `device-offline`, `room-full`, `not-admitted` (the
+ * server dropped us: the device did not complete the handshake in time),
+ * `server-unreachable`, `timeout`, or an `identity-*` code for unusable state files.
  */
 export async function connect(opts: ConnectOptions): Promise<Device> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -565,12 +566,18 @@ async function openSession(
       },
     });
     const secured = whenSecured(session, Math.max(1, deadline - Date.now()));
+    // The server drops a controller its device has not admitted in time: say so rather than wait out the timeout.
+    let dropped!: (e: PinholeError) => void;
+    const notAdmitted = new Promise<never>((_, reject) => (dropped = reject));
     // Until a Device takes the session over, this routes the handshake to it.
-    const route = (m: ServerMessage): void => session.handleServerMessage(m);
+    const route = (m: ServerMessage): void => {
+      if (m.type === 'error' && m.code === 'not-admitted') dropped(new PinholeError('not-admitted', m.message));
+      session.handleServerMessage(m);
+    };
     signal.on('message', route);
     session.attachSignal(signal);
     try {
-      await secured;
+      await Promise.race([secured, notAdmitted]);
     } catch (e) {
       signal.off('message', route);
       await session.close();

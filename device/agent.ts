@@ -10,8 +10,16 @@
  *     code), and a fresh code is printed at once for the next one.
  *
  * Each room serves one controller session at a time over a PeerSession
- * (handshake, sealed relay, direct when the data channel opens). GPIO and
- * sockets come from outside; state files from the state dir.
+ * (handshake, sealed relay, direct when the data channel opens). Once the
+ * handshake has secured a session the device `admit`s it, so the server
+ * keeps the controller (it drops one left unadmitted). GPIO and sockets come
+ * from outside; state files from the state dir.
+ *
+ * A refused registration that can clear up (the room is still held by an
+ * earlier instance, the server or this address is at a limit) is retried
+ * with capped backoff, and each retry is reported; so is registering every
+ * fresh pairing code, so a device with pairing on always ends up with a
+ * valid code.
  */
 import { EventEmitter } from 'node:events';
 import type { Gpio } from './gpio.js';
@@ -31,20 +39,22 @@ import {
   generatePairingCode,
   parsePairingCode,
   iceConfigFor,
+  makeRegisterProof,
   loadOrCreateIdentity,
   loadOrCreateDtlsCert,
   TrustedControllers,
   fingerprintOf,
   type DtlsKeyPair,
   type Identity,
+  type ErrorCode,
   type IceServer,
   type Path,
   type ServerMessage,
 } from '../link/index.js';
 
-/** First reconnect delay after the server connection drops, in ms. */
+/** First reconnect delay after the server connection drops or a registration is refused, in ms. */
 export const RECONNECT_BASE_MS = 500;
-/** Longest reconnect delay, in ms: a device waits at most this long to notice the server is back. */
+/** Longest reconnect (and registration retry) delay, in ms: a device waits at most this long to notice the server is back or a limit has cleared. */
 export const RECONNECT_MAX_MS = 30_000;
 /** Time to wait for `registered`, in ms: the server answers at once unless it is overloaded. */
 export const REGISTER_TIMEOUT_MS = 5_000;
@@ -54,8 +64,23 @@ export const REGISTER_TIMEOUT_MS = 5_000;
  * hold the room (and, for a pairing room, its one attempt) for longer.
  */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Time a controller in the pairing room has to start the handshake (its
+ * first message, with the PAKE), in ms: an honest one sends it as soon as it
+ * has joined. One that stays silent holds the room and makes the real user's
+ * attempt `code-spent`; after this the device drops it and prints a fresh
+ * code (the one the silent one may know is given up too).
+ */
+export const HANDSHAKE_START_MS = 5_000;
 /** Fresh codes tried when the server says a room is taken (4-symbol rooms collide once in ~800k). */
 const ROOM_TAKEN_RETRIES = 5;
+
+/**
+ * Registration errors that waiting can clear up: at start they are retried
+ * (DeviceAgent.start waits); any other error then ends the start. Once the
+ * device is running, every error is retried.
+ */
+const RETRY_AT_START: ReadonlySet<string> = new Set<ErrorCode>(['room-taken', 'rate-limited', 'register-limited', 'too-many-rooms', 'join-limited', 'expired', 'timeout']);
 
 /** Configuration of a device agent. */
 export interface DeviceConfig {
@@ -117,14 +142,15 @@ type RoomKind = { kind: 'home' } | { kind: 'pairing'; secret: string; display: s
 
 /**
  * One room on the server: a WebSocket registered under `room`, reconnecting
- * with capped backoff, serving one session at a time.
+ * and retrying refused registrations with capped backoff, serving one
+ * session at a time.
  */
 class Registration {
   private signal: SignalClient | undefined;
   private current: Current | undefined;
   private stunPort = 0;
   private stopped = false;
-  private reconnectTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
 
   constructor(
@@ -141,7 +167,38 @@ class Registration {
     return this.current !== undefined;
   }
 
-  async connect(): Promise<void> {
+  /** This room, in messages. */
+  private get label(): string {
+    return this.kind.kind === 'home' ? "the device's own room" : `pairing code ${this.kind.display}`;
+  }
+
+  /**
+   * Connects and registers, retrying with capped backoff until registered or
+   * stopped, and reports each retry (an `error` event ending "retrying in N s").
+   * Rejects only with an error `fatal` accepts (by default none).
+   */
+  start(fatal: (e: PinholeError) => boolean = () => false): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const attempt = (): void => {
+        this.retryTimer = undefined;
+        if (this.stopped) return resolve();
+        this.connect().then(resolve, (e: unknown) => {
+          if (this.stopped) return resolve();
+          const err = e instanceof PinholeError ? e : new PinholeError('server-unreachable', (e as Error).message);
+          if (fatal(err)) return reject(err);
+          const delay = this.backoff();
+          const why = err.code === 'room-taken' && this.kind.kind === 'home' ? 'another instance of this device (same state dir) is still connected' : err.message;
+          this.agent.emit('event', { event: 'error', code: err.code, message: `${this.label}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
+          if (this.kind.kind === 'home' && err.code === 'server-unreachable') this.agent.emit('event', { event: 'disconnected', retryMs: delay });
+          this.retryTimer = setTimeout(attempt, delay);
+        });
+      };
+      attempt();
+    });
+  }
+
+  /** One attempt: a new socket, registered. Throws PinholeError. */
+  private async connect(): Promise<void> {
     const signal = await SignalClient.connect(this.agent.cfg.server);
     // `peer` can arrive in the same read as `registered` (a controller was waiting):
     // hold everything that comes before we are listening for real.
@@ -156,28 +213,34 @@ class Registration {
     } finally {
       signal.off('message', hold);
     }
+    if (this.stopped) {
+      signal.close(this.closeCode);
+      return;
+    }
     this.attempt = 0;
     this.signal = signal;
     signal.on('message', (m) => this.onMessage(m));
     // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
     signal.on('invalid', () => this.agent.emit('event', { event: 'security', session: this.current?.id ?? '', code: 'server-invalid' }));
     signal.on('close', () => this.onSignalClosed(signal));
-    this.current?.session.attachSignal(signal);
+    if (this.current) this.reattach(signal);
     for (const m of early) if (m.type !== 'registered' && m.type !== 'error') this.onMessage(m);
   }
 
+  /** Registers on `signal` (the home room with a proof of our key); a taken pairing room is retried with fresh codes. */
   private async register(signal: SignalClient): Promise<void> {
     for (let tries = 0; ; tries++) {
-      signal.send({ type: 'register', v: PROTOCOL_VERSION, room: this.room });
+      const proof = this.kind.kind === 'home' ? makeRegisterProof(this.agent.state.identity, signal.nonce, this.room) : undefined;
+      signal.send({ type: 'register', v: PROTOCOL_VERSION, room: this.room, ...(proof ? { proof } : {}) });
       const r = await signal.next((m) => (m.type === 'registered' || m.type === 'error' ? m : undefined), REGISTER_TIMEOUT_MS, 'registration');
       if (r.type === 'registered') {
         this.stunPort = r.stunPort;
         if (this.kind.kind === 'pairing') this.agent.emit('event', { event: 'code', code: this.kind.display });
         return;
       }
-      if (r.code === 'room-taken' && this.kind.kind === 'pairing' && tries < ROOM_TAKEN_RETRIES) {
-        this.renew();
-        continue;
+      if (r.code === 'room-taken' && this.kind.kind === 'pairing') {
+        this.renew(); // a later attempt tries a fresh code too
+        if (tries < ROOM_TAKEN_RETRIES) continue;
       }
       throw new PinholeError(r.code, r.message);
     }
@@ -192,12 +255,25 @@ class Registration {
     this.kind.display = formatPairingCode(c);
   }
 
+  /** Capped exponential backoff with full jitter: a fleet of devices must not stampede a restarted server. */
+  private backoff(): number {
+    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.attempt++);
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  /** The current session gets the new socket; a secured one is admitted again (the server keeps an admission per session anyway). */
+  private reattach(signal: SignalClient): void {
+    const cur = this.current!;
+    cur.session.attachSignal(signal);
+    if (cur.session.isSecured) signal.send({ type: 'admit', session: cur.id });
+  }
+
   private onMessage(m: ServerMessage): void {
     switch (m.type) {
       case 'peer':
         // The same session again means we reconnected to the server: keep its Link (and any direct path).
         if (this.current?.id === m.session) {
-          if (this.signal) this.current.session.attachSignal(this.signal);
+          if (this.signal) this.reattach(this.signal);
         } else this.startSession(m.session);
         return;
       case 'peer-left':
@@ -210,7 +286,14 @@ class Registration {
         if (m.code === 'expired') {
           // Unused rooms expire on the server. Home: take it again. Pairing: a fresh code.
           this.renew();
-          if (this.signal) void this.register(this.signal).catch((e) => this.agent.report(e));
+          const signal = this.signal;
+          if (signal) {
+            this.register(signal).catch((e: Error) => {
+              // Closing the socket reconnects with backoff, retrying until registered.
+              this.agent.emit('event', { event: 'error', code: e instanceof PinholeError ? e.code : 'server-unreachable', message: `${this.label}: ${e.message}; reconnecting` });
+              signal.close();
+            });
+          }
         } else if (m.code !== 'no-peer') this.agent.emit('event', { event: 'error', code: m.code, message: m.message });
         // (no-peer: a frame we sent crossed the controller's leaving; `peer-left` follows.)
         return;
@@ -225,6 +308,8 @@ class Registration {
     const { cfg } = this.agent;
     const state = this.agent.state;
     const kind = this.kind;
+    /** A controller in the pairing room sent its first handshake message. */
+    let started = false;
     const session = new PeerSession({
       role: 'device',
       sid: id,
@@ -241,6 +326,7 @@ class Registration {
           ? {
               pairingSecret: () => (kind.spent ? undefined : kind.secret),
               onPairingAttempt: () => {
+                started = true;
                 kind.spent = true;
                 this.agent.offerNewCode();
               },
@@ -253,9 +339,28 @@ class Registration {
       if (!session.isSecured) session.refuse('bad-handshake', `the controller did not finish the handshake within ${HANDSHAKE_TIMEOUT_MS} ms`);
     }, HANDSHAKE_TIMEOUT_MS);
     timer.unref();
-    session.on('refused', () => clearTimeout(timer));
+    // A silent controller in the pairing room: give the code up (it may know it) and offer a fresh one.
+    const startTimer =
+      kind.kind === 'pairing'
+        ? setTimeout(() => {
+            if (started || session.isSecured || this.current !== cur) return;
+            if (!kind.spent) {
+              kind.spent = true;
+              this.agent.offerNewCode();
+            }
+            session.refuse('bad-handshake', `the controller did not start the handshake within ${HANDSHAKE_START_MS} ms`);
+          }, HANDSHAKE_START_MS)
+        : undefined;
+    startTimer?.unref();
+    session.on('refused', () => {
+      clearTimeout(timer);
+      clearTimeout(startTimer);
+    });
     session.on('secured', (r) => {
       clearTimeout(timer);
+      clearTimeout(startTimer);
+      // The server drops a controller the device has not admitted: this one proved itself.
+      this.signal?.send({ type: 'admit', session: id });
       // The name we show is the one in our trust list, not whatever the controller calls itself today.
       const trusted = TrustedControllers.load(cfg.stateDir);
       const name = r.paired ? trusted.add(r.peer.name, r.peer.publicKey, Date.now()).name : (trusted.find(r.peer.publicKey)?.name ?? r.peer.name);
@@ -299,14 +404,19 @@ class Registration {
     if (this.kind.kind === 'pairing' && this.kind.spent && !this.current) await this.stop();
   }
 
+  /** How this room's socket is closed for good: a pairing room is given up at once, the home room keeps its grace. */
+  private get closeCode(): number {
+    return this.kind.kind === 'pairing' ? CLOSE_LEAVE : 1000;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.retryTimer);
     this.agent.forget(this);
     await this.endSession();
     // A pairing room is given up for good (a code lives as long as this process, and once), so a
     // retried code fails at once; the home room keeps its grace for a restarting agent.
-    this.signal?.close(this.kind.kind === 'pairing' ? CLOSE_LEAVE : 1000);
+    this.signal?.close(this.closeCode);
   }
 
   private onSignalClosed(signal: SignalClient): void {
@@ -318,20 +428,10 @@ class Registration {
       if (!this.current) void this.stop();
       return;
     }
-    if (!this.stopped) this.scheduleReconnect();
-  }
-
-  private scheduleReconnect(): void {
-    // Exponential backoff with full jitter, capped: a fleet of devices must not stampede a restarted server.
-    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.attempt++);
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    if (this.stopped) return;
+    const delay = this.backoff();
     if (this.kind.kind === 'home') this.agent.emit('event', { event: 'disconnected', retryMs: delay });
-    this.reconnectTimer = setTimeout(() => {
-      this.connect().catch((e) => {
-        this.agent.report(e);
-        if (!this.stopped) this.scheduleReconnect();
-      });
-    }, delay);
+    this.retryTimer = setTimeout(() => void this.start(), delay);
   }
 }
 
@@ -371,7 +471,13 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     }
   }
 
-  /** Loads state, connects and registers both rooms; resolves once both are registered. Rejects with a PinholeError. */
+  /**
+   * Loads state, connects and registers both rooms; resolves once both are
+   * registered. A refusal that can clear up (the room is still held by an
+   * earlier instance, a server limit) is retried, reported, while this waits.
+   * Rejects with a PinholeError (`usage`, `server-unreachable`, `version`...)
+   * or an IdentityError for unusable state files.
+   */
   static async start(cfg: DeviceConfig): Promise<DeviceAgent> {
     let first: { room: string; secret: string } | undefined;
     if (cfg.code !== undefined) {
@@ -380,22 +486,23 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       first = p;
     }
     const identity = loadOrCreateIdentity(cfg.stateDir);
+    // A corrupt trust list refuses to start here, naming the file, rather than refusing every controller later.
+    TrustedControllers.load(cfg.stateDir);
     let dtls: AgentState['dtls'];
     if (cfg.direct ?? true) {
       const rtc = await preloadDirect();
       dtls = await loadOrCreateDtlsCert(cfg.stateDir, rtc.generateDtlsKeys);
     }
     const agent = new DeviceAgent(cfg, { identity, dtls });
-    const home = new Registration(agent, deviceRoom(identity.publicKey), { kind: 'home' });
-    agent.rooms.add(home);
-    await home.connect();
-    if (cfg.pairing ?? true) {
-      try {
-        await agent.openPairing(first);
-      } catch (e) {
-        await agent.stop();
-        throw e;
-      }
+    const fatal = (e: PinholeError): boolean => !RETRY_AT_START.has(e.code);
+    try {
+      const home = new Registration(agent, deviceRoom(identity.publicKey), { kind: 'home' });
+      agent.rooms.add(home);
+      await home.start(fatal);
+      if (cfg.pairing ?? true) await agent.openPairing(first, fatal);
+    } catch (e) {
+      await agent.stop();
+      throw e;
     }
     return agent;
   }
@@ -429,7 +536,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     this.safe?.dispose();
   }
 
-  /** @internal the current code was tried: open a new pairing room with a fresh code. */
+  /** @internal the current code was tried (or given up): open a new pairing room with a fresh code, retrying until it is registered. */
   offerNewCode(): void {
     if (this.stopped) return;
     this.openPairing(undefined).catch((e) => this.report(e));
@@ -447,11 +554,11 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     this.emit('event', { event: 'error', code: String(code), message: (e as Error).message });
   }
 
-  private async openPairing(fixed: { room: string; secret: string } | undefined): Promise<void> {
+  private async openPairing(fixed: { room: string; secret: string } | undefined, fatal?: (e: PinholeError) => boolean): Promise<void> {
     const c = fixed ?? generatePairingCode();
     const r = new Registration(this, c.room, { kind: 'pairing', secret: c.secret, display: formatPairingCode(c), spent: false });
     this.pairing = r;
     this.rooms.add(r);
-    await r.connect();
+    await r.start(fatal);
   }
 }

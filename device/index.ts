@@ -1,5 +1,5 @@
 /** The device side: the agent, the command handler and the GPIO backends. */
-export { DeviceAgent, RECONNECT_BASE_MS, RECONNECT_MAX_MS, type DeviceConfig, type DeviceEvent } from './agent.js';
+export { DeviceAgent, RECONNECT_BASE_MS, RECONNECT_MAX_MS, HANDSHAKE_TIMEOUT_MS, HANDSHAKE_START_MS, type DeviceConfig, type DeviceEvent } from './agent.js';
 export { CommandHandler, type HandlerOptions } from './handler.js';
 export { RecentResults, MAX_RECENT_RESULTS, type RecentResultsOptions, type RecentRun, type RequestId } from './recent.js';
 export {

@@ -159,7 +159,9 @@ function base32(bytes: Uint8Array): string {
  * The persistent room of a paired device: 'D' followed by the first
  * DEVICE_ROOM_HASH_CHARS characters of base32(SHA-256(DEVICE_ROOM_DOMAIN ||
  * publicKey)), 26 characters in all. Anyone who knows the device's public key
- * can compute it; it names a rendezvous, it does not authenticate.
+ * can compute it, but only the key's holder can register it: the server wants
+ * a signature by that key (a registration proof, ./protocol.ts). Joining it
+ * proves nothing; the handshake decides who gets in.
  */
 export function deviceRoom(publicKey: Uint8Array): string {
   const h = sha256(concatBytes(utf8ToBytes(DEVICE_ROOM_DOMAIN), publicKey));

@@ -9,34 +9,38 @@
  * at most one controller.
  *
  *   device                      server                       controller
- *     |-- register{room} -------->|                               |
- *     |<-- registered{room,ttl,  |   (stunPort: the server's STUN port, 0 = none)
- *     |        stunPort} ---------|                               |
+ *     |<-- hello{v,nonce} --------|------- hello{v,nonce} ------->|   first frame on every socket
+ *     |-- register{room, -------->|                               |   a device room (>= UNGUESSABLE_ROOM_LENGTH)
+ *     |     proof{key,sig}}       |                               |   needs the proof: deviceRoom(key) = room,
+ *     |<-- registered{room,ttl,  |                               |   sig over (domain, nonce, room)
+ *     |        stunPort} ---------|                               |   (stunPort: the server's STUN port, 0 = none)
  *     |                           |<------------- join{room} -----|   (or error{unknown-room},
  *     |<-- peer{session} ---------|---- joined{session} --------->|    error{join-limited})
  *     |                           |                               |
- *     |== relay{data} ===========>|==== relay{data} =============>|   handshake, then sealed frames
- *     |<========================= |<==============================|
- *     |                           |                               |
- *     |<-- signal{offer} ---------|<------------- signal{offer} --|   WebRTC set-up, in parallel
- *     |--- signal{answer} ------->|---- signal{answer} ---------->|
- *     |<-> signal{candidate...} ->|<--> signal{candidate...} ---->|   all at once, after gathering; held
- *     |<-> signal{ping/pong} ---->|<--> signal{ping/pong} ------->|   controller measures the relay RTT
- *     |<-- signal{go} ------------|<------------- signal{go} -----|   both start ICE checks together
- *     |                                                           |
+ *     |== relay{data} ===========>|==== relay{data} =============>|   handshake, then sealed frames (WebRTC
+ *     |<========================= |<==============================|   set-up travels sealed here too)
+ *     |-- admit{session} -------->|                               |   session secured: the controller may stay
+ *     |                           |                               |   (else dropped after ADMIT_TIMEOUT_MS)
  *     |<=============== werift data channel (direct) ============>|   link frames move here
  *     |                           |                               |
  *     |<-- peer-left -------------|<-------------- (ws closes) ---|
  *
- * The server never reads `relay` or `signal` payloads; it checks their size and
- * forwards them to the other member of the room. `relay` data is either a
- * handshake message (PAKE or identity proof, ./handshake.ts) or an end-to-end
- * sealed link frame (./seal.ts) that the server cannot read or forge; inside
- * the seal are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts).
+ * The server never reads `relay` payloads; it checks their size and forwards
+ * them to the other member of the room. `relay` data is either a handshake
+ * message (PAKE or identity proof, ./handshake.ts) or an end-to-end sealed
+ * link frame (./seal.ts) that the server cannot read or forge; inside the seal
+ * are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts) and the
+ * WebRTC set-up (SignalPayload, checked with parseSignalPayload).
  */
+import { decodeKey32 } from './identity.js';
 
-/** Protocol version spoken by this build. A peer with another version is refused with `version`. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Protocol version spoken by this build. A peer with another version is
+ * refused with `version`. 2: the server greets with `hello`, a device room is
+ * registered with a proof of its key, the device `admit`s a secured session,
+ * and WebRTC set-up travels sealed inside `relay` (no `signal` message).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Largest signaling frame, in bytes (UTF-8). SDP with many candidates stays well under it. */
 export const MAX_SIGNAL_BYTES = 64 * 1024;
@@ -54,6 +58,12 @@ export const CLOSE_LEAVE = 4000;
 /** Deepest JSON nesting accepted anywhere; real messages are at most 4 deep. */
 export const MAX_JSON_DEPTH = 8;
 
+/** Bytes of the nonce in `hello`: fresh per connection, so a registration proof is good on one socket only. */
+export const HELLO_NONCE_BYTES = 32;
+
+/** Domain separator of the registration proof's signed message, so the signature cannot stand for any other statement. */
+export const REGISTER_PROOF_DOMAIN = 'pinhole/2 register';
+
 /** Role of a WebSocket peer. */
 export type Role = 'device' | 'controller';
 
@@ -67,13 +77,17 @@ export type SignalErrorCode =
   | 'unknown-room' // no device registered this room
   | 'join-limited' // too many join attempts from this address
   | 'room-full' // a controller is already connected to this device
-  | 'no-peer' // relay/signal sent while alone in the room
-  | 'not-joined' // relay/signal/ before register/join
+  | 'no-peer' // relay sent while alone in the room
+  | 'not-joined' // relay/admit before register/join
   | 'already-joined' // a second register/join on one socket
   | 'expired' // the room was unused for too long, or its device did not come back
-  | 'rate-limited'; // too many messages
+  | 'rate-limited' // too many messages, or the server holds MAX_ROOMS rooms
+  | 'bad-proof' // register of a device room without a valid proof of its key
+  | 'register-limited' // too many registrations from this address
+  | 'too-many-rooms' // this address's devices already hold MAX_ROOMS_PER_ADDR rooms
+  | 'not-admitted'; // the device did not admit this controller within ADMIT_TIMEOUT_MS
 
-/** A candidate or description exchanged for WebRTC, opaque to the server. */
+/** A candidate or description exchanged for WebRTC, carried sealed inside `relay` (the server never sees it). */
 export type SignalPayload =
   | { kind: 'offer' | 'answer'; sdp: string }
   | { kind: 'candidate'; candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }
@@ -82,22 +96,54 @@ export type SignalPayload =
   | { kind: 'go' } // "start connectivity checks now" (see link/rtc.ts)
   | { kind: 'bye' };
 
+/**
+ * Proof that a device holds the key its room is named after: `key` is the
+ * Ed25519 public key (32 bytes, base64url), `sig` its signature (64 bytes,
+ * base64url) over registerProofMessage(nonce of this socket's hello, room).
+ */
+export interface RegisterProof {
+  key: string;
+  sig: string;
+}
+
 /** Messages a peer sends to the server. */
 export type ClientMessage =
-  | { type: 'register'; v: number; room: string }
+  | { type: 'register'; v: number; room: string; proof?: RegisterProof }
   | { type: 'join'; v: number; room: string }
   | { type: 'relay'; data: string }
-  | { type: 'signal'; payload: SignalPayload };
+  | { type: 'admit'; session: string };
 
 /** Messages the server sends to a peer. */
 export type ServerMessage =
+  | { type: 'hello'; v: number; nonce: string }
   | { type: 'registered'; room: string; ttlMs: number; stunPort: number }
   | { type: 'joined'; session: string; waiting: boolean; stunPort: number }
   | { type: 'peer'; session: string }
   | { type: 'peer-left'; session: string }
   | { type: 'relay'; data: string }
-  | { type: 'signal'; payload: SignalPayload }
   | { type: 'error'; code: SignalErrorCode; message: string };
+
+/**
+ * The message a registration proof signs: utf8(REGISTER_PROOF_DOMAIN) || 0x00
+ * || nonce (the HELLO_NONCE_BYTES of the socket's hello) || utf8(room), room
+ * normalised (parseRoom). The nonce ties a proof to one connection, so a
+ * proof seen on the wire cannot be replayed on another.
+ */
+export function registerProofMessage(nonce: string, room: string): Uint8Array {
+  return Buffer.concat([Buffer.from(REGISTER_PROOF_DOMAIN, 'utf8'), Buffer.from([0]), Buffer.from(nonce, 'base64url'), Buffer.from(room, 'utf8')]);
+}
+
+/** A registration proof for `room` on the socket whose hello carried `nonce`, signed by `signer` (an Identity). */
+export function makeRegisterProof(signer: { publicKey: Uint8Array; sign(msg: Uint8Array): Uint8Array }, nonce: string, room: string): RegisterProof {
+  return { key: Buffer.from(signer.publicKey).toString('base64url'), sig: Buffer.from(signer.sign(registerProofMessage(nonce, room))).toString('base64url') };
+}
+
+/** Canonical unpadded base64url of exactly `n` bytes, decoded; undefined for anything else. */
+export function decodeBase64url(v: unknown, n: number): Uint8Array | undefined {
+  if (typeof v !== 'string' || v.length !== Math.ceil((n * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(v)) return undefined;
+  const b = Buffer.from(v, 'base64url');
+  return b.length === n && b.toString('base64url') === v ? new Uint8Array(b) : undefined;
+}
 
 /** Outcome of validation: the message, or a stable code and a one-line reason. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; code: 'bad-message' | 'too-large' | 'version'; reason: string };
@@ -139,6 +185,10 @@ const bad = (reason: string): Parsed<never> => ({ ok: false, code: 'bad-message'
 /** Longest room accepted on the wire (normalised or typed, dashes included); the router then allows 4..32 after normalising. */
 export const MAX_ROOM_CHARS = 64;
 
+/**
+ * Validates a WebRTC set-up payload (peers carry it sealed inside `relay`):
+ * the payload, or a one-line reason it is refused. Extra fields are dropped.
+ */
 export function parseSignalPayload(p: unknown): SignalPayload | string {
   if (!isObj(p)) return 'payload must be an object';
   switch (p.kind) {
@@ -173,17 +223,22 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
   if (!isObj(m)) return bad('message must be an object');
   switch (m.type) {
     case 'register':
-    case 'join':
+    case 'join': {
       if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${typeof m.v === 'number' ? m.v : typeof m.v} not supported (want ${PROTOCOL_VERSION})` };
       if (!isStr(m.room, MAX_ROOM_CHARS) || m.room.length === 0) return bad('room must be a non-empty string');
-      return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
+      if (m.type === 'join' || m.proof === undefined) return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
+      const pr = m.proof;
+      if (!isObj(pr)) return bad('proof must be an object');
+      if (decodeKey32(pr.key) === undefined) return bad('proof.key must be a 32-byte key, base64url');
+      if (decodeBase64url(pr.sig, 64) === undefined) return bad('proof.sig must be a 64-byte signature, base64url');
+      return { ok: true, value: { type: 'register', v: m.v, room: m.room, proof: { key: pr.key as string, sig: pr.sig as string } } };
+    }
     case 'relay':
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad(`data must be a string of at most ${MAX_LINK_FRAME_BYTES} chars`);
       return { ok: true, value: { type: 'relay', data: m.data } };
-    case 'signal': {
-      const p = parseSignalPayload(m.payload);
-      return typeof p === 'string' ? bad(p) : { ok: true, value: { type: 'signal', payload: p } };
-    }
+    case 'admit':
+      if (!isStr(m.session, 64) || m.session.length === 0) return bad('session must be a non-empty string of at most 64 chars');
+      return { ok: true, value: { type: 'admit', session: m.session } };
     default:
       return bad('unknown message type');
   }
@@ -191,7 +246,8 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
 
 const ERROR_CODES: ReadonlySet<string> = new Set<SignalErrorCode>([
   'bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full',
-  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited',
+  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms',
+  'not-admitted',
 ]);
 
 /** Validates one frame the server sent to a peer. The only place server messages are checked. */
@@ -201,6 +257,10 @@ export function parseServerMessage(text: string | Buffer): Parsed<ServerMessage>
   const m = j.value;
   if (!isObj(m)) return bad('message must be an object');
   switch (m.type) {
+    case 'hello':
+      if (!Number.isSafeInteger(m.v) || (m.v as number) < 1) return bad('bad hello version');
+      if (decodeBase64url(m.nonce, HELLO_NONCE_BYTES) === undefined) return bad(`hello nonce must be ${HELLO_NONCE_BYTES} bytes, base64url`);
+      return { ok: true, value: { type: 'hello', v: m.v as number, nonce: m.nonce as string } };
     case 'registered':
       if (!isStr(m.room, MAX_ROOM_CHARS) || typeof m.ttlMs !== 'number' || !isPort(m.stunPort)) return bad('bad registered');
       return { ok: true, value: { type: 'registered', room: m.room, ttlMs: m.ttlMs, stunPort: m.stunPort } };
@@ -214,10 +274,6 @@ export function parseServerMessage(text: string | Buffer): Parsed<ServerMessage>
     case 'relay':
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad('bad relay');
       return { ok: true, value: { type: 'relay', data: m.data } };
-    case 'signal': {
-      const p = parseSignalPayload(m.payload);
-      return typeof p === 'string' ? bad(p) : { ok: true, value: { type: 'signal', payload: p } };
-    }
     case 'error':
       if (!isStr(m.code, 64) || !ERROR_CODES.has(m.code) || !isStr(m.message, 1024)) return bad('bad error');
       return { ok: true, value: { type: 'error', code: m.code as SignalErrorCode, message: m.message } };

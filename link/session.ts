@@ -312,8 +312,8 @@ export class PeerSession extends EventEmitter<SessionEvents> {
     if (this.gateTimer !== undefined) this.timers.clearTimeout(this.gateTimer);
     const d = this.direct;
     if (d.phase === 'connecting' || d.phase === 'up') this.trySend({ sig: { kind: 'bye' } });
+    this.link.close(); // first: what follows emits no path change
     const rtc = this.setDirect({ phase: 'off' });
-    this.link.close();
     await rtc?.close();
     this.removeAllListeners();
   }

@@ -1,13 +1,15 @@
 /**
  * WebSocket shell to the signaling server, shared by device and controller.
  * Validates every frame with parseServerMessage before anyone sees it.
+ * `connect` resolves once the server's `hello` has arrived; its nonce is kept
+ * (`nonce`) for a device's registration proof.
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { MAX_SIGNAL_BYTES, encode, parseServerMessage, type ClientMessage, type ServerMessage } from './protocol.js';
+import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from './protocol.js';
 import { PinholeError } from './errors.js';
 
-/** Time to open the WebSocket before giving up, in ms: a server that does not answer in this long is down for a person waiting. */
+/** Time to open the WebSocket and get the server's `hello`, in ms: a server that does not answer in this long is down for a person waiting. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 
 /**
@@ -33,6 +35,10 @@ export interface SignalClientEvents {
 /** A connected signaling socket. */
 export class SignalClient extends EventEmitter<SignalClientEvents> {
   private closed = false;
+  private hello: string | undefined;
+  /** Settles with the socket's first frame (the server's hello), or an Error if the socket closed first. */
+  private greet: (first: ServerMessage | Error) => void = () => undefined;
+  private readonly greeting: Promise<ServerMessage | Error>;
 
   private readonly pinger: NodeJS.Timeout;
 
@@ -41,6 +47,7 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     keepalive: { intervalMs: number; misses: number },
   ) {
     super();
+    this.greeting = new Promise((r) => (this.greet = r));
     let missed = 0;
     ws.on('pong', () => void (missed = 0));
     this.pinger = setInterval(() => {
@@ -59,10 +66,17 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
       missed = 0; // any traffic proves the path works
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       const m = parseServerMessage(isBinary ? buf : buf.toString('utf8'));
+      if (this.hello === undefined) {
+        // The first frame is the server's hello; connect() checks it, nobody else sees it.
+        this.hello = m.ok && m.value.type === 'hello' ? m.value.nonce : '';
+        this.greet(m.ok ? m.value : new Error(`its first frame is invalid: ${m.reason}`));
+        return;
+      }
       if (m.ok) this.emit('message', m.value);
       else this.emit('invalid', m.reason);
     });
     ws.on('close', (code, reason) => {
+      this.greet(new Error(`it closed the connection (${code}) before saying hello`));
       this.closed = true;
       clearInterval(this.pinger);
       this.emit('close', code, reason.toString());
@@ -73,10 +87,35 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
   }
 
   /**
-   * Opens a socket to `url` (ws:// or wss://). Rejects with `server-unreachable`.
+   * Opens a socket to `url` (ws:// or wss://) and waits for the server's
+   * `hello`. Rejects with `server-unreachable` (also for a server that does not
+   * greet: one of protocol 1), or `version` for a hello of another version.
    * `keepalive` overrides SIGNAL_PING_MS / SIGNAL_PING_MISSES (tests shorten them).
    */
-  static connect(url: string, timeoutMs = CONNECT_TIMEOUT_MS, keepalive = { intervalMs: SIGNAL_PING_MS, misses: SIGNAL_PING_MISSES }): Promise<SignalClient> {
+  static async connect(url: string, timeoutMs = CONNECT_TIMEOUT_MS, keepalive = { intervalMs: SIGNAL_PING_MS, misses: SIGNAL_PING_MISSES }): Promise<SignalClient> {
+    const t0 = Date.now();
+    const c = await SignalClient.open(url, timeoutMs, keepalive);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Error>((r) => {
+      timer = setTimeout(() => r(new Error(`no hello within ${timeoutMs} ms (not a pinhole server of protocol ${PROTOCOL_VERSION}?)`)), Math.max(1, timeoutMs - (Date.now() - t0)));
+    });
+    const first = await Promise.race([c.greeting, late]);
+    clearTimeout(timer);
+    if (first instanceof Error || first.type !== 'hello' || first.v !== PROTOCOL_VERSION) {
+      c.close();
+      if (!(first instanceof Error) && first.type === 'hello') throw new PinholeError('version', `the signaling server speaks protocol ${first.v}, this build ${PROTOCOL_VERSION}`);
+      throw new PinholeError('server-unreachable', `cannot reach signaling server ${url}: ${first instanceof Error ? first.message : `it sent ${first.type} before hello`}`);
+    }
+    return c;
+  }
+
+  /** The nonce of this socket's `hello` (base64url): what a registration proof on this socket signs. */
+  get nonce(): string {
+    return this.hello!;
+  }
+
+  /** Opens the WebSocket. */
+  private static open(url: string, timeoutMs: number, keepalive: { intervalMs: number; misses: number }): Promise<SignalClient> {
     return new Promise((resolve, reject) => {
       let ws: WebSocket;
       try {

@@ -12,13 +12,26 @@
  * dropped, 4..32 of [A-Z0-9]) and hold at most one device and one
  * controller. Semantics (docs/protocol.md repeats them for peers):
  *
- * - `register{room}` (device): the room is normalised with parseRoom
- *   (malformed -> `bad-room`). A room whose device is connected -> `room-taken`.
- *   A room whose device is absent (disconnected, within DEVICE_GRACE_MS) takes
- *   this socket as its device again. Otherwise a new room is made (over
- *   maxRooms -> `rate-limited`). Reply `registered{room, ttlMs, stunPort}`.
- *   If a controller waits in the room, both get `peer{session}` (the session
- *   the controller got in `joined`).
+ * - `open`: the socket is greeted with `hello{v, nonce}`, a fresh nonce that
+ *   a registration proof on this socket must sign.
+ * - `register{room, proof?}` (device): the room is normalised with parseRoom
+ *   (malformed -> `bad-room`). Every register then costs a token from its
+ *   address's registration bucket (REGISTER_RATE_PER_MIN, REGISTER_BURST;
+ *   none -> `register-limited`), and a short (guessable) room also one from
+ *   the address's join bucket, the one guessing by `join` spends (none ->
+ *   `join-limited`), both before the room is looked up, so probing by
+ *   register costs what probing by join costs and a refused one learns
+ *   nothing. A room of UNGUESSABLE_ROOM_LENGTH or more needs a proof: the key
+ *   the room is named after (deviceRoom(key) = room) and its signature over
+ *   this socket's nonce and the room (registerProofMessage); else
+ *   `bad-proof`. A room whose device is connected -> `room-taken`. A room
+ *   whose device is absent (disconnected, within DEVICE_GRACE_MS) takes this
+ *   socket as its device again. Otherwise a new room is made. A room counts
+ *   against its device's address (absent devices included) up to
+ *   MAX_ROOMS_PER_ADDR (over -> `too-many-rooms`), and all rooms against
+ *   maxRooms (over -> `rate-limited`). Reply `registered{room, ttlMs,
+ *   stunPort}`. If a controller waits in the room, both get `peer{session}`
+ *   (the session the controller got in `joined`).
  * - `join{room}` (controller): malformed -> `bad-room`. Then a join token is
  *   taken, for rooms shorter than UNGUESSABLE_ROOM_LENGTH, from the bucket of the socket's source address (shared by all its
  *   sockets: JOIN_RATE_PER_MIN, JOIN_BURST); without one -> `join-limited`,
@@ -28,10 +41,19 @@
  *   (`waiting` = the device is absent), and a present device gets
  *   `peer{session}`. A session names one controller's stay in a room: if the
  *   device drops and comes back, both sides get `peer` again with the same id.
- * - `relay{data}` / `signal{payload}`: not in a room -> `not-joined`; the
- *   other member absent -> `no-peer`; else the message is forwarded
- *   unchanged to the other member. Payloads are never read (relay data is a
- *   handshake message or an end-to-end sealed frame the server cannot read).
+ * - `relay{data}`: not in a room -> `not-joined`; the other member absent ->
+ *   `no-peer`; else the message is forwarded unchanged to the other member.
+ *   Payloads are never read (relay data is a handshake message or an
+ *   end-to-end sealed frame the server cannot read).
+ * - Admission: once device and controller are both present, the device has
+ *   ADMIT_TIMEOUT_MS to send `admit{session}` (it does once the handshake has
+ *   secured the session). A controller not admitted by then gets
+ *   `error{not-admitted}` and is closed (1008); the device gets `peer-left`.
+ *   So a controller that never completes a handshake cannot hold a room.
+ *   Admission belongs to the session: it survives the device re-registering.
+ *   `admit` from a socket that is not a device in a room -> `not-joined`; an
+ *   admit for another session (it crossed the controller's leaving) is
+ *   ignored.
  * - A second register/join while in a room -> `already-joined` (costs no
  *   join token). A socket whose room was deleted (expired) is in no room and
  *   may register or join again.
@@ -55,11 +77,13 @@
  *   `error{rate-limited}`; more than RATE_ABUSE_MAX_DROPS drops within
  *   RATE_ABUSE_WINDOW_MS close the socket (1008). A `join` needs a token from
  *   this bucket and then one from its address's join bucket.
- * - Join buckets are per address, not per socket, so opening more sockets
- *   buys no more guesses. A bucket starts full; a full bucket is the same as
- *   none, so each `tick` forgets every bucket that has refilled: memory holds
- *   only addresses that joined within the last JOIN_BURST / JOIN_RATE_PER_MIN
- *   minutes (30 s by default), whether or not they still have sockets open.
+ * - Join and registration buckets are per address, not per socket, so
+ *   opening more sockets buys no more guesses. A bucket starts full; a full
+ *   bucket is the same as none, so each `tick` forgets every bucket that has
+ *   refilled: memory holds only addresses that joined or registered recently,
+ *   whether or not they still have sockets open.
+ * - "Address" is addressKey(addr) everywhere: IPv4 as is, IPv4-mapped IPv6
+ *   as IPv4, IPv6 as its /64 (one subscriber's whole allocation).
  * - `open` beyond MAX_CONNS_PER_ADDR sockets from one address, or beyond
  *   MAX_CONNS in all, is closed at once (1013, try again later).
  *
@@ -69,8 +93,9 @@
  * Logs name rooms by a serial number, never by name; no message body, relay
  * data, session id or address is ever put in an action's log fields.
  */
-import type { ClientMessage, Role, ServerMessage, SignalErrorCode } from '../link/protocol.js';
-import { parseRoom } from '../link/code.js';
+import { PROTOCOL_VERSION, decodeBase64url, registerProofMessage, type ClientMessage, type RegisterProof, type Role, type ServerMessage, type SignalErrorCode } from '../link/protocol.js';
+import { deviceRoom, parseRoom } from '../link/code.js';
+import { decodeKey32, verifyIdentitySignature } from '../link/identity.js';
 
 /** Identifies one WebSocket connection; assigned by the shell. */
 export type ConnId = number;
@@ -135,6 +160,37 @@ export const MAX_CONNS = 20_000;
 /** Rooms allowed at once. */
 export const MAX_ROOMS = 10_000;
 
+/**
+ * Rooms the devices of one address may hold, absent devices within their
+ * grace included: a board holds two (its own room and its pairing room), so
+ * 16 boards behind one NAT fit; one address cannot fill MAX_ROOMS by
+ * registering and dropping sockets, each of which leaves its room held for
+ * DEVICE_GRACE_MS.
+ */
+export const MAX_ROOMS_PER_ADDR = 32;
+
+/**
+ * Sustained `register`s per minute from one address. A board registers twice
+ * at start (its own room and a pairing room), once per code it hands out and
+ * twice per reconnect; one every 2 s lets a few boards behind one NAT rotate
+ * codes as fast as people type them, while bounding the proof checks (an
+ * Ed25519 verification each) and the room churn one address can cause.
+ */
+export const REGISTER_RATE_PER_MIN = 30;
+
+/** Registration-bucket depth per address: ten boards behind one NAT restarting together (two registers each) pass at once. */
+export const REGISTER_BURST = 20;
+
+/**
+ * Time, in ms, a controller may stay in a room with the device present
+ * before the device admits it (`admit`, sent once the handshake secured the
+ * session): a handshake takes well under a second and the device gives it
+ * 10 s (HANDSHAKE_TIMEOUT_MS in device/agent.ts); a controller still not
+ * admitted after this is holding the room without a handshake and is
+ * dropped, so it cannot keep others out with `room-full`.
+ */
+export const ADMIT_TIMEOUT_MS = 15_000;
+
 /** Sustained `join`s per minute from one address: a person retyping a code needs a few; at this rate one address needs four weeks to sweep the 810 000 four-symbol rooms. */
 export const JOIN_RATE_PER_MIN = 20;
 
@@ -170,6 +226,14 @@ export interface RouterLimits {
   joinRatePerMin: number;
   /** JOIN_BURST: join-bucket depth per address. */
   joinBurst: number;
+  /** MAX_ROOMS_PER_ADDR. */
+  maxRoomsPerAddr: number;
+  /** REGISTER_RATE_PER_MIN: registers per minute per address. */
+  registerRatePerMin: number;
+  /** REGISTER_BURST: registration-bucket depth per address. */
+  registerBurst: number;
+  /** ADMIT_TIMEOUT_MS, in ms. */
+  admitTimeoutMs: number;
 }
 
 /** The defaults, from the named constants above. */
@@ -186,6 +250,10 @@ export const DEFAULT_ROUTER_LIMITS: Readonly<RouterLimits> = Object.freeze({
   maxRooms: MAX_ROOMS,
   joinRatePerMin: JOIN_RATE_PER_MIN,
   joinBurst: JOIN_BURST,
+  maxRoomsPerAddr: MAX_ROOMS_PER_ADDR,
+  registerRatePerMin: REGISTER_RATE_PER_MIN,
+  registerBurst: REGISTER_BURST,
+  admitTimeoutMs: ADMIT_TIMEOUT_MS,
 });
 
 export interface RouterOptions {
@@ -193,6 +261,8 @@ export interface RouterOptions {
   stunPort: number;
   /** Source of session ids (injected so tests are deterministic). */
   newSession(): string;
+  /** Source of `hello` nonces: HELLO_NONCE_BYTES fresh random bytes per call (injected like newSession). */
+  newNonce(): Uint8Array;
   /** Overrides of DEFAULT_ROUTER_LIMITS. */
   limits?: Partial<RouterLimits>;
 }
@@ -205,14 +275,21 @@ export interface RouterStats {
   controllers: number;
   /** Join buckets held (addresses that joined recently and have not refilled). */
   joinBuckets: number;
+  /** Registration buckets held. */
+  registerBuckets: number;
   registered: number;
   joined: number;
   relayed: number;
-  signals: number;
   invalid: number;
   rateLimited: number;
-  /** Joins refused with `join-limited`. */
+  /** Joins (and short-room registers) refused with `join-limited`. */
   joinLimited: number;
+  /** Registers refused with `register-limited`. */
+  registerLimited: number;
+  /** Registers refused with `bad-proof`. */
+  badProofs: number;
+  /** Controllers dropped with `not-admitted`. */
+  notAdmitted: number;
   expired: number;
   refused: number;
 }
@@ -229,11 +306,20 @@ interface Room {
   deviceLeftAt: number | null;
   /** Start of the unused-room clock: registration or the last controller's leaving. */
   idleSince: number;
+  /** Address key the room counts against (its device's, absent or not). */
+  addr: string;
+  /** The device admitted the current session. */
+  admitted: boolean;
+  /** When device and controller were last both present while not admitted; null otherwise. */
+  admitSince: number | null;
 }
 
 interface Conn {
   id: ConnId;
+  /** addressKey of the source address. */
   addr: string;
+  /** The nonce of this socket's hello, base64url. */
+  nonce: string;
   room: Room | null;
   role: Role | null;
   tokens: number;
@@ -243,12 +329,102 @@ interface Conn {
   drops: number;
 }
 
-/** Join tokens of one source address. */
-interface JoinBucket {
+/** Tokens of one address in one of the per-address buckets. */
+interface Bucket {
   tokens: number;
   refillAt: number;
-  /** The last join from this address was refused: the next refusal is not logged again. */
+  /** The last take from this address was refused: the next refusal is not logged again. */
   limited: boolean;
+}
+
+/**
+ * Token buckets keyed by address. A bucket starts full, and a full bucket is
+ * the same as none, so `forgetFull` drops every bucket that has refilled:
+ * memory holds only addresses that spent tokens recently.
+ */
+class AddressBuckets {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly perMin: number,
+    private readonly burst: number,
+  ) {}
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private refill(addr: string, now: number): Bucket | undefined {
+    const b = this.buckets.get(addr);
+    if (!b) return undefined;
+    b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.refillAt) * this.perMin) / 60_000);
+    b.refillAt = now;
+    return b;
+  }
+
+  /** Takes one token; 'ok', or 'refused' ('refused-first' for the first refusal of a run, to log once). */
+  take(addr: string, now: number): 'ok' | 'refused' | 'refused-first' {
+    let b = this.refill(addr, now);
+    if (!b) {
+      b = { tokens: this.burst, refillAt: now, limited: false };
+      this.buckets.set(addr, b);
+    }
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      b.limited = false;
+      return 'ok';
+    }
+    if (b.limited) return 'refused';
+    b.limited = true;
+    return 'refused-first';
+  }
+
+  forgetFull(now: number): void {
+    for (const addr of [...this.buckets.keys()]) {
+      if (this.refill(addr, now)!.tokens >= this.burst) this.buckets.delete(addr);
+    }
+  }
+}
+
+/**
+ * The key every per-address limit counts under: an IPv4 address as is, an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d) as its IPv4 address, any other
+ * IPv6 address as its /64 ("2001:db8:1:2::/64"), since one subscriber is
+ * given a whole /64 and can pick any address in it. A zone (%eth0) is
+ * dropped. Anything else (not an IP address) is returned unchanged. Pure.
+ */
+export function addressKey(addr: string): string {
+  const a = addr.replace(/%.*$/, '');
+  if (!a.includes(':')) return addr;
+  const h = expandIPv6(a);
+  if (!h) return addr;
+  if (h.slice(0, 5).every((x) => x === 0) && h[5] === 0xffff) return `${h[6]! >> 8}.${h[6]! & 0xff}.${h[7]! >> 8}.${h[7]! & 0xff}`;
+  return `${h.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (an embedded dotted IPv4 tail allowed); undefined if it is not one. */
+function expandIPv6(a: string): number[] | undefined {
+  let s = a.toLowerCase();
+  const v4 = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (v4) {
+    const o = v4.slice(1).map(Number);
+    if (o.some((x) => x > 255)) return undefined;
+    s = s.slice(0, v4.index) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
+  }
+  const halves = s.split('::');
+  if (halves.length > 2) return undefined;
+  const parse = (part: string): number[] | undefined => {
+    if (part === '') return [];
+    const groups = part.split(':');
+    if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
+    return groups.map((g) => parseInt(g, 16));
+  };
+  const head = parse(halves[0]!);
+  const tail = halves.length === 2 ? parse(halves[1]!) : [];
+  if (!head || !tail) return undefined;
+  if (halves.length === 1) return head.length === 8 ? head : undefined;
+  const fill = 8 - head.length - tail.length;
+  return fill >= 1 ? [...head, ...new Array<number>(fill).fill(0), ...tail] : undefined;
 }
 
 type Out = Action[];
@@ -270,6 +446,10 @@ const ERROR_TEXT: Readonly<Record<SignalErrorCode, string>> = {
   'already-joined': 'this connection already registered or joined',
   expired: 'the room expired',
   'rate-limited': 'too many messages',
+  'bad-proof': 'a device room needs a valid proof of its key',
+  'register-limited': 'too many registrations from this address; wait a few seconds',
+  'too-many-rooms': 'the devices of this address hold too many rooms',
+  'not-admitted': 'the device did not admit this session in time',
 };
 
 /** The pure signaling router. See the file comment for its semantics. */
@@ -277,17 +457,27 @@ export class Router {
   private readonly limits: RouterLimits;
   private readonly stunPort: number;
   private readonly newSession: () => string;
+  private readonly newNonce: () => Uint8Array;
   private readonly conns = new Map<ConnId, Conn>();
   private readonly rooms = new Map<string, Room>();
   private readonly perAddr = new Map<string, number>();
-  private readonly joinBuckets = new Map<string, JoinBucket>();
+  /** Rooms counted against each address (see Room.addr). */
+  private readonly roomsPerAddr = new Map<string, number>();
+  /** Guessing buckets: joins and registers of short rooms. */
+  private readonly joinBuckets: AddressBuckets;
+  private readonly registerBuckets: AddressBuckets;
   private serial = 0;
-  private readonly counters = { registered: 0, joined: 0, relayed: 0, signals: 0, invalid: 0, rateLimited: 0, joinLimited: 0, expired: 0, refused: 0 };
+  private readonly counters = {
+    registered: 0, joined: 0, relayed: 0, invalid: 0, rateLimited: 0, joinLimited: 0, registerLimited: 0, badProofs: 0, notAdmitted: 0, expired: 0, refused: 0,
+  };
 
   constructor(opts: RouterOptions) {
     this.limits = { ...DEFAULT_ROUTER_LIMITS, ...opts.limits };
     this.stunPort = opts.stunPort;
     this.newSession = opts.newSession;
+    this.newNonce = opts.newNonce;
+    this.joinBuckets = new AddressBuckets(this.limits.joinRatePerMin, this.limits.joinBurst);
+    this.registerBuckets = new AddressBuckets(this.limits.registerRatePerMin, this.limits.registerBurst);
   }
 
   /** Handles one input at time `now` (ms, any monotonic-enough epoch) and returns the actions to carry out, in order. */
@@ -302,7 +492,8 @@ export class Router {
         break;
       case 'tick':
         this.expireAll(now, out);
-        this.forgetFullJoinBuckets(now);
+        this.joinBuckets.forgetFull(now);
+        this.registerBuckets.forgetFull(now);
         break;
       case 'message':
       case 'invalid': {
@@ -325,13 +516,17 @@ export class Router {
       if (r.device !== null) devices++;
       if (r.controller !== null) controllers++;
     }
-    return { conns: this.conns.size, rooms: this.rooms.size, devices, controllers, joinBuckets: this.joinBuckets.size, ...this.counters };
+    return {
+      conns: this.conns.size, rooms: this.rooms.size, devices, controllers,
+      joinBuckets: this.joinBuckets.size, registerBuckets: this.registerBuckets.size, ...this.counters,
+    };
   }
 
   // --- connections ---------------------------------------------------------
 
-  private open(id: ConnId, addr: string, now: number, out: Out): void {
+  private open(id: ConnId, rawAddr: string, now: number, out: Out): void {
     if (this.conns.has(id)) return; // the shell never reuses ids; ignore a duplicate
+    const addr = addressKey(rawAddr);
     const n = this.perAddr.get(addr) ?? 0;
     let refuse: string | null = null;
     if (this.conns.size >= this.limits.maxConns) refuse = 'server-full';
@@ -343,11 +538,13 @@ export class Router {
       return;
     }
     this.perAddr.set(addr, n + 1);
+    const nonce = Buffer.from(this.newNonce()).toString('base64url');
     this.conns.set(id, {
-      id, addr, room: null, role: null,
+      id, addr, nonce, room: null, role: null,
       tokens: this.limits.rateBurst, refillAt: now,
       invalid: 0, dropWindowStart: now, drops: 0,
     });
+    out.push({ kind: 'send', conn: id, msg: { type: 'hello', v: PROTOCOL_VERSION, nonce } });
   }
 
   /** Forgets a connection, leaving its room. `reason` goes to the log. */
@@ -355,9 +552,7 @@ export class Router {
     const c = this.conns.get(id);
     if (!c) return;
     this.conns.delete(id);
-    const n = (this.perAddr.get(c.addr) ?? 1) - 1;
-    if (n <= 0) this.perAddr.delete(c.addr);
-    else this.perAddr.set(c.addr, n);
+    this.count(this.perAddr, c.addr, -1);
     const room = c.room;
     const wasDevice = c.role === 'device';
     if (room) this.leave(c, reason, now, out);
@@ -403,36 +598,67 @@ export class Router {
   private message(c: Conn, msg: ClientMessage, now: number, out: Out): void {
     switch (msg.type) {
       case 'register':
-        return this.register(c, msg.room, now, out);
+        return this.register(c, msg.room, msg.proof, now, out);
       case 'join':
         return this.join(c, msg.room, now, out);
-      case 'relay':
-      case 'signal': {
+      case 'relay': {
         const room = c.room;
         if (!room) return this.error(c.id, 'not-joined', out);
         const other = c.role === 'device' ? room.controller : room.device;
         if (other === null) return this.error(c.id, 'no-peer', out);
-        if (msg.type === 'relay') {
-          this.counters.relayed++;
-          out.push({ kind: 'send', conn: other, msg: { type: 'relay', data: msg.data } });
-        } else {
-          this.counters.signals++;
-          out.push({ kind: 'send', conn: other, msg: { type: 'signal', payload: msg.payload } });
+        this.counters.relayed++;
+        out.push({ kind: 'send', conn: other, msg: { type: 'relay', data: msg.data } });
+        return;
+      }
+      case 'admit': {
+        const room = c.room;
+        if (!room || c.role !== 'device') return this.error(c.id, 'not-joined', out);
+        // An admit for another session crossed its controller's leaving: nothing to do.
+        if (room.controller !== null && room.session === msg.session) {
+          room.admitted = true;
+          room.admitSince = null;
         }
         return;
       }
     }
   }
 
-  private register(c: Conn, typed: string, now: number, out: Out): void {
+  private register(c: Conn, typed: string, proof: RegisterProof | undefined, now: number, out: Out): void {
     if (c.room) return this.error(c.id, 'already-joined', out);
     const p = parseRoom(typed);
     if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
+    // Both limits come before the lookup (and before the proof is checked, which costs a signature
+    // verification): a refused register learns nothing about the room.
+    if (!this.takeAddressToken(this.registerBuckets, c.addr, now, 'register-limited', out)) {
+      this.counters.registerLimited++;
+      return this.error(c.id, 'register-limited', out);
+    }
+    // A short room is guessable: registering it answers "taken or not", so it costs a guess like a join.
+    if (p.room.length < UNGUESSABLE_ROOM_LENGTH) {
+      if (!this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out)) {
+        this.counters.joinLimited++;
+        return this.error(c.id, 'join-limited', out, 'too many attempts at pairing rooms from this address; wait a few seconds');
+      }
+    } else {
+      const why = this.proofProblem(c, p.room, proof);
+      if (why) {
+        this.counters.badProofs++;
+        this.counters.refused++;
+        out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'bad-proof' } });
+        return this.error(c.id, 'bad-proof', out, why);
+      }
+    }
     let room = this.lookup(p.room, now, out);
     if (room && room.device !== null) {
       this.counters.refused++;
       out.push({ kind: 'log', event: 'refuse', fields: this.fields('device', room, 'room-taken') });
       return this.error(c.id, 'room-taken', out);
+    }
+    // The room counts against this address from now on: a new room, or one taken over from another address.
+    if ((!room || room.addr !== c.addr) && (this.roomsPerAddr.get(c.addr) ?? 0) >= this.limits.maxRoomsPerAddr) {
+      this.counters.refused++;
+      out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'too-many-rooms' } });
+      return this.error(c.id, 'too-many-rooms', out, `the devices of this address already hold ${this.limits.maxRoomsPerAddr} rooms`);
     }
     const rejoin = room !== undefined;
     if (!room) {
@@ -441,8 +667,16 @@ export class Router {
         out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'room-cap' } });
         return this.error(c.id, 'rate-limited', out, 'server at room capacity, try again later');
       }
-      room = { name: p.room, serial: ++this.serial, device: null, controller: null, session: null, deviceLeftAt: null, idleSince: now };
+      room = {
+        name: p.room, serial: ++this.serial, device: null, controller: null, session: null, deviceLeftAt: null, idleSince: now,
+        addr: c.addr, admitted: false, admitSince: null,
+      };
       this.rooms.set(p.room, room);
+      this.count(this.roomsPerAddr, c.addr, +1);
+    } else if (room.addr !== c.addr) {
+      this.count(this.roomsPerAddr, room.addr, -1);
+      this.count(this.roomsPerAddr, c.addr, +1);
+      room.addr = c.addr;
     }
     room.device = c.id;
     room.deviceLeftAt = null;
@@ -453,9 +687,21 @@ export class Router {
     out.push({ kind: 'send', conn: c.id, msg: { type: 'registered', room: p.room, ttlMs: this.limits.codeUnusedTtlMs, stunPort: this.stunPort } });
     out.push({ kind: 'log', event: 'register', fields: this.fields('device', room, rejoin ? 'rejoin' : 'new') });
     if (room.controller !== null && room.session !== null) {
+      if (!room.admitted) room.admitSince = now;
       out.push({ kind: 'send', conn: c.id, msg: { type: 'peer', session: room.session } });
       out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer', session: room.session } });
     }
+  }
+
+  /** Why `proof` does not show that this socket's device holds the key `room` is named after; null if it does. */
+  private proofProblem(c: Conn, room: string, proof: RegisterProof | undefined): string | null {
+    if (!proof) return `a room of ${UNGUESSABLE_ROOM_LENGTH} or more symbols needs a proof of its key`;
+    const key = decodeKey32(proof.key);
+    const sig = decodeBase64url(proof.sig, 64);
+    if (!key || !sig) return 'malformed proof';
+    if (deviceRoom(key) !== room) return 'the room is not named after this key';
+    if (!verifyIdentitySignature(key, registerProofMessage(c.nonce, room), sig)) return 'the signature does not verify for this connection';
+    return null;
   }
 
   private join(c: Conn, typed: string, now: number, out: Out): void {
@@ -465,7 +711,10 @@ export class Router {
     // The join limit comes before the lookup: a refused join learns nothing about the room.
     // Only short (guessable) rooms cost a token: a 26-symbol device room holds 125 bits, and who
     // may enter it is decided by the device's handshake, so a paired controller's joins are free.
-    if (p.room.length < UNGUESSABLE_ROOM_LENGTH && !this.takeJoinToken(c.addr, now, out)) return this.error(c.id, 'join-limited', out);
+    if (p.room.length < UNGUESSABLE_ROOM_LENGTH && !this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out, 'controller')) {
+      this.counters.joinLimited++;
+      return this.error(c.id, 'join-limited', out);
+    }
     const room = this.lookup(p.room, now, out);
     if (!room) {
       this.counters.refused++;
@@ -480,6 +729,8 @@ export class Router {
     const session = this.newSession();
     room.controller = c.id;
     room.session = session;
+    room.admitted = false;
+    room.admitSince = room.device !== null ? now : null;
     c.room = room;
     c.role = 'controller';
     this.counters.joined++;
@@ -496,11 +747,14 @@ export class Router {
     if (c.role === 'device' && room.device === c.id) {
       room.device = null;
       room.deviceLeftAt = now;
+      room.admitSince = null; // an absent device cannot admit; its clock restarts when it is back
       if (room.controller !== null && room.session !== null) out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer-left', session: room.session } });
     } else if (c.role === 'controller' && room.controller === c.id) {
       const session = room.session;
       room.controller = null;
       room.session = null;
+      room.admitted = false;
+      room.admitSince = null;
       room.idleSince = now;
       if (room.device !== null && session !== null) out.push({ kind: 'send', conn: room.device, msg: { type: 'peer-left', session } });
     }
@@ -509,57 +763,45 @@ export class Router {
     c.role = null;
   }
 
-  // --- join limit ----------------------------------------------------------
+  // --- per-address limits --------------------------------------------------
 
-  /** The address's join bucket refilled to `now`; undefined if it has none (= full). */
-  private refillJoinBucket(addr: string, now: number): JoinBucket | undefined {
-    const b = this.joinBuckets.get(addr);
-    if (!b) return undefined;
-    const elapsed = Math.max(0, now - b.refillAt);
-    b.tokens = Math.min(this.limits.joinBurst, b.tokens + (elapsed * this.limits.joinRatePerMin) / 60_000);
-    b.refillAt = now;
-    return b;
+  /** Takes one token from `addr`'s bucket; false (logged once per run of refusals) if it is empty. */
+  private takeAddressToken(buckets: AddressBuckets, addr: string, now: number, reason: string, out: Out, role: Role = 'device'): boolean {
+    const r = buckets.take(addr, now);
+    if (r === 'refused-first') out.push({ kind: 'log', event: 'refuse', fields: { role, reason } });
+    return r === 'ok';
   }
 
-  /** Takes one join token from `addr`'s bucket; false (counted, logged once per run of refusals) if it is empty. */
-  private takeJoinToken(addr: string, now: number, out: Out): boolean {
-    let b = this.refillJoinBucket(addr, now);
-    if (!b) {
-      b = { tokens: this.limits.joinBurst, refillAt: now, limited: false };
-      this.joinBuckets.set(addr, b);
-    }
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      b.limited = false;
-      return true;
-    }
-    this.counters.joinLimited++;
-    if (!b.limited) {
-      b.limited = true;
-      out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'join-limited' } });
-    }
-    return false;
-  }
-
-  /** Forgets every join bucket that has refilled: a full bucket is the same as none, so memory holds only recent joiners. */
-  private forgetFullJoinBuckets(now: number): void {
-    for (const addr of [...this.joinBuckets.keys()]) {
-      const b = this.refillJoinBucket(addr, now)!;
-      if (b.tokens >= this.limits.joinBurst) this.joinBuckets.delete(addr);
-    }
+  private count(map: Map<string, number>, key: string, delta: number): void {
+    const n = (map.get(key) ?? 0) + delta;
+    if (n <= 0) map.delete(key);
+    else map.set(key, n);
   }
 
   // --- expiry --------------------------------------------------------------
 
-  /** The live room of a normalised name, deleting it first if its time is up. */
+  /** The live room of a normalised name, deleting it first if its time is up (and dropping an unadmitted controller that is due). */
   private lookup(name: string, now: number, out: Out): Room | undefined {
     const room = this.rooms.get(name);
     if (room && this.expireIfDue(room, now, out)) return undefined;
+    if (room) this.dropUnadmittedIfDue(room, now, out);
     return room;
   }
 
   private expireAll(now: number, out: Out): void {
-    for (const room of [...this.rooms.values()]) this.expireIfDue(room, now, out);
+    for (const room of [...this.rooms.values()]) {
+      if (!this.expireIfDue(room, now, out)) this.dropUnadmittedIfDue(room, now, out);
+    }
+  }
+
+  /** Drops the room's controller if the device has had it for longer than admitTimeoutMs without admitting it. */
+  private dropUnadmittedIfDue(room: Room, now: number, out: Out): void {
+    if (room.admitted || room.admitSince === null || room.controller === null || now - room.admitSince <= this.limits.admitTimeoutMs) return;
+    const c = this.conns.get(room.controller);
+    if (!c) return;
+    this.counters.notAdmitted++;
+    this.error(c.id, 'not-admitted', out, `the device did not admit this session within ${this.limits.admitTimeoutMs} ms`);
+    this.kick(c, CLOSE_POLICY, 'not admitted', 'not-admitted', now, out);
   }
 
   /** Deletes the room if it is due; true if it was. */
@@ -578,6 +820,7 @@ export class Router {
 
   private expire(room: Room, notify: ConnId | null, reason: string, out: Out): void {
     this.rooms.delete(room.name);
+    this.count(this.roomsPerAddr, room.addr, -1);
     this.counters.expired++;
     for (const id of [room.device, room.controller]) {
       const c = id === null ? undefined : this.conns.get(id);

@@ -11,12 +11,14 @@
  * ever carries a room name, a session id, relay data or a message body.
  */
 import http from 'node:http';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { nanoid } from 'nanoid';
-import { CLOSE_LEAVE, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
+import { CLOSE_LEAVE, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
 import { PinholeError } from '../link/errors.js';
-import { Router, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
+import { ADMIT_TIMEOUT_MS, Router, addressKey, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, startStunServer, type StunEndpoint, type StunServerHandle, type StunStats } from './stun.js';
 
 /** Default WebSocket/HTTP port. */
@@ -42,8 +44,37 @@ export const WS_MAX_PAYLOAD_BYTES = MAX_SIGNAL_BYTES + 16 * 1024;
  */
 export const KEEPALIVE_INTERVAL_MS = 15_000;
 
-/** Interval, in ms, between router ticks: expiry is precise to about this much. */
+/**
+ * Interval, in ms, between router ticks: expiry, and dropping a controller
+ * the device did not admit, are precise to about this much (a fifteenth of
+ * ADMIT_TIMEOUT_MS, the shortest router deadline).
+ */
 export const TICK_INTERVAL_MS = 1_000;
+
+/**
+ * TCP connections from one address (addressKey: IPv6 per /64) that have not
+ * completed their WebSocket upgrade, plain HTTP connections included: the
+ * boards of a NAT'd office reconnecting together after an outage stay well
+ * under it, and each upgrade takes one round trip; more at once from one
+ * address is a flood of half-open upgrades, each holding a socket and a
+ * parser. The excess is closed at once.
+ */
+export const MAX_PENDING_UPGRADES_PER_ADDR = 32;
+
+/**
+ * Time, in ms, a TCP connection gets to send its first request's headers
+ * (an upgrade or /healthz), and any request to complete: a real client sends
+ * them in its first packet; a connection that has not in this long is
+ * half-open on purpose (slowloris) and is closed.
+ */
+export const UPGRADE_TIMEOUT_MS = 10_000;
+
+/**
+ * Period, in ms, of the http server's check of headersTimeout/requestTimeout
+ * (node's default is 30 s, which would let a half-open upgrade live three
+ * times UPGRADE_TIMEOUT_MS). At most this; shorter with a shorter timeout.
+ */
+const HTTP_TIMEOUT_CHECK_MS = 1_000;
 
 /**
  * Bytes queued to one socket beyond which it is a slow consumer and is
@@ -77,6 +108,10 @@ export interface SignalServerConfig {
   keepaliveIntervalMs: number;
   /** Router tick interval, in ms. Default TICK_INTERVAL_MS. */
   tickIntervalMs: number;
+  /** Connections not yet upgraded allowed per address. Default MAX_PENDING_UPGRADES_PER_ADDR. */
+  maxPendingUpgradesPerAddr: number;
+  /** Time to send the request headers / finish a request, in ms. Default UPGRADE_TIMEOUT_MS. */
+  upgradeTimeoutMs: number;
 }
 
 /** What `resolveSignalConfig` accepts: any subset; `stunPort` may also be -1 (no STUN). */
@@ -105,6 +140,12 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   const keepaliveIntervalMs = partial.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS;
   const tickIntervalMs = partial.tickIntervalMs ?? TICK_INTERVAL_MS;
   if (!(keepaliveIntervalMs > 0) || !(tickIntervalMs > 0)) throw new PinholeError('usage', 'intervals must be positive');
+  const admitTimeoutMs = partial.limits?.admitTimeoutMs ?? ADMIT_TIMEOUT_MS;
+  if (tickIntervalMs > admitTimeoutMs / 2) throw new PinholeError('usage', `the tick interval (${tickIntervalMs} ms) must be at most half the admission timeout (${admitTimeoutMs} ms)`);
+  const maxPendingUpgradesPerAddr = partial.maxPendingUpgradesPerAddr ?? MAX_PENDING_UPGRADES_PER_ADDR;
+  const upgradeTimeoutMs = partial.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
+  if (!(Number.isInteger(maxPendingUpgradesPerAddr) && maxPendingUpgradesPerAddr > 0)) throw new PinholeError('usage', 'maxPendingUpgradesPerAddr must be a positive integer');
+  if (!(upgradeTimeoutMs > 0)) throw new PinholeError('usage', 'upgradeTimeoutMs must be positive');
   return {
     host,
     port,
@@ -115,6 +156,8 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     limits: { ...partial.limits },
     keepaliveIntervalMs,
     tickIntervalMs,
+    maxPendingUpgradesPerAddr,
+    upgradeTimeoutMs,
   };
 }
 
@@ -122,6 +165,10 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
 export interface SignalServerStats extends RouterStats {
   /** WebSocket connections currently open at the transport level. */
   sockets: number;
+  /** TCP connections that have not (yet) upgraded to a WebSocket. */
+  pendingUpgrades: number;
+  /** Connections closed at once for exceeding MAX_PENDING_UPGRADES_PER_ADDR, since start. */
+  pendingRefused: number;
   /** STUN counters, or null when STUN is off. */
   stun: StunStats | null;
 }
@@ -174,7 +221,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       ? null
       : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
 
-  const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), limits: cfg.limits });
+  const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), newNonce: () => randomBytes(HELLO_NONCE_BYTES), limits: cfg.limits });
   const peers = new Map<ConnId, Peer>();
   let nextId = 1;
 
@@ -256,7 +303,12 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES, clientTracking: false, perMessageDeflate: false });
   wss.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
 
-  const httpServer = http.createServer((req, res) => {
+  // Bounded by the socket timer below and by headersTimeout/requestTimeout, checked often enough to matter.
+  const httpServer = http.createServer({
+    headersTimeout: cfg.upgradeTimeoutMs,
+    requestTimeout: cfg.upgradeTimeoutMs,
+    connectionsCheckingInterval: Math.max(10, Math.min(HTTP_TIMEOUT_CHECK_MS, Math.floor(cfg.upgradeTimeoutMs / 2))),
+  }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -279,9 +331,46 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     }
     reply(res, 404, { ok: false, error: 'not-found' });
   });
+  // TCP connections that have not upgraded, by address key: capped, and timed until their first request.
+  const pending = new Map<net.Socket, { key: string; timer: NodeJS.Timeout | undefined }>();
+  const pendingPerAddr = new Map<string, number>();
+  let pendingRefused = 0;
+  const unpend = (socket: net.Socket): void => {
+    const p = pending.get(socket);
+    if (!p) return;
+    pending.delete(socket);
+    clearTimeout(p.timer);
+    const n = (pendingPerAddr.get(p.key) ?? 1) - 1;
+    if (n <= 0) pendingPerAddr.delete(p.key);
+    else pendingPerAddr.set(p.key, n);
+  };
+  httpServer.on('connection', (socket: net.Socket) => {
+    const key = addressKey(socket.remoteAddress ?? 'unknown');
+    const n = pendingPerAddr.get(key) ?? 0;
+    if (n >= cfg.maxPendingUpgradesPerAddr) {
+      pendingRefused++;
+      socket.destroy();
+      return;
+    }
+    pendingPerAddr.set(key, n + 1);
+    // Until its first request's headers are in; afterwards headersTimeout/requestTimeout and keep-alive rule.
+    const timer = setTimeout(() => socket.destroy(), cfg.upgradeTimeoutMs);
+    timer.unref();
+    pending.set(socket, { key, timer });
+    socket.once('close', () => unpend(socket));
+  });
+  const firstRequest = (socket: net.Socket): void => {
+    const p = pending.get(socket);
+    if (p) clearTimeout(p.timer);
+  };
+  httpServer.on('request', (req: http.IncomingMessage) => firstRequest(req.socket));
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req));
+    firstRequest(req.socket);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      unpend(req.socket);
+      onConnection(ws, req);
+    });
   });
   httpServer.on('clientError', (_e, socket: Duplex) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -343,7 +432,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     port,
     stunPort: stun?.port ?? null,
     stunAlt: stun?.alt ?? null,
-    stats: () => ({ ...router.stats, sockets: peers.size, stun: stun?.stats() ?? null }),
+    stats: () => ({ ...router.stats, sockets: peers.size, pendingUpgrades: pending.size, pendingRefused, stun: stun?.stats() ?? null }),
     close() {
       closing ??= (async () => {
         clearInterval(tick);

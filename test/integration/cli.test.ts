@@ -1,4 +1,5 @@
 // The CLI contract on loopback: real signaling server, real device agent, real controller processes.
+import { randomBytes } from 'node:crypto';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -226,7 +227,8 @@ const HOSTILE = `${TITLE}${CLIPBOARD}${CLEAR}\u202eevil\r\npin 20 = 1`;
 async function hostileServer(answer: (m: { type: string }) => { frame: object; afterMs?: number }[]): Promise<{ url: string; close: () => Promise<void> }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
-  wss.on('connection', (ws) =>
+  wss.on('connection', (ws) => {
+    ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, nonce: randomBytes(32).toString('base64url') }));
     ws.on('message', (data) => {
       const m = JSON.parse(String(data)) as { type: string; v?: unknown };
       if (m.type !== 'register' && m.type !== 'join') return;
@@ -236,8 +238,8 @@ async function hostileServer(answer: (m: { type: string }) => { frame: object; a
         assert.ok(parseServerMessage(text).ok, `a frame the client accepts: ${text}`);
         setTimeout(() => ws.send(text), afterMs);
       }
-    }),
-  );
+    });
+  });
   return {
     url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
     close: () => {

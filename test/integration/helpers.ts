@@ -136,11 +136,12 @@ export function exited(proc: ChildProcess): Promise<number | null> {
 }
 
 /**
- * A real server on loopback with free ports, quiet logs. Tests that pair many
- * times from 127.0.0.1 raise the join limit (pass `{}` to keep the defaults).
+ * A real server on loopback with free ports, quiet logs. Every test device and
+ * controller comes from 127.0.0.1, so by default the per-address join and
+ * registration limits are raised (pass `{}` to keep the defaults).
  */
-export const MANY_JOINS = { joinRatePerMin: 6000, joinBurst: 1000 };
-export function startServer(limits: SignalServerConfigInput['limits'] = MANY_JOINS, extra: SignalServerConfigInput = {}): Promise<SignalServer> {
+export const LOOPBACK_LIMITS = { joinRatePerMin: 6000, joinBurst: 1000, registerRatePerMin: 6000, registerBurst: 1000, maxRoomsPerAddr: 1000 };
+export function startServer(limits: SignalServerConfigInput['limits'] = LOOPBACK_LIMITS, extra: SignalServerConfigInput = {}): Promise<SignalServer> {
   return startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined, limits, ...extra }));
 }
 

@@ -21,6 +21,7 @@
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { startSignalServer, resolveSignalConfig, type SignalServer } from '../../signaling/index.js';
+import { LOOPBACK_LIMITS } from './helpers.js';
 
 /** One client connection through the proxy. */
 export interface HostileConn {
@@ -106,7 +107,8 @@ const sendableClose = (code: number): number => (code === 1000 || (code >= 3000 
 /** Starts a real signaling server and a hostile proxy in front of it, both on loopback. `record: false` keeps no frames (soak tests measure memory). */
 export async function startHostileServer(opts: { record?: boolean } = {}): Promise<HostileServer> {
   const record = opts.record ?? true;
-  const real = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined }));
+  // Loopback limits: every test here pairs from 127.0.0.1, which the per-address buckets would soon refuse.
+  const real = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined, limits: LOOPBACK_LIMITS }));
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve);

@@ -171,6 +171,8 @@ test('issue 5: a signaling server that stops answering pings is noticed within S
   const { WebSocketServer } = await import('ws');
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
   await new Promise<void>((r) => wss.once('listening', () => r()));
+  const { PROTOCOL_VERSION } = await import('../../link/protocol.js');
+  wss.on('connection', (ws) => ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, nonce: Buffer.alloc(32, 7).toString('base64url') })));
   t.after(() => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }));
   const { SignalClient } = await import('../../link/signal-client.js');
   const port = (wss.address() as { port: number }).port;

@@ -11,24 +11,30 @@ import { randomBytes, createHash } from 'node:crypto';
 import { WebSocket } from 'ws';
 import stun from 'stun';
 import { StunProtocol, Message, methods, classes } from 'werift';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { startSignalServer, WS_MAX_PAYLOAD_BYTES, type SignalServer } from '../../signaling/index.js';
 import { MAX_INVALID_PER_CONN } from '../../signaling/router.js';
 import {
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
   PROTOCOL_VERSION,
+  makeRegisterProof,
   parseServerMessage,
   type ServerMessage,
 } from '../../link/protocol.js';
+import { deviceRoom } from '../../link/code.js';
+import { waitFor } from './helpers.js';
 
 const HOST = '127.0.0.1';
 
-/** A raw `ws` client with a queue of parsed server messages. */
+/** A raw `ws` client with a queue of parsed server messages (the server's hello taken off it: see `nonce`). */
 class Client {
   readonly queue: ServerMessage[] = [];
   private waiter: (() => void) | null = null;
   readonly closed: Promise<{ code: number }>;
   isClosed = false;
+  /** The nonce of the server's hello on this socket. */
+  nonce = '';
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
@@ -47,13 +53,27 @@ class Client {
     );
   }
 
-  static open(url: string): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
+  static async open(url: string, opts: { localAddress?: string } = {}): Promise<Client> {
+    const c = await new Promise<Client>((resolve, reject) => {
+      const ws = new WebSocket(url, opts);
       const c = new Client(ws);
       ws.once('open', () => resolve(c));
       ws.once('error', reject);
     });
+    const hello = await c.expect('hello');
+    assert.equal(hello.v, PROTOCOL_VERSION);
+    c.nonce = hello.nonce;
+    return c;
+  }
+
+  /** Registers a fresh key's device room, with its proof; resolves with the room once registered. */
+  async registerHome(): Promise<string> {
+    const sk = ed25519.utils.randomSecretKey();
+    const key = { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
+    const room = deviceRoom(key.publicKey);
+    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room) });
+    assert.equal((await this.expect('registered')).room, room);
+    return room;
   }
 
   send(m: unknown): void {
@@ -127,7 +147,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
 
   before(async () => {
     // Every test here joins from 127.0.0.1: a deeper join bucket keeps them independent of the join limit (tested below).
-    server = await startSignalServer({ host: HOST, port: 0, stunPort: 0, log: (l) => lines.push(l), limits: { joinBurst: 1000 } });
+    server = await startSignalServer({ host: HOST, port: 0, stunPort: 0, log: (l) => lines.push(l), limits: { joinBurst: 1000, registerBurst: 1000 } });
   });
   after(async () => {
     await server?.close();
@@ -158,9 +178,6 @@ describe('signaling server', { timeout: 60_000 }, () => {
   test('issue 2: a device and a controller pair by room and relay both ways', async () => {
     const { device, controller, session } = await pair(server.url);
     await relayBothWays(device, controller);
-    const offer = { kind: 'offer', sdp: 'v=0\r\n' };
-    controller.send({ type: 'signal', payload: offer });
-    assert.deepEqual(await device.next(), { type: 'signal', payload: offer });
     // a full-size link frame goes through
     const big = 'x'.repeat(MAX_LINK_FRAME_BYTES);
     device.send({ type: 'relay', data: big });
@@ -168,6 +185,32 @@ describe('signaling server', { timeout: 60_000 }, () => {
     controller.close();
     assert.deepEqual(await device.next(), { type: 'peer-left', session });
     device.close();
+  });
+
+  test('issue 9: the server greets every socket with hello; a `signal` frame is bad-message and is not forwarded', async () => {
+    const a = await Client.open(server.url);
+    const b = await Client.open(server.url);
+    assert.notEqual(a.nonce, b.nonce, 'a fresh nonce per connection');
+    a.close();
+    b.close();
+    const { device, controller } = await pair(server.url);
+    controller.send({ type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } });
+    const e = await controller.expect('error');
+    assert.deepEqual([e.code, e.message], ['bad-message', 'unknown message type']);
+    await relayBothWays(device, controller);
+    assert.equal(device.queue.length, 0, 'the device got nothing else');
+    device.close();
+    controller.close();
+  });
+
+  test('issue 9: a device room needs its proof: a squatter without one gets bad-proof', async () => {
+    const owner = await Client.open(server.url);
+    const room = await owner.registerHome();
+    owner.close(); // away: the room waits for its device
+    const squatter = await Client.open(server.url);
+    squatter.send({ type: 'register', v: PROTOCOL_VERSION, room });
+    await squatter.expectError('bad-proof');
+    squatter.close();
   });
 
   test('issue 2: a wrong room is refused with unknown-room', async () => {
@@ -423,29 +466,31 @@ describe('signaling server: join limit', { timeout: 30_000 }, () => {
   });
 
   test('issue 4: joins from one address share a bucket across sockets; beyond it join-limited, counted in /healthz', async () => {
-    const room = uniqueRoom();
     const device = await Client.open(server.url);
-    device.send({ type: 'register', v: PROTOCOL_VERSION, room });
-    await device.expect('registered');
+    const room = await device.registerHome(); // a device room: costs no guess
+    // ...which a join does not either: spend the three guesses on pairing rooms.
     const sockets: Client[] = [];
+    const pairingRoom = uniqueRoom();
     for (let i = 0; i < 3; i++) {
       const c = await Client.open(server.url);
       sockets.push(c);
-      c.send({ type: 'join', v: PROTOCOL_VERSION, room: uniqueRoom() });
+      c.send({ type: 'join', v: PROTOCOL_VERSION, room: i === 0 ? pairingRoom : uniqueRoom() });
       await c.expectError('unknown-room');
     }
-    // a fresh socket from the same address, asking for the real room: refused without a lookup
+    // a fresh socket from the same address, asking for a pairing room: refused without a lookup
     const late = await Client.open(server.url);
     sockets.push(late);
-    late.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    late.send({ type: 'join', v: PROTOCOL_VERSION, room: pairingRoom });
     await late.expectError('join-limited');
     assert.equal(late.isClosed, false, 'the socket stays open');
-    assert.equal(device.queue.length, 0, 'the device heard nothing');
-    // registering is not join-limited
+    // ...while the device room (not guessable) can still be joined
+    late.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    await late.expect('joined');
+    await device.expect('peer');
+    // registering a device room is not join-limited either
     const other = await Client.open(server.url);
     sockets.push(other);
-    other.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
-    await other.expect('registered');
+    await other.registerHome();
     const h = (await (await fetch(`http://${HOST}:${server.port}/healthz`)).json()) as Record<string, unknown>;
     assert.equal(h.joinLimited, 1);
     assert.equal(server.stats().joinLimited, 1);
@@ -507,6 +552,75 @@ describe('signaling server: keepalive and shutdown', { timeout: 30_000 }, () => 
     await Promise.all([a.closed, b.closed]);
     await assert.rejects(fetch(`http://${HOST}:${server.port}/healthz`));
     await server.close(); // twice is fine
+  });
+});
+
+describe('signaling server: half-open HTTP upgrades', { timeout: 30_000 }, () => {
+  const CAP = 4;
+  const TIMEOUT_MS = 1000;
+  let server: SignalServer;
+  before(async () => {
+    server = await startSignalServer({ host: HOST, port: 0, stunPort: null, log: () => undefined, maxPendingUpgradesPerAddr: CAP, upgradeTimeoutMs: TIMEOUT_MS });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  /** A raw TCP socket from `localAddress` that sends `text` and then nothing; `closedAt` is set when the server closes it. */
+  const halfOpen = (text: string, localAddress = HOST) =>
+    new Promise<{ s: net.Socket; openedAt: number; closed: Promise<number> }>((resolve, reject) => {
+      const s = net.connect({ port: server.port, host: HOST, localAddress }, () => {
+        const openedAt = performance.now();
+        if (text) s.write(text);
+        resolve({ s, openedAt, closed });
+      });
+      const closed = new Promise<number>((r) => s.on('close', () => r(performance.now())));
+      s.on('error', () => undefined);
+      s.once('error', reject);
+      s.resume();
+    });
+  const partial = `GET / HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`; // no blank line: never finished
+  const isOpen = async (c: { closed: Promise<number> }, ms: number): Promise<boolean> =>
+    Promise.race([c.closed.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), ms))]);
+
+  test('issue 9: past MAX_PENDING_UPGRADES_PER_ADDR the excess is closed at once; the unfinished ones after the upgrade timeout; others still connect', async () => {
+    const held = [];
+    for (let i = 0; i < CAP - 1; i++) held.push(await halfOpen(partial));
+    held.push(await halfOpen('')); // one that sends nothing at all
+    const excess = [];
+    for (let i = 0; i < 3; i++) excess.push(await halfOpen(partial));
+    for (const e of excess) assert.equal(await isOpen(e, 500), false, 'an excess half-open upgrade is closed at once');
+    for (const e of excess) assert.ok((await e.closed) - e.openedAt < 500);
+    assert.equal(server.stats().pendingRefused, excess.length);
+    for (const h of held) assert.equal(await isOpen(h, 0), true, 'the first CAP are kept for now');
+
+    // Meanwhile a client from another address connects and registers.
+    const other = await Client.open(server.url, { localAddress: '127.0.0.2' });
+    other.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
+    await other.expect('registered');
+
+    // The unfinished ones are closed after the timeout, not before.
+    for (const h of held) {
+      const lived = (await h.closed) - h.openedAt;
+      assert.ok(lived >= TIMEOUT_MS - 100 && lived < TIMEOUT_MS + 1500, `closed after ${Math.round(lived)} ms`);
+    }
+    await waitFor(() => server.stats().pendingUpgrades === 0, 2000, 'no pending upgrades');
+    // Their slots are free again: a normal client from the same address connects.
+    const again = await Client.open(server.url);
+    again.send({ type: 'relay', data: 'x' });
+    await again.expectError('not-joined');
+    again.close();
+    other.close();
+  });
+
+  test('issue 9: a completed upgrade no longer counts as pending', async () => {
+    const clients = [];
+    for (let i = 0; i < CAP + 2; i++) clients.push(await Client.open(server.url));
+    assert.equal(server.stats().pendingUpgrades, 0);
+    const h = await halfOpen(partial);
+    assert.equal(await isOpen(h, 300), true, 'still room for a pending one');
+    h.s.destroy();
+    for (const c of clients) c.close();
   });
 });
 

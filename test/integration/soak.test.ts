@@ -58,7 +58,7 @@ function junkRelay(i: number): string {
     case 3:
       return relayText('{"hs":"c1","v":1,"e":"' + 'A'.repeat(43) + '"}'); // a handshake replayed after the handshake
     case 4:
-      return JSON.stringify({ type: 'signal', payload: { kind: 'candidate', candidate: 'candidate:' + 'x'.repeat(900) } });
+      return JSON.stringify({ type: 'signal', payload: { kind: 'candidate', candidate: 'candidate:' + 'x'.repeat(900) } }); // plain signaling: not in the protocol
     default:
       return relayText('AQE' + randomBytes(12_000).toString('base64url')); // oversized sealed-looking
   }

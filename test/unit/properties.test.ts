@@ -15,6 +15,8 @@ import {
   parseClientMessage,
   parseJson,
   parseServerMessage,
+  parseSignalPayload,
+  HELLO_NONCE_BYTES,
   type ClientMessage,
   type ServerMessage,
   type SignalErrorCode,
@@ -200,15 +202,20 @@ const signalPayload: fc.Arbitrary<SignalPayload> = fc.oneof(
 const room = str(MAX_ROOM_CHARS).filter((s) => s.length > 0);
 const relayData = fc.oneof(str(MAX_LINK_FRAME_BYTES), fc.integer({ min: 0, max: MAX_LINK_FRAME_BYTES }).map((n) => 'A'.repeat(n)));
 
+/** `n` random bytes as canonical base64url. */
+const bytes64url = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b).toString('base64url'));
+
 const clientMessage: fc.Arbitrary<ClientMessage> = fc.oneof(
   rec({ type: fc.constantFrom('register' as const, 'join' as const), v: fc.constant(PROTOCOL_VERSION), room }),
+  rec({ type: fc.constant('register' as const), v: fc.constant(PROTOCOL_VERSION), room, proof: rec({ key: bytes64url(32), sig: bytes64url(64) }) }),
   rec({ type: fc.constant('relay' as const), data: relayData }),
-  rec({ type: fc.constant('signal' as const), payload: signalPayload }),
+  rec({ type: fc.constant('admit' as const), session: str(64).filter((x) => x.length > 0) }),
 );
 
 const SIGNAL_ERROR_CODES: SignalErrorCode[] = [
   'bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full',
-  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited',
+  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms',
+  'not-admitted',
 ];
 const port = fc.integer({ min: 0, max: 65535 });
 const session = str(64);
@@ -218,7 +225,7 @@ const serverMessage: fc.Arbitrary<ServerMessage> = fc.oneof(
   rec({ type: fc.constant('joined' as const), session, waiting: fc.boolean(), stunPort: port }),
   rec({ type: fc.constantFrom('peer' as const, 'peer-left' as const), session }),
   rec({ type: fc.constant('relay' as const), data: relayData }),
-  rec({ type: fc.constant('signal' as const), payload: signalPayload }),
+  rec({ type: fc.constant('hello' as const), v: fc.integer({ min: 1, max: 1000 }), nonce: bytes64url(HELLO_NONCE_BYTES) }),
   rec({ type: fc.constant('error' as const), code: fc.constantFrom(...SIGNAL_ERROR_CODES), message: str(1024) }),
 );
 
@@ -289,6 +296,13 @@ test('issue 5: every valid server message parses back to itself, as text and as 
     const text = encode(m);
     assert.deepEqual(parseServerMessage(text), { ok: true, value: m });
     assert.deepEqual(parseServerMessage(Buffer.from(text)), { ok: true, value: m });
+  });
+});
+
+test('issue 5: every valid WebRTC set-up payload survives JSON and parseSignalPayload unchanged', () => {
+  check(signalPayload, (p) => {
+    const norm = p.kind === 'candidate' ? { ...p, sdpMid: p.sdpMid ?? null, sdpMLineIndex: p.sdpMLineIndex ?? null } : p;
+    assert.deepEqual(parseSignalPayload(JSON.parse(JSON.stringify(p))), norm);
   });
 });
 
@@ -645,17 +659,17 @@ test('issue 5: a handshake message with one field over its limit or off its alph
 
 test('issue 5: a signaling message with one field out of range is refused with bad-message', () => {
   const sig = (type: string) => (m: { type: string }) => m.type === type;
-  const cand = (m: { type: string; payload?: SignalPayload }) => m.type === 'signal' && m.payload?.kind === 'candidate';
-  const ping = (m: { type: string; payload?: SignalPayload }) => m.type === 'signal' && (m.payload?.kind === 'ping' || m.payload?.kind === 'pong');
+  const cand = (p: SignalPayload) => p.kind === 'candidate';
+  const ping = (p: SignalPayload) => p.kind === 'ping' || p.kind === 'pong';
+  const withProof = (m: ClientMessage) => m.type === 'register' && m.proof !== undefined;
   const clientBreaks: fc.Arbitrary<Breakage> = fc.oneof(
     brk(clientMessage.filter((m) => m.type === 'register' || m.type === 'join'), ['room'], fc.oneof(overLen(MAX_ROOM_CHARS), fc.constantFrom('', 1, null, undefined))),
     brk(clientMessage.filter(sig('relay')), ['data'], fc.oneof(overLen(MAX_LINK_FRAME_BYTES), fc.constantFrom(1, null, undefined))),
-    brk(clientMessage.filter(cand), ['payload', 'candidate'], fc.oneof(overLen(1024), fc.constantFrom(1, null, undefined))),
-    brk(clientMessage.filter(cand), ['payload', 'sdpMid'], fc.oneof(overLen(64), fc.constantFrom(1, false))),
-    brk(clientMessage.filter(cand), ['payload', 'sdpMLineIndex'], fc.constantFrom(-1, 64, 1.5, '1')),
-    brk(clientMessage.filter(ping), ['payload', 'n'], fc.oneof(badSeq, fc.constant(undefined))),
-    brk(clientMessage.filter(sig('signal')), ['payload', 'kind'], fc.constantFrom('OFFER', 'hello', '', 1, null, undefined)),
-    brk(clientMessage, ['type'], fc.constantFrom('registered', 'Register', '', 1, null, undefined)),
+    brk(clientMessage.filter(withProof), ['proof', 'key'], fc.oneof(overLen(43), fc.constantFrom('', 'A'.repeat(42), 'A'.repeat(42) + 'B', 1, null, undefined))),
+    brk(clientMessage.filter(withProof), ['proof', 'sig'], fc.oneof(overLen(86), fc.constantFrom('', 'A'.repeat(85), 'A'.repeat(85) + 'B', 1, null, undefined))),
+    brk(clientMessage.filter(withProof), ['proof'], fc.constantFrom(1, 'x', null, [])),
+    brk(clientMessage.filter(sig('admit')), ['session'], fc.oneof(overLen(64), fc.constantFrom('', 1, null, undefined))),
+    brk(clientMessage, ['type'], fc.constantFrom('registered', 'Register', 'signal', '', 1, null, undefined)),
   );
   check(clientBreaks, (b) => {
     const text = JSON.stringify(broken(b));
@@ -663,6 +677,14 @@ test('issue 5: a signaling message with one field out of range is refused with b
     const r = parseClientMessage(text);
     assert.equal(r.ok ? 'ok' : r.code, 'bad-message');
   });
+  const payloadBreaks: fc.Arbitrary<Breakage> = fc.oneof(
+    brk(signalPayload.filter(cand), ['candidate'], fc.oneof(overLen(1024), fc.constantFrom(1, null, undefined))),
+    brk(signalPayload.filter(cand), ['sdpMid'], fc.oneof(overLen(64), fc.constantFrom(1, false))),
+    brk(signalPayload.filter(cand), ['sdpMLineIndex'], fc.constantFrom(-1, 64, 1.5, '1')),
+    brk(signalPayload.filter(ping), ['n'], fc.oneof(badSeq, fc.constant(undefined))),
+    brk(signalPayload, ['kind'], fc.constantFrom('OFFER', 'hello', '', 1, null, undefined)),
+  );
+  check(payloadBreaks, (b) => assert.equal(typeof parseSignalPayload(broken(b)), 'string'));
   const serverBreaks: fc.Arbitrary<Breakage> = fc.oneof(
     brk(serverMessage.filter((m) => m.type === 'registered' || m.type === 'joined'), ['stunPort'], fc.constantFrom(-1, 65536, 1.5, '80', null, undefined)),
     brk(serverMessage.filter((m) => m.type === 'joined' || m.type === 'peer' || m.type === 'peer-left'), ['session'], fc.oneof(overLen(64), fc.constantFrom(1, null, undefined))),
@@ -670,6 +692,8 @@ test('issue 5: a signaling message with one field out of range is refused with b
     brk(serverMessage.filter(sig('joined')), ['waiting'], fc.constantFrom(0, 'true', null, undefined)),
     brk(serverMessage.filter(sig('error')), ['code'], fc.constantFrom('nope', 'BAD-MESSAGE', '', 1, null, undefined)),
     brk(serverMessage.filter(sig('error')), ['message'], fc.oneof(overLen(1024), fc.constantFrom(1, null, undefined))),
+    brk(serverMessage.filter(sig('hello')), ['nonce'], fc.oneof(overLen(43), fc.constantFrom('', 'A'.repeat(42), 'A'.repeat(42) + 'B', 1, null, undefined))),
+    brk(serverMessage.filter(sig('hello')), ['v'], fc.constantFrom(0, -1, 1.5, '2', null, undefined)),
     brk(serverMessage, ['type'], fc.constantFrom('register', 'Error', '', 1, null, undefined)),
   );
   check(serverBreaks, (b) => {

@@ -10,11 +10,17 @@ import {
   parseClientMessage,
   parseJson,
   parseServerMessage,
+  parseSignalPayload,
   type ClientMessage,
   type ServerMessage,
+  type SignalPayload,
 } from '../../link/protocol.js';
 
 const V = PROTOCOL_VERSION;
+/** A well-formed (not necessarily valid) key and signature, base64url. */
+const KEY = 'A'.repeat(42) + 'A';
+const SIG = 'B'.repeat(85) + 'A';
+const NONCE = 'C'.repeat(42) + 'A';
 
 function ok<T>(r: { ok: true; value: T } | { ok: false; code: string }): T {
   assert.equal(r.ok, true, `expected ok, got ${JSON.stringify(r)}`);
@@ -34,30 +40,56 @@ describe('parseClientMessage: valid messages', () => {
     { type: 'join', v: V, room: 'k7qm' },
     { type: 'relay', data: '' },
     { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES) },
-    { type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } },
-    { type: 'signal', payload: { kind: 'answer', sdp: 'v=0\r\n' } },
-    { type: 'signal', payload: { kind: 'candidate', candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } },
-    { type: 'signal', payload: { kind: 'end-of-candidates' } },
-    { type: 'signal', payload: { kind: 'bye' } },
+    { type: 'register', v: V, room: 'DABCDEFGHJKMNPQRSTVWXYZ234', proof: { key: KEY, sig: SIG } },
+    { type: 'admit', session: 's1' },
   ];
   for (const m of valid) {
-    test(`${m.type}${m.type === 'signal' ? '/' + m.payload.kind : ''} round-trips through encode`, () => {
+    test(`${m.type}${'proof' in m ? ' with proof' : ''} round-trips through encode`, () => {
       const text = encode(m);
       assert.deepEqual(ok(parseClientMessage(text)), m);
       assert.deepEqual(ok(parseClientMessage(Buffer.from(text))), m, 'binary frames parse the same');
     });
   }
 
-  test('candidate without sdpMid/sdpMLineIndex normalises them to null', () => {
-    const m = ok(client({ type: 'signal', payload: { kind: 'candidate', candidate: 'c' } }));
-    assert.deepEqual(m, { type: 'signal', payload: { kind: 'candidate', candidate: 'c', sdpMid: null, sdpMLineIndex: null } });
-  });
-
   test('unknown extra fields are dropped, not forwarded', () => {
     const m = ok(client({ type: 'relay', data: 'a', evil: { x: 1 } }));
     assert.deepEqual(m, { type: 'relay', data: 'a' });
-    const s = ok(client({ type: 'signal', payload: { kind: 'bye', extra: 'zzz' } }));
-    assert.deepEqual(s, { type: 'signal', payload: { kind: 'bye' } });
+    const r = ok(client({ type: 'register', v: V, room: 'K7QM', proof: { key: KEY, sig: SIG, extra: 1 } }));
+    assert.deepEqual(r, { type: 'register', v: V, room: 'K7QM', proof: { key: KEY, sig: SIG } });
+  });
+});
+
+describe('parseSignalPayload (WebRTC set-up, carried sealed inside relay)', () => {
+  const valid: SignalPayload[] = [
+    { kind: 'offer', sdp: 'v=0\r\n' },
+    { kind: 'answer', sdp: 'v=0\r\n' },
+    { kind: 'candidate', candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 },
+    { kind: 'end-of-candidates' },
+    { kind: 'ping', n: 3 },
+    { kind: 'pong', n: 0 },
+    { kind: 'go' },
+    { kind: 'bye' },
+  ];
+  for (const p of valid) test(`${p.kind} is accepted unchanged`, () => assert.deepEqual(parseSignalPayload(JSON.parse(JSON.stringify(p))), p));
+
+  test('candidate without sdpMid/sdpMLineIndex normalises them to null; extra fields are dropped', () => {
+    assert.deepEqual(parseSignalPayload({ kind: 'candidate', candidate: 'c' }), { kind: 'candidate', candidate: 'c', sdpMid: null, sdpMLineIndex: null });
+    assert.deepEqual(parseSignalPayload({ kind: 'bye', extra: 'zzz' }), { kind: 'bye' });
+  });
+
+  test('wrong payloads get a reason, never a throw', () => {
+    const bad: unknown[] = [
+      undefined, null, 'offer', 1, [], [{ kind: 'bye' }],
+      {}, { kind: 'nope' }, { kind: 1 }, { kind: null },
+      { kind: 'offer' }, { kind: 'offer', sdp: 1 }, { kind: 'answer', sdp: null }, { kind: 'answer', sdp: ['v=0'] },
+      { kind: 'offer', sdp: 'x'.repeat(MAX_SIGNAL_BYTES + 1) },
+      { kind: 'candidate' }, { kind: 'candidate', candidate: 1 }, { kind: 'candidate', candidate: 'x'.repeat(1025) },
+      { kind: 'candidate', candidate: 'c', sdpMid: 1 }, { kind: 'candidate', candidate: 'c', sdpMid: 'x'.repeat(65) },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: -1 }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 1.5 },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: '0' }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 64 },
+      { kind: 'ping' }, { kind: 'pong', n: -1 }, { kind: 'ping', n: 1.5 },
+    ];
+    for (const p of bad) assert.equal(typeof parseSignalPayload(p), 'string', JSON.stringify(p)?.slice(0, 60));
   });
 });
 
@@ -100,13 +132,27 @@ describe('parseClientMessage: invalid messages', () => {
       assert.equal(code(parseClientMessage(t)), 'bad-message');
       assert.ok(performance.now() - t0 < 200, 'rejected in well under 200 ms');
     }
-    const deep = JSON.stringify({ type: 'signal', payload: { kind: 'bye', x: nest(MAX_JSON_DEPTH) } });
+    const deep = JSON.stringify({ type: 'relay', data: 'x', x: nest(MAX_JSON_DEPTH) });
     assert.equal(code(parseClientMessage(deep)), 'bad-message');
   });
 
   test('brackets inside strings do not count as nesting', () => {
     const m = ok(client({ type: 'relay', data: '[[[[[[[[[[[[{{{{{{{{{{{{"\\' }));
     assert.equal((m as { data: string }).data, '[[[[[[[[[[[[{{{{{{{{{{{{"\\');
+  });
+
+  test('issue 9: a `signal` frame is no longer part of the protocol: bad-message, unknown message type', () => {
+    const r = client({ type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } });
+    assert.deepEqual(r, { ok: false, code: 'bad-message', reason: 'unknown message type' });
+    assert.deepEqual(server({ type: 'signal', payload: { kind: 'bye' } }), { ok: false, code: 'bad-message', reason: 'unknown message type' });
+  });
+
+  test('issue 9: register: a malformed proof is bad-message; admit needs a session', () => {
+    for (const proof of [null, 1, 'x', [], {}, { key: KEY }, { sig: SIG }, { key: KEY.slice(1), sig: SIG }, { key: KEY, sig: SIG.slice(1) },
+      { key: KEY + '=', sig: SIG }, { key: KEY.slice(0, -1) + 'B', sig: SIG }, { key: KEY, sig: SIG.slice(0, -1) + '+' }, { key: 1, sig: SIG }]) {
+      assert.equal(code(client({ type: 'register', v: V, room: 'K7QM', proof })), 'bad-message', JSON.stringify(proof));
+    }
+    for (const session of [undefined, null, 1, '', 'x'.repeat(65)]) assert.equal(code(client({ type: 'admit', session })), 'bad-message', String(session));
   });
 
   test('unknown or missing type is bad-message', () => {
@@ -148,26 +194,6 @@ describe('parseClientMessage: invalid messages', () => {
     }
   });
 
-  test('signal: wrong payloads', () => {
-    const bad: unknown[] = [
-      undefined, null, 'offer', 1, [], [{ kind: 'bye' }],
-      {}, { kind: 'nope' }, { kind: 1 }, { kind: null },
-      { kind: 'offer' }, { kind: 'offer', sdp: 1 }, { kind: 'answer', sdp: null }, { kind: 'answer', sdp: ['v=0'] },
-      { kind: 'offer', sdp: 'x'.repeat(MAX_SIGNAL_BYTES + 1) },
-      { kind: 'candidate' }, { kind: 'candidate', candidate: 1 }, { kind: 'candidate', candidate: 'x'.repeat(1025) },
-      { kind: 'candidate', candidate: 'c', sdpMid: 1 }, { kind: 'candidate', candidate: 'c', sdpMid: 'x'.repeat(65) },
-      { kind: 'candidate', candidate: 'c', sdpMLineIndex: -1 }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 1.5 },
-      { kind: 'candidate', candidate: 'c', sdpMLineIndex: '0' }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 64 },
-    ];
-    for (const p of bad) {
-      const m: Record<string, unknown> = { type: 'signal' };
-      if (p !== undefined) m.payload = p;
-      const text = JSON.stringify(m);
-      const want = Buffer.byteLength(text) > MAX_SIGNAL_BYTES ? 'too-large' : 'bad-message';
-      assert.equal(code(parseClientMessage(text)), want, text.slice(0, 60));
-    }
-  });
-
   test('binary garbage and invalid UTF-8 are bad-message, never a throw', () => {
     const bufs: Buffer[] = [Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from([0xc3, 0x28]), Buffer.alloc(100, 0), Buffer.from('{"type":"relay","data":"\xff"}', 'latin1')];
     for (let i = 0; i < 200; i++) bufs.push(randomBytes(1 + (i * 37) % 500, i));
@@ -188,6 +214,8 @@ describe('parseClientMessage: invalid messages', () => {
 
 describe('parseServerMessage', () => {
   const valid: ServerMessage[] = [
+    { type: 'hello', v: V, nonce: NONCE },
+    { type: 'hello', v: V + 1, nonce: NONCE },
     { type: 'registered', room: 'K7QM', ttlMs: 600_000, stunPort: 3478 },
     { type: 'registered', room: 'DABCDEFGHJKMNPQRSTVWXYZ234', ttlMs: 1, stunPort: 0 },
     { type: 'joined', session: 's1', waiting: true, stunPort: 3478 },
@@ -195,7 +223,6 @@ describe('parseServerMessage', () => {
     { type: 'peer', session: 's1' },
     { type: 'peer-left', session: 's1' },
     { type: 'relay', data: 'abc' },
-    { type: 'signal', payload: { kind: 'offer', sdp: 'v=0' } },
     { type: 'error', code: 'unknown-room', message: 'no device' },
     { type: 'error', code: 'join-limited', message: 'too many join attempts' },
     { type: 'error', code: 'rate-limited', message: '' },
@@ -205,7 +232,7 @@ describe('parseServerMessage', () => {
   }
 
   test('every SignalErrorCode is accepted', () => {
-    for (const c of ['bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited']) {
+    for (const c of ['bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms', 'not-admitted']) {
       assert.equal(server({ type: 'error', code: c, message: 'm' }).ok, true, c);
     }
   });
@@ -230,7 +257,9 @@ describe('parseServerMessage', () => {
       { type: 'joined', session: 'x'.repeat(65), waiting: true, stunPort: 1 },
       { type: 'peer' }, { type: 'peer', session: null }, { type: 'peer-left', session: 3 },
       { type: 'relay' }, { type: 'relay', data: 1 }, { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES + 1) },
-      { type: 'signal', payload: { kind: 'zzz' } }, { type: 'signal' },
+      { type: 'signal', payload: { kind: 'bye' } }, { type: 'signal' },
+      { type: 'hello', v: V }, { type: 'hello', v: '2', nonce: NONCE }, { type: 'hello', v: 0, nonce: NONCE }, { type: 'hello', v: V, nonce: NONCE.slice(1) },
+      { type: 'hello', v: V, nonce: NONCE + 'AA' }, { type: 'hello', v: V, nonce: 1 },
       { type: 'error', code: 'not-a-code', message: 'm' }, { type: 'error', code: 'expired' },
       { type: 'error', code: 'expired', message: 'x'.repeat(1025) }, { type: 'error', code: 1, message: 'm' },
       { type: 'register', v: V, room: 'ABCDEF' }, { type: 'nope' }, [], null, 5,

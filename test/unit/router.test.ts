@@ -1,7 +1,15 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import {
   Router,
+  addressKey,
+  ADMIT_TIMEOUT_MS,
+  MAX_ROOMS,
+  MAX_ROOMS_PER_ADDR,
+  REGISTER_BURST,
+  REGISTER_RATE_PER_MIN,
+  UNGUESSABLE_ROOM_LENGTH,
   CODE_UNUSED_TTL_MS,
   DEVICE_GRACE_MS,
   MAX_INVALID_PER_CONN,
@@ -14,7 +22,18 @@ import {
   type ConnId,
   type RouterLimits,
 } from '../../signaling/router.js';
-import { PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from '../../link/protocol.js';
+import { HELLO_NONCE_BYTES, PROTOCOL_VERSION, encode, makeRegisterProof, parseServerMessage, type ClientMessage, type RegisterProof, type ServerMessage } from '../../link/protocol.js';
+import { deviceRoom } from '../../link/code.js';
+
+/** An Ed25519 key pair shaped like an Identity (publicKey + sign), for registration proofs. */
+interface Key {
+  publicKey: Uint8Array;
+  sign(msg: Uint8Array): Uint8Array;
+}
+function newKey(): Key {
+  const sk = ed25519.utils.randomSecretKey();
+  return { publicKey: ed25519.getPublicKey(sk), sign: (m) => ed25519.sign(m, sk) };
+}
 
 const STUN = 3478;
 /** A pairing code's room, normalised and as a peer might send it. */
@@ -26,10 +45,23 @@ class Harness {
   readonly router: Router;
   now = 1_000_000;
   readonly all: Action[] = [];
+  /** The nonce of each socket's hello. */
+  readonly nonces = new Map<ConnId, string>();
   private sessions = 0;
+  private nonceCount = 0;
 
   constructor(limits?: Partial<RouterLimits>) {
-    this.router = new Router({ stunPort: STUN, newSession: () => `s${++this.sessions}`, limits });
+    this.router = new Router({
+      stunPort: STUN,
+      newSession: () => `s${++this.sessions}`,
+      // Deterministic and distinct: the count in the first bytes.
+      newNonce: () => {
+        const b = new Uint8Array(HELLO_NONCE_BYTES);
+        new DataView(b.buffer).setUint32(0, ++this.nonceCount);
+        return b;
+      },
+      limits,
+    });
   }
 
   run(input: Parameters<Router['handle']>[0]): Action[] {
@@ -44,7 +76,10 @@ class Harness {
     return out;
   }
   open(conn: ConnId, addr = '198.51.100.7'): Action[] {
-    return this.run({ kind: 'open', conn, addr });
+    const out = this.run({ kind: 'open', conn, addr });
+    const hello = sent(out, conn).find((m) => m.type === 'hello');
+    if (hello?.type === 'hello') this.nonces.set(conn, hello.nonce);
+    return out;
   }
   msg(conn: ConnId, msg: ClientMessage): Action[] {
     return this.run({ kind: 'message', conn, msg });
@@ -60,6 +95,18 @@ class Harness {
   }
   join(conn: ConnId, room = TYPED): Action[] {
     return this.msg(conn, { type: 'join', v: PROTOCOL_VERSION, room });
+  }
+  /** A proof for `room` by `key` on `conn` (its own hello's nonce unless `nonceOf` names another socket). */
+  proof(conn: ConnId, key: Key, room = deviceRoom(key.publicKey), nonceOf = conn): RegisterProof {
+    return makeRegisterProof(key, this.nonces.get(nonceOf)!, room);
+  }
+  /** Registers `key`'s device room on `conn` with a valid proof. */
+  registerHome(conn: ConnId, key: Key): Action[] {
+    const room = deviceRoom(key.publicKey);
+    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room, proof: this.proof(conn, key, room) });
+  }
+  admit(conn: ConnId, session: string): Action[] {
+    return this.msg(conn, { type: 'admit', session });
   }
   /** A device on conn 1 and a controller on conn 2, paired. */
   pair(): void {
@@ -120,11 +167,11 @@ describe('router: register and join', () => {
   });
 
   test('stunPort 0 (no STUN) is passed through', () => {
-    const r = new Router({ stunPort: 0, newSession: () => 'x' });
+    const r = new Router({ stunPort: 0, newSession: () => 'x', newNonce: () => new Uint8Array(HELLO_NONCE_BYTES) });
     r.handle({ kind: 'open', conn: 1, addr: 'a' }, 0);
     r.handle({ kind: 'open', conn: 2, addr: 'a' }, 0);
-    const reg = r.handle({ kind: 'message', conn: 1, msg: { type: 'register', v: 1, room: ROOM } }, 0);
-    const join = r.handle({ kind: 'message', conn: 2, msg: { type: 'join', v: 1, room: ROOM } }, 0);
+    const reg = r.handle({ kind: 'message', conn: 1, msg: { type: 'register', v: PROTOCOL_VERSION, room: ROOM } }, 0);
+    const join = r.handle({ kind: 'message', conn: 2, msg: { type: 'join', v: PROTOCOL_VERSION, room: ROOM } }, 0);
     assert.deepEqual(sent(reg, 1), [{ type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: 0 }]);
     assert.deepEqual(sent(join, 2), [{ type: 'joined', session: 'x', waiting: false, stunPort: 0 }]);
   });
@@ -160,7 +207,7 @@ describe('router: register and join', () => {
   });
 });
 
-describe('router: relay and signal', () => {
+describe('router: relay', () => {
   test('issue 2: relay is forwarded unchanged both ways', () => {
     const h = new Harness();
     h.pair();
@@ -173,23 +220,14 @@ describe('router: relay and signal', () => {
     assert.deepEqual(logs(out), [], 'relay traffic is not logged');
   });
 
-  test('signal payloads are forwarded unchanged both ways', () => {
-    const h = new Harness();
-    h.pair();
-    const offer = { kind: 'offer', sdp: 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n' } as const;
-    assert.deepEqual(sent(h.msg(2, { type: 'signal', payload: offer }), 1), [{ type: 'signal', payload: offer }]);
-    const cand = { kind: 'candidate', candidate: 'candidate:1 1 udp 1 10.0.0.1 5000 typ host', sdpMid: '0', sdpMLineIndex: 0 } as const;
-    assert.deepEqual(sent(h.msg(1, { type: 'signal', payload: cand }), 2), [{ type: 'signal', payload: cand }]);
-  });
-
-  test('relay/signal before register/join is not-joined', () => {
+  test('relay/admit before register/join is not-joined', () => {
     const h = new Harness();
     h.open(1);
     assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'not-joined');
-    assert.equal(errorCode(h.msg(1, { type: 'signal', payload: { kind: 'bye' } }), 1), 'not-joined');
+    assert.equal(errorCode(h.admit(1, 's1'), 1), 'not-joined');
   });
 
-  test('relay/signal alone in the room is no-peer', () => {
+  test('relay alone in the room is no-peer', () => {
     const h = new Harness();
     h.open(1);
     h.register(1);
@@ -198,7 +236,7 @@ describe('router: relay and signal', () => {
     h.close(1);
     h.open(2);
     assert.equal((sent(h.join(2), 2)[0] as { waiting?: boolean }).waiting, true);
-    assert.equal(errorCode(h.msg(2, { type: 'signal', payload: { kind: 'bye' } }), 2), 'no-peer');
+    assert.equal(errorCode(h.msg(2, { type: 'relay', data: 'x' }), 2), 'no-peer');
   });
 });
 
@@ -298,6 +336,7 @@ describe('router: expiry', () => {
   test('a room in use does not expire; the unused clock restarts when the controller leaves', () => {
     const h = new Harness();
     h.pair();
+    h.admit(1, 's1'); // the device's handshake secured the session
     h.now += CODE_UNUSED_TTL_MS * 3;
     assert.deepEqual(h.tick(), []);
     h.close(2);
@@ -414,16 +453,17 @@ describe('router: hostile input', () => {
 
   test('per-address connection cap closes with 1013; other addresses are unaffected; closing frees a slot', () => {
     const h = new Harness({ maxConnsPerAddr: 2 });
-    assert.deepEqual(h.open(1, '203.0.113.1'), []);
-    assert.deepEqual(h.open(2, '203.0.113.1'), []);
+    assert.deepEqual(closes(h.open(1, '203.0.113.1')), []);
+    assert.deepEqual(closes(h.open(2, '203.0.113.1')), []);
     const out = h.open(3, '203.0.113.1');
     assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[3, CLOSE_TRY_AGAIN]]);
     assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'addr-cap']]);
+    assert.deepEqual(sent(out, 3), [], 'a refused socket gets no hello');
     assert.deepEqual(h.register(3), [], 'a refused socket is ignored');
     assert.deepEqual(h.close(3), []);
-    assert.deepEqual(h.open(4, '203.0.113.2'), []);
+    assert.deepEqual(closes(h.open(4, '203.0.113.2')), []);
     h.close(1);
-    assert.deepEqual(h.open(5, '203.0.113.1'), []);
+    assert.deepEqual(closes(h.open(5, '203.0.113.1')), []);
     assert.equal(h.router.stats.conns, 3);
   });
 
@@ -443,7 +483,7 @@ describe('router: hostile input', () => {
     const secret = 'RELAYPAYLOAD-should-not-leak';
     h.pair();
     h.msg(2, { type: 'relay', data: secret });
-    h.msg(1, { type: 'signal', payload: { kind: 'offer', sdp: secret } });
+    h.admit(1, 's1');
     h.open(3);
     h.join(3);
     h.register(3);
@@ -476,12 +516,12 @@ describe('router: hostile input', () => {
     const h = new Harness();
     h.pair();
     h.msg(1, { type: 'relay', data: 'x' });
-    h.msg(2, { type: 'signal', payload: { kind: 'bye' } });
+    h.msg(2, { type: 'relay', data: 'y' });
     h.run({ kind: 'invalid', conn: 1, code: 'bad-message', reason: 'x' });
     const s = h.router.stats;
     assert.deepEqual(
-      [s.conns, s.rooms, s.devices, s.controllers, s.registered, s.joined, s.relayed, s.signals, s.invalid, s.joinLimited, s.joinBuckets],
-      [2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1],
+      [s.conns, s.rooms, s.devices, s.controllers, s.registered, s.joined, s.relayed, s.invalid, s.joinLimited, s.joinBuckets, s.registerBuckets],
+      [2, 1, 1, 1, 1, 1, 2, 1, 0, 1, 1],
     );
   });
 });
@@ -612,18 +652,19 @@ describe('router: join limit per source address', () => {
     assert.equal(probe(h, 1), 'join-limited');
   });
 
-  test('issue 4: only joins that reach the lookup cost a token; register is not join-limited', () => {
+  test('issue 4: only joins that reach the lookup cost a token; registering a device room is not join-limited', () => {
     const h = new Harness({ joinBurst: 2 });
     h.open(1, A);
     for (let i = 0; i < 20; i++) assert.equal(errorCode(h.join(1, 'a!'), 1), 'bad-room');
     h.open(2, A);
-    h.register(2, 'ROOM2');
+    h.registerHome(2, newKey());
     for (let i = 0; i < 20; i++) assert.equal(errorCode(h.join(2), 2), 'already-joined');
     assert.equal(h.router.stats.joinBuckets, 0, 'nothing spent yet');
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 15; i++) {
       h.open(10 + i, A);
-      assert.notEqual(errorCode(h.register(10 + i, `DEVROOM${i}`), 10 + i), 'join-limited');
+      assert.equal(sent(h.registerHome(10 + i, newKey()), 10 + i)[0]?.type, 'registered');
     }
+    assert.equal(h.router.stats.joinBuckets, 0, 'device rooms cost no guess');
     assert.equal(probe(h, 1), 'unknown-room');
     assert.equal(probe(h, 1), 'unknown-room');
     assert.equal(probe(h, 1), 'join-limited');
@@ -644,12 +685,13 @@ describe('router: join limit per source address', () => {
 });
 
 describe('router: rooms that cannot be guessed, and leaving for good', () => {
-  const HOME = 'DABCDEFGHJKMNPQRSTVWXYZ234'; // the shape of deviceRoom(): 26 symbols
+  const KEY = newKey();
+  const HOME = deviceRoom(KEY.publicKey); // 26 symbols
 
   test('issue 4: joins of a long (device) room cost no join token', () => {
     const h = new Harness({ joinBurst: 1, joinRatePerMin: 1 });
     h.open(1);
-    h.register(1, HOME);
+    assert.equal(sent(h.registerHome(1, KEY), 1)[0]?.type, 'registered');
     for (let i = 0; i < 5; i++) {
       const c = 10 + i;
       h.open(c);
@@ -690,3 +732,257 @@ describe('router: rooms that cannot be guessed, and leaving for good', () => {
     assert.equal(sent(h.register(3), 3)[0]?.type, 'registered', 'the room name is free again');
   });
 });
+
+describe('router: issue 9, hostile clients of the server', () => {
+  const A = '203.0.113.5';
+  const B = '203.0.113.6';
+
+  test('issue 9: every socket is greeted with hello{v, nonce}, a fresh nonce each', () => {
+    const h = new Harness();
+    const first = sent(h.open(1), 1);
+    const second = sent(h.open(2), 2);
+    assert.equal(first.length, 1);
+    assert.equal(second.length, 1);
+    const [a, b] = [first[0]!, second[0]!];
+    assert.ok(a.type === 'hello' && b.type === 'hello');
+    assert.equal(a.v, PROTOCOL_VERSION);
+    assert.equal(Buffer.from(a.nonce, 'base64url').length, HELLO_NONCE_BYTES);
+    assert.notEqual(a.nonce, b.nonce);
+  });
+
+  test('issue 9: a device room registers only with a valid proof of its key on this connection', () => {
+    const h = new Harness();
+    const key = newKey();
+    const other = newKey();
+    const room = deviceRoom(key.publicKey);
+    assert.ok(room.length >= UNGUESSABLE_ROOM_LENGTH);
+    h.open(1);
+    h.open(2);
+    const reg = (proof?: RegisterProof) => errorCode(h.msg(1, { type: 'register', v: PROTOCOL_VERSION, room, ...(proof ? { proof } : {}) }), 1);
+    assert.equal(reg(), 'bad-proof', 'no proof');
+    assert.equal(reg(h.proof(1, other, room)), 'bad-proof', 'signed by another key: the room is not named after it');
+    assert.equal(reg({ ...h.proof(1, other, room), key: h.proof(1, key).key }), 'bad-proof', 'the right key, a signature by another');
+    assert.equal(reg(h.proof(1, key, deviceRoom(other.publicKey))), 'bad-proof', 'the right key, signed for another room');
+    const good = h.proof(1, key);
+    const sig = Buffer.from(good.sig, 'base64url');
+    sig[10]! ^= 1;
+    assert.equal(reg({ ...good, sig: sig.toString('base64url') }), 'bad-proof', 'a flipped bit in the signature');
+    assert.equal(reg(h.proof(1, key, room, 2)), 'bad-proof', "replayed: signed over another connection's nonce");
+    assert.equal(h.router.stats.rooms, 0, 'no refused proof made a room');
+    assert.equal(h.router.stats.badProofs, 6);
+    assert.equal(sent(h.msg(1, { type: 'register', v: PROTOCOL_VERSION, room, proof: good }), 1)[0]?.type, 'registered');
+    // A short (pairing) room needs none.
+    assert.equal(sent(h.register(2), 2)[0]?.type, 'registered');
+  });
+
+  test('issue 9: while a device is away nobody else can take its room; it comes back with its proof', () => {
+    const h = new Harness();
+    const key = newKey();
+    const room = deviceRoom(key.publicKey);
+    h.open(1, A);
+    h.registerHome(1, key);
+    h.close(1); // away, within its grace
+    h.open(2, B); // a revoked controller: it knows the device's key, not its secret key
+    assert.equal(errorCode(h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room }), 2), 'bad-proof');
+    assert.equal(errorCode(h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room, proof: h.proof(2, newKey(), room) }), 2), 'bad-proof');
+    h.open(3, A);
+    const back = h.registerHome(3, key);
+    assert.equal(sent(back, 3)[0]?.type, 'registered');
+    assert.equal(logs(back).find((l) => l.event === 'register')?.fields?.reason, 'rejoin');
+  });
+
+  test('issue 9: a flood of registers from one address stops at its bucket and MAX_ROOMS_PER_ADDR, far below MAX_ROOMS; another address still registers', () => {
+    const h = new Harness();
+    assert.ok(MAX_ROOMS_PER_ADDR * 100 <= MAX_ROOMS);
+    const FLOOD = 2000;
+    // Spread over 28 s: within the grace, so every abruptly closed device's room is still held.
+    const step = 28_000 / FLOOD;
+    const codes = new Map<string, number>();
+    for (let i = 0; i < FLOOD; i++) {
+      const conn = 1000 + i;
+      h.open(conn, A);
+      const out = h.registerHome(conn, newKey());
+      const code = errorCode(out, conn) ?? sent(out, conn)[0]!.type;
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      h.close(conn); // abrupt: the room stays for DEVICE_GRACE_MS
+      h.now += step;
+    }
+    assert.equal(codes.get('registered'), MAX_ROOMS_PER_ADDR, JSON.stringify([...codes]));
+    assert.equal(h.router.stats.rooms, MAX_ROOMS_PER_ADDR);
+    assert.ok((codes.get('register-limited') ?? 0) > 0, 'the bucket refused some');
+    assert.ok((codes.get('too-many-rooms') ?? 0) > 0, 'the room cap refused some');
+    assert.equal(codes.get('rate-limited'), undefined, 'never the server-wide room cap');
+    assert.equal(h.router.stats.registerLimited, codes.get('register-limited'));
+    h.open(1, B);
+    assert.equal(sent(h.registerHome(1, newKey()), 1)[0]?.type, 'registered', 'another address is unaffected');
+    h.open(2, B);
+    assert.equal(sent(h.register(2), 2)[0]?.type, 'registered');
+    // Once the grace is over the rooms are gone and the address may register again.
+    h.now += DEVICE_GRACE_MS;
+    h.tick();
+    assert.equal(h.router.stats.rooms, 2);
+    h.open(3, A);
+    assert.equal(sent(h.registerHome(3, newKey()), 3)[0]?.type, 'registered');
+  });
+
+  test('issue 9: the registration bucket: REGISTER_BURST at once, then REGISTER_RATE_PER_MIN; a refused register is not looked up', () => {
+    const h = new Harness();
+    const TOKEN_MS = 60_000 / REGISTER_RATE_PER_MIN;
+    const key = newKey();
+    h.open(1, B);
+    h.registerHome(1, key); // B's device holds its room
+    for (let i = 0; i < REGISTER_BURST; i++) {
+      h.open(10 + i, A);
+      assert.equal(sent(h.registerHome(10 + i, newKey()), 10 + i)[0]?.type, 'registered', `register ${i + 1}`);
+    }
+    h.open(2, A);
+    const out = h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room: deviceRoom(key.publicKey), proof: h.proof(2, key) });
+    assert.equal(errorCode(out, 2), 'register-limited', 'not room-taken: the room was not looked up');
+    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'register-limited']]);
+    h.now += TOKEN_MS;
+    assert.equal(errorCode(h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room: deviceRoom(key.publicKey), proof: h.proof(2, key) }), 2), 'room-taken');
+    assert.equal(errorCode(h.registerHome(2, newKey()), 2), 'register-limited', 'one token per TOKEN_MS');
+  });
+
+  test('issue 9: registering a short (pairing) room costs a guess from the join bucket, taken before the lookup', () => {
+    const h = new Harness();
+    h.open(1, B);
+    h.register(1); // a live pairing room, K7QM
+    // A prober at address A: each register of a short room spends one of the JOIN_BURST guesses.
+    for (let i = 0; i < JOIN_BURST; i++) {
+      h.open(10 + i, A);
+      const out = h.register(10 + i, `ZZ${CODE_PAIR[i]}`);
+      assert.equal(sent(out, 10 + i)[0]?.type, 'registered', `probe ${i + 1}`);
+    }
+    h.open(2, A);
+    const probe = h.register(2, ROOM);
+    assert.equal(errorCode(probe, 2), 'join-limited', 'not room-taken: a refused register learns nothing');
+    assert.deepEqual(sent(probe, 1), []);
+    assert.deepEqual(sent(h.register(2, 'YYYY'), 2), sent(probe, 2), 'the same answer for a free room');
+    assert.equal(errorCode(h.join(2, 'XXXX'), 2), 'join-limited', 'the same bucket as joins');
+    // Device rooms cost no guess: a board behind the same address still comes up.
+    assert.equal(sent(h.registerHome(2, newKey()), 2)[0]?.type, 'registered');
+  });
+
+  test('issue 9: addressKey: IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 as its /64', () => {
+    assert.equal(addressKey('203.0.113.5'), '203.0.113.5');
+    assert.equal(addressKey('::ffff:203.0.113.5'), '203.0.113.5');
+    assert.equal(addressKey('::FFFF:cb00:7105'), '203.0.113.5');
+    assert.equal(addressKey('2001:db8:1:2::1'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:0DB8:0001:0002:ffff:1:2:3'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:db8:1:2:aaaa:bbbb:1.2.3.4'), '2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:db8:1:3::1'), '2001:db8:1:3::/64');
+    assert.equal(addressKey('2001:db8::'), '2001:db8:0:0::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(addressKey('::1'), '0:0:0:0::/64');
+    for (const odd of ['unknown', '1:2:3', '1::2::3', '2001:db8:1:2:3:4:5:6:7', 'g::1', '::ffff:1.2.3.256']) assert.equal(addressKey(odd), odd, odd);
+  });
+
+  test('issue 9: every per-address limit counts a whole IPv6 /64 as one address', () => {
+    const P = '2001:db8:7:7';
+    const inP = (i: number) => `${P}:${(i + 1).toString(16)}::${(i * 7 + 3).toString(16)}`;
+    // Connections.
+    const c = new Harness({ maxConnsPerAddr: 3 });
+    for (let i = 0; i < 3; i++) assert.deepEqual(closes(c.open(i + 1, inP(i))), []);
+    assert.deepEqual(closes(c.open(9, inP(9))).map((x) => x.code), [CLOSE_TRY_AGAIN], 'a fourth address of the /64');
+    assert.deepEqual(closes(c.open(10, '2001:db8:7:8::1')), [], 'the next /64 is another address');
+    // Joins (and short-room registers): one bucket for the /64.
+    const j = new Harness();
+    for (let i = 0; i < JOIN_BURST; i++) {
+      j.open(i + 1, inP(i));
+      assert.equal(errorCode(j.join(i + 1, 'ZZZZ'), i + 1), 'unknown-room');
+    }
+    j.open(50, inP(50));
+    assert.equal(errorCode(j.join(50, 'ZZZZ'), 50), 'join-limited');
+    assert.equal(errorCode(j.register(50, 'ZZZZ'), 50), 'join-limited');
+    // Registers and rooms.
+    const r = new Harness({ registerBurst: 1000, maxRoomsPerAddr: 3 });
+    for (let i = 0; i < 3; i++) {
+      r.open(i + 1, inP(i));
+      assert.equal(sent(r.registerHome(i + 1, newKey()), i + 1)[0]?.type, 'registered');
+    }
+    r.open(60, inP(60));
+    assert.equal(errorCode(r.registerHome(60, newKey()), 60), 'too-many-rooms');
+    const g = new Harness();
+    for (let i = 0; i < REGISTER_BURST; i++) {
+      g.open(i + 1, inP(i));
+      g.registerHome(i + 1, newKey());
+    }
+    g.open(70, inP(70));
+    assert.equal(errorCode(g.registerHome(70, newKey()), 70), 'register-limited');
+    g.open(71, '::ffff:198.51.100.1');
+    g.open(72, '198.51.100.1');
+    assert.equal(sent(g.registerHome(71, newKey()), 71)[0]?.type, 'registered');
+    assert.equal(g.router.stats.registerBuckets, 2, 'IPv4-mapped and plain IPv4 share a bucket; the /64 has one');
+  });
+
+  test('issue 9: a controller the device does not admit within ADMIT_TIMEOUT_MS is dropped, and the room is free', () => {
+    const h = new Harness();
+    h.pair(); // controller 2 in device 1's room, silent
+    h.now += ADMIT_TIMEOUT_MS;
+    assert.deepEqual(h.tick(), [], 'not yet');
+    h.now += 1;
+    const out = h.tick();
+    assert.equal(errorCode(out, 2), 'not-admitted');
+    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }]);
+    assert.equal(logs(out).find((l) => l.event === 'refuse')?.fields?.reason, 'not-admitted');
+    assert.equal(h.router.stats.notAdmitted, 1);
+    h.open(3);
+    assert.equal(sent(h.join(3), 3)[0]?.type, 'joined', 'no room-full: the room is free again');
+  });
+
+  test('issue 9: an overdue controller is dropped on lookup too, so the next join does not get room-full', () => {
+    const h = new Harness();
+    h.pair();
+    h.now += ADMIT_TIMEOUT_MS + 1; // no tick
+    h.open(3);
+    const out = h.join(3);
+    assert.equal(errorCode(out, 2), 'not-admitted');
+    assert.deepEqual(sent(out, 3), [{ type: 'joined', session: 's2', waiting: false, stunPort: STUN }]);
+  });
+
+  test('issue 9: an admitted controller stays, also across the device re-registering; an admit for another session does not count', () => {
+    const h = new Harness();
+    h.pair();
+    assert.deepEqual(h.admit(1, 's1'), []);
+    h.now += ADMIT_TIMEOUT_MS * 3;
+    assert.deepEqual(h.tick(), []);
+    // The device reconnects within its grace: the same session, still admitted.
+    h.close(1);
+    h.now += 1000;
+    h.open(5);
+    h.register(5);
+    h.now += ADMIT_TIMEOUT_MS * 3;
+    assert.deepEqual(closes(h.tick()), []);
+    assert.equal(h.router.stats.controllers, 1);
+    // A new controller must be admitted again; a stale admit or one from a controller does not do it.
+    h.close(2);
+    h.open(6);
+    h.join(6);
+    assert.deepEqual(h.admit(5, 's1'), [], 'an admit for the old session is ignored');
+    assert.equal(errorCode(h.admit(6, 's3'), 6), 'not-joined', 'only the device admits');
+    h.now += ADMIT_TIMEOUT_MS + 1;
+    assert.equal(errorCode(h.tick(), 6), 'not-admitted');
+  });
+
+  test('issue 9: the admission clock runs only while both are present', () => {
+    const h = new Harness();
+    h.open(1);
+    h.register(1);
+    h.close(1); // the device is away
+    h.open(2);
+    h.join(2); // the controller waits
+    h.now += DEVICE_GRACE_MS - 1000; // longer than ADMIT_TIMEOUT_MS, alone
+    assert.deepEqual(closes(h.tick()), []);
+    h.open(3);
+    h.register(3); // the device is back: now the clock starts
+    h.now += ADMIT_TIMEOUT_MS;
+    assert.deepEqual(closes(h.tick()), []);
+    h.now += 1;
+    assert.equal(errorCode(h.tick(), 2), 'not-admitted');
+  });
+});
+
+/** Distinct two-symbol suffixes for short test rooms. */
+const CODE_PAIR = ['AB', 'AC', 'AD', 'AE', 'AF', 'AG', 'AH', 'AJ', 'AK', 'AM', 'AN', 'AP'];
