@@ -24,6 +24,7 @@ import {
   fmt,
   median,
   runCell,
+  timeline,
   type CellRun,
   type Expected,
 } from './cells.js';
@@ -70,6 +71,12 @@ interface Attempt {
   reordered: number;
   /** Packets the delay router delivered. */
   forwarded: number;
+  /** From ICE connected to the peer connection's `connected` (DTLS, then SCTP's start), in ms; null if not both. */
+  dtlsMs: number | null;
+  /** Direct attempts the controller gave up on and retried (session's `direct backoff`). */
+  retries: number;
+  /** go / ICE connected / pc connected, in ms (cells.ts timeline). */
+  timeline: string;
   error?: string;
 }
 
@@ -90,11 +97,25 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
   try {
     run = await runCell({ a, b, delayMs: DELAY_MS, impair: IMPAIRMENT, seed, directWaitMs: expected === 'direct' ? IMPAIRED_DIRECT_WAIT_MS : DIRECT_WAIT_MS });
   } catch (e) {
-    return { seed, ok: false, commandsOk: false, directMs: null, lost: 0, reordered: 0, forwarded: 0, error: `lab: ${firstLine(e)}` };
+    return { seed, ok: false, commandsOk: false, directMs: null, lost: 0, reordered: 0, forwarded: 0, dtlsMs: null, retries: 0, timeline: '—', error: `lab: ${firstLine(e)}` };
   }
   const r = run.result;
   const st = run.routerStats;
-  const res: Attempt = { seed, ok: false, commandsOk: false, directMs: r.directMs, lost: st.lost ?? 0, reordered: st.reordered ?? 0, forwarded: st.forwarded ?? 0 };
+  const at = (state: string): number | undefined => r.rtc.find((x) => x.state === state)?.atMs;
+  const ice = at('ice-connected');
+  const pc = at('connected');
+  const res: Attempt = {
+    seed,
+    ok: false,
+    commandsOk: false,
+    directMs: r.directMs,
+    lost: st.lost ?? 0,
+    reordered: st.reordered ?? 0,
+    forwarded: st.forwarded ?? 0,
+    dtlsMs: ice !== undefined && pc !== undefined ? pc - ice : null,
+    retries: r.rtc.filter((x) => x.state === 'direct backoff').length,
+    timeline: timeline(r),
+  };
   totals.lost += res.lost;
   totals.forwarded += res.forwarded;
   totals.reordered += res.reordered;
@@ -121,18 +142,21 @@ function cellTest(index: number, a: RouterKind, b: RouterKind, attempts: number,
       results.push(at);
       t.diagnostic(
         `attempt ${i + 1} (seed ${at.seed}): ${at.ok ? exp.path : 'FAIL'}, direct ${fmt(at.directMs)} ms, commands ${at.commandsOk ? 'ok' : 'FAILED'}, ` +
-          `lost ${at.lost}, reordered ${at.reordered}${at.error ? `; ${at.error}` : ''}`,
+          `go / ICE connected / pc connected ${at.timeline}, retries ${at.retries}, lost ${at.lost}, reordered ${at.reordered}${at.error ? `; ${at.error}` : ''}`,
       );
       if (at.error) failures.push(`${a} × ${b}, attempt ${i + 1} (seed ${at.seed}): ${at.error}`);
     }
     const ok = results.filter((x) => x.ok).length;
     const commandsOk = results.filter((x) => x.commandsOk).length;
     const times = results.filter((x) => x.ok && x.directMs !== null).map((x) => x.directMs!);
+    const dtls = results.filter((x) => x.ok && x.dtlsMs !== null).map((x) => x.dtlsMs!);
+    const retried = results.filter((x) => x.retries > 0).length;
     const lost = results.reduce((n, x) => n + x.lost, 0);
     const reordered = results.reduce((n, x) => n + x.reordered, 0);
     rows.push(
       `| ${a} × ${b} | ${exp.path} | ${ok}/${attempts} (need ${need}) | ${commandsOk}/${attempts} | ` +
-        `${exp.path === 'direct' ? fmt(median(times)) : '—'} | ${exp.path === 'direct' && times.length ? fmt(Math.max(...times)) : '—'} | ${lost} / ${reordered} |`,
+        `${exp.path === 'direct' ? fmt(median(times)) : '—'} | ${exp.path === 'direct' && times.length ? fmt(Math.max(...times)) : '—'} | ` +
+        `${dtls.length ? `${fmt(median(dtls))} / ${fmt(Math.max(...dtls))}` : '—'} | ${exp.path === 'direct' ? retried : '—'} | ${lost} / ${reordered} |`,
     );
     assert.equal(commandsOk, attempts, 'every command arrives in every attempt');
     assert.ok(ok >= need, `${ok}/${attempts} ended on ${exp.path}, need ${need}`);
@@ -149,8 +173,8 @@ after(() => {
       `internet: ${DELAY_MS} ms per leg, jitter 0–${IMPAIRMENT.jitterMs} ms, loss ${IMPAIRMENT.loss * 100}%, duplicate ${IMPAIRMENT.duplicate * 100}% per crossing; ` +
         `base seed ${BASE_SEED} (PINHOLE_NATLAB_SEED=${BASE_SEED} repeats the draws); time to direct in ms from connect() start, over the successful attempts`,
       '',
-      '| dev (A) × ctl (B) | expected | on the expected path | commands arrived | time to direct p50 | worst | packets lost / reordered |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+      '| dev (A) × ctl (B) | expected | on the expected path | commands arrived | time to direct p50 | worst | ICE connected → pc connected p50 / worst | attempts with a retry | packets lost / reordered |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
       ...failures.map((f) => `- ${f}`),
