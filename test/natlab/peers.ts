@@ -1,7 +1,7 @@
 // Runs pinhole itself inside a NAT lab: the signaling server in `server`, the device agent
 // (compiled CLI, simulated GPIO) in `dev`, the controller driver (driver.ts, the compiled
-// controller API) in `ctl`, and optionally coturn in `server`. Used by matrix.test.ts and
-// turn.test.ts. Every address is a lab address.
+// controller API) in `ctl`, and optionally coturn in `server`. Used by cells.ts (the matrix,
+// impaired and idle tests), fault.test.ts and turn.test.ts. Every address is a lab address.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs';
