@@ -1,12 +1,14 @@
 // User-space "internet" for the NAT lab: one TUN device per leg (server, router A's WAN,
 // router B's WAN). IPv4 packets are forwarded by destination prefix after the sum of both
-// legs' one-way delays, with the TTL lowered by `hops`. Run as a child of lab.ts:
+// legs' one-way delays, with the TTL lowered by `hops`, and optionally jitter, loss and
+// duplication (impair.ts decides, from a seeded PRNG). Run as a child of lab.ts:
 //   node delay-router.js --natlab-lab=<id> --owner=<pid> '<config json>'
 // Protocol: prints one JSON line {"ready":true} once every TUN exists, then answers
 // JSON-line commands on stdin. Exits when stdin closes, so it dies with its owner.
 import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import koffi from 'koffi';
+import { InFlight, impairment, type Impairment } from './impair.js';
 
 export interface LegConfig {
   name: string; // 'server' | 'a' | 'b'
@@ -17,10 +19,13 @@ export interface LegConfig {
 export interface RouterConfig {
   hops: number; // TTL decrement per crossing
   legs: LegConfig[];
+  impair: Impairment; // per crossing, every packet
+  seed: number; // of the impairment's PRNG
 }
 export type RouterCommand =
   | { id: number; cmd: 'blackhole'; leg: string; on: boolean }
   | { id: number; cmd: 'delay'; leg: string; ms: number }
+  | { id: number; cmd: 'impair'; impair: Partial<Impairment> }
   | { id: number; cmd: 'stats' };
 
 // <linux/if_tun.h>
@@ -30,7 +35,6 @@ const IFF_NO_PI = 0x1000;
 const IFREQ_SIZE = 40;
 const IFNAMSIZ = 16;
 const READ_BUF_SIZE = 65536;
-const QUEUE_COMPACT_AT = 1024;
 
 interface Leg extends LegConfig {
   fd: number;
@@ -119,27 +123,18 @@ function main(): void {
     if (ttl <= cfg.hops) return void stats.ttlExpired++;
     pkt[8] = ttl - cfg.hops;
     fixIpv4Checksum(pkt);
-    const key = `${from.name}>${to.name}`;
-    let q = queues.get(key);
-    if (!q) queues.set(key, (q = { items: [], head: 0 }));
-    q.items.push({ due: performance.now() + from.delayMs + to.delayMs, to, pkt });
+    inFlight.send(`${from.name}>${to.name}`, performance.now(), from.delayMs + to.delayMs, { to, pkt });
     arm();
   };
 
-  // One FIFO per leg pair (a link never reorders) and one timer for the earliest head.
-  // Due times use the real clock: a setTimeout alone can fire early, since Node starts it
-  // from the event loop's cached time.
-  interface Queued {
-    due: number;
-    to: Leg;
-    pkt: Buffer;
-  }
-  const queues = new Map<string, { items: Queued[]; head: number }>();
+  // Every packet in flight sits in one queue ordered by due time, served by one timer for
+  // the earliest. Due times use the real clock: a setTimeout alone can fire early, since
+  // Node starts it from the event loop's cached time.
+  const inFlight = new InFlight<{ to: Leg; pkt: Buffer }>(impairment(cfg.impair), cfg.seed);
   let timer: NodeJS.Timeout | null = null;
   let timerDue = Infinity;
   const arm = (): void => {
-    let min = Infinity;
-    for (const q of queues.values()) if (q.head < q.items.length) min = Math.min(min, q.items[q.head]!.due);
+    const min = inFlight.nextDue();
     if (min === Infinity || (timer && timerDue <= min)) return;
     if (timer) clearTimeout(timer);
     timerDue = min;
@@ -148,21 +143,7 @@ function main(): void {
   const flush = (): void => {
     timer = null;
     timerDue = Infinity;
-    const now = performance.now();
-    for (const q of queues.values()) {
-      while (q.head < q.items.length && q.items[q.head]!.due <= now) {
-        const { to, pkt } = q.items[q.head]!;
-        q.items[q.head++] = undefined as unknown as Queued;
-        deliver(to, pkt);
-      }
-      if (q.head === q.items.length) {
-        q.items.length = 0;
-        q.head = 0;
-      } else if (q.head > QUEUE_COMPACT_AT) {
-        q.items.splice(0, q.head);
-        q.head = 0;
-      }
-    }
+    for (const { to, pkt } of inFlight.takeDue(performance.now())) deliver(to, pkt);
     arm();
   };
 
@@ -193,7 +174,15 @@ function main(): void {
     } catch {
       return reply({ error: 'bad json' });
     }
-    if (c.cmd === 'stats') return reply({ id: c.id, ok: true, stats });
+    if (c.cmd === 'stats') return reply({ id: c.id, ok: true, stats: { ...stats, ...inFlight.stats, inFlight: inFlight.size } });
+    if (c.cmd === 'impair') {
+      try {
+        inFlight.setImpairment(impairment({ ...inFlight.impairment, ...c.impair }));
+      } catch (e) {
+        return reply({ id: c.id, error: (e as Error).message });
+      }
+      return reply({ id: c.id, ok: true });
+    }
     const leg = byName.get(c.leg);
     if (!leg) return reply({ id: c.id, error: `no leg ${c.leg}` });
     if (c.cmd === 'blackhole') leg.blackholed = c.on;
@@ -201,7 +190,7 @@ function main(): void {
     reply({ id: c.id, ok: true });
   });
   rl.on('close', () => process.exit(0));
-  reply({ ready: true, tuns: legs.map((l) => l.tun) });
+  reply({ ready: true, tuns: legs.map((l) => l.tun), impair: inFlight.impairment, seed: cfg.seed });
 }
 
 if (process.argv.some((a) => a.startsWith('--natlab-lab='))) {

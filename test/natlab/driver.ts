@@ -7,7 +7,8 @@
 //   1. connect() (pairs by code: CPace + signed handshake over the relay, state in
 //      `stateDir`); write(20,1) (the first acked command: timed from before connect());
 //      read(20); write(21,0) (an output), watch(21) + write(21,1) -> a pushed rising 'change'.
-//   2. whenDirect(directWaitMs): a data channel ('direct' or 'turn') or not.
+//   2. whenDirect(directWaitMs): a data channel ('direct' or 'turn') or not; then, with
+//      idleMs, no command at all for that long (only the link's own keepalives flow).
 //   3. again write(20,0), read(20), write(21,0) -> falling 'change', with the path of
 //      each command and any path change while they ran.
 import { performance } from 'node:perf_hooks';
@@ -26,6 +27,8 @@ export interface DriverConfig {
   iceServers?: Array<{ urls: string; username?: string; credential?: string }>;
   /** How long step 2 waits for a data channel, in ms. */
   directWaitMs: number;
+  /** Idle time after step 2 (and after the first pause), in ms: no command, no watch change. Default 0. */
+  idleMs?: number;
   /** Timeout of connect() and of each command, in ms. */
   timeoutMs?: number;
   /** How long to wait for a pushed change, in ms. */
@@ -63,7 +66,7 @@ export interface DriverResult {
   ok: boolean;
   error?: string;
   errorCode?: string;
-  /** Where it failed: connect, phase1, phase2. */
+  /** Where it failed: connect, phase1, wait, idle, phase2. */
   stage?: string;
   /** connect() start -> connect() resolved, in ms. */
   connectMs?: number;
@@ -75,7 +78,10 @@ export interface DriverResult {
   reachedDirect?: boolean;
   phase1: CommandRecord[];
   change1?: ChangeRecord | null;
-  /** Path after step 2, before step 3's commands. */
+  /** Path changes during the idle time (idleMs), and the path at its end. */
+  pathChangesInIdle?: number;
+  pathAfterIdle?: Path;
+  /** Path after step 2 (and the idle time), before step 3's commands. */
   pathBeforePhase2?: Path;
   phase2: CommandRecord[];
   change2?: ChangeRecord | null;
@@ -174,6 +180,13 @@ async function main(): Promise<void> {
     stage = 'wait';
     res.reachedDirect = await d.whenDirect(cfg.directWaitMs);
     if (cfg.pause) await pause({ event: 'phase2-ready', path: d.path });
+    if (cfg.idleMs) {
+      stage = 'idle';
+      const n = res.paths.length;
+      await new Promise((r) => setTimeout(r, cfg.idleMs));
+      res.pathChangesInIdle = res.paths.length - n;
+      res.pathAfterIdle = d.path;
+    }
     res.pathBeforePhase2 = d.path;
 
     stage = 'phase2';

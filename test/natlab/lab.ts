@@ -1,6 +1,7 @@
 // NAT lab: network namespaces + iptables NAT routers + a user-space delay router as the
-// "internet". Every address is lab-internal (198.18.0.0/15 outside, 10.0.x.0/24 LANs);
-// nothing is routed to the host's own network. See docs/natlab.md.
+// "internet". Every address is lab-internal (198.18.0.0/15 outside, 10.0.x.0/24 LANs,
+// 100.64.x.0/24 between a carrier-grade NAT and its customer's router); nothing is routed
+// to the host's own network. See docs/natlab.md.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -10,9 +11,11 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { RouterConfig } from './delay-router.js';
+import { impairment, parseSeed, type Impairment } from './impair.js';
 
-export type RouterKind = 'open' | 'cone' | 'symmetric' | 'udpblock';
-export type Host = 'server' | 'dev' | 'ctl' | 'routerA' | 'routerB';
+/** `cgnat`: a `cone` router whose WAN is behind the carrier's own `cone` NAT (two MASQUERADE layers). */
+export type RouterKind = 'open' | 'cone' | 'symmetric' | 'udpblock' | 'cgnat';
+export type Host = 'server' | 'dev' | 'ctl' | 'routerA' | 'routerB' | 'carrierA' | 'carrierB';
 export type RouterName = 'a' | 'b';
 export type Leg = 'server' | RouterName;
 
@@ -26,7 +29,31 @@ export interface LabOptions {
   sameLan?: boolean;
   /** TTL decrement per crossing of the internet. */
   hops?: number;
+  /** Jitter, loss and duplication per crossing of the internet; default: none (PERFECT_INTERNET). */
+  impair?: Partial<Impairment>;
+  /** Seed of the impairment's PRNG; default: PINHOLE_NATLAB_SEED, else random. Read it back from `lab.seed`. */
+  seed?: number;
+  /**
+   * UDP conntrack timeouts of every router namespace (routers and carriers), in seconds;
+   * `null` keeps the kernel's defaults (30 s / 120 s). Default: DEFAULT_CONNTRACK_UDP.
+   */
+  conntrackUdp?: ConntrackUdp | null;
 }
+
+/** `net.netfilter.nf_conntrack_udp_timeout` and `…_timeout_stream` (per network namespace). */
+export interface ConntrackUdp {
+  /** A flow with no reply yet, or one that has not lasted 2 s (the kernel's rule). */
+  unrepliedS: number;
+  /** A flow that has seen replies and lasted over 2 s. */
+  streamS: number;
+}
+
+/**
+ * The routers' UDP conntrack timeouts: short, as on many home routers and carrier NATs,
+ * so that a path kept open only by its own keepalives is tested (the kernel's 120 s would
+ * hide a missing one).
+ */
+export const DEFAULT_CONNTRACK_UDP: Readonly<ConntrackUdp> = Object.freeze({ unrepliedS: 10, streamS: 30 });
 
 export interface ExecResult {
   code: number | null;
@@ -48,10 +75,29 @@ export interface Lab {
   readonly hops: number;
   readonly sameLan: boolean;
   readonly kinds: { a: RouterKind; b: RouterKind | null };
+  /** The impairment the internet applies now, and the seed its PRNG started from. */
+  readonly impairment: Readonly<Impairment>;
+  readonly seed: number;
+  /** The routers' UDP conntrack timeouts, or null for the kernel's defaults. */
+  readonly conntrackUdp: Readonly<ConntrackUdp> | null;
   /** Two addresses of the server namespace (RFC 5780 needs two). */
   readonly serverAddrs: [string, string];
-  /** Each host's own address (LAN address for dev/ctl, WAN address for routers). */
-  readonly addrs: Readonly<{ server: [string, string]; dev: string; ctl: string; routerA: string; routerB: string | null }>;
+  /**
+   * Each host's own address (LAN address for dev/ctl, WAN address for routers and
+   * carriers). Behind `cgnat` the router's WAN address is in 100.64/10 and the address
+   * the internet sees is the carrier's (`carrierA`/`carrierB`, null for other kinds).
+   */
+  readonly addrs: Readonly<{
+    server: [string, string];
+    dev: string;
+    ctl: string;
+    routerA: string;
+    routerB: string | null;
+    carrierA: string | null;
+    carrierB: string | null;
+  }>;
+  /** The address a site's traffic comes from on the internet: the carrier's behind `cgnat`, else the router's. */
+  publicAddr(router: RouterName): string;
   netns(host: Host): string;
   /** Spawns cmd inside the host's namespace via `ip netns exec`; killed by destroy(). */
   run(host: Host, cmd: string[], opts?: SpawnOptions): ChildProcess;
@@ -63,6 +109,9 @@ export interface Lab {
    */
   setWanUp(router: RouterName, up: boolean, opts?: { mode?: 'blackhole' | 'link' }): Promise<void>;
   setDelay(leg: Leg, ms: number): Promise<void>;
+  /** Changes the internet's impairment from now on (fields not given keep their value). */
+  setImpairment(imp: Partial<Impairment>): Promise<void>;
+  /** Forwarding counters of the delay router, including the impairment's lost / duplicated / reordered. */
   routerStats(): Promise<Record<string, number>>;
   /**
    * A fresh directory (mode 0700) for one process of this lab, e.g. a peer's `--state-dir`,
@@ -80,6 +129,8 @@ export const SERVER_ADDRS: [string, string] = ['198.18.0.10', '198.18.0.11'];
 const SERVER_PREFIX = '198.18.0.0/24';
 const WAN_ADDR: Record<RouterName, string> = { a: '198.18.1.1', b: '198.18.2.1' };
 const WAN_PREFIX: Record<RouterName, string> = { a: '198.18.1.0/24', b: '198.18.2.0/24' };
+// Between a carrier-grade NAT and its customer's router: the shared address space (RFC 6598), as carriers use.
+const CGN_NET: Record<RouterName, string> = { a: '100.64.1', b: '100.64.2' };
 // LAN /24 (first three octets): private behind NAT, internet-routable behind an 'open' router.
 const NAT_LAN: Record<RouterName, string> = { a: '10.0.1', b: '10.0.2' };
 const OPEN_LAN: Record<RouterName, string> = { a: '198.18.101', b: '198.18.102' };
@@ -220,6 +271,7 @@ function removeNsSync(ns: string): void {
 
 // ---------------------------------------------------------------- iptables per kind
 
+/** Rules of one NAT layer; `cgnat`'s customer router is a plain `cone` (its carrier gets `cone` rules too). */
 function iptablesRules(kind: RouterKind): string {
   const lines: string[] = [];
   if (kind !== 'open') {
@@ -286,16 +338,25 @@ class LabImpl implements Lab {
     private readonly opts: LabOptions,
     readonly delayMs: number,
     readonly hops: number,
+    public impairment: Readonly<Impairment>,
+    readonly seed: number,
+    readonly conntrackUdp: Readonly<ConntrackUdp> | null,
   ) {
     this.kinds = { a: opts.a, b: opts.sameLan ? null : opts.b };
     const n = (s: string) => `${NS_PREFIX}${id}-${s}`;
     this.ns = { server: n('srv'), routerA: n('ra'), dev: n('dev'), ctl: n('ctl') };
     if (!this.sameLan) this.ns.routerB = n('rb');
+    if (this.kinds.a === 'cgnat') this.ns.carrierA = n('ca');
+    if (this.kinds.b === 'cgnat') this.ns.carrierB = n('cb');
     const lan = (r: RouterName) => (this.kinds[r] === 'open' ? OPEN_LAN[r] : NAT_LAN[r]);
+    // Behind a carrier NAT the router's WAN is the customer side of the carrier's 100.64 link.
+    const wanAddr = (r: RouterName) => (this.kinds[r] === 'cgnat' ? `${CGN_NET[r]}.2` : WAN_ADDR[r]);
     this.addrs = {
       server: this.serverAddrs,
-      routerA: WAN_ADDR.a,
-      routerB: this.sameLan ? null : WAN_ADDR.b,
+      routerA: wanAddr('a'),
+      routerB: this.sameLan ? null : wanAddr('b'),
+      carrierA: this.kinds.a === 'cgnat' ? WAN_ADDR.a : null,
+      carrierB: this.kinds.b === 'cgnat' ? WAN_ADDR.b : null,
       dev: `${lan('a')}.2`,
       ctl: this.sameLan ? `${lan('a')}.3` : `${lan('b')}.2`,
     };
@@ -304,6 +365,11 @@ class LabImpl implements Lab {
 
   get sameLan(): boolean {
     return !!this.opts.sameLan;
+  }
+
+  publicAddr(router: RouterName): string {
+    if (router === 'b' && this.sameLan) throw new Error(`natlab: lab ${this.id} has no router B`);
+    return WAN_ADDR[router];
   }
 
   netns(host: Host): string {
@@ -327,7 +393,8 @@ class LabImpl implements Lab {
     routerReady.catch(() => {}); // awaited below; avoid an unhandled rejection meanwhile
     await Promise.all(
       this.allNs().map((ns) => {
-        const fwd = ns === this.ns.routerA || ns === this.ns.routerB;
+        const fwd = [this.ns.routerA, this.ns.routerB, this.ns.carrierA, this.ns.carrierB].includes(ns);
+        const ct = fwd && this.conntrackUdp;
         return nsShell(
           ns,
           [
@@ -337,6 +404,15 @@ class LabImpl implements Lab {
             'echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter',
             'echo 0 > /proc/sys/net/ipv4/conf/default/rp_filter',
             `echo ${fwd ? 1 : 0} > /proc/sys/net/ipv4/ip_forward`,
+            // Per network namespace: the host's own values stay as they are.
+            ...(ct
+              ? [
+                  `echo ${ct.unrepliedS} > /proc/sys/net/netfilter/nf_conntrack_udp_timeout`,
+                  `echo ${ct.streamS} > /proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream`,
+                  `test "$(cat /proc/sys/net/netfilter/nf_conntrack_udp_timeout)" = ${ct.unrepliedS}`,
+                  `test "$(cat /proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream)" = ${ct.streamS}`,
+                ]
+              : []),
             'ip link set lo up',
           ].join('\n'),
         );
@@ -344,12 +420,14 @@ class LabImpl implements Lab {
     );
     const tuns = await routerReady;
 
+    // The namespace holding a site's TUN device: the carrier's behind a carrier NAT.
+    const edge = (r: RouterName): string => (r === 'a' ? (this.ns.carrierA ?? this.ns.routerA!) : (this.ns.carrierB ?? this.ns.routerB!));
     // TUN devices were created in the host namespace; move them before anything else
     // touches them. The router's fds keep working after the move.
     await ipBatch(null, [
       `link set ${tuns.server} netns ${this.ns.server}`,
-      `link set ${tuns.a} netns ${this.ns.routerA}`,
-      ...(this.ns.routerB ? [`link set ${tuns.b} netns ${this.ns.routerB}`] : []),
+      `link set ${tuns.a} netns ${edge('a')}`,
+      ...(this.ns.routerB ? [`link set ${tuns.b} netns ${edge('b')}`] : []),
     ]);
     const wan = (tun: string, addrs: string[]) => [
       `link set ${tun} name ${WAN_IF}`,
@@ -360,17 +438,36 @@ class LabImpl implements Lab {
     ];
     const routers: Array<[RouterName, string]> = [['a', this.ns.routerA!]];
     if (this.ns.routerB) routers.push(['b', this.ns.routerB]);
+    const restore = (ns: string, kind: RouterKind): Promise<void> | undefined => {
+      const rules = iptablesRules(kind);
+      return rules.trim() ? must('ip', ['netns', 'exec', ns, `${iptablesBin()}-restore`], rules) : undefined;
+    };
 
     await Promise.all([
       ipBatch(this.ns.server!, wan(tuns.server, this.serverAddrs)),
       ...routers.map(async ([r, ns]) => {
         const kind = this.kinds[r]!;
+        const tun = r === 'a' ? tuns.a : tuns.b;
         const lanBase = kind === 'open' ? OPEN_LAN[r] : NAT_LAN[r];
         // [namespace, address] of the hosts on this router's LAN.
         const dev: [string, string] = [this.ns.dev!, this.addrs.dev];
         const ctl: [string, string] = [this.ns.ctl!, this.addrs.ctl];
         const hosts = r === 'b' ? [ctl] : this.sameLan ? [dev, ctl] : [dev];
-        const lines = wan(r === 'a' ? tuns.a : tuns.b, [WAN_ADDR[r]]);
+        let lines: string[];
+        if (kind === 'cgnat') {
+          // The carrier: TUN to the internet, a veth to its customer's router (that one's wan0), a cone NAT.
+          const carrier = edge(r);
+          await ipBatch(carrier, [
+            ...wan(tun, [WAN_ADDR[r]]),
+            `link add lan0 type veth peer name ${WAN_IF} netns ${ns}`,
+            `addr add ${CGN_NET[r]}.1/24 dev lan0`,
+            'link set lan0 up',
+          ]);
+          await restore(carrier, 'cone');
+          lines = [`addr add ${CGN_NET[r]}.2/24 dev ${WAN_IF}`, `link set ${WAN_IF} up`, `route add default via ${CGN_NET[r]}.1 dev ${WAN_IF}`];
+        } else {
+          lines = wan(tun, [WAN_ADDR[r]]);
+        }
         if (hosts.length === 1) {
           lines.push(`link add lan0 type veth peer name eth0 netns ${hosts[0]![0]}`, `addr add ${lanBase}.1/24 dev lan0`, 'link set lan0 up');
         } else {
@@ -380,8 +477,7 @@ class LabImpl implements Lab {
           );
         }
         await ipBatch(ns, lines);
-        const rules = iptablesRules(kind);
-        if (rules.trim()) await must('ip', ['netns', 'exec', ns, `${iptablesBin()}-restore`], rules);
+        await restore(ns, kind);
         await Promise.all(
           hosts.map(([hostNs, addr]) =>
             ipBatch(hostNs, [`addr add ${addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${lanBase}.1`]),
@@ -399,7 +495,7 @@ class LabImpl implements Lab {
     ];
     if (!this.sameLan)
       legs.push({ name: 'b', tun: tun('b'), delayMs: this.delayMs, prefixes: [WAN_PREFIX.b, ...(this.kinds.b === 'open' ? [`${OPEN_LAN.b}.0/24`] : [])] });
-    const cfg: RouterConfig = { hops: this.hops, legs };
+    const cfg: RouterConfig = { hops: this.hops, legs, impair: { ...this.impairment }, seed: this.seed };
     const child = spawn(process.execPath, [ROUTER_JS, `${ROUTER_MARK}${this.id}`, `--owner=${process.pid}`, JSON.stringify(cfg)], {
       stdio: ['pipe', 'pipe', 'pipe'],
       // One blocking TUN read per leg sits on the libuv pool; leave room for writes and timers.
@@ -480,7 +576,8 @@ class LabImpl implements Lab {
       await this.routerCmd({ cmd: 'blackhole', leg: router, on: !up });
     } else if (up) {
       // Bringing a link down flushes its routes; restore the default route.
-      await ipBatch(ns, [`link set ${WAN_IF} up`, `route replace default dev ${WAN_IF}`]);
+      const via = this.kinds[router] === 'cgnat' ? `via ${CGN_NET[router]}.1 ` : '';
+      await ipBatch(ns, [`link set ${WAN_IF} up`, `route replace default ${via}dev ${WAN_IF}`]);
     } else {
       await ipBatch(ns, [`link set ${WAN_IF} down`]);
     }
@@ -488,6 +585,12 @@ class LabImpl implements Lab {
 
   async setDelay(leg: Leg, ms: number): Promise<void> {
     await this.routerCmd({ cmd: 'delay', leg, ms });
+  }
+
+  async setImpairment(imp: Partial<Impairment>): Promise<void> {
+    const next = impairment({ ...this.impairment, ...imp });
+    await this.routerCmd({ cmd: 'impair', impair: next });
+    this.impairment = next;
   }
 
   async routerStats(): Promise<Record<string, number>> {
@@ -540,7 +643,12 @@ class LabImpl implements Lab {
 export async function createLab(opts: LabOptions): Promise<Lab> {
   const avail = labAvailable();
   if (!avail.ok) throw new Error(avail.reason);
-  const lab = new LabImpl(randomBytes(3).toString('hex'), opts, opts.delayMs ?? DEFAULT_DELAY_MS, opts.hops ?? DEFAULT_HOPS);
+  const imp = impairment(opts.impair);
+  const seed = parseSeed(opts.seed ?? process.env.PINHOLE_NATLAB_SEED ?? randomBytes(4).readUInt32BE(0));
+  const ct = opts.conntrackUdp === undefined ? DEFAULT_CONNTRACK_UDP : opts.conntrackUdp;
+  if (ct && !(Number.isInteger(ct.unrepliedS) && ct.unrepliedS > 0 && Number.isInteger(ct.streamS) && ct.streamS > 0))
+    throw new RangeError(`natlab: conntrackUdp timeouts must be positive whole seconds, got ${JSON.stringify(ct)}`);
+  const lab = new LabImpl(randomBytes(3).toString('hex'), opts, opts.delayMs ?? DEFAULT_DELAY_MS, opts.hops ?? DEFAULT_HOPS, imp, seed, ct);
   installExitHandlers();
   live.add(lab);
   try {

@@ -1,5 +1,7 @@
 // Plain-socket probes that run inside lab namespaces (no pinhole code involved):
-//   echo <port> <addr>...            UDP "STUN-like" echo: replies with the sender's address as seen here
+//   echo <port> <addr>... [--reply-after ms]
+//                                    UDP "STUN-like" echo: replies with the sender's address as seen here
+//                                    (after a delay: an idle mapping's reply, for conntrack timeouts)
 //   probe <ip:port>... [--count N] [--interval ms] [--ttl N] [--timeout ms]
 //                                    one socket sends to every target; prints mapped addresses and RTTs
 //   punch <server ip:port> [--timeout ms]
@@ -49,7 +51,7 @@ function parseArgs(argv: string[]): { pos: string[]; flags: Map<string, string> 
   return { pos, flags };
 }
 
-function udpEcho(port: number, addrs: string[]): void {
+function udpEcho(port: number, addrs: string[], replyAfterMs: number): void {
   let bound = 0;
   for (const addr of addrs) {
     // One socket per address so replies leave from the address that was asked.
@@ -61,7 +63,9 @@ function udpEcho(port: number, addrs: string[]): void {
       } catch {
         /* not ours: still answer */
       }
-      s.send(JSON.stringify({ id, mapped: `${rinfo.address}:${rinfo.port}`, via: addr }), rinfo.port, rinfo.address);
+      const reply = (): void => s.send(JSON.stringify({ id, mapped: `${rinfo.address}:${rinfo.port}`, via: addr }), rinfo.port, rinfo.address);
+      if (replyAfterMs > 0) setTimeout(reply, replyAfterMs);
+      else reply();
     });
     s.bind(port, addr, () => {
       if (++bound === addrs.length) out({ ready: true });
@@ -186,7 +190,7 @@ async function main(): Promise<void> {
   const num = (k: string, d: number): number => (flags.has(k) ? Number(flags.get(k)) : d);
   switch (cmd) {
     case 'echo':
-      return udpEcho(Number(pos[0]), pos.slice(1));
+      return udpEcho(Number(pos[0]), pos.slice(1), num('reply-after', 0));
     case 'probe':
       return udpProbe(
         pos,

@@ -206,7 +206,7 @@ export async function runDriver(
   const out = new Lines(proc.stdout!);
   const err = new Lines(proc.stderr!);
   const exited = new Promise<void>((r) => proc.once('close', () => r()));
-  const timeoutMs = opts.timeoutMs ?? cfg.directWaitMs + 30_000;
+  const timeoutMs = opts.timeoutMs ?? cfg.directWaitMs + (cfg.idleMs ?? 0) + 30_000;
   const deadline = Date.now() + timeoutMs;
   const left = (): number => Math.max(1, deadline - Date.now());
   const isResult = (l: string): boolean => {

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import fs from 'node:fs';
-import { createLab, cleanupStale, labAvailable, NETTOOL, type Lab, type Host } from './lab.js';
+import { createLab, cleanupStale, labAvailable, NETTOOL, DEFAULT_CONNTRACK_UDP, type Lab, type Host } from './lab.js';
 import type { ProbeResult, PunchResult } from './nettool.js';
 
 const avail = labAvailable();
@@ -25,6 +25,15 @@ const PUNCH_START_LEAD_MS = 100;
 const LINE_TIMEOUT_MS = 5000;
 // Long enough for dozens of dev's packets to hit router B before ctl sends anything.
 const PUNCH_STAGGER_MS = 500;
+// Echo replies around the routers' unreplied UDP timeout (DEFAULT_CONNTRACK_UDP, 10 s): one
+// comes well before it, one after it; the kernel's default (30 s) would let both through.
+const IDLE_REPLY_EARLY_MS = 6_000;
+const IDLE_REPLY_LATE_MS = 12_000;
+const IDLE_PROBE_TIMEOUT_MS = 13_500;
+// Impaired-internet probe: packets, their spacing, the impairment.
+const IMPAIRED_PACKETS = 300;
+const IMPAIRED_INTERVAL_MS = 2;
+const IMPAIRED = { jitterMs: 5, loss: 0.1 } as const;
 const LAB_TIMEOUT_MS = 60_000;
 
 function lines(stream: Readable): () => Promise<string> {
@@ -57,8 +66,8 @@ async function startServer(lab: Lab, host: Host, args: string[]): Promise<ChildP
   return p;
 }
 
-async function probe(lab: Lab, host: Host, targets: string[], extra: string[] = []): Promise<ProbeResult> {
-  const r = await lab.exec(host, [process.execPath, NETTOOL, 'probe', ...targets, ...extra]);
+async function probe(lab: Lab, host: Host, targets: string[], extra: string[] = [], execTimeoutMs?: number): Promise<ProbeResult> {
+  const r = await lab.exec(host, [process.execPath, NETTOOL, 'probe', ...targets, ...extra], execTimeoutMs ? { timeoutMs: execTimeoutMs } : {});
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ProbeResult;
 }
@@ -121,6 +130,8 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
     t.diagnostic(`RTT ms: min ${Math.min(...rtts)} median ${median(rtts)} max ${Math.max(...rtts)} (expected ${expected})`);
     assert.ok(Math.min(...rtts) >= expected - 1, `RTT ${Math.min(...rtts)} below ${expected}`);
     assert.ok(median(rtts) <= expected + RTT_SLACK_MS, `median RTT ${median(rtts)} too high`);
+    const st = await lab().routerStats();
+    assert.deepEqual([st.lost, st.duplicated, st.reordered], [0, 0, 0], 'the default internet is perfect');
   });
 
   test('TTL drops by 1 (router A) + hops (internet) on the way', async () => {
@@ -165,6 +176,22 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
     assert.ok(results[0]!.ok && results[1]!.ok, JSON.stringify(results));
   });
 
+  test(`issue 9: an idle UDP mapping expires after the routers' ${DEFAULT_CONNTRACK_UDP.unrepliedS} s unreplied timeout`, { timeout: 30_000 }, async () => {
+    const echos = await Promise.all(
+      [IDLE_REPLY_EARLY_MS, IDLE_REPLY_LATE_MS].map((ms, i) =>
+        startServer(lab(), 'server', ['echo', String(ECHO_PORT + 10 + i), lab().serverAddrs[0], '--reply-after', String(ms)]),
+      ),
+    );
+    try {
+      // One socket, two flows (one per echo port); neither sees any traffic until its reply.
+      const r = await probe(lab(), 'dev', [0, 1].map((i) => `${lab().serverAddrs[0]}:${ECHO_PORT + 10 + i}`), ['--timeout', String(IDLE_PROBE_TIMEOUT_MS)], IDLE_PROBE_TIMEOUT_MS + 5_000);
+      assert.equal(r.results[0]!.mapped.length, 1, `the reply after ${IDLE_REPLY_EARLY_MS} ms passes`);
+      assert.deepEqual(r.results[1]!.mapped, [], `the reply after ${IDLE_REPLY_LATE_MS} ms meets no mapping`);
+    } finally {
+      for (const e of echos) e.kill();
+    }
+  });
+
   test('setWanUp: blackhole and link modes cut and restore the WAN', async () => {
     const target = [serverTargets(lab())[0]!];
     const quick = ['--timeout', String(NO_REPLY_TIMEOUT_MS)];
@@ -175,6 +202,84 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
       await lab().setWanUp('a', true, { mode });
       assert.equal((await probe(lab(), 'dev', target)).results[0]!.mapped.length, 1, `${mode}: WAN back`);
     }
+  });
+});
+
+describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
+  const lab = withLab({ a: 'cgnat', b: 'cone', delayMs: DELAY_MS });
+
+  test('issue 9: two NAT layers, 100.64/10 between them; the conntrack timeouts are set in both', async () => {
+    assert.equal(lab().addrs.routerA, '100.64.1.2');
+    assert.equal(lab().addrs.carrierA, '198.18.1.1');
+    assert.equal(lab().publicAddr('a'), lab().addrs.carrierA);
+    assert.equal(lab().addrs.carrierB, null);
+    const route = await lab().exec('routerA', ['ip', 'route', 'show', 'default']);
+    assert.match(route.stdout, /default via 100\.64\.1\.1 dev wan0/);
+    for (const host of ['routerA', 'carrierA'] as const) {
+      const r = await lab().exec(host, ['cat', '/proc/sys/net/netfilter/nf_conntrack_udp_timeout', '/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream']);
+      assert.deepEqual(r.stdout.trim().split('\n').map(Number), [DEFAULT_CONNTRACK_UDP.unrepliedS, DEFAULT_CONNTRACK_UDP.streamS], host);
+    }
+  });
+
+  test("issue 9: the mapping is endpoint-independent end to end (both layers keep the port), on the carrier's address", async () => {
+    const r = await probe(lab(), 'dev', serverTargets(lab()));
+    const mapped = r.results.map((x) => x.mapped[0]!);
+    assert.ok(mapped[0] && mapped[1], JSON.stringify(r));
+    assert.equal(mapped[0], mapped[1]);
+    assert.equal(ip(mapped[0]!), lab().addrs.carrierA);
+    assert.equal(port(mapped[0]!), String(r.localPort));
+  });
+
+  test('issue 9: TTL drops by 2 (router A and the carrier) + hops', async () => {
+    const needed = 2 + lab().hops + 1;
+    const target = [serverTargets(lab())[0]!];
+    const short = await probe(lab(), 'dev', target, ['--ttl', String(needed - 1), '--timeout', String(NO_REPLY_TIMEOUT_MS)]);
+    assert.deepEqual(short.results[0]!.mapped, [], `TTL ${needed - 1} must expire in transit`);
+    assert.equal((await probe(lab(), 'dev', target, ['--ttl', String(needed)])).results[0]!.mapped.length, 1);
+  });
+
+  test('issue 9: simultaneous and staggered hole punches cgnat ↔ cone succeed', async (t) => {
+    for (const stagger of [0, PUNCH_STAGGER_MS]) {
+      const { mapped, results } = await punchPair(lab(), PUNCH_TIMEOUT_MS, stagger);
+      t.diagnostic(`stagger ${stagger} ms: mapped ${mapped.join(' / ')}; ${results.map((r) => `ok=${r.ok} after ${r.afterMs} ms`).join(' / ')}`);
+      assert.ok(results[0]!.ok && results[1]!.ok, JSON.stringify(results));
+      assert.equal(results[1]!.from, mapped[0]);
+    }
+  });
+
+  test("issue 9: setWanUp('link') on a cgnat router cuts its link to the carrier and restores it", async () => {
+    const target = [serverTargets(lab())[0]!];
+    await lab().setWanUp('a', false, { mode: 'link' });
+    assert.deepEqual((await probe(lab(), 'dev', target, ['--timeout', String(NO_REPLY_TIMEOUT_MS)])).results[0]!.mapped, []);
+    await lab().setWanUp('a', true, { mode: 'link' });
+    assert.equal((await probe(lab(), 'dev', target)).results[0]!.mapped.length, 1);
+  });
+});
+
+describe('natlab: impaired internet (jitter, loss)', { skip, timeout: LAB_TIMEOUT_MS }, () => {
+  const lab = withLab({ a: 'cone', b: 'cone', delayMs: DELAY_MS, impair: IMPAIRED });
+
+  test(`issue 9: ${IMPAIRED.loss * 100}% loss per crossing and 0–${IMPAIRED.jitterMs} ms jitter, seen by a plain UDP probe`, async (t) => {
+    const r = await probe(lab(), 'dev', [serverTargets(lab())[0]!], ['--count', String(IMPAIRED_PACKETS), '--interval', String(IMPAIRED_INTERVAL_MS)]);
+    const rtts = r.results[0]!.rtts;
+    const st = await lab().routerStats();
+    t.diagnostic(`seed ${lab().seed}: ${rtts.length}/${IMPAIRED_PACKETS} answered, RTT ${Math.min(...rtts)}–${Math.max(...rtts)} ms; router ${JSON.stringify(st)}`);
+    // A round trip crosses twice: answered with probability (1 − p)²; ± 5σ.
+    const expect = (1 - IMPAIRED.loss) ** 2;
+    const sigma = Math.sqrt((expect * (1 - expect)) / IMPAIRED_PACKETS);
+    assert.ok(Math.abs(rtts.length / IMPAIRED_PACKETS - expect) < 5 * sigma, `answered ${rtts.length}/${IMPAIRED_PACKETS}, expected ≈ ${expect}`);
+    assert.ok(st.lost! > 0 && st.reordered! > 0, JSON.stringify(st));
+    assert.ok(Math.min(...rtts) >= 4 * DELAY_MS - 1);
+    // Two crossings of up to jitterMs each spread the RTTs.
+    assert.ok(Math.max(...rtts) - Math.min(...rtts) > IMPAIRED.jitterMs, `RTT spread ${Math.max(...rtts) - Math.min(...rtts)} ms`);
+    assert.deepEqual(lab().impairment, { jitterMs: IMPAIRED.jitterMs, loss: IMPAIRED.loss, duplicate: 0 });
+  });
+
+  test('issue 9: setImpairment back to perfect: nothing lost', async () => {
+    await lab().setImpairment({ jitterMs: 0, loss: 0 });
+    const r = await probe(lab(), 'dev', [serverTargets(lab())[0]!], ['--count', '50', '--interval', String(IMPAIRED_INTERVAL_MS)]);
+    assert.equal(r.results[0]!.rtts.length, 50);
+    await assert.rejects(lab().setImpairment({ loss: 2 }), RangeError);
   });
 });
 
