@@ -135,7 +135,7 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
 
 function cellTest(index: number, a: RouterKind, b: RouterKind, attempts: number, need: number): void {
   const exp = expectation(a, b);
-  test(`${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts, commands arrive in all`, { timeout: attempts * 2 * CELL_TIMEOUT_MS }, async (t) => {
+  test(`issue 10: ${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts on the impaired internet, commands arrive in all`, { timeout: attempts * 2 * CELL_TIMEOUT_MS }, async (t) => {
     const results: Attempt[] = [];
     for (let i = 0; i < attempts; i++) {
       const at = await attempt(a, b, exp.path, mixSeed(BASE_SEED, index, i));
