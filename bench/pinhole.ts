@@ -156,7 +156,7 @@ export async function openCommands(url: string, direct: boolean): Promise<Runner
   const want = direct ? 'direct' : 'relay';
   try {
     Object.assign(p, await startDevice(url, direct));
-    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', direct, timeoutMs: COMMAND_TIMEOUT_MS });
+    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', replace: true, direct, timeoutMs: COMMAND_TIMEOUT_MS });
     if (direct) {
       if (!(await p.dev.whenDirect(DIRECT_TIMEOUT_MS))) throw new Error('the direct path did not open');
       await deviceDirect(p.agent!, DIRECT_TIMEOUT_MS);
@@ -205,7 +205,7 @@ export async function connectTimes(url: string, n: number, warmup: number, maxMs
     try {
       Object.assign(p, await startDevice(url, true));
       const t0 = performance.now();
-      p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', timeoutMs: COMMAND_TIMEOUT_MS });
+      p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', replace: true, timeoutMs: COMMAND_TIMEOUT_MS });
       const dev = p.dev;
       const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
       await dev.write(BENCH_PIN, 1);
