@@ -7,6 +7,8 @@
  * under this run's root, removed by removeBenchState()); the loopback runners
  * pair with the device's code, as a user does the first time.
  */
+import { Opener, Sealer, deriveSealKeys } from '../link/seal.js';
+import { encodeData } from '../link/frames.js';
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -154,7 +156,7 @@ export async function openCommands(url: string, direct: boolean): Promise<Runner
   const want = direct ? 'direct' : 'relay';
   try {
     Object.assign(p, await startDevice(url, direct));
-    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', direct, timeoutMs: COMMAND_TIMEOUT_MS });
+    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', replace: true, direct, timeoutMs: COMMAND_TIMEOUT_MS });
     if (direct) {
       if (!(await p.dev.whenDirect(DIRECT_TIMEOUT_MS))) throw new Error('the direct path did not open');
       await deviceDirect(p.agent!, DIRECT_TIMEOUT_MS);
@@ -203,7 +205,7 @@ export async function connectTimes(url: string, n: number, warmup: number, maxMs
     try {
       Object.assign(p, await startDevice(url, true));
       const t0 = performance.now();
-      p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', timeoutMs: COMMAND_TIMEOUT_MS });
+      p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', replace: true, timeoutMs: COMMAND_TIMEOUT_MS });
       const dev = p.dev;
       const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
       await dev.write(BENCH_PIN, 1);
@@ -455,4 +457,28 @@ export async function handshakeTimes(url: string, n: number, warmup: number): Pr
     await agent.stop();
     sim.close();
   }
+}
+
+/**
+ * The sealing a command round trip costs on the direct path, alone: the
+ * request frame sealed and opened, then the answer frame, as the data channel
+ * carries them since every frame there is sealed (docs/security.md).
+ */
+export async function openSealing(): Promise<Runner> {
+  const secret = new Uint8Array(32).fill(9);
+  const c = deriveSealKeys(secret, 'bench-session', 'direct');
+  const out = { sealer: new Sealer(c.c2d, 'c2d', 'bench-session'), opener: new Opener(c.c2d, 'c2d', 'bench-session') };
+  const back = { sealer: new Sealer(c.d2c, 'd2c', 'bench-session'), opener: new Opener(c.d2c, 'd2c', 'bench-session') };
+  const request = encodeData(7, 6, JSON.stringify({ jsonrpc: '2.0', id: 'AbCdEfGh:7', method: 'gpio.write', params: { pin: BENCH_PIN, value: 1 } }));
+  const answer = encodeData(7, 7, JSON.stringify({ jsonrpc: '2.0', id: 'AbCdEfGh:7', result: {} }));
+  let opened = 0;
+  return {
+    roundTrip: async () => {
+      if (out.opener.open(out.sealer.seal(request)).ok && back.opener.open(back.sealer.seal(answer)).ok) opened++;
+    },
+    verify: () => {
+      if (opened === 0) throw new Error('sealing: no frame opened');
+    },
+    close: async () => undefined,
+  };
 }

@@ -12,7 +12,7 @@ import os from 'node:os';
 import { iceConfigFor } from '../link/index.js';
 import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, weriftSetupTimes } from './baselines.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
-import { connectTimes, handshakeTimes, memoryHandshakeTimes, openCommands, openInMemory, removeBenchState, startBenchServer } from './pinhole.js';
+import { connectTimes, handshakeTimes, memoryHandshakeTimes, openCommands, openInMemory, openSealing, removeBenchState, startBenchServer } from './pinhole.js';
 import { startDelayProxy } from './proxy.js';
 import { summarize, timeInterleaved, type LoopOptions, type Runner, type Summary } from './stats.js';
 
@@ -155,6 +155,7 @@ async function main(): Promise<void> {
         { id: 'direct', figure: 'pinhole write, direct', vsId: 'werift', open: () => openCommands(server.url, true) },
         { id: 'relay', figure: 'pinhole write, relay', vsId: 'ws-relay', open: () => openCommands(server.url, false) },
         { id: 'memory', figure: 'pinhole layers, in memory', open: openInMemory },
+        { id: 'sealing', figure: 'sealing, one command round trip', vsId: 'memory', open: openSealing },
         { id: 'far-direct', figure: 'far: pinhole write, direct', vsId: 'direct', open: () => openCommands(farUrl, true) },
         { id: 'far-relay', figure: 'far: pinhole write, relay', vsId: 'far-direct', open: () => openCommands(farUrl, false) },
       ]);

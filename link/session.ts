@@ -183,6 +183,9 @@ type Control =
   | { kind: 'signal'; payload: SignalPayload } // {"sig": payload}: WebRTC signaling, sealed
   | { kind: 'alarm'; code: string }; // {"alarm": code}: the peer tore down the direct path over a bad frame
 
+/** The alarms a peer may raise: the direct-path drop codes (SessionEvents `security`). */
+const ALARMS: ReadonlySet<string> = new Set((['malformed', 'wrong-direction', 'replay', 'bad-mac'] satisfies OpenErrorCode[]).map((c) => `direct-${c}`));
+
 const isObject = (m: unknown): m is Record<string, unknown> => typeof m === 'object' && m !== null && !Array.isArray(m);
 
 /** The session-level message in a link payload, or undefined if it is the application's. The one place they are checked. */
@@ -193,7 +196,7 @@ function parseControl(m: unknown): Control | 'invalid' | undefined {
     const p = parseSignalPayload(m.sig);
     return typeof p === 'string' ? 'invalid' : { kind: 'signal', payload: p };
   }
-  if (typeof m.alarm === 'string') return /^direct-[a-z-]{1,32}$/.test(m.alarm) ? { kind: 'alarm', code: m.alarm } : 'invalid';
+  if (typeof m.alarm === 'string') return ALARMS.has(m.alarm) ? { kind: 'alarm', code: m.alarm } : 'invalid';
   return undefined;
 }
 

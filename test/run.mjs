@@ -15,7 +15,8 @@ for (const tier of tiers) {
 if (files.length === 0) { console.error('test/run: no test files found'); process.exit(1); }
 // One file at a time: werift peers are CPU-heavy on a 2-core machine. --expose-gc lets the soak test measure retained memory.
 // A test file that never exits (a leaked handle) must fail the run, not hang CI.
-const RUN_TIMEOUT_MS = 20 * 60_000;
+// The NAT lab alone takes about 17 min on 2 cores (its impaired matrix and the 3-minute idle test).
+const RUN_TIMEOUT_MS = 45 * 60_000;
 const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
 if (r.error) console.error(`test/run: ${r.error.message} (a test file did not exit within ${RUN_TIMEOUT_MS / 60_000} min?)`);
 process.exit(r.status ?? 1);

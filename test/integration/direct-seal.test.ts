@@ -116,28 +116,35 @@ function sealedLooking(dir: number, counter: number): string {
   return b.toString('base64url');
 }
 
+/**
+ * Opens a data channel from a rogue werift peer to the device session, handing the device
+ * the rogue's offer as if it had come sealed from the controller (nothing of the genuine
+ * controller's WebRTC leaves it). Resolves with the rogue's open channel.
+ */
+async function rogueToDevice(p: Awaited<ReturnType<typeof securedPair>>, rogue: RTCPeerConnection): Promise<RTCDataChannel> {
+  inside(p.controller).sendSignal = () => undefined;
+  const toRogue: SignalPayload[] = [];
+  inside(p.device).sendSignal = (s) => void toRogue.push(s);
+  p.device.attachSignal(p.relayTo(p.controller));
+  p.controller.attachSignal(p.relayTo(p.device));
+  await waitFor(() => p.device.isSecured && p.controller.isSecured, 5_000, 'both secured');
+  const dc = rogue.createDataChannel(DC_LABEL, { ordered: true });
+  await rogue.setLocalDescription(await rogue.createOffer());
+  for (const s of signalsOf(rogue, 'offer')) inside(p.device).onSignal(s);
+  const answer = await waitFor(() => toRogue.find((s) => s.kind === 'answer'), 10_000, "the device's answer");
+  await waitFor(() => toRogue.some((s) => s.kind === 'end-of-candidates'), 5_000, "the device's candidates");
+  await rogue.setRemoteDescription({ type: 'answer', sdp: (answer as { sdp: string }).sdp });
+  inside(p.device).onSignal({ kind: 'go' });
+  await addCandidates(rogue, toRogue);
+  await whenOpen(dc, 10_000);
+  return dc;
+}
+
 test('issue 9: a data channel the controller did not open executes nothing on the device', { timeout: T }, async () => {
   const p = await securedPair();
   const rogue = roguePeer(p.cCert.keys); // the controller's real certificate and key: DTLS passes
   try {
-    // Nothing of the genuine controller's WebRTC leaves it; the rogue's offer takes its place.
-    inside(p.controller).sendSignal = () => undefined;
-    const toRogue: SignalPayload[] = [];
-    inside(p.device).sendSignal = (s) => void toRogue.push(s);
-    p.device.attachSignal(p.relayTo(p.controller));
-    p.controller.attachSignal(p.relayTo(p.device));
-    await waitFor(() => p.device.isSecured && p.controller.isSecured, 5_000, 'both secured');
-
-    const dc = rogue.createDataChannel(DC_LABEL, { ordered: true });
-    await rogue.setLocalDescription(await rogue.createOffer());
-    const offer = signalsOf(rogue, 'offer');
-    for (const s of offer) inside(p.device).onSignal(s);
-    const answer = await waitFor(() => toRogue.find((s) => s.kind === 'answer'), 10_000, "the device's answer");
-    await waitFor(() => toRogue.some((s) => s.kind === 'end-of-candidates'), 5_000, "the device's candidates");
-    await rogue.setRemoteDescription({ type: 'answer', sdp: (answer as { sdp: string }).sdp });
-    inside(p.device).onSignal({ kind: 'go' });
-    await addCandidates(rogue, toRogue);
-    await whenOpen(dc, 10_000);
+    const dc = await rogueToDevice(p, rogue);
 
     // The attack of the review: plain link frames carrying gpio.write 20 1, then a sealed-looking one.
     for (let q = 1; q <= 4; q++) dc.send(forged({ jsonrpc: '2.0', id: `x${q}`, method: 'gpio.write', params: { pin: 20, value: 1 } }, q));
@@ -211,21 +218,7 @@ test('issue 9: a sealed-looking frame on the data channel is dropped as direct-b
   const p = await securedPair();
   const rogue = roguePeer(p.cCert.keys);
   try {
-    inside(p.controller).sendSignal = () => undefined;
-    const toRogue: SignalPayload[] = [];
-    inside(p.device).sendSignal = (s) => void toRogue.push(s);
-    p.device.attachSignal(p.relayTo(p.controller));
-    p.controller.attachSignal(p.relayTo(p.device));
-    await waitFor(() => p.device.isSecured, 5_000, 'device secured');
-    const dc = rogue.createDataChannel(DC_LABEL, { ordered: true });
-    await rogue.setLocalDescription(await rogue.createOffer());
-    for (const s of signalsOf(rogue, 'offer')) inside(p.device).onSignal(s);
-    const answer = await waitFor(() => toRogue.find((s) => s.kind === 'answer'), 10_000, "the device's answer");
-    await waitFor(() => toRogue.some((s) => s.kind === 'end-of-candidates'), 5_000, "the device's candidates");
-    await rogue.setRemoteDescription({ type: 'answer', sdp: (answer as { sdp: string }).sdp });
-    inside(p.device).onSignal({ kind: 'go' });
-    await addCandidates(rogue, toRogue);
-    await whenOpen(dc, 10_000);
+    const dc = await rogueToDevice(p, rogue);
     dc.send(sealedLooking(1, 0));
     await waitFor(() => p.seen.d.security.includes('direct-bad-mac'), 5_000, 'direct-bad-mac');
     assert.deepEqual(p.seen.d.messages, []);

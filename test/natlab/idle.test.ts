@@ -14,7 +14,7 @@ const DELAY_MS = 20;
 /** How long the session sits idle on the direct path. */
 const IDLE_MS = 180_000;
 
-test('issue 9: an idle direct session (no commands) stays direct for 3 minutes behind short conntrack timeouts; then a command goes direct', { skip, timeout: IDLE_MS + 2 * CELL_TIMEOUT_MS }, async (t) => {
+test('issue 10: an idle direct session (no commands) stays direct for 3 minutes behind short conntrack timeouts; then a command goes direct', { skip, timeout: IDLE_MS + 2 * CELL_TIMEOUT_MS }, async (t) => {
   const run = await runCell({ a: 'cone', b: 'cone', delayMs: DELAY_MS, idleMs: IDLE_MS });
   const r = run.result;
   const ct = run.conntrackUdp;

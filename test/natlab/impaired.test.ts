@@ -148,7 +148,7 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
 
 function cellTest(index: number, a: RouterKind, b: RouterKind, attempts: number, need: number): void {
   const exp = expectation(a, b);
-  test(`issue 9: ${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts, commands arrive in all`, { timeout: attempts * 2 * CELL_TIMEOUT_MS }, async (t) => {
+  test(`issue 10: ${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts on the impaired internet, commands arrive in all`, { timeout: attempts * 2 * CELL_TIMEOUT_MS }, async (t) => {
     const results: Attempt[] = [];
     for (let i = 0; i < attempts; i++) {
       const at = await attempt(a, b, exp.path, mixSeed(BASE_SEED, index, i));
@@ -201,7 +201,7 @@ describe(`pinhole on an impaired internet: ${DELAY_MS} ms per leg, 0–${IMPAIRM
   RELAY_CELLS.forEach(([a, b], i) => cellTest(DIRECT_CELLS.length + i, a, b, RELAY_ATTEMPTS, RELAY_ATTEMPTS));
 
   // Last: the internet really was impaired (a no-op impairment would pass every cell above).
-  test(`issue 9: the run's measured loss rate is within ${LOSS_RATE_TOLERANCE} of ${IMPAIRMENT.loss}${IMPAIRMENT.jitterMs > 0 ? ', and packets were reordered' : ''}`, (t) => {
+  test(`issue 10: the run's measured loss rate is within ${LOSS_RATE_TOLERANCE} of ${IMPAIRMENT.loss}${IMPAIRMENT.jitterMs > 0 ? ', and packets were reordered' : ''}`, (t) => {
     const rate = totals.lost / (totals.lost + totals.forwarded);
     t.diagnostic(`lost ${totals.lost}, delivered ${totals.forwarded}, reordered ${totals.reordered}: loss rate ${rate.toFixed(4)}`);
     assert.ok(totals.forwarded > 10_000, `only ${totals.forwarded} packets crossed`);

@@ -96,7 +96,7 @@ describe(`pinhole NAT matrix: device behind A × controller behind B, ${DELAY_MS
   for (const a of KINDS) for (const b of KINDS) cellTest(a, b);
 });
 
-describe('issue 9: pinhole behind a carrier-grade NAT (a cone router behind the carrier\'s cone NAT)', { skip }, () => {
+describe('issue 10: pinhole behind a carrier-grade NAT (a cone router behind the carrier\'s cone NAT)', { skip }, () => {
   for (const [a, b] of CGNAT_CELLS) cellTest(a, b);
 });
 

@@ -176,7 +176,7 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
     assert.ok(results[0]!.ok && results[1]!.ok, JSON.stringify(results));
   });
 
-  test(`issue 9: an idle UDP mapping expires after the routers' ${DEFAULT_CONNTRACK_UDP.unrepliedS} s unreplied timeout`, { timeout: 30_000 }, async () => {
+  test(`issue 10: an idle UDP mapping expires after the routers' ${DEFAULT_CONNTRACK_UDP.unrepliedS} s unreplied timeout`, { timeout: 30_000 }, async () => {
     const echos = await Promise.all(
       [IDLE_REPLY_EARLY_MS, IDLE_REPLY_LATE_MS].map((ms, i) =>
         startServer(lab(), 'server', ['echo', String(ECHO_PORT + 10 + i), lab().serverAddrs[0], '--reply-after', String(ms)]),
@@ -208,7 +208,7 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
 describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
   const lab = withLab({ a: 'cgnat', b: 'cone', delayMs: DELAY_MS });
 
-  test('issue 9: two NAT layers, 100.64/10 between them; the conntrack timeouts are set in both', async () => {
+  test('issue 10: two NAT layers, 100.64/10 between them; the conntrack timeouts are set in both', async () => {
     assert.equal(lab().addrs.routerA, '100.64.1.2');
     assert.equal(lab().addrs.carrierA, '198.18.1.1');
     assert.equal(lab().publicAddr('a'), lab().addrs.carrierA);
@@ -221,7 +221,7 @@ describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIME
     }
   });
 
-  test("issue 9: the mapping is endpoint-independent end to end (both layers keep the port), on the carrier's address", async () => {
+  test("issue 10: the mapping is endpoint-independent end to end (both layers keep the port), on the carrier's address", async () => {
     const r = await probe(lab(), 'dev', serverTargets(lab()));
     const mapped = r.results.map((x) => x.mapped[0]!);
     assert.ok(mapped[0] && mapped[1], JSON.stringify(r));
@@ -230,7 +230,7 @@ describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIME
     assert.equal(port(mapped[0]!), String(r.localPort));
   });
 
-  test('issue 9: TTL drops by 2 (router A and the carrier) + hops', async () => {
+  test('issue 10: TTL drops by 2 (router A and the carrier) + hops', async () => {
     const needed = 2 + lab().hops + 1;
     const target = [serverTargets(lab())[0]!];
     const short = await probe(lab(), 'dev', target, ['--ttl', String(needed - 1), '--timeout', String(NO_REPLY_TIMEOUT_MS)]);
@@ -238,7 +238,7 @@ describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIME
     assert.equal((await probe(lab(), 'dev', target, ['--ttl', String(needed)])).results[0]!.mapped.length, 1);
   });
 
-  test('issue 9: simultaneous and staggered hole punches cgnat ↔ cone succeed', async (t) => {
+  test('issue 10: simultaneous and staggered hole punches cgnat ↔ cone succeed', async (t) => {
     for (const stagger of [0, PUNCH_STAGGER_MS]) {
       const { mapped, results } = await punchPair(lab(), PUNCH_TIMEOUT_MS, stagger);
       t.diagnostic(`stagger ${stagger} ms: mapped ${mapped.join(' / ')}; ${results.map((r) => `ok=${r.ok} after ${r.afterMs} ms`).join(' / ')}`);
@@ -247,7 +247,7 @@ describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIME
     }
   });
 
-  test("issue 9: setWanUp('link') on a cgnat router cuts its link to the carrier and restores it", async () => {
+  test("issue 10: setWanUp('link') on a cgnat router cuts its link to the carrier and restores it", async () => {
     const target = [serverTargets(lab())[0]!];
     await lab().setWanUp('a', false, { mode: 'link' });
     assert.deepEqual((await probe(lab(), 'dev', target, ['--timeout', String(NO_REPLY_TIMEOUT_MS)])).results[0]!.mapped, []);
@@ -259,7 +259,7 @@ describe('natlab: carrier-grade NAT (cgnat) ↔ cone', { skip, timeout: LAB_TIME
 describe('natlab: impaired internet (jitter, loss)', { skip, timeout: LAB_TIMEOUT_MS }, () => {
   const lab = withLab({ a: 'cone', b: 'cone', delayMs: DELAY_MS, impair: IMPAIRED });
 
-  test(`issue 9: ${IMPAIRED.loss * 100}% loss per crossing and 0–${IMPAIRED.jitterMs} ms jitter, seen by a plain UDP probe`, async (t) => {
+  test(`issue 10: ${IMPAIRED.loss * 100}% loss per crossing and 0–${IMPAIRED.jitterMs} ms jitter, seen by a plain UDP probe`, async (t) => {
     const r = await probe(lab(), 'dev', [serverTargets(lab())[0]!], ['--count', String(IMPAIRED_PACKETS), '--interval', String(IMPAIRED_INTERVAL_MS)]);
     const rtts = r.results[0]!.rtts;
     const st = await lab().routerStats();
@@ -275,7 +275,7 @@ describe('natlab: impaired internet (jitter, loss)', { skip, timeout: LAB_TIMEOU
     assert.deepEqual(lab().impairment, { jitterMs: IMPAIRED.jitterMs, loss: IMPAIRED.loss, duplicate: 0 });
   });
 
-  test('issue 9: setImpairment back to perfect: nothing lost', async () => {
+  test('issue 10: setImpairment back to perfect: nothing lost', async () => {
     await lab().setImpairment({ jitterMs: 0, loss: 0 });
     const r = await probe(lab(), 'dev', [serverTargets(lab())[0]!], ['--count', '50', '--interval', String(IMPAIRED_INTERVAL_MS)]);
     assert.equal(r.results[0]!.rtts.length, 50);

@@ -34,17 +34,17 @@ function run(imp: Impairment, n: number, gapMs: number, seed = SEED): { order: n
 const inversions = (xs: number[]): number => xs.reduce((n, x, i) => n + (i > 0 && x < xs[i - 1]! ? 1 : 0), 0);
 
 describe('impairment options', () => {
-  test('issue 9: the default is the perfect internet', () => {
+  test('issue 10: the default is the perfect internet', () => {
     assert.deepEqual(impairment(), PERFECT_INTERNET);
     assert.deepEqual(impairment({ loss: 0.02 }), { jitterMs: 0, loss: 0.02, duplicate: 0 });
   });
 
-  test('issue 9: nonsense is refused with a clear error', () => {
+  test('issue 10: nonsense is refused with a clear error', () => {
     for (const bad of [{ loss: 1.5 }, { loss: -0.1 }, { duplicate: Number.NaN }, { jitterMs: -1 }, { jitterMs: Infinity }, { loss: '0.1' as unknown as number }])
       assert.throws(() => impairment(bad), RangeError, JSON.stringify(bad));
   });
 
-  test('issue 9: seeds are 32-bit integers, from numbers or decimal strings', () => {
+  test('issue 10: seeds are 32-bit integers, from numbers or decimal strings', () => {
     assert.equal(parseSeed(42), 42);
     assert.equal(parseSeed(' 4294967295 '), 4294967295);
     for (const bad of [-1, 2 ** 32, 1.5, '0x10', 'abc', ''])
@@ -53,21 +53,21 @@ describe('impairment options', () => {
 });
 
 describe('the PRNG', () => {
-  test('issue 9: one seed gives one sequence; another seed another', () => {
+  test('issue 10: one seed gives one sequence; another seed another', () => {
     const take = (seed: number) => Array.from({ length: 8 }, prng(seed));
     assert.deepEqual(take(7), take(7));
     assert.notDeepEqual(take(7), take(8));
     for (const x of take(9)) assert.ok(x >= 0 && x < 1);
   });
 
-  test('issue 9: derived seeds repeat and differ per part', () => {
+  test('issue 10: derived seeds repeat and differ per part', () => {
     assert.equal(mixSeed(1, 2, 3), mixSeed(1, 2, 3));
     const seeds = new Set<number>();
     for (let cell = 0; cell < 20; cell++) for (let attempt = 0; attempt < 20; attempt++) seeds.add(mixSeed(SEED, cell, attempt));
     assert.equal(seeds.size, 400);
   });
 
-  test('issue 9: roughly uniform (each tenth of [0, 1) gets 10% ± 1%)', () => {
+  test('issue 10: roughly uniform (each tenth of [0, 1) gets 10% ± 1%)', () => {
     const r = prng(SEED);
     const bins = new Array<number>(10).fill(0);
     for (let i = 0; i < N * 5; i++) bins[Math.floor(r() * 10)]!++;
@@ -76,12 +76,12 @@ describe('the PRNG', () => {
 });
 
 describe('crossing()', () => {
-  test('issue 9: the perfect internet delivers every packet once, with no extra delay', () => {
+  test('issue 10: the perfect internet delivers every packet once, with no extra delay', () => {
     const r = prng(SEED);
     for (let i = 0; i < 1000; i++) assert.deepEqual(crossing(r, PERFECT_INTERNET), [0]);
   });
 
-  test('issue 9: jitter stays within [0, jitterMs)', () => {
+  test('issue 10: jitter stays within [0, jitterMs)', () => {
     const r = prng(SEED);
     let max = 0;
     for (let i = 0; i < N; i++) {
@@ -92,7 +92,7 @@ describe('crossing()', () => {
     assert.ok(max > 4.9, `max jitter ${max}: the range is used`);
   });
 
-  test('issue 9: the same seed makes the same decisions', () => {
+  test('issue 10: the same seed makes the same decisions', () => {
     const imp = impairment({ jitterMs: 5, loss: 0.1, duplicate: 0.1 });
     const a = prng(3);
     const b = prng(3);
@@ -101,14 +101,14 @@ describe('crossing()', () => {
 });
 
 describe('InFlight: packets between legs', () => {
-  test('issue 9: perfect links keep the order and deliver after exactly the base delay', () => {
+  test('issue 10: perfect links keep the order and deliver after exactly the base delay', () => {
     const { order, at } = run(PERFECT_INTERNET, 1000, 0.5);
     assert.deepEqual(order, [...order.keys()]);
     // Observed at the first step at or after the due time.
     order.forEach((i, k) => assert.ok(at[k]! >= i * 0.5 + BASE_MS && at[k]! < i * 0.5 + BASE_MS + 0.5, `packet ${i} at ${at[k]}`));
   });
 
-  test('issue 9: a perfect link never reorders, even when a leg gets faster', () => {
+  test('issue 10: a perfect link never reorders, even when a leg gets faster', () => {
     const q = new InFlight<string>(PERFECT_INTERNET, SEED);
     q.send('a>b', 0, 100, 'slow');
     q.send('a>b', 1, 10, 'fast'); // due at 11 alone, but behind 'slow'
@@ -118,7 +118,7 @@ describe('InFlight: packets between legs', () => {
     assert.equal(q.stats.reordered, 0);
   });
 
-  test('issue 9: with jitter the delivered order differs from the sent order, and nothing is lost or doubled', () => {
+  test('issue 10: with jitter the delivered order differs from the sent order, and nothing is lost or doubled', () => {
     // 1000 packets 0.5 ms apart with 0–5 ms of jitter: many overtake each other.
     const { order, q } = run(impairment({ jitterMs: 5 }), 1000, 0.5);
     assert.deepEqual([...order].sort((x, y) => x - y), [...Array(1000).keys()], 'each packet exactly once');
@@ -128,12 +128,12 @@ describe('InFlight: packets between legs', () => {
     assert.equal(q.stats.lost, 0);
   });
 
-  test('issue 9: packets further apart than the jitter keep their order', () => {
+  test('issue 10: packets further apart than the jitter keep their order', () => {
     const { order } = run(impairment({ jitterMs: 5 }), 500, 6);
     assert.deepEqual(order, [...Array(500).keys()]);
   });
 
-  test(`issue 9: the measured loss rate is within ${TOLERANCE} of p over ${N} packets`, () => {
+  test(`issue 10: the measured loss rate is within ${TOLERANCE} of p over ${N} packets`, () => {
     for (const p of [0.02, 0.1]) {
       const { order, q } = run(impairment({ loss: p }), N, 0.1);
       const measured = 1 - order.length / N;
@@ -143,7 +143,7 @@ describe('InFlight: packets between legs', () => {
     }
   });
 
-  test(`issue 9: the measured duplication rate is within ${TOLERANCE} of d over ${N} packets`, () => {
+  test(`issue 10: the measured duplication rate is within ${TOLERANCE} of d over ${N} packets`, () => {
     const d = 0.05;
     const { order, q } = run(impairment({ duplicate: d }), N, 0.1);
     const extra = order.length - N;
@@ -152,7 +152,7 @@ describe('InFlight: packets between legs', () => {
     assert.equal(new Set(order).size, N, 'every packet arrives');
   });
 
-  test('issue 9: loss and duplication together', () => {
+  test('issue 10: loss and duplication together', () => {
     const { order, q } = run(impairment({ jitterMs: 2, loss: 0.02, duplicate: 0.02 }), N, 0.1);
     assert.equal(order.length, N - q.stats.lost + q.stats.duplicated);
     assert.ok(Math.abs(q.stats.lost / N - 0.02) < TOLERANCE);
@@ -160,13 +160,13 @@ describe('InFlight: packets between legs', () => {
     assert.ok(Math.abs(q.stats.duplicated / (N - q.stats.lost) - 0.02) < TOLERANCE);
   });
 
-  test('issue 9: a seed reproduces the run exactly; another seed does not', () => {
+  test('issue 10: a seed reproduces the run exactly; another seed does not', () => {
     const imp = impairment({ jitterMs: 5, loss: 0.05, duplicate: 0.02 });
     assert.deepEqual(run(imp, 2000, 0.5, 11).order, run(imp, 2000, 0.5, 11).order);
     assert.notDeepEqual(run(imp, 2000, 0.5, 11).order, run(imp, 2000, 0.5, 12).order);
   });
 
-  test('issue 9: the impairment can change mid-run', () => {
+  test('issue 10: the impairment can change mid-run', () => {
     const q = new InFlight<number>(impairment({ loss: 1 }), SEED);
     q.send('a>b', 0, 10, 1);
     q.setImpairment(PERFECT_INTERNET);
