@@ -6,7 +6,8 @@
  *
  * Path changes:
  *   - a transport is attached (relay at once, direct when its channel opens);
- *   - a direct transport is used for sending only after it answers a probe;
+ *   - a direct transport is used for sending once something valid arrives on it
+ *     (the answer to our probe, or the peer's own probe or data);
  *   - when the transport in use is detached, sending moves to what is left and
  *     every unacknowledged frame is sent again there. Seq numbers make the
  *     receiver drop doubles and reorder early arrivals, so nothing is lost or
@@ -200,17 +201,15 @@ export class Link extends EventEmitter<LinkEvents> {
       this.emit('invalid', 'malformed link frame');
       return;
     }
+    // Any valid frame on the direct transport shows it works both ways (an open data channel is
+    // one reliable association), just as a probe reply does: use it now, not after our own probe
+    // gets through, so a lost probe does not keep our answers on the relay.
+    if (via === this.direct && !this.directVerified) this.verifyDirect(via);
     switch (f.t) {
       case 'p':
         via.send(encodeControl({ t: 'P', n: f.n }));
         return;
       case 'P':
-        if (via === this.direct && !this.directVerified) {
-          this.directVerified = true;
-          this.stopProbing();
-          this.use(via);
-          this.startKeepalive(via);
-        }
         return;
       case 'a':
         this.onAck(f.a);
@@ -234,6 +233,13 @@ export class Link extends EventEmitter<LinkEvents> {
     this.current = this.relay = this.direct = undefined;
     this.emit('close');
     this.removeAllListeners();
+  }
+
+  private verifyDirect(t: Transport): void {
+    this.directVerified = true;
+    this.stopProbing();
+    this.use(t);
+    this.startKeepalive(t);
   }
 
   private use(t: Transport | undefined): void {
