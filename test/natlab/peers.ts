@@ -121,11 +121,14 @@ const isEvent = (name: string) => (l: string) => {
 export const serverUrl = (lab: Lab): string => `ws://${lab.serverAddrs[0]}:${WS_PORT}`;
 
 /**
- * IP length from which a TCP segment to the signaling port counts as a relayed frame: any
- * `relay` message (a link frame, even a bare ack, inside JSON, inside a masked WebSocket
- * frame) is longer; pure TCP ACKs (52 bytes) and empty WebSocket pings (58) are shorter.
+ * IP length from which a TCP segment to the signaling port counts as a relayed frame: a
+ * `relay` message carrying a sealed link *data* frame (a command, an answer, a change, a
+ * signal; the smallest, `{"sig":{"kind":"go"}}`, is about 179 bytes) is longer. Shorter:
+ * pure TCP ACKs (52), empty WebSocket pings (58), `admit` (about 110) and a sealed bare
+ * link ack (139-143), which one side may still send on the relay in the moment the other
+ * moves to the data channel, and which carries nothing of the session's data.
  */
-export const RELAY_FRAME_MIN_IP_LEN = 100;
+export const RELAY_FRAME_MIN_IP_LEN = 160;
 
 /**
  * `pinhole signal` in the server namespace, on every server address. Also installs an
