@@ -123,9 +123,9 @@ export const serverUrl = (lab: Lab): string => `ws://${lab.serverAddrs[0]}:${WS_
 /**
  * IP length from which a TCP segment to the signaling port counts as a relayed frame: a
  * `relay` message carrying a sealed link *data* frame (a command, an answer, a change, a
- * signal; the smallest, `{"sig":{"kind":"go"}}`, is about 179 bytes) is longer. Shorter:
+ * signal; the smallest, `{"sig":{"kind":"go"}}`, is about 182 bytes) is longer. Shorter:
  * pure TCP ACKs (52), empty WebSocket pings (58), `admit` (about 110) and a sealed bare
- * link ack (139-143), which one side may still send on the relay in the moment the other
+ * link ack (about 140-144), which one side may still send on the relay in the moment the other
  * moves to the data channel, and which carries nothing of the session's data.
  */
 export const RELAY_FRAME_MIN_IP_LEN = 160;
