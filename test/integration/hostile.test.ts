@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RTCPeerConnection } from 'werift';
 import { stateDir, waitFor } from './helpers.js';
-import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn, type Tamper } from './hostile-server.js';
+import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn } from './hostile-server.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
 import { VERSION, parsePairingCode, loadOrCreateIdentity } from '../../link/index.js';
