@@ -15,7 +15,7 @@ export const ECHO_PAYLOAD = '{"t":"d","q":1000,"a":999,"m":{"jsonrpc":"2.0","id"
 export const LOOPBACK = '127.0.0.1';
 /** Longest wait for a baseline's connection to open, in ms. */
 const SETUP_TIMEOUT_MS = 10_000;
-/** STUN gather timeout handed to werift, in s (as link/rtc.ts). */
+/** STUN gather timeout handed to werift, in s (as platform/node/rtc.ts). */
 const STUN_GATHER_TIMEOUT_S = 2;
 /** Data-channel label of the werift baseline. */
 const DC_LABEL = 'bench';
@@ -125,7 +125,7 @@ export async function openUdpEcho(): Promise<Runner> {
   };
 }
 
-/** Peer-connection options as link/rtc.ts sets them for a loopback server: our STUN, host candidates on 127.0.0.1 only. */
+/** Peer-connection options as platform/node/rtc.ts sets them for a loopback server: our STUN, host candidates on 127.0.0.1 only. */
 export function loopbackPcConfig(stunPort: number): ConstructorParameters<typeof RTCPeerConnection>[0] {
   const allowed = [LOOPBACK];
   return {

@@ -4,7 +4,7 @@
  *
  *   node dist/bench/dtls.js [--runs N] [--cold-runs N] [--json]
  *
- * Two werift peer connections in one process, configured as link/rtc.ts
+ * Two werift peer connections in one process, configured as platform/node/rtc.ts
  * configures them for a loopback server but with no STUN server at all
  * (`iceServers: []`, host candidates on 127.0.0.1 only, so gathering waits
  * for nothing), SDP handed over directly with its candidates, one ordered
@@ -20,7 +20,7 @@
  *            every later connection of a long-running process before issue 4
  *            (and the bench's old "werift DC setup" row after its warm-up).
  *   stored   `dtls: { keys }`, each peer its own pair from generateDtlsKeys()
- *            made before timing (what link/trust.ts loads from dtls.json).
+ *            made before timing (what platform/node/trust.ts loads from dtls.json).
  *
  * Modes take turns run by run (own, cached, stored, own, ...). Milestones,
  * from just before createOffer: the offer and the answer set (createOffer
@@ -47,7 +47,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RTCDtlsTransport, RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { generateDtlsKeys, type DtlsKeyPair } from '../link/rtc.js';
+import { generateDtlsKeys, type DtlsKeyPair } from '../platform/node/rtc.js';
 import { LOOPBACK } from './baselines.js';
 import { percentile, withTimeout } from './stats.js';
 
@@ -81,7 +81,7 @@ export function phases(s: SetupSample): { total: number; offer: number; dtls: nu
 /** Longest wait for one pair, in ms. */
 const SETUP_TIMEOUT_MS = 10_000;
 
-/** Peer-connection options as link/rtc.ts with hostAddresses [127.0.0.1], minus STUN. */
+/** Peer-connection options as platform/node/rtc.ts with hostAddresses [127.0.0.1], minus STUN. */
 function pcConfig(keys: DtlsKeyPair | undefined): ConstructorParameters<typeof RTCPeerConnection>[0] {
   const allowed = [LOOPBACK];
   return {

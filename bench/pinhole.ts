@@ -7,8 +7,8 @@
  * under this run's root, removed by removeBenchState()); the loopback runners
  * pair with the device's code, as a user does the first time.
  */
-import { Opener, Sealer, deriveSealKeys } from '../link/seal.js';
-import { encodeData } from '../link/frames.js';
+import { Opener, Sealer, deriveSealKeys } from '../crypto/seal.js';
+import { encodeData } from '../protocol/frames.js';
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,23 +16,16 @@ import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { connect, Device } from '../controller/index.js';
 import { CommandHandler, DeviceAgent, SimGpio, type DeviceEvent } from '../device/index.js';
-import {
-  PROTOCOL_VERSION,
-  PeerSession,
-  PinholeError,
-  SignalClient,
-  VERSION,
-  deviceRoom,
-  generatePairingCode,
-  loadOrCreateDtlsCert,
-  loadOrCreateIdentity,
-  parsePairingCode,
-  preloadDirect,
-  type Level,
-  type ServerMessage,
-  type SessionSecurity,
-} from '../link/index.js';
-import type { HandshakeIdentity } from '../link/handshake.js';
+import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/signaling.js';
+import { PeerSession, preloadDirect, type SessionSecurity } from '../session/session.js';
+import { PinholeError } from '../protocol/errors.js';
+import { SignalClient } from '../platform/node/signal-client.js';
+import { VERSION } from '../protocol/version.js';
+import { deviceRoom, generatePairingCode, parsePairingCode } from '../protocol/code.js';
+import { loadOrCreateDtlsCert } from '../platform/node/trust.js';
+import { loadOrCreateIdentity } from '../crypto/identity.js';
+import { type Level } from '../protocol/rpc.js';
+import type { HandshakeIdentity } from '../crypto/handshake.js';
 import { startSignalServer, resolveSignalConfig, type SignalServer } from '../signaling/index.js';
 import { LOOPBACK } from './baselines.js';
 import { summarize, withTimeout, type Runner, type Summary } from './stats.js';
@@ -236,7 +229,7 @@ class MemorySignal extends EventEmitter {
   }
 }
 
-/** An Ed25519 identity held in memory (what link/identity.ts keeps in identity.json). */
+/** An Ed25519 identity held in memory (what crypto/identity.ts keeps in identity.json). */
 function memoryIdentity(): HandshakeIdentity {
   const secretKey = ed25519.utils.randomSecretKey();
   return { publicKey: ed25519.getPublicKey(secretKey), sign: (msg) => ed25519.sign(msg, secretKey) };

@@ -9,7 +9,7 @@
  *   --json   print one JSON object instead of the table
  */
 import os from 'node:os';
-import { iceConfigFor } from '../link/index.js';
+import { iceConfigFor } from '../session/ice-config.js';
 import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, weriftSetupTimes } from './baselines.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
 import { connectTimes, handshakeTimes, memoryHandshakeTimes, openCommands, openInMemory, openSealing, removeBenchState, startBenchServer } from './pinhole.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** Entry point of the `pinhole` bin: wires process I/O into main(). */
-import { main } from '../cli/main.js';
+import { main } from '../cli/index.js';
 
 const stop = new Promise<void>((resolve) => {
   for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => resolve());

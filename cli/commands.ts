@@ -3,7 +3,8 @@
  * one-shot `pinhole control ... COMMAND` and the interactive `shell`.
  */
 import { parseArgs } from 'node:util';
-import { PinholeError, MAX_PIN, DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_TIMES, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS } from '../link/index.js';
+import { PinholeError } from '../protocol/index.js';
+import { MAX_PIN, DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_TIMES, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS } from '../protocol/index.js';
 import type { Device, Change } from '../controller/index.js';
 import { intFlag, type Flags } from './config.js';
 import { sanitizeForTerminal as safe } from './sanitize.js';

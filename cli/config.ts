@@ -4,7 +4,13 @@
  * reads process.argv or process.env; main() passes them in.
  */
 import { hostname } from 'node:os';
-import { PinholeError, isValidPeerName, parsePairingCode, parseIceServer, resolveStateDir, IdentityError, MAX_PIN, type IceServer } from '../link/index.js';
+import { PinholeError } from '../protocol/index.js';
+import { isValidPeerName } from '../protocol/index.js';
+import { parsePairingCode } from '../protocol/index.js';
+import { parseIceServer } from '../session/index.js';
+import { resolveStateDir, IdentityError } from '../crypto/index.js';
+import { MAX_PIN } from '../protocol/index.js';
+import { type IceServer } from '../platform/node/index.js';
 import { DEFAULT_TIMEOUT_MS, DEFAULT_DOCTOR_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 import { parseSafeState, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS } from '../device/index.js';

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VERSION } from '../link/index.js';
+import { VERSION } from '../protocol/index.js';
 import { connect } from '../controller/index.js';
 import { DeviceAgent, SimGpio } from '../device/index.js';
 import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';

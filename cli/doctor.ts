@@ -1,6 +1,6 @@
 /**
  * `pinhole doctor`: what the network allows, in the manner of
- * `tailscale netcheck`. The tests run in controller/doctor.ts; this file only
+ * `tailscale netcheck`. The tests run in doctor/netcheck.ts; this file only
  * renders the report as text or as one JSON object.
  */
 import { runDoctor, type DoctorReport } from '../controller/index.js';

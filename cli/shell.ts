@@ -1,6 +1,6 @@
 /** `pinhole control ... shell`: an interactive prompt over one session. */
 import { createInterface } from 'node:readline';
-import { PinholeError } from '../link/index.js';
+import { PinholeError } from '../protocol/index.js';
 import type { Device } from '../controller/index.js';
 import { parseShellLine, runCommand, type Output } from './commands.js';
 import { exitCodeFor, EXIT } from './exit.js';

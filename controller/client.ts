@@ -8,42 +8,24 @@
  *   await dev.close();
  *
  * Every session starts with an authenticated handshake over the server
- * (link/handshake.ts); commands then go over the sealed relay at once and move
+ * (crypto/handshake.ts); commands then go over the sealed relay at once and move
  * to the direct path when it opens; `dev.path` tells which is in use.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import {
-  DEFAULT_BLINK_INTERVAL_MS,
-  DEFAULT_BLINK_TIMES,
-  PROTOCOL_VERSION,
-  PeerSession,
-  preloadDirect,
-  PinholeError,
-  SignalClient,
-  deviceRoom,
-  fingerprintOf,
-  iceConfigFor,
-  loadOrCreateDtlsCert,
-  loadOrCreateIdentity,
-  parseIncoming,
-  parsePairingCode,
-  KnownDevices,
-  type ChangeNotification,
-  type ErrorCode,
-  type IceServer,
-  type Level,
-  type Methods,
-  type Method,
-  type Path,
-  type PeerInfo,
-  type Identity,
-  type DtlsKeyPair,
-  type PinMode,
-  type ServerMessage,
-  type SessionEvents,
-} from '../link/index.js';
+import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
+import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/index.js';
+import { PeerSession, preloadDirect, type SessionEvents } from '../session/index.js';
+import { PinholeError, type ErrorCode } from '../protocol/index.js';
+import { SignalClient } from '../platform/node/index.js';
+import { deviceRoom, parsePairingCode } from '../protocol/index.js';
+import { fingerprintOf, loadOrCreateIdentity, type Identity } from '../crypto/index.js';
+import { iceConfigFor } from '../session/index.js';
+import { loadOrCreateDtlsCert, KnownDevices } from '../platform/node/index.js';
+import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
+import { type Path } from '../transport/index.js';
+import { type PeerInfo } from '../crypto/index.js';
 
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
 export const DEFAULT_TIMEOUT_MS = 10_000;

@@ -11,7 +11,8 @@ export {
   type DeviceEvents,
   type DirectFailed,
 } from './client.js';
-export { PinholeError, isPinholeError, type ErrorCode, type Path } from '../link/index.js';
+export { PinholeError, isPinholeError, type ErrorCode } from '../protocol/index.js';
+export { type Path } from '../transport/index.js';
 export {
   runDoctor,
   DEFAULT_DOCTOR_TIMEOUT_MS,
@@ -20,7 +21,7 @@ export {
   type DoctorOptions,
   type DoctorReport,
   type ProbeSummary,
-} from './doctor.js';
+} from '../doctor/index.js';
 export {
   classifyNat,
   type NatObservations,
@@ -30,4 +31,4 @@ export {
   type Behaviour,
   type BehaviourResult,
   type Verdict,
-} from './nat-behaviour.js';
+} from '../doctor/index.js';

@@ -22,35 +22,21 @@
  * valid code.
  */
 import { EventEmitter } from 'node:events';
-import type { Gpio } from './gpio.js';
+import type { Gpio } from './gpio/gpio.js';
 import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
 import { SafeState } from './safe-state.js';
-import type { Level } from './gpio.js';
-import {
-  CLOSE_LEAVE,
-  PROTOCOL_VERSION,
-  PeerSession,
-  preloadDirect,
-  PinholeError,
-  SignalClient,
-  deviceRoom,
-  formatPairingCode,
-  generatePairingCode,
-  parsePairingCode,
-  iceConfigFor,
-  makeRegisterProof,
-  loadOrCreateIdentity,
-  loadOrCreateDtlsCert,
-  TrustedControllers,
-  fingerprintOf,
-  type DtlsKeyPair,
-  type Identity,
-  type ErrorCode,
-  type IceServer,
-  type Path,
-  type ServerMessage,
-} from '../link/index.js';
+import type { Level } from './gpio/gpio.js';
+import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } from '../protocol/index.js';
+import { PeerSession, preloadDirect } from '../session/index.js';
+import { PinholeError, type ErrorCode } from '../protocol/index.js';
+import { SignalClient } from '../platform/node/index.js';
+import { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode } from '../protocol/index.js';
+import { iceConfigFor } from '../session/index.js';
+import { loadOrCreateIdentity, fingerprintOf, type Identity } from '../crypto/index.js';
+import { loadOrCreateDtlsCert, TrustedControllers } from '../platform/node/index.js';
+import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
+import { type Path } from '../transport/index.js';
 
 /** First reconnect delay after the server connection drops or a registration is refused, in ms. */
 export const RECONNECT_BASE_MS = 500;

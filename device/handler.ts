@@ -6,9 +6,10 @@
  * identity, a request whose (controller, id) was seen before is answered
  * with the stored response and not run again.
  */
-import { GpioError, type Gpio, type Level } from './gpio.js';
+import { GpioError, type Gpio, type Level } from './gpio/gpio.js';
 import type { RecentResults } from './recent.js';
-import { parseRequest, rpcError, PROTOCOL_VERSION, type ChangeNotification, type RpcRequest, type RpcResponse } from '../link/index.js';
+import { parseRequest, rpcError, type ChangeNotification, type RpcRequest, type RpcResponse } from '../protocol/index.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
 
 /** Options of a CommandHandler. */
 export interface HandlerOptions {

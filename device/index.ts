@@ -11,6 +11,6 @@ export {
   MAX_SAFE_STATE_SPEC_CHARS,
   type SafeStateOptions,
 } from './safe-state.js';
-export { GpioError, type Gpio, type GpioErrorCode, type Level, type PinChange, type PinMode } from './gpio.js';
-export { SimGpio, type SimGpioOptions } from './sim.js';
-export { openMraa, type MraaOptions } from './mraa.js';
+export { GpioError, type Gpio, type GpioErrorCode, type Level, type PinChange, type PinMode } from './gpio/gpio.js';
+export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
+export { openMraa, type MraaOptions } from './gpio/mraa.js';

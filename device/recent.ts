@@ -12,7 +12,7 @@
  *
  * Pure: no sockets, no clock. Bounded by entry count only.
  */
-import type { RpcResponse } from '../link/index.js';
+import type { RpcResponse } from '../protocol/index.js';
 
 /**
  * Responses remembered in all, oldest evicted first: 4096.

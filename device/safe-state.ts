@@ -6,8 +6,10 @@
  *
  * Pure: the GPIO backend and the timers are injected; no sockets, no clock.
  */
-import type { Gpio, Level } from './gpio.js';
-import { MAX_PIN, PinholeError, realTimers, type Timers } from '../link/index.js';
+import type { Gpio, Level } from './gpio/gpio.js';
+import { MAX_PIN } from '../protocol/index.js';
+import { PinholeError } from '../protocol/index.js';
+import { realTimers, type Timers } from '../transport/index.js';
 
 /**
  * Default time without any controller before the safe state is set, in ms: 30 s.
@@ -33,7 +35,7 @@ export const MAX_SAFE_AFTER_MS = 2 ** 31 - 1;
 export interface SafeStateOptions {
   /** The GPIO backend. */
   gpio: Gpio;
-  /** Pin -> level to set. Pins are integers 0..MAX_PIN (link/rpc.ts), levels 0 or 1. An empty map makes SafeState do nothing. */
+  /** Pin -> level to set. Pins are integers 0..MAX_PIN (protocol/rpc.ts), levels 0 or 1. An empty map makes SafeState do nothing. */
   pins: ReadonlyMap<number, Level>;
   /**
    * Time with no controller connected before the pins are set, in ms: an

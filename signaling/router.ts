@@ -7,7 +7,7 @@
  *
  * The server deals only in rooms: public rendezvous names. A room is the
  * first 4 symbols of a pairing code (the rest is the PAKE secret, which never
- * reaches the server) or a paired device's persistent room (link/code.ts,
+ * reaches the server) or a paired device's persistent room (protocol/code.ts,
  * deviceRoom). Rooms are keyed by parseRoom (upper case, dashes and spaces
  * dropped, 4..32 of [A-Z0-9]) and hold at most one device and one
  * controller. Semantics (docs/protocol.md repeats them for peers):
@@ -93,9 +93,9 @@
  * Logs name rooms by a serial number, never by name; no message body, relay
  * data, session id or address is ever put in an action's log fields.
  */
-import { PROTOCOL_VERSION, decodeBase64url, registerProofMessage, type ClientMessage, type RegisterProof, type Role, type ServerMessage, type SignalErrorCode } from '../link/protocol.js';
-import { deviceRoom, parseRoom } from '../link/code.js';
-import { decodeKey32, verifyIdentitySignature } from '../link/identity.js';
+import { PROTOCOL_VERSION, decodeBase64url, registerProofMessage, type ClientMessage, type RegisterProof, type Role, type ServerMessage, type SignalErrorCode } from '../protocol/index.js';
+import { deviceRoom, parseRoom } from '../protocol/index.js';
+import { decodeKey32, verifyIdentitySignature } from '../crypto/index.js';
 
 /** Identifies one WebSocket connection; assigned by the shell. */
 export type ConnId = number;

@@ -16,8 +16,8 @@ import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { nanoid } from 'nanoid';
-import { CLOSE_LEAVE, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../link/protocol.js';
-import { PinholeError } from '../link/errors.js';
+import { CLOSE_LEAVE, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../protocol/index.js';
+import { PinholeError } from '../protocol/index.js';
 import { ADMIT_TIMEOUT_MS, Router, addressKey, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, startStunServer, type StunEndpoint, type StunServerHandle, type StunStats } from './stun.js';
 

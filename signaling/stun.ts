@@ -16,7 +16,7 @@
  * socket the response leaves from) and MAPPED-ADDRESS (section 6.1 requires
  * it in this usage). A CHANGE-REQUEST attribute picks that socket: "change IP" (0x4)
  * flips the IP, "change port" (0x2) flips the port. `pinhole doctor` uses
- * this to classify NAT mapping and filtering (controller/doctor.ts).
+ * this to classify NAT mapping and filtering (doctor/netcheck.ts).
  *
  * The `stun` package already knows OTHER-ADDRESS, RESPONSE-ORIGIN (encoded
  * as plain address attributes) and CHANGE-REQUEST (a uint32), so nothing is

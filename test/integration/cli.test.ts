@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { runCli, spawnUntil, exited, startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
 import type { SignalServer } from '../../signaling/index.js';
-import { PROTOCOL_VERSION, parseServerMessage } from '../../link/index.js';
+import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
 
 let server: SignalServer;
 let dev: TestDevice;

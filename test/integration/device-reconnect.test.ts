@@ -6,7 +6,7 @@ import net from 'node:net';
 import { startServer, stateDir, waitFor } from './helpers.js';
 import { connect } from '../../controller/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
-import { VERSION } from '../../link/index.js';
+import { VERSION } from '../../protocol/version.js';
 
 /** A TCP pass-through whose live connections can be cut. */
 async function cuttableProxy(targetPort: number) {

@@ -9,11 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { PeerSession } from '../../link/session.js';
-import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../link/rtc.js';
-import { loadOrCreateDtlsCert } from '../../link/trust.js';
-import type { ServerMessage, SignalPayload } from '../../link/protocol.js';
-import type { SignalClient } from '../../link/signal-client.js';
+import { PeerSession } from '../../session/session.js';
+import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../platform/node/rtc.js';
+import { loadOrCreateDtlsCert } from '../../platform/node/trust.js';
+import type { ServerMessage, SignalPayload } from '../../protocol/signaling.js';
+import type { SignalClient } from '../../platform/node/signal-client.js';
 import { stateDir, waitFor } from './helpers.js';
 
 const T = 30_000;

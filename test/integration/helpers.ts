@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { startSignalServer, resolveSignalConfig, type SignalServer, type SignalServerConfigInput } from '../../signaling/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
-import { VERSION } from '../../link/index.js';
+import { VERSION } from '../../protocol/version.js';
 
 /** Compiled CLI entry point (dist/bin/pinhole.js). */
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'pinhole.js');

@@ -11,8 +11,10 @@ import { stateDir, waitFor } from './helpers.js';
 import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn } from './hostile-server.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
-import { VERSION, parsePairingCode, loadOrCreateIdentity } from '../../link/index.js';
-import { generateDtlsKeys, splitCandidates, DC_LABEL } from '../../link/rtc.js';
+import { VERSION } from '../../protocol/version.js';
+import { parsePairingCode } from '../../protocol/code.js';
+import { loadOrCreateIdentity } from '../../crypto/identity.js';
+import { generateDtlsKeys, splitCandidates, DC_LABEL } from '../../platform/node/rtc.js';
 
 const BOARD = 'test-board';
 const TIMEOUT_MS = 8_000;

@@ -6,8 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { openMraa, type MraaGpio } from '../../device/mraa.js';
-import { GpioError, type PinChange } from '../../device/gpio.js';
+import { openMraa, type MraaGpio } from '../../device/gpio/mraa.js';
+import { GpioError, type PinChange } from '../../device/gpio/gpio.js';
 import { startServer, spawnDevice, pair, runCli } from './helpers.js';
 
 // dist/test/integration/ -> repo root

@@ -8,17 +8,11 @@ import { join } from 'node:path';
 import { startServer, startDevice, stateDir, waitFor, LOOPBACK_LIMITS } from './helpers.js';
 import { DeviceAgent, HANDSHAKE_START_MS, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
-import {
-  CLOSE_LEAVE,
-  PROTOCOL_VERSION,
-  SignalClient,
-  VERSION,
-  deviceRoom,
-  loadOrCreateIdentity,
-  makeRegisterProof,
-  parsePairingCode,
-  type ServerMessage,
-} from '../../link/index.js';
+import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } from '../../protocol/signaling.js';
+import { SignalClient } from '../../platform/node/signal-client.js';
+import { VERSION } from '../../protocol/version.js';
+import { deviceRoom, parsePairingCode } from '../../protocol/code.js';
+import { loadOrCreateIdentity } from '../../crypto/identity.js';
 import type { SignalServer } from '../../signaling/index.js';
 
 const servers: SignalServer[] = [];

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { SignalServer } from '../../signaling/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
-import { isPinholeError } from '../../link/index.js';
+import { isPinholeError } from '../../protocol/errors.js';
 import { startHostileServer, parseFrameText } from './hostile-server.js';
 import { startServer, stateDir, waitFor } from './helpers.js';
 
@@ -171,10 +171,10 @@ test('issue 5: a signaling server that stops answering pings is noticed within S
   const { WebSocketServer } = await import('ws');
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
   await new Promise<void>((r) => wss.once('listening', () => r()));
-  const { PROTOCOL_VERSION } = await import('../../link/protocol.js');
+  const { PROTOCOL_VERSION } = await import('../../protocol/signaling.js');
   wss.on('connection', (ws) => ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, nonce: Buffer.alloc(32, 7).toString('base64url') })));
   t.after(() => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }));
-  const { SignalClient } = await import('../../link/signal-client.js');
+  const { SignalClient } = await import('../../platform/node/signal-client.js');
   const port = (wss.address() as { port: number }).port;
   const keepalive = { intervalMs: 200, misses: 3 };
   const client = await SignalClient.connect(`ws://127.0.0.1:${port}`, 2_000, keepalive);

@@ -21,8 +21,8 @@ import {
   makeRegisterProof,
   parseServerMessage,
   type ServerMessage,
-} from '../../link/protocol.js';
-import { deviceRoom } from '../../link/code.js';
+} from '../../protocol/signaling.js';
+import { deviceRoom } from '../../protocol/code.js';
 import { waitFor } from './helpers.js';
 
 const HOST = '127.0.0.1';

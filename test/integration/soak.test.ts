@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect } from '../../controller/index.js';
-import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION } from '../../link/index.js';
+import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION } from '../../protocol/signaling.js';
 import { startHostileServer, relayText } from './hostile-server.js';
 
 /** Frames sent at each target. */

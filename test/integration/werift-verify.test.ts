@@ -1,12 +1,12 @@
-// Two real werift peer connections on loopback, configured by link/rtc.ts (DirectPath:
+// Two real werift peer connections on loopback, configured by platform/node/rtc.ts (DirectPath:
 // iceServers [], host candidates and pairs on 127.0.0.1 only), signals handed over
 // directly. One side presents a stolen certificate (the real peer's certPem) with a
 // random key: the DTLS handshake must fail and the data channel never open.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { DirectPath, generateDtlsKeys, type DataChannelTransport, type DtlsKeyPair, type RtcConfig } from '../../link/rtc.js';
-import type { SignalPayload } from '../../link/protocol.js';
+import { DirectPath, generateDtlsKeys, type DataChannelTransport, type DtlsKeyPair, type RtcConfig } from '../../platform/node/rtc.js';
+import type { SignalPayload } from '../../protocol/signaling.js';
 import { waitFor } from './helpers.js';
 
 const LOOPBACK = '127.0.0.1';

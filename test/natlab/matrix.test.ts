@@ -147,7 +147,7 @@ describe('pinhole cone × cone repeatability (fresh lab per attempt)', { skip },
 // ---------------------------------------------------------------- the coordinated start
 
 describe('pinhole cone × cone behind routers that accept unsolicited WAN input', { skip }, () => {
-  // Behind these routers whoever sends first loses (link/rtc.ts): the control shows a plain
+  // Behind these routers whoever sends first loses (platform/node/rtc.ts): the control shows a plain
   // punch failing when one side starts PLAIN_PUNCH_STAGGER_MS late; pinhole's coordinated
   // start must still connect.
   test(`control: a plain UDP punch with one side ${PLAIN_PUNCH_STAGGER_MS} ms late fails`, { timeout: CELL_TIMEOUT_MS }, async (t) => {

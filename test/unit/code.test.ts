@@ -16,9 +16,9 @@ import {
   parsePairingCode,
   parseRoom,
   type PairingCode,
-} from '../../link/code.js';
+} from '../../protocol/code.js';
 
-/** RFC 4648 base32 without padding, written differently from link/code.ts: via a bit string. */
+/** RFC 4648 base32 without padding, written differently from protocol/code.ts: via a bit string. */
 function base32(bytes: Uint8Array): string {
   const bits = [...bytes].map((b) => b.toString(2).padStart(8, '0')).join('');
   let out = '';

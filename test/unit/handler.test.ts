@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CommandHandler } from '../../device/handler.js';
 import { RecentResults } from '../../device/recent.js';
-import { SimGpio } from '../../device/sim.js';
-import type { ChangeNotification, RpcResponse } from '../../link/rpc.js';
+import { SimGpio } from '../../device/gpio/sim.js';
+import type { ChangeNotification, RpcResponse } from '../../protocol/rpc.js';
 
 function setup(allowed?: number[]) {
   const gpio = new SimGpio();

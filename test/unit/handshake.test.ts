@@ -22,9 +22,9 @@ import {
   type HandshakeIdentity,
   type HandshakeMessage,
   type HandshakeResult,
-} from '../../link/handshake.js';
-import { cpaceChannelId, cpaceStart, lvCat, parseCpaceMessage } from '../../link/pake.js';
-import { Opener, Sealer, deriveSealKeys } from '../../link/seal.js';
+} from '../../crypto/handshake.js';
+import { cpaceChannelId, cpaceStart, lvCat, parseCpaceMessage } from '../../crypto/pake.js';
+import { Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
 
 /*
  * Both sides are driven through the real message strings, as the relay
@@ -154,7 +154,7 @@ function seededRng(seed: string): (n: number) => Uint8Array {
   };
 }
 
-// The key schedule as link/handshake.ts documents it, written out independently:
+// The key schedule as crypto/handshake.ts documents it, written out independently:
 // used to play the attacker, and to check the implementation against its comment.
 const th1Of = (sid: string, ec: Uint8Array, ed: Uint8Array, pakeA: Uint8Array, pakeB: Uint8Array, tb: Uint8Array): Uint8Array =>
   sha256(lvCat(utf8ToBytes('pinhole/1 handshake'), utf8ToBytes(sid), ec, ed, pakeA, pakeB, tb));
@@ -660,7 +660,7 @@ describe('handshake: replay', () => {
 });
 
 describe('handshake: key schedule as documented', () => {
-  test('later session: th1, the box keys, th2 and the secret match the comment in link/handshake.ts', () => {
+  test('later session: th1, the box keys, th2 and the secret match the comment in crypto/handshake.ts', () => {
     const crng = seededRng('controller');
     const drng = seededRng('device');
     const ecSecret = seededRng('controller')(32);

@@ -1,7 +1,7 @@
 // ICE configuration derived from the server URL and --ice-server values.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { iceConfigFor, parseIceServer } from '../../link/ice-config.js';
+import { iceConfigFor, parseIceServer } from '../../session/ice-config.js';
 
 test('issue 2: a loopback server gives our STUN on 127.0.0.1 and keeps ICE on loopback', () => {
   assert.deepEqual(iceConfigFor('ws://localhost:8080', 3478), { iceServers: [{ urls: 'stun:127.0.0.1:3478' }], hostAddresses: ['127.0.0.1'] });

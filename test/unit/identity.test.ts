@@ -13,7 +13,7 @@ import {
   loadOrCreateIdentity,
   resolveStateDir,
   verifyIdentitySignature,
-} from '../../link/identity.js';
+} from '../../crypto/identity.js';
 
 const posix = process.platform !== 'win32';
 let root: string;

@@ -1,9 +1,9 @@
 // The Link's path switching, with in-memory transports and manual timers: no sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Link, type Timers, type Transport, type Path } from '../../link/link.js';
-import { MAX_UNACKED, KEEPALIVE_MISSES } from '../../link/link.js';
-import { isPinholeError } from '../../link/errors.js';
+import { Link, type Timers, type Transport, type Path } from '../../transport/link.js';
+import { MAX_UNACKED, KEEPALIVE_MISSES } from '../../transport/link.js';
+import { isPinholeError } from '../../protocol/errors.js';
 
 /** Timers that run only when the test says so. */
 function manualTimers(): Timers & { run(): void; pending(): number } {

@@ -1,11 +1,11 @@
-// `pinhole doctor`'s classification (controller/nat-behaviour.ts) from synthetic RFC 5780 test
+// `pinhole doctor`'s classification (doctor/nat-behaviour.ts) from synthetic RFC 5780 test
 // outcomes, every branch; plus the pure parts of the STUN server (bindingResponse) and of the
 // doctor's shell (retransmit schedule, ERROR-CODE reader). No sockets.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import stun from 'stun';
-import { classifyNat, formatEndpoint, validOther, SUMMARY, type Endpoint, type NatObservations, type Probe } from '../../controller/nat-behaviour.js';
-import { retransmitSchedule, errorCode, STUN_RTO_MS } from '../../controller/doctor.js';
+import { classifyNat, formatEndpoint, validOther, SUMMARY, type Endpoint, type NatObservations, type Probe } from '../../doctor/nat-behaviour.js';
+import { retransmitSchedule, errorCode, STUN_RTO_MS } from '../../doctor/netcheck.js';
 import { bindingResponse, altHostProblem, CHANGE_IP, CHANGE_PORT, type Rfc5780Context } from '../../signaling/stun.js';
 
 const ep = (address: string, port: number): Endpoint => ({ address, port });

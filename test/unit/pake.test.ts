@@ -27,7 +27,7 @@ import {
   sidOutput,
   transcriptIr,
   type CpaceSession,
-} from '../../link/pake.js';
+} from '../../crypto/pake.js';
 
 /*
  * Vectors: draft-irtf-cfrg-cpace-21, Appendix A (string utilities) and
@@ -207,7 +207,7 @@ describe('CPace protocol run against the B.3 vectors', () => {
   });
 
   test('key confirmation follows draft section 10.4: mac_key = SHA-512("CPaceMac"||sid||ISK), T = HMAC-SHA-512(mac_key, lv_cat(Y, AD))', () => {
-    // Recomputed here from the vector ISK with the hash primitives directly, not through link/pake.ts.
+    // Recomputed here from the vector ISK with the hash primitives directly, not through crypto/pake.ts.
     const macKey = sha512(concatBytes(utf8ToBytes('CPaceMac'), TV.sid, TV.ISK_IR));
     const ta = hmac(sha512, macKey, concatBytes(Uint8Array.of(32), TV.Ya, Uint8Array.of(3), TV.ADa));
     const tb = hmac(sha512, macKey, concatBytes(Uint8Array.of(32), TV.Yb, Uint8Array.of(3), TV.ADb));

@@ -21,7 +21,7 @@ import {
   type ServerMessage,
   type SignalErrorCode,
   type SignalPayload,
-} from '../../link/protocol.js';
+} from '../../protocol/signaling.js';
 import {
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
@@ -34,12 +34,12 @@ import {
   parseRequest,
   type RpcErrorCode,
   type RpcRequest,
-} from '../../link/rpc.js';
-import { encodeControl, encodeData, parseFrame, type LinkFrame } from '../../link/frames.js';
-import { MAX_HANDSHAKE_BYTES, encodeHandshake, parseHandshake, type HandshakeErrorCode, type HandshakeMessage } from '../../link/handshake.js';
-import { MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer, deriveSealKeys } from '../../link/seal.js';
-import { CODE_ALPHABET, PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../link/code.js';
-import { parseSdpFingerprint } from '../../link/trust.js';
+} from '../../protocol/rpc.js';
+import { encodeControl, encodeData, parseFrame, type LinkFrame } from '../../protocol/frames.js';
+import { MAX_HANDSHAKE_BYTES, encodeHandshake, parseHandshake, type HandshakeErrorCode, type HandshakeMessage } from '../../crypto/handshake.js';
+import { MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
+import { CODE_ALPHABET, PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../protocol/code.js';
+import { parseSdpFingerprint } from '../../platform/node/trust.js';
 
 // ---------- settings ----------
 

@@ -14,7 +14,7 @@ import {
   type ClientMessage,
   type ServerMessage,
   type SignalPayload,
-} from '../../link/protocol.js';
+} from '../../protocol/signaling.js';
 
 const V = PROTOCOL_VERSION;
 /** A well-formed (not necessarily valid) key and signature, base64url. */

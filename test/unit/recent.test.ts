@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RecentResults, MAX_RECENT_RESULTS } from '../../device/recent.js';
-import type { RpcResponse } from '../../link/rpc.js';
+import type { RpcResponse } from '../../protocol/rpc.js';
 
 const ok = (id: number | string, result: unknown = null): RpcResponse => ({ jsonrpc: '2.0', id, result });
 

@@ -22,8 +22,8 @@ import {
   type ConnId,
   type RouterLimits,
 } from '../../signaling/router.js';
-import { HELLO_NONCE_BYTES, PROTOCOL_VERSION, encode, makeRegisterProof, parseServerMessage, type ClientMessage, type RegisterProof, type ServerMessage } from '../../link/protocol.js';
-import { deviceRoom } from '../../link/code.js';
+import { HELLO_NONCE_BYTES, PROTOCOL_VERSION, encode, makeRegisterProof, parseServerMessage, type ClientMessage, type RegisterProof, type ServerMessage } from '../../protocol/signaling.js';
+import { deviceRoom } from '../../protocol/code.js';
 
 /** An Ed25519 key pair shaped like an Identity (publicKey + sign), for registration proofs. */
 interface Key {

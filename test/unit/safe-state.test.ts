@@ -9,11 +9,11 @@ import {
   MAX_SAFE_AFTER_MS,
   type SafeStateOptions,
 } from '../../device/safe-state.js';
-import { SimGpio } from '../../device/sim.js';
-import { GpioError, type Level } from '../../device/gpio.js';
-import { isPinholeError } from '../../link/errors.js';
-import { MAX_PIN } from '../../link/rpc.js';
-import type { Timers } from '../../link/link.js';
+import { SimGpio } from '../../device/gpio/sim.js';
+import { GpioError, type Level } from '../../device/gpio/gpio.js';
+import { isPinholeError } from '../../protocol/errors.js';
+import { MAX_PIN } from '../../protocol/rpc.js';
+import type { Timers } from '../../transport/link.js';
 
 /** Timers driven by hand: advance(ms) fires what falls due, in order. */
 class ManualTimers implements Timers {

@@ -12,8 +12,8 @@ import {
   Sealer,
   deriveSealKeys,
   type OpenResult,
-} from '../../link/seal.js';
-import { MAX_LINK_FRAME_BYTES } from '../../link/protocol.js';
+} from '../../crypto/seal.js';
+import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
 
 const SECRET = Uint8Array.from({ length: 64 }, (_, i) => i);
 const SID = 'session-0123456789';
@@ -37,7 +37,7 @@ function opened(r: OpenResult): string {
 }
 
 /**
- * Builds a frame by the format documented in link/seal.ts with node:crypto's
+ * Builds a frame by the format documented in crypto/seal.ts with node:crypto's
  * ChaCha20-Poly1305 (an independent implementation), to pin the wire format.
  */
 function referenceFrame(key: Uint8Array, dirByte: number, counter: bigint, sid: string, pt: Uint8Array): string {

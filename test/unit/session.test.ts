@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { EventEmitter } from 'node:events';
-import { PeerSession, OFFER_GATE_MS, ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt } from '../../link/session.js';
-import type { Transport } from '../../link/link.js';
-import type { Timers } from '../../link/link.js';
-import type { ClientMessage, ServerMessage } from '../../link/protocol.js';
-import type { SignalClient } from '../../link/signal-client.js';
+import { PeerSession, OFFER_GATE_MS, ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt } from '../../session/session.js';
+import type { Transport } from '../../transport/link.js';
+import type { Timers } from '../../transport/link.js';
+import type { ClientMessage, ServerMessage } from '../../protocol/signaling.js';
+import type { SignalClient } from '../../platform/node/signal-client.js';
 
 const FP_C = Array.from({ length: 32 }, (_, i) => (i + 16).toString(16).toUpperCase().padStart(2, '0')).join(':');
 const FP_D = Array.from({ length: 32 }, (_, i) => (i + 100).toString(16).toUpperCase().padStart(2, '0')).join(':');

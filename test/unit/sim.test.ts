@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SimGpio, SIM_DEFAULT_TRACE_LIMIT } from '../../device/sim.js';
-import { GpioError, type PinChange } from '../../device/gpio.js';
+import { SimGpio, SIM_DEFAULT_TRACE_LIMIT } from '../../device/gpio/sim.js';
+import { GpioError, type PinChange } from '../../device/gpio/gpio.js';
 
 /** A clock the test advances by hand. */
 function fakeClock(start = 1000): { now: () => number; advance: (ms: number) => void } {

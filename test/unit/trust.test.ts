@@ -8,19 +8,19 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { PinholeError } from '../../link/errors.js';
-import { IdentityError, ensureStateDir as ensureDir, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../link/identity.js';
+import { PinholeError } from '../../protocol/errors.js';
+import { isValidPeerName } from '../../protocol/names.js';
+import { IdentityError, ensureStateDir as ensureDir, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../crypto/identity.js';
 import {
   CONTROLLERS_FILE,
   DEVICES_FILE,
   DTLS_FILE,
   KnownDevices,
   TrustedControllers,
-  isValidPeerName,
   loadOrCreateDtlsCert,
   parseSdpFingerprint,
   type DtlsKeyPair,
-} from '../../link/trust.js';
+} from '../../platform/node/trust.js';
 
 const posix = process.platform !== 'win32';
 let root: string;
@@ -228,7 +228,7 @@ describe('corrupt and non-regular state files', () => {
 
   /** Five seconds: a load that fails fast takes milliseconds; one that hangs on a FIFO never ends. */
   const HANG_MS = 5000;
-  const modules = { trust: new URL('../../link/trust.js', import.meta.url).href, identity: new URL('../../link/identity.js', import.meta.url).href };
+  const modules = { trust: new URL('../../platform/node/trust.js', import.meta.url).href, identity: new URL('../../crypto/identity.js', import.meta.url).href };
   /**
    * Runs one loader in a child process: a load blocked in open(2) on a FIFO blocks its
    * whole event loop, so only another process can time it out.

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { CipherContext, DtlsClient, DtlsServer } from 'werift';
-import { generateDtlsKeys, type DtlsKeyPair } from '../../link/rtc.js';
+import { generateDtlsKeys, type DtlsKeyPair } from '../../platform/node/rtc.js';
 
 type DtlsOptions = ConstructorParameters<typeof DtlsServer>[0];
 type DtlsTransport = DtlsOptions['transport'];

@@ -11,7 +11,7 @@
  *                    d2c = HKDF-SHA-256(ikm = secret, salt = none, info = "pinhole/1 seal d2c" || 0x00 || sessionId, 32)
  *            direct: the same with "pinhole/1 direct c2d" and "pinhole/1 direct d2c"
  *            where `secret` is the output of an authenticated key exchange for
- *            this session (link/handshake.ts).
+ *            this session (crypto/handshake.ts).
  *
  *   frame    version (1 byte, 0x01) | direction (1 byte: 0x01 c2d, 0x02 d2c)
  *            | counter (8 bytes, big-endian) | ciphertext || 16-byte tag
@@ -28,7 +28,7 @@
  * greater than the last accepted one is a replay (or a reorder by the relay)
  * and is dropped. Gaps are allowed: a sender may seal a frame and then fail
  * to send it; frame loss on the relay is the link layer's business (its
- * sequence numbers and resends, link/frames.ts), not this one's. The state
+ * sequence numbers and resends, protocol/frames.ts), not this one's. The state
  * only advances on a frame that authenticates, so forged frames cannot
  * push the counter forward.
  *
@@ -38,7 +38,7 @@ import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { MAX_LINK_FRAME_BYTES } from './protocol.js';
+import { MAX_LINK_FRAME_BYTES } from '../protocol/index.js';
 
 export type SealDirection = 'c2d' | 'd2c';
 

@@ -14,9 +14,9 @@
  *     doubled across the move.
  */
 import { EventEmitter } from 'node:events';
-import { MAX_SEALED_PLAINTEXT_BYTES } from './seal.js';
-import { encodeControl, encodeData, parseFrame } from './frames.js';
-import { PinholeError } from './errors.js';
+import { MAX_SEALED_PLAINTEXT_BYTES } from '../crypto/index.js';
+import { encodeControl, encodeData, parseFrame } from '../protocol/index.js';
+import { PinholeError } from '../protocol/index.js';
 
 /**
  * Which path carries a link's frames: the server's WebSocket relay, a direct

@@ -32,7 +32,6 @@
  * are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts) and the
  * WebRTC set-up (SignalPayload, checked with parseSignalPayload).
  */
-import { decodeKey32 } from './identity.js';
 
 /**
  * Protocol version spoken by this build. A peer with another version is
@@ -93,7 +92,7 @@ export type SignalPayload =
   | { kind: 'candidate'; candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }
   | { kind: 'end-of-candidates' }
   | { kind: 'ping' | 'pong'; n: number } // RTT over the relay, to time `go`
-  | { kind: 'go' } // "start connectivity checks now" (see link/rtc.ts)
+  | { kind: 'go' } // "start connectivity checks now" (see platform/node/rtc.ts)
   | { kind: 'bye' };
 
 /**
@@ -229,7 +228,7 @@ export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage>
       if (m.type === 'join' || m.proof === undefined) return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
       const pr = m.proof;
       if (!isObj(pr)) return bad('proof must be an object');
-      if (decodeKey32(pr.key) === undefined) return bad('proof.key must be a 32-byte key, base64url');
+      if (decodeBase64url(pr.key, 32) === undefined) return bad('proof.key must be a 32-byte key, base64url');
       if (decodeBase64url(pr.sig, 64) === undefined) return bad('proof.sig must be a 64-byte signature, base64url');
       return { ok: true, value: { type: 'register', v: m.v, room: m.room, proof: { key: pr.key as string, sig: pr.sig as string } } };
     }

@@ -10,7 +10,7 @@
  *   {"t":"p","n":1}                        probe: "does this path work?" (answered on the same path)
  *   {"t":"P","n":1}                        probe reply
  */
-import { MAX_LINK_FRAME_BYTES, parseJson } from './protocol.js';
+import { MAX_LINK_FRAME_BYTES, parseJson } from './signaling.js';
 
 export type LinkFrame =
   | { t: 'd'; q: number; a: number; m: unknown }

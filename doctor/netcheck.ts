@@ -25,7 +25,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import stun from 'stun';
-import { PinholeError } from '../link/index.js';
+import { PinholeError } from '../protocol/index.js';
 import {
   classifyNat,
   formatEndpoint,

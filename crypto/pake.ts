@@ -243,7 +243,7 @@ export interface CpaceSession {
    * session is dead and key() throws.
    */
   verifyConfirm(peerConfirm: Uint8Array): boolean;
-  /** ISK (64 bytes), only after verifyConfirm() returned true. Feed it to a KDF (link/seal.ts). */
+  /** ISK (64 bytes), only after verifyConfirm() returned true. Feed it to a KDF (crypto/seal.ts). */
   key(): Uint8Array;
 }
 

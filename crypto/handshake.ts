@@ -15,7 +15,7 @@
  * identity sent under an AEAD key from the DH secret (the "MAC" of SIGMA).
  *
  * At first pairing (`pake` present) a CPace run on the code's secret part
- * (link/pake.ts, draft-irtf-cfrg-cpace-21) rides along, with its key
+ * (crypto/pake.ts, draft-irtf-cfrg-cpace-21) rides along, with its key
  * confirmation (Tb in d1, Ta in c2). Each side's CPace associated data
  * carries its X25519 share, so the confirmation tags also authenticate the
  * DH exchange: a server that swaps shares changes ADa/ADb, the ISKs differ
@@ -28,7 +28,7 @@
  *
  * The DTLS certificate fingerprints (`fp`) are signed here, so each side
  * knows the peer's certificate before any SDP arrives and can refuse an SDP
- * whose fingerprint differs (link/session.ts).
+ * whose fingerprint differs (session/session.ts).
  *
  * Key schedule (HKDF-SHA-256, RFC 5869):
  *   th1 = SHA-256(lv("pinhole/1 handshake"), lv(sid), lv(Ec), lv(Ed), lv(pakeA), lv(pakeB), lv(Tb))
@@ -36,7 +36,7 @@
  *   kd  = HKDF-Expand(hs, "pinhole/1 hs d2c", 32)      kc = HKDF-Expand(hs, "pinhole/1 hs c2d", 32)
  *   th2 = SHA-256(th1, lv(box_d), lv(Ta))
  *   secret = HKDF(salt = th2, ikm = DH || ISK, info = "pinhole/1 session", 32)
- *   (ISK is empty without a PAKE.) The secret feeds deriveSealKeys (link/seal.ts).
+ *   (ISK is empty without a PAKE.) The secret feeds deriveSealKeys (crypto/seal.ts).
  */
 import { x25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -45,7 +45,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { CpaceError, cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
 import { verifyIdentitySignature } from './identity.js';
-import { isValidPeerName, MAX_PEER_NAME_CHARS } from './trust.js';
+import { isValidPeerName, MAX_PEER_NAME_CHARS } from '../protocol/index.js';
 
 /** Version of the handshake messages; a peer with another one is refused with `bad-handshake`. */
 export const HANDSHAKE_VERSION = 1;
@@ -130,7 +130,7 @@ export function encodeHandshake(m: HandshakeMessage): string {
   return JSON.stringify(m);
 }
 
-/** What a side needs of its identity: the public key and a signer (link/identity.ts's Identity fits). */
+/** What a side needs of its identity: the public key and a signer (crypto/identity.ts's Identity fits). */
 export interface HandshakeIdentity {
   readonly publicKey: Uint8Array;
   sign(msg: Uint8Array): Uint8Array;

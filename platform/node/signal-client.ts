@@ -6,8 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from './protocol.js';
-import { PinholeError } from './errors.js';
+import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from '../../protocol/index.js';
+import { PinholeError } from '../../protocol/index.js';
 
 /** Time to open the WebSocket and get the server's `hello`, in ms: a server that does not answer in this long is down for a person waiting. */
 export const CONNECT_TIMEOUT_MS = 5_000;

@@ -14,7 +14,7 @@
  * IdentityError carrying a stable code; nothing is silently "fixed".
  * POSIX mode checks are skipped on Windows, where modes do not mean this.
  *
- * The same checks guard every other file in the state dir (link/trust.ts):
+ * The same checks guard every other file in the state dir (platform/node/trust.ts):
  * ensureStateDir, readSecureFile, writeSecureFile (atomic replace) and
  * createSecureFile (create once) are exported for that.
  *

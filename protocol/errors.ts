@@ -2,10 +2,10 @@
  * Errors with stable string codes. Callers and tests match on `code`, never
  * on message text. Every code is listed in docs/errors.md.
  */
-import type { SignalErrorCode } from './protocol.js';
+import type { SignalErrorCode } from './signaling.js';
 import type { RpcErrorCode } from './rpc.js';
-import type { HandshakeErrorCode } from './handshake.js';
-import type { IdentityErrorCode } from './identity.js';
+import type { HandshakeErrorCode } from '../crypto/index.js';
+import type { IdentityErrorCode } from '../crypto/index.js';
 
 /** Codes raised on the controller or device side, beyond what the server or the device sends. */
 export type LocalErrorCode =

@@ -19,8 +19,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { CipherContext, RTCPeerConnection, type RTCDataChannel } from 'werift';
-import type { SignalPayload } from './protocol.js';
-import type { Transport } from './link.js';
+import type { SignalPayload } from '../../protocol/index.js';
+import type { Transport } from '../../transport/index.js';
 
 /** Bytes queued in the data channel above which we hold frames back: werift's throughput collapses past about 2 KB queued. */
 export const DC_HIGH_WATER_BYTES = 2048;
@@ -64,7 +64,7 @@ export interface RtcConfig {
    */
   hostAddresses?: string[];
   /**
-   * The DTLS certificate and key to present (link/trust.ts stores one per
+   * The DTLS certificate and key to present (platform/node/trust.ts stores one per
    * installation; its fingerprint is signed in the handshake). Default: werift
    * makes a fresh one per connection, which nobody can pin.
    */
@@ -83,7 +83,7 @@ const HASH_SHA256 = 4;
 const SIG_ECDSA = 3;
 const CURVE_P256 = 23;
 
-/** Makes a new self-signed DTLS certificate (4-6 ms at p50: `npm run bench`, generateDtlsKeys()). Stored once per installation by link/trust.ts. */
+/** Makes a new self-signed DTLS certificate (4-6 ms at p50: `npm run bench`, generateDtlsKeys()). Stored once per installation by platform/node/trust.ts. */
 export async function generateDtlsKeys(): Promise<DtlsKeyPair> {
   const k = await CipherContext.createSelfSignedCertificateWithKey({ hash: HASH_SHA256, signature: SIG_ECDSA }, CURVE_P256);
   return { certPem: k.certPem, keyPem: k.keyPem, signatureHash: { hash: k.signatureHash.hash, signature: k.signatureHash.signature } };

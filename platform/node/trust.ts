@@ -22,10 +22,11 @@
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the file itself is always whole).
  */
+import { MAX_PEER_NAME_CHARS, foldPeerName, isValidPeerName } from '../../protocol/index.js';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { PinholeError } from './errors.js';
-import { IdentityError, createSecureFile, decodeKey32, ensureStateDir, fingerprintOf, isValidIdentityKey, readSecureFile, writeSecureFile } from './identity.js';
+import { PinholeError } from '../../protocol/index.js';
+import { IdentityError, createSecureFile, decodeKey32, ensureStateDir, fingerprintOf, isValidIdentityKey, readSecureFile, writeSecureFile } from '../../crypto/index.js';
 
 /** Device side: the trusted controllers file. */
 export const CONTROLLERS_FILE = 'controllers.json';
@@ -33,8 +34,6 @@ export const CONTROLLERS_FILE = 'controllers.json';
 export const DEVICES_FILE = 'devices.json';
 /** The DTLS certificate file. */
 export const DTLS_FILE = 'dtls.json';
-/** Longest peer name, in Unicode code points. */
-export const MAX_PEER_NAME_CHARS = 64;
 /** Longest server URL in devices.json, in characters. */
 export const MAX_SERVER_URL_CHARS = 2048;
 /** Largest controllers.json / devices.json read, in bytes (an entry is about 200 bytes). */
@@ -74,23 +73,6 @@ export interface DtlsKeyPair {
   keyPem: string;
   /** TLS HashAlgorithm and SignatureAlgorithm numbers (RFC 5246 7.4.1.4.1), e.g. { hash: 4 (sha256), signature: 3 (ecdsa) }. */
   signatureHash: { hash: number; signature: number };
-}
-
-// Control, format (bidi overrides, zero-width), surrogate, private-use, line and
-// paragraph separators: a name is shown in lists and prompts, and must not be
-// able to rewrite the terminal or pass for another name.
-const NAME_FORBIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
-
-/**
- * True for a valid peer name: a string of 1..64 code points with no control,
- * format, surrogate, private-use or line/paragraph-separator characters and
- * no leading or trailing whitespace. Names may come from the peer at
- * pairing, so check before use.
- */
-export function isValidPeerName(name: unknown): name is string {
-  if (typeof name !== 'string') return false;
-  const n = [...name].length;
-  return n >= 1 && n <= MAX_PEER_NAME_CHARS && !NAME_FORBIDDEN.test(name) && name.trim() === name;
 }
 
 const isTime = (t: unknown): t is number => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0;
@@ -309,14 +291,6 @@ function parseDeviceEntry(v: unknown): KnownDevice | string {
   return { name: o.name, publicKey, fingerprint: o.fingerprint, server: o.server, pairedAt: o.pairedAt };
 }
 
-/**
- * How device names are compared when saving: case-insensitively and after
- * NFKC, so that two names that look alike (`Board`, `board`, `ｂｏａｒｄ`)
- * cannot both be saved.
- */
-export function foldPeerName(name: string): string {
-  return name.normalize('NFKC').toLowerCase();
-}
 
 /**
  * Controller side: the devices this controller has paired with, in

@@ -6,17 +6,17 @@
  *
  * Trust: the server is not trusted (docs/security.md). Before the handshake
  * completes nothing reaches the Link. Afterwards every link frame is sealed
- * end to end on both paths, each with keys of its own (link/seal.ts), and all
+ * end to end on both paths, each with keys of its own (crypto/seal.ts), and all
  * WebRTC signaling (SDP, candidates, pings, `go`) rides inside the sealed
  * relay as link messages, so the server sees no SDP and cannot start a data
  * channel. An SDP is still accepted only if its DTLS fingerprint is the one
  * the peer signed in the handshake: a second line of defence.
  */
 import { EventEmitter } from 'node:events';
-import { Link, realTimers, type Path, type Timers, type Transport } from './link.js';
-import type { DirectPathEvents, RtcConfig } from './rtc.js';
-import { parseSignalPayload, type ServerMessage, type SignalPayload } from './protocol.js';
-import type { SignalClient } from './signal-client.js';
+import { Link, realTimers, type Path, type Timers, type Transport } from '../transport/index.js';
+import type { DirectPathEvents, RtcConfig } from '../platform/node/index.js';
+import { parseSignalPayload, type ServerMessage, type SignalPayload } from '../protocol/index.js';
+import type { SignalClient } from '../platform/node/index.js';
 import {
   ControllerHandshake,
   DeviceHandshake,
@@ -28,23 +28,23 @@ import {
   type HandshakeResult,
   type LocalInfo,
   type PeerInfo,
-} from './handshake.js';
-import { Opener, Sealer, deriveSealKeys, type OpenErrorCode, type SealPath } from './seal.js';
-import { parseSdpFingerprint } from './trust.js';
+} from '../crypto/index.js';
+import { Opener, Sealer, deriveSealKeys, type OpenErrorCode, type SealPath } from '../crypto/index.js';
+import { parseSdpFingerprint } from '../platform/node/index.js';
 
-let rtcModule: Promise<typeof import('./rtc.js')> | undefined;
+let rtcModule: Promise<typeof import('../platform/node/rtc.js')> | undefined;
 
 /**
  * Starts loading werift (about 300 ms of CPU) without waiting for it. Only
  * runs that try a direct path pay for it; callers start it early, in parallel
  * with connecting to the server.
  */
-export function preloadDirect(): Promise<typeof import('./rtc.js')> {
-  rtcModule ??= import('./rtc.js');
+export function preloadDirect(): Promise<typeof import('../platform/node/rtc.js')> {
+  rtcModule ??= import('../platform/node/rtc.js');
   return rtcModule;
 }
 
-/** What a session needs of one peer-connection attempt (link/rtc.ts DirectPath; tests inject their own). */
+/** What a session needs of one peer-connection attempt (platform/node/rtc.ts DirectPath; tests inject their own). */
 export interface DirectAttempt {
   start(): Promise<void>;
   handleSignal(p: SignalPayload): Promise<void>;

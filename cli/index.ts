@@ -1,0 +1,2 @@
+/** cli: what other folders use. */
+export { main } from './main.js';

@@ -1,0 +1,5 @@
+/** doctor: what other folders use. */
+export type { Behaviour, BehaviourResult, Endpoint, NatObservations, NatReport, Probe, Verdict } from './nat-behaviour.js';
+export { classifyNat } from './nat-behaviour.js';
+export type { DoctorOptions, DoctorReport, ProbeSummary } from './netcheck.js';
+export { DEFAULT_DOCTOR_TIMEOUT_MS, LATENCY_SAMPLES, STUN_RTO_MS, runDoctor } from './netcheck.js';
