@@ -228,6 +228,53 @@ export async function connectTimes(url: string, n: number, warmup: number, maxMs
   return { firstAck: summarize(acks), direct: summarize(directs) };
 }
 
+/**
+ * Connects `n` times (plus `warmup` untimed) by name to one device paired
+ * once before (untimed): the everyday case, a paired session (SIGMA-I with
+ * pinned keys, no CPace) in the device's own room. Times the first ack and
+ * the direct path; the next connection starts once the device has seen the
+ * last one leave. Stops early once `maxMs` is spent and MIN_CONNECTIONS are timed.
+ */
+export async function pairedConnectTimes(url: string, n: number, warmup: number, maxMs: number): Promise<ConnectTimes> {
+  const acks: number[] = [];
+  const directs: number[] = [];
+  const stateDir = await controllerState();
+  const { agent, sim } = await startDevice(url, true);
+  try {
+    const pairing = await connect({ server: url, code: agent.pairingCode!, stateDir, name: 'bench-laptop', replace: true, timeoutMs: COMMAND_TIMEOUT_MS });
+    const name = pairing.pairedAs?.name;
+    if (!name) throw new Error('the bench controller did not pair');
+    let left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the pairing controller leaving');
+    await pairing.close();
+    await left;
+    const end = performance.now() + maxMs;
+    for (let i = 0; i < warmup + n && (acks.length < MIN_CONNECTIONS || performance.now() < end); i++) {
+      const t0 = performance.now();
+      const dev = await connect({ device: name, stateDir, timeoutMs: COMMAND_TIMEOUT_MS });
+      left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
+      left.catch(() => undefined); // awaited below; not an unhandled rejection if a write fails first
+      try {
+        const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
+        await dev.write(BENCH_PIN, 1);
+        const ack = performance.now() - t0;
+        const d = await directAt;
+        if (Number.isNaN(d)) throw new Error('the direct path did not open');
+        if (i >= warmup) {
+          acks.push(ack);
+          directs.push(d);
+        }
+      } finally {
+        await dev.close();
+      }
+      await left;
+    }
+  } finally {
+    await agent.stop();
+    sim.close();
+  }
+  return { firstAck: summarize(acks), direct: summarize(directs) };
+}
+
 /** Stands in for a SignalClient: relay frames go straight to the other end, a microtask later. */
 class MemorySignal extends EventEmitter {
   deliver: (m: ServerMessage) => void = () => undefined;
