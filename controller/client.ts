@@ -16,13 +16,13 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
 import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/index.js';
-import { PeerSession, preloadDirect, type SessionEvents } from '../session/index.js';
+import { PeerSession, type SessionEvents } from '../session/index.js';
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, parsePairingCode } from '../protocol/index.js';
 import { fingerprintOf, loadOrCreateIdentity, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, KnownDevices } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, KnownDevices, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 import { type PeerInfo } from '../crypto/index.js';
@@ -538,6 +538,7 @@ async function openSession(
       role: 'controller',
       sid: r.session,
       direct: plan.direct,
+      dialer: weriftDialer,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',
