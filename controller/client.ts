@@ -451,8 +451,9 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     target = { room: deviceRoom(entry.publicKey), expectDevice: entry.publicKey, label: `device "${entry.name}"` };
     server = opts.server ?? entry.server;
   }
-  // werift (and the stored DTLS certificate) load while the WebSocket opens.
-  const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
+  // werift loads while the WebSocket opens and the handshake runs; a stored DTLS certificate does not wait for it.
+  if (direct) preloadDirect().catch(() => undefined);
+  const dtls = direct ? loadOrCreateDtlsCert(opts.stateDir, async () => (await preloadDirect()).generateDtlsKeys()) : undefined;
   dtls?.catch(() => undefined);
   const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
   const { signal, session, unroute } = await openSession(base, target, dtls);

@@ -233,14 +233,21 @@ export class DirectDriver {
   private dial(attempt: number): void {
     const loading: DirectPhase = { name: 'loading', attempt };
     this.set(loading);
-    void this.attempt('offerer').then((rtc) => {
-      if (!rtc) return;
-      if (this.current !== loading) return void rtc.close();
-      const ms = Math.min(ATTEMPT_MAX_MS, ATTEMPT_BASE_MS * 2 ** attempt);
-      const deadline = this.host.timers.setTimeout(() => this.attemptFailed(rtc, 'timeout'), ms);
-      this.set({ name: 'connecting', rtc, attempt, deadline });
-      void rtc.start();
-    });
+    this.attempt('offerer').then(
+      (rtc) => {
+        if (!rtc) return;
+        if (this.current !== loading) return void rtc.close();
+        const ms = Math.min(ATTEMPT_MAX_MS, ATTEMPT_BASE_MS * 2 ** attempt);
+        const deadline = this.host.timers.setTimeout(() => this.attemptFailed(rtc, 'timeout'), ms);
+        this.set({ name: 'connecting', rtc, attempt, deadline });
+        void rtc.start();
+      },
+      (e: Error) => {
+        // The dialer itself failed (werift would not load): no direct path in this session; the relay carries on.
+        this.host.rtcState(`dial-failed: ${e.message}`);
+        if (this.current === loading) this.set({ name: 'off' });
+      },
+    );
   }
 
   /** The peer ended its half of the direct path (`bye`): ours goes too, without a bye back. */

@@ -433,3 +433,22 @@ test('without a dialer a session has no direct path and signs no fingerprint', a
   await p.controller.close();
   await p.device.close();
 });
+
+test('a dialer that fails leaves the session on the relay with no direct path', async () => {
+  const dialer: Dialer = async () => {
+    throw new Error('cannot load');
+  };
+  const p = pair({ trusted: true, controllerDirect: true, dialer, deviceDialer: fakeDialer().dialer });
+  const rtc: string[] = [];
+  p.controller.on('rtc', (s) => rtc.push(s));
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  assert.equal(p.controller.directPhase, 'off');
+  assert.ok(rtc.includes('dial-failed: cannot load'), rtc.join(', '));
+  p.controller.send({ n: 1 });
+  await settle();
+  assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
+  await p.controller.close();
+  await p.device.close();
+});
