@@ -207,7 +207,7 @@ test('an offer with the genuine fingerprint plus an extra sha-512 one is refused
 test('the first command rides right behind c2, in the same tick', async () => {
   const p = pair({ trusted: true, controllerDirect: true });
   const sameTick: number[] = [];
-  p.w.tamper.fn = (from, m) => {
+  p.w.tamper.fn = (_from, m) => {
     // When c2 leaves, note how far the log has got by the next microtask.
     if (m.type === 'relay' && m.data.startsWith('{"hs":"c2"')) queueMicrotask(() => void sameTick.push(p.w.log.length));
     return m;
