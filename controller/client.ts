@@ -16,13 +16,13 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
 import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/index.js';
-import { PeerSession, preloadDirect, type SessionEvents } from '../session/index.js';
+import { PeerSession, type SessionEvents } from '../session/index.js';
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, parsePairingCode } from '../protocol/index.js';
 import { fingerprintOf, loadOrCreateIdentity, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, KnownDevices } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, KnownDevices, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 import { type PeerInfo } from '../crypto/index.js';
@@ -451,8 +451,9 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     target = { room: deviceRoom(entry.publicKey), expectDevice: entry.publicKey, label: `device "${entry.name}"` };
     server = opts.server ?? entry.server;
   }
-  // werift (and the stored DTLS certificate) load while the WebSocket opens.
-  const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
+  // werift loads while the WebSocket opens and the handshake runs; a stored DTLS certificate does not wait for it.
+  if (direct) preloadDirect().catch(() => undefined);
+  const dtls = direct ? loadOrCreateDtlsCert(opts.stateDir, async () => (await preloadDirect()).generateDtlsKeys()) : undefined;
   dtls?.catch(() => undefined);
   const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
   const { signal, session, unroute } = await openSession(base, target, dtls);
@@ -538,6 +539,7 @@ async function openSession(
       role: 'controller',
       sid: r.session,
       direct: plan.direct,
+      dialer: weriftDialer,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',

@@ -28,13 +28,13 @@ import { RecentResults } from './recent.js';
 import { SafeState } from './safe-state.js';
 import type { Level } from './gpio/gpio.js';
 import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } from '../protocol/index.js';
-import { PeerSession, preloadDirect } from '../session/index.js';
+import { PeerSession } from '../session/index.js';
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode } from '../protocol/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { loadOrCreateIdentity, fingerprintOf, type Identity } from '../crypto/index.js';
-import { loadOrCreateDtlsCert, TrustedControllers } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, TrustedControllers, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 
@@ -300,6 +300,7 @@ class Registration {
       role: 'device',
       sid: id,
       direct: cfg.direct ?? true,
+      dialer: weriftDialer,
       rtc: { ...iceConfigFor(cfg.server, this.stunPort, cfg.iceServers), ...(state.dtls ? { dtlsKeys: state.dtls.keys } : {}) },
       security: {
         role: 'device',
