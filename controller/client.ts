@@ -20,9 +20,9 @@ import { PeerSession, preloadDirect, type SessionEvents } from '../session/index
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, parsePairingCode } from '../protocol/index.js';
-import { fingerprintOf, loadOrCreateIdentity, type Identity } from '../crypto/index.js';
+import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, KnownDevices } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 import { type PeerInfo } from '../crypto/index.js';

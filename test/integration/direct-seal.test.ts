@@ -11,7 +11,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
 import { PeerSession } from '../../session/session.js';
 import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../platform/node/rtc.js';
-import { loadOrCreateDtlsCert } from '../../platform/node/trust.js';
+import { loadOrCreateDtlsCert } from '../../platform/node/dtls-cert.js';
 import type { ServerMessage, SignalPayload } from '../../protocol/signaling.js';
 import type { SignalClient } from '../../platform/node/signal-client.js';
 import { stateDir, waitFor } from './helpers.js';
