@@ -10,9 +10,9 @@
  */
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-/** Char code to 6-bit value, -1 for anything outside the base64url alphabet. */
+/** Byte to 6-bit value; 0xff for anything outside the base64url alphabet (its top bits mark it). */
 const B64URL_VALUE = (() => {
-  const t = new Int8Array(128).fill(-1);
+  const t = new Uint8Array(256).fill(0xff);
   for (let i = 0; i < B64URL.length; i++) t[B64URL.charCodeAt(i)] = i;
   return t;
 })();
@@ -57,39 +57,40 @@ export function fromBase64url(s: unknown): Uint8Array | undefined {
   const len = s.length;
   const tail = len % 4;
   if (tail === 1) return undefined;
+  // ASCII in, one byte per character: anything else does not fit and is refused
+  const src = new Uint8Array(len);
+  const { read, written } = encoder.encodeInto(s, src);
+  if (read !== len || written !== len) return undefined;
   const out = new Uint8Array((len * 3) >>> 2);
   const full = len - tail;
-  const val = (i: number): number => {
-    const c = s.charCodeAt(i);
-    return c < 128 ? B64URL_VALUE[c]! : -1;
-  };
+  let bad = 0;
   let o = 0;
   for (let i = 0; i < full; i += 4) {
-    const a = val(i);
-    const b = val(i + 1);
-    const c = val(i + 2);
-    const d = val(i + 3);
-    if ((a | b | c | d) < 0) return undefined;
+    const a = B64URL_VALUE[src[i]!]!;
+    const b = B64URL_VALUE[src[i + 1]!]!;
+    const c = B64URL_VALUE[src[i + 2]!]!;
+    const d = B64URL_VALUE[src[i + 3]!]!;
+    bad |= a | b | c | d;
     const v = (a << 18) | (b << 12) | (c << 6) | d;
     out[o++] = v >>> 16;
     out[o++] = (v >>> 8) & 255;
     out[o++] = v & 255;
   }
   if (tail === 2) {
-    const a = val(full);
-    const b = val(full + 1);
-    if ((a | b) < 0 || (b & 15) !== 0) return undefined;
+    const a = B64URL_VALUE[src[full]!]!;
+    const b = B64URL_VALUE[src[full + 1]!]!;
+    bad |= a | b | ((b & 15) === 0 ? 0 : 0xff); // canonical: the unused low bits are zero
     out[o++] = (a << 2) | (b >>> 4);
   } else if (tail === 3) {
-    const a = val(full);
-    const b = val(full + 1);
-    const c = val(full + 2);
-    if ((a | b | c) < 0 || (c & 3) !== 0) return undefined;
+    const a = B64URL_VALUE[src[full]!]!;
+    const b = B64URL_VALUE[src[full + 1]!]!;
+    const c = B64URL_VALUE[src[full + 2]!]!;
+    bad |= a | b | c | ((c & 3) === 0 ? 0 : 0xff);
     const v = (a << 18) | (b << 12) | (c << 6);
     out[o++] = v >>> 16;
     out[o++] = (v >>> 8) & 255;
   }
-  return out;
+  return (bad & 0xc0) === 0 ? out : undefined;
 }
 
 /** Canonical unpadded base64url of exactly `n` bytes, decoded; undefined for anything else. */

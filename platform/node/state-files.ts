@@ -24,8 +24,6 @@ import { IdentityError, openIdentity, type Identity, type StateStore } from '../
 
 /** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
 export const SECURE_FILE_MODE = 0o600;
-/** Mode of the identity file (every state file has it). */
-export const IDENTITY_FILE_MODE = SECURE_FILE_MODE;
 /** Mode of a state dir this module creates. */
 export const STATE_DIR_MODE = 0o700;
 
