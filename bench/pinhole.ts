@@ -17,6 +17,7 @@ import type { HandshakeIdentity } from '../crypto/handshake.js';
 import { loadOrCreateIdentity } from '../platform/node/state-files.js';
 import { deriveSealKeys, Opener, Sealer } from '../crypto/seal.js';
 import { CommandHandler, DeviceAgent, type DeviceEvent, SimGpio } from '../device/index.js';
+import { nodeAead } from '../platform/node/aead.js';
 import { SignalClient } from '../platform/node/signal-client.js';
 import { loadOrCreateDtlsCert } from '../platform/node/dtls-cert.js';
 import { deviceRoom, generatePairingCode, parsePairingCode } from '../protocol/code.js';
@@ -339,7 +340,7 @@ function memorySessions(pairing: boolean): {
         }
       : {}),
   };
-  const controller = new PeerSession({ role: 'controller', sid, direct: false, rtc: { iceServers: [] }, security: ctlSecurity });
+  const controller = new PeerSession({ role: 'controller', sid, direct: false, rtc: { iceServers: [] }, security: ctlSecurity, aead: nodeAead });
   const device = new PeerSession({ role: 'device', sid, direct: false, rtc: { iceServers: [] }, security: devSecurity });
   const toDevice = new MemorySignal();
   const toController = new MemorySignal();
@@ -537,8 +538,8 @@ export async function handshakeTimes(url: string, n: number, warmup: number): Pr
 export async function openSealing(): Promise<Runner> {
   const secret = new Uint8Array(32).fill(9);
   const c = deriveSealKeys(secret, 'bench-session', 'direct');
-  const out = { sealer: new Sealer(c.c2d, 'c2d', 'bench-session'), opener: new Opener(c.c2d, 'c2d', 'bench-session') };
-  const back = { sealer: new Sealer(c.d2c, 'd2c', 'bench-session'), opener: new Opener(c.d2c, 'd2c', 'bench-session') };
+  const out = { sealer: new Sealer(c.c2d, 'c2d', 'bench-session', { aead: nodeAead }), opener: new Opener(c.c2d, 'c2d', 'bench-session', { aead: nodeAead }) };
+  const back = { sealer: new Sealer(c.d2c, 'd2c', 'bench-session', { aead: nodeAead }), opener: new Opener(c.d2c, 'd2c', 'bench-session', { aead: nodeAead }) };
   const request = encodeData(7, 6, JSON.stringify({ jsonrpc: '2.0', id: 'AbCdEfGh:7', method: 'gpio.write', params: { pin: BENCH_PIN, value: 1 } }));
   const answer = encodeData(7, 7, JSON.stringify({ jsonrpc: '2.0', id: 'AbCdEfGh:7', result: {} }));
   let opened = 0;

@@ -22,7 +22,7 @@ import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, parsePairingCode } from '../protocol/index.js';
 import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices, preloadDirect, weriftDialer } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 import { type PeerInfo } from '../crypto/index.js';
@@ -540,6 +540,7 @@ async function openSession(
       sid: r.session,
       direct: plan.direct,
       dialer: weriftDialer,
+      aead: nodeAead,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',

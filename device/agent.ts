@@ -34,7 +34,7 @@ import { SignalClient } from '../platform/node/index.js';
 import { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode } from '../protocol/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { fingerprintOf, type Identity } from '../crypto/index.js';
-import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, preloadDirect, weriftDialer } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 
@@ -301,6 +301,7 @@ class Registration {
       sid: id,
       direct: cfg.direct ?? true,
       dialer: weriftDialer,
+      aead: nodeAead,
       rtc: { ...iceConfigFor(cfg.server, this.stunPort, cfg.iceServers), ...(state.dtls ? { dtlsKeys: state.dtls.keys } : {}) },
       security: {
         role: 'device',

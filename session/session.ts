@@ -32,7 +32,7 @@ import {
   type LocalInfo,
   type PeerInfo,
 } from '../crypto/index.js';
-import { Opener, Sealer, deriveSealKeys, type OpenErrorCode, type SealPath } from '../crypto/index.js';
+import { Opener, Sealer, deriveSealKeys, type Aead, type OpenErrorCode, type SealPath } from '../crypto/index.js';
 import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
 import { parseSdpFingerprint } from '../protocol/index.js';
 
@@ -93,6 +93,8 @@ export interface SessionOptions {
   dialer?: Dialer;
   /** Debug log: one line per change of the session's phase or of its direct path's (default: none). */
   log?: (line: string) => void;
+  /** ChaCha20-Poly1305 for the seals (default: the pure one; Node roles pass platform/node's nodeAead, which is faster). */
+  aead?: Aead;
 }
 
 /** Events of a session. */
@@ -410,7 +412,8 @@ export class PeerSession extends Emitter<SessionEvents> {
     const [out, inn] = this.opts.role === 'controller' ? (['c2d', 'd2c'] as const) : (['d2c', 'c2d'] as const);
     const seal = (path: SealPath): PathSeal => {
       const keys = deriveSealKeys(result.secret, this.opts.sid, path);
-      return { sealer: new Sealer(keys[out], out, this.opts.sid), opener: new Opener(keys[inn], inn, this.opts.sid) };
+      const aead = this.opts.aead ? { aead: this.opts.aead } : {};
+      return { sealer: new Sealer(keys[out], out, this.opts.sid, aead), opener: new Opener(keys[inn], inn, this.opts.sid, aead) };
     };
     const secured: SessionPhase = { name: 'secured', seals: { relay: seal('relay'), direct: seal('direct') }, peer: result.peer, relay: undefined, peerSealed: false };
     result.secret.fill(0);
