@@ -2,3 +2,4 @@
 export { iceConfigFor, parseIceServer } from './ice-config.js';
 export type { SessionEvents } from './session.js';
 export { PeerSession, preloadDirect } from './session.js';
+export { Backoff, type BackoffOptions } from './backoff.js';
