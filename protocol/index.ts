@@ -1,5 +1,5 @@
 /** protocol: what other folders use. */
-export { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode, parseRoom } from './code.js';
+export { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode, parseRoom, type PairingCode } from './code.js';
 export type { ErrorCode } from './errors.js';
 export { PinholeError, isPinholeError } from './errors.js';
 export { encodeControl, encodeData, parseFrame } from './frames.js';
