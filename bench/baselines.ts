@@ -5,9 +5,9 @@
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import { RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { type RTCDataChannel, RTCPeerConnection } from 'werift';
 import WebSocket, { WebSocketServer } from 'ws';
-import { summarize, withTimeout, type Runner, type Summary } from './stats.js';
+import { type Runner, type Summary, summarize, withTimeout } from './stats.js';
 
 /** What the baselines echo: the bytes of a gpio.write data frame on the link. */
 export const ECHO_PAYLOAD = '{"t":"d","q":1000,"a":999,"m":{"jsonrpc":"2.0","id":1000,"method":"gpio.write","params":{"pin":20,"value":1}}}';

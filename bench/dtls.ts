@@ -46,8 +46,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RTCDtlsTransport, RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { generateDtlsKeys, type DtlsKeyPair } from '../platform/node/rtc.js';
+import { type RTCDataChannel, RTCDtlsTransport, RTCPeerConnection } from 'werift';
+import { type DtlsKeyPair, generateDtlsKeys } from '../platform/node/rtc.js';
 import { LOOPBACK } from './baselines.js';
 import { percentile, withTimeout } from './stats.js';
 
@@ -269,7 +269,8 @@ export function p5090(xs: readonly number[]): { n: number; p50: number; p90: num
 const f1 = (x: number): string => (Number.isNaN(x) ? '-' : x.toFixed(1));
 
 function table(title: string, byMode: Record<string, SetupSample[]>): string[] {
-  const rows: string[] = [title, '', '| phase (ms, p50 / p90) | ' + Object.keys(byMode).join(' | ') + ' |', '|---|' + Object.keys(byMode).map(() => '---:|').join('')];
+  const modes = Object.keys(byMode);
+  const rows: string[] = [title, '', `| phase (ms, p50 / p90) | ${modes.join(' | ')} |`, `|---|${modes.map(() => '---:|').join('')}`];
   const ph = Object.fromEntries(Object.entries(byMode).map(([m, ss]) => [m, ss.map(phases)]));
   const line = (label: string, key: keyof ReturnType<typeof phases>): string =>
     `| ${label} | ${Object.values(ph)
@@ -285,7 +286,8 @@ function table(title: string, byMode: Record<string, SetupSample[]>): string[] {
     line('  DTLS phase: ICE connected → DTLS connected', 'dtls'),
     line('  DTLS connected → data channel open (SCTP)', 'afterDtls'),
   );
-  rows.push('', `n = ${Object.values(byMode).map((x) => x.length).join(' / ')}`);
+  const counts = Object.values(byMode).map((x) => x.length);
+  rows.push('', `n = ${counts.join(' / ')}`);
   return rows;
 }
 
@@ -320,7 +322,8 @@ async function main(): Promise<void> {
   log(`cold: ${coldRuns} fresh processes per variant (${variants.map((v) => v.label).join('; ')})`);
   const cold = coldRuns > 0 ? await coldTimes(variants, coldRuns) : {};
   const cpus = os.cpus();
-  const machine = `${cpus[0]?.model.trim() ?? '?'}, ${cpus.length} cores, Node ${process.version}, ${os.platform()} ${os.release()}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`;
+  const load = os.loadavg().map((x) => x.toFixed(2));
+  const machine = `${cpus[0]?.model.trim() ?? '?'}, ${cpus.length} cores, Node ${process.version}, ${os.platform()} ${os.release()}, load ${load.join(' ')}`;
   if (json) {
     process.stdout.write(JSON.stringify({ machine, keygen: p5090(keygen), warm, cold, totalS: (performance.now() - t0) / 1000 }, null, 1) + '\n');
     return;

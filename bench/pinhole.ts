@@ -7,28 +7,29 @@
  * under this run's root, removed by removeBenchState()); the loopback runners
  * pair with the device's code, as a user does the first time.
  */
-import { Opener, Sealer, deriveSealKeys } from '../crypto/seal.js';
-import { encodeData } from '../protocol/frames.js';
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { connect, Device } from '../controller/index.js';
-import { CommandHandler, DeviceAgent, SimGpio, type DeviceEvent } from '../device/index.js';
-import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/signaling.js';
-import { PeerSession, preloadDirect, type SessionSecurity } from '../session/session.js';
-import { PinholeError } from '../protocol/errors.js';
-import { SignalClient } from '../platform/node/signal-client.js';
-import { VERSION } from '../protocol/version.js';
-import { deviceRoom, generatePairingCode, parsePairingCode } from '../protocol/code.js';
-import { loadOrCreateDtlsCert } from '../platform/node/trust.js';
-import { loadOrCreateIdentity } from '../crypto/identity.js';
-import { type Level } from '../protocol/rpc.js';
 import type { HandshakeIdentity } from '../crypto/handshake.js';
-import { startSignalServer, resolveSignalConfig, type SignalServer } from '../signaling/index.js';
+import { loadOrCreateIdentity } from '../crypto/identity.js';
+import { deriveSealKeys, Opener, Sealer } from '../crypto/seal.js';
+import { CommandHandler, DeviceAgent, type DeviceEvent, SimGpio } from '../device/index.js';
+import { SignalClient } from '../platform/node/signal-client.js';
+import { loadOrCreateDtlsCert } from '../platform/node/trust.js';
+import { deviceRoom, generatePairingCode, parsePairingCode } from '../protocol/code.js';
+import { PinholeError } from '../protocol/errors.js';
+import { encodeData } from '../protocol/frames.js';
+import type { Level } from '../protocol/rpc.js';
+import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/signaling.js';
+import { VERSION } from '../protocol/version.js';
+import { preloadDirect } from '../platform/node/direct.js';
+import { PeerSession, type SessionSecurity } from '../session/session.js';
+import { resolveSignalConfig, type SignalServer, startSignalServer } from '../signaling/index.js';
 import { LOOPBACK } from './baselines.js';
-import { summarize, withTimeout, type Runner, type Summary } from './stats.js';
+import { type Runner, type Summary, summarize, withTimeout } from './stats.js';
 
 /** The pin the commands drive. */
 export const BENCH_PIN = 20;
@@ -149,7 +150,15 @@ export async function openCommands(url: string, direct: boolean): Promise<Runner
   const want = direct ? 'direct' : 'relay';
   try {
     Object.assign(p, await startDevice(url, direct));
-    p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir: await controllerState(), name: 'bench-laptop', replace: true, direct, timeoutMs: COMMAND_TIMEOUT_MS });
+    p.dev = await connect({
+      server: url,
+      code: p.agent!.pairingCode!,
+      stateDir: await controllerState(),
+      name: 'bench-laptop',
+      replace: true,
+      direct,
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
     if (direct) {
       if (!(await p.dev.whenDirect(DIRECT_TIMEOUT_MS))) throw new Error('the direct path did not open');
       await deviceDirect(p.agent!, DIRECT_TIMEOUT_MS);
@@ -160,8 +169,12 @@ export async function openCommands(url: string, direct: boolean): Promise<Runner
   }
   const { dev, agent } = p as Pair;
   let value: Level = 0;
+  const toggle = (): Level => {
+    value = value === 1 ? 0 : 1;
+    return value;
+  };
   return {
-    roundTrip: () => dev.write(BENCH_PIN, (value = value === 1 ? 0 : 1)),
+    roundTrip: () => dev.write(BENCH_PIN, toggle()),
     verify: () => {
       const paths = `${dev.path}/${agent.path}`;
       if (paths !== `${want}/${want}`) throw new Error(`path changed during the run: controller/device ${paths}, wanted ${want}`);
@@ -212,6 +225,53 @@ export async function connectTimes(url: string, n: number, warmup: number, maxMs
     } finally {
       await closePair(p);
     }
+  }
+  return { firstAck: summarize(acks), direct: summarize(directs) };
+}
+
+/**
+ * Connects `n` times (plus `warmup` untimed) by name to one device paired
+ * once before (untimed): the everyday case, a paired session (SIGMA-I with
+ * pinned keys, no CPace) in the device's own room. Times the first ack and
+ * the direct path; the next connection starts once the device has seen the
+ * last one leave. Stops early once `maxMs` is spent and MIN_CONNECTIONS are timed.
+ */
+export async function pairedConnectTimes(url: string, n: number, warmup: number, maxMs: number): Promise<ConnectTimes> {
+  const acks: number[] = [];
+  const directs: number[] = [];
+  const stateDir = await controllerState();
+  const { agent, sim } = await startDevice(url, true);
+  try {
+    const pairing = await connect({ server: url, code: agent.pairingCode!, stateDir, name: 'bench-laptop', replace: true, timeoutMs: COMMAND_TIMEOUT_MS });
+    const name = pairing.pairedAs?.name;
+    if (!name) throw new Error('the bench controller did not pair');
+    let left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the pairing controller leaving');
+    await pairing.close();
+    await left;
+    const end = performance.now() + maxMs;
+    for (let i = 0; i < warmup + n && (acks.length < MIN_CONNECTIONS || performance.now() < end); i++) {
+      const t0 = performance.now();
+      const dev = await connect({ device: name, stateDir, timeoutMs: COMMAND_TIMEOUT_MS });
+      left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
+      left.catch(() => undefined); // awaited below; not an unhandled rejection if a write fails first
+      try {
+        const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
+        await dev.write(BENCH_PIN, 1);
+        const ack = performance.now() - t0;
+        const d = await directAt;
+        if (Number.isNaN(d)) throw new Error('the direct path did not open');
+        if (i >= warmup) {
+          acks.push(ack);
+          directs.push(d);
+        }
+      } finally {
+        await dev.close();
+      }
+      await left;
+    }
+  } finally {
+    await agent.stop();
+    sim.close();
   }
   return { firstAck: summarize(acks), direct: summarize(directs) };
 }
@@ -270,7 +330,14 @@ function memorySessions(pairing: boolean): {
     name: 'bench-board',
     certFp: null,
     isTrusted: (k) => !pairing && Buffer.compare(Buffer.from(k), Buffer.from(ctlId.publicKey)) === 0,
-    ...(pairing ? { pairingSecret: () => (spent ? undefined : secret), onPairingAttempt: () => void (spent = true) } : {}),
+    ...(pairing
+      ? {
+          pairingSecret: () => (spent ? undefined : secret),
+          onPairingAttempt: () => {
+            spent = true;
+          },
+        }
+      : {}),
   };
   const controller = new PeerSession({ role: 'controller', sid, direct: false, rtc: { iceServers: [] }, security: ctlSecurity });
   const device = new PeerSession({ role: 'device', sid, direct: false, rtc: { iceServers: [] }, security: devSecurity });
@@ -330,8 +397,12 @@ export async function openInMemory(): Promise<Runner> {
     throw e;
   }
   let value: Level = 0;
+  const toggle = (): Level => {
+    value = value === 1 ? 0 : 1;
+    return value;
+  };
   return {
-    roundTrip: () => dev.write(BENCH_PIN, (value = value === 1 ? 0 : 1)),
+    roundTrip: () => dev.write(BENCH_PIN, toggle()),
     close,
   };
 }
@@ -441,7 +512,13 @@ export async function handshakeTimes(url: string, n: number, warmup: number): Pr
 
       // Paired: the device's own room, which admits only trusted controllers.
       const left2 = nextDeviceEvent(agent, (x) => x.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
-      const ms2 = await timeJoinToSecured(url, deviceRoom(devicePublicKey), { role: 'controller', identity, name: 'bench-laptop', certFp: null, expectDevice: devicePublicKey });
+      const ms2 = await timeJoinToSecured(url, deviceRoom(devicePublicKey), {
+        role: 'controller',
+        identity,
+        name: 'bench-laptop',
+        certFp: null,
+        expectDevice: devicePublicKey,
+      });
       await left2;
       if (i >= warmup) paired.push(ms2);
     }

@@ -3,8 +3,9 @@
  * directions, is held `delayMs` before it is forwarded, in order. Only TCP
  * (the signaling WebSocket) goes through it.
  */
-import net from 'node:net';
+
 import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import { LOOPBACK } from './baselines.js';
 
 /** A running delay proxy. */

@@ -5,23 +5,46 @@
  * measured in the same run. Prints figures; asserts nothing. (bench/dtls.ts
  * has the longer DTLS measurement, with p90 and fresh processes.)
  *
- *   --quick  short run (fewer iterations and connections)
- *   --json   print one JSON object instead of the table
+ *   --quick        short run (fewer iterations and connections)
+ *   --json         print one JSON object instead of the table
+ *   --only LIST    only these groups of rows, comma-separated: rtt, connect,
+ *                  handshake, dtls, cli (default: all)
  */
 import os from 'node:os';
 import { iceConfigFor } from '../session/ice-config.js';
 import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, weriftSetupTimes } from './baselines.js';
+import { cliTimes } from './cli.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
-import { connectTimes, handshakeTimes, memoryHandshakeTimes, openCommands, openInMemory, openSealing, removeBenchState, startBenchServer } from './pinhole.js';
+import { firstCommandFloorTimes } from './floor.js';
+import {
+  BENCH_PIN,
+  connectTimes,
+  handshakeTimes,
+  memoryHandshakeTimes,
+  openCommands,
+  openInMemory,
+  openSealing,
+  pairedConnectTimes,
+  removeBenchState,
+  startBenchServer,
+} from './pinhole.js';
 import { startDelayProxy } from './proxy.js';
-import { summarize, timeInterleaved, type LoopOptions, type Runner, type Summary } from './stats.js';
+import { type LoopOptions, type Runner, type Summary, summarize, timeInterleaved } from './stats.js';
 
 /** One-way delay the proxy adds in the far-away scenario, in ms. */
 export const FAR_ONE_WAY_MS = 40;
 /** Direct-path command RTT should be within this factor of the bare werift echo. */
 export const TARGET_DIRECT_VS_WERIFT = 1.5;
+/** connect → first ack should be within this factor of the first-command floor, near and far. */
+export const TARGET_FIRST_ACK_VS_FLOOR = 1.2;
+/** A one-shot `pinhole control NAME write` should exit within this many ms of `pinhole --help`. */
+export const TARGET_ONESHOT_OVER_HELP_MS = 60;
 /** Blocks in which the round-trip figures take turns. */
 const INTERLEAVE_ROUNDS = 10;
+/** Untimed floor connections first (the server's and ws's code paths warm up). */
+const FLOOR_WARMUP = 1;
+/** Untimed CLI runs of each kind first (the page cache holds the CLI's files). */
+const CLI_WARMUP = 1;
 
 interface Plan {
   /** Per round-trip figure. The far relay (~160 ms each) is bounded by maxMs, so it gets few samples. */
@@ -34,6 +57,8 @@ interface Plan {
   handshakes: number;
   /** Handshakes of each kind in memory (CPU only), after a tenth as many warm-ups. */
   memoryHandshakes: number;
+  /** Runs of each CLI figure (--help, one-shot write), after one warm-up each. */
+  cliRuns: number;
 }
 
 const FULL: Plan = {
@@ -43,6 +68,7 @@ const FULL: Plan = {
   connectMaxMs: 20_000,
   handshakes: 20,
   memoryHandshakes: 200,
+  cliRuns: 8,
 };
 const QUICK: Plan = {
   rtt: { warmup: 100, warmupMaxMs: 300, iterations: 500, maxMs: 1_000 },
@@ -51,6 +77,7 @@ const QUICK: Plan = {
   connectMaxMs: 5_000,
   handshakes: 5,
   memoryHandshakes: 20,
+  cliRuns: 3,
 };
 
 /** A round-trip figure to measure. */
@@ -71,16 +98,39 @@ interface Row {
   ratio?: number;
 }
 
-const FLAGS = ['--quick', '--json'];
-const args = new Set(process.argv.slice(2));
-for (const a of args) {
-  if (!FLAGS.includes(a)) {
-    process.stderr.write(`usage: node dist/bench/run.js [--quick] [--json]  (unknown argument ${a})\n`);
+/** Groups of rows, in the order they run. */
+const GROUPS = ['rtt', 'connect', 'handshake', 'dtls', 'cli'] as const;
+type Group = (typeof GROUPS)[number];
+
+const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only ${GROUPS.join(',')}]`;
+function parseArgs(argv: string[]): { quick: boolean; json: boolean; only: ReadonlySet<Group> } {
+  const fail = (why: string): never => {
+    process.stderr.write(`${USAGE}  (${why})\n`);
     process.exit(2);
+  };
+  let quick = false;
+  let json = false;
+  let only: Set<Group> | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--quick') quick = true;
+    else if (a === '--json') json = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const list = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!list) fail('--only needs a list');
+      only = new Set();
+      for (const g of String(list).split(',')) {
+        if (!(GROUPS as readonly string[]).includes(g)) fail(`unknown group ${g}`);
+        only.add(g as Group);
+      }
+    } else fail(`unknown argument ${a}`);
   }
+  return { quick, json, only: only ?? new Set(GROUPS) };
 }
-const json = args.has('--json');
-const plan = args.has('--quick') ? QUICK : FULL;
+const args = parseArgs(process.argv.slice(2));
+const json = args.json;
+const plan = args.quick ? QUICK : FULL;
+const wanted = (g: Group): boolean => args.only.has(g);
 const progress = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
 function machine(): Record<string, string | number> {
@@ -131,7 +181,7 @@ async function main(): Promise<void> {
     } finally {
       await Promise.allSettled(runners.map((r) => r.close()));
     }
-    specs.forEach((s, i) => add(s.id, s.figure, sums[i]!, s.vsId));
+    for (const [i, s] of specs.entries()) add(s.id, s.figure, sums[i]!, s.vsId);
   };
 
   const server = await startBenchServer();
@@ -146,44 +196,67 @@ async function main(): Promise<void> {
       farIce = `${ice.iceServers.map((s) => s.urls).join(', ')}; host addresses ${ice.hostAddresses?.join(', ') ?? 'all'}`;
       progress(`server ${server.url}, STUN udp/${stunPort}; far-away proxy ${farUrl} (+${FAR_ONE_WAY_MS} ms each way)`);
 
-      progress('round trips: baselines and pinhole, interleaved');
-      await measure([
-        { id: 'udp', figure: 'UDP echo (dgram)', open: openUdpEcho },
-        { id: 'ws', figure: 'ws echo', open: openWsEcho },
-        { id: 'ws-relay', figure: 'ws relay echo', vsId: 'ws', open: openWsRelayEcho },
-        { id: 'werift', figure: 'werift DC echo', open: () => openWeriftEcho(stunPort) },
-        { id: 'direct', figure: 'pinhole write, direct', vsId: 'werift', open: () => openCommands(server.url, true) },
-        { id: 'relay', figure: 'pinhole write, relay', vsId: 'ws-relay', open: () => openCommands(server.url, false) },
-        { id: 'memory', figure: 'pinhole layers, in memory', open: openInMemory },
-        { id: 'sealing', figure: 'sealing, one command round trip', vsId: 'memory', open: openSealing },
-        { id: 'far-direct', figure: 'far: pinhole write, direct', vsId: 'direct', open: () => openCommands(farUrl, true) },
-        { id: 'far-relay', figure: 'far: pinhole write, relay', vsId: 'far-direct', open: () => openCommands(farUrl, false) },
-      ]);
+      if (wanted('rtt')) {
+        progress('round trips: baselines and pinhole, interleaved');
+        await measure([
+          { id: 'udp', figure: 'UDP echo (dgram)', open: openUdpEcho },
+          { id: 'ws', figure: 'ws echo', open: openWsEcho },
+          { id: 'ws-relay', figure: 'ws relay echo', vsId: 'ws', open: openWsRelayEcho },
+          { id: 'werift', figure: 'werift DC echo', open: () => openWeriftEcho(stunPort) },
+          { id: 'direct', figure: 'pinhole write, direct', vsId: 'werift', open: () => openCommands(server.url, true) },
+          { id: 'relay', figure: 'pinhole write, relay', vsId: 'ws-relay', open: () => openCommands(server.url, false) },
+          { id: 'memory', figure: 'pinhole layers, in memory', open: openInMemory },
+          { id: 'sealing', figure: 'sealing, one command round trip', vsId: 'memory', open: openSealing },
+          { id: 'far-direct', figure: 'far: pinhole write, direct', vsId: 'direct', open: () => openCommands(farUrl, true) },
+          { id: 'far-relay', figure: 'far: pinhole write, relay', vsId: 'far-direct', open: () => openCommands(farUrl, false) },
+        ]);
+      }
 
-      progress('connections: werift pairs, pinhole, pinhole far away');
-      add('werift-setup', 'werift DC setup', await weriftSetupTimes(stunPort, plan.connections, plan.connectWarmup));
-      const near = await connectTimes(server.url, plan.connections, plan.connectWarmup, plan.connectMaxMs);
-      add('first-ack', 'connect → first ack', near.firstAck);
-      add('to-direct', 'connect → direct', near.direct, 'werift-setup');
-      const far = await connectTimes(farUrl, plan.connections, plan.connectWarmup, plan.connectMaxMs);
-      add('far-first-ack', 'far: connect → first ack', far.firstAck, 'first-ack');
-      add('far-to-direct', 'far: connect → direct', far.direct, 'to-direct');
+      if (wanted('connect')) {
+        progress('connections: werift pairs, the first-command floor (bare ws), pinhole, both far away too');
+        add('werift-setup', 'werift DC setup', await weriftSetupTimes(stunPort, plan.connections, plan.connectWarmup));
+        add('floor', 'first-command floor (bare ws, 2 relay RTTs)', await firstCommandFloorTimes(server.url, plan.connections, FLOOR_WARMUP));
+        const near = await connectTimes(server.url, plan.connections, plan.connectWarmup, plan.connectMaxMs);
+        add('first-ack', 'connect → first ack', near.firstAck, 'floor');
+        add('to-direct', 'connect → direct', near.direct, 'werift-setup');
+        const nearPaired = await pairedConnectTimes(server.url, plan.connections, plan.connectWarmup, plan.connectMaxMs);
+        add('paired-first-ack', 'connect → first ack, paired', nearPaired.firstAck, 'floor');
+        add('paired-to-direct', 'connect → direct, paired', nearPaired.direct, 'werift-setup');
+        add('far-floor', 'far: first-command floor', await firstCommandFloorTimes(farUrl, plan.connections, FLOOR_WARMUP));
+        const far = await connectTimes(farUrl, plan.connections, plan.connectWarmup, plan.connectMaxMs);
+        add('far-first-ack', 'far: connect → first ack', far.firstAck, 'far-floor');
+        add('far-to-direct', 'far: connect → direct', far.direct, 'to-direct');
+        const farPaired = await pairedConnectTimes(farUrl, plan.connections, plan.connectWarmup, plan.connectMaxMs);
+        add('far-paired-first-ack', 'far: connect → first ack, paired', farPaired.firstAck, 'far-floor');
+        add('far-paired-to-direct', 'far: connect → direct, paired', farPaired.direct, 'paired-to-direct');
+      }
 
-      progress('handshake: in memory, then joined → secured on loopback (pairing by code, paired)');
-      const mem = await memoryHandshakeTimes(plan.memoryHandshakes, Math.ceil(plan.memoryHandshakes / 10));
-      add('hs-mem-paired', 'handshake CPU, paired', mem.paired);
-      add('hs-mem-pairing', 'handshake CPU, pairing', mem.pairing, 'hs-mem-paired');
-      const hs = await handshakeTimes(server.url, plan.handshakes, 1);
-      add('hs-paired', 'joined → secured, paired', hs.paired);
-      add('hs-pairing', 'joined → secured, pairing', hs.pairing, 'hs-paired');
+      if (wanted('handshake')) {
+        progress('handshake: in memory, then joined → secured on loopback (pairing by code, paired)');
+        const mem = await memoryHandshakeTimes(plan.memoryHandshakes, Math.ceil(plan.memoryHandshakes / 10));
+        add('hs-mem-paired', 'handshake CPU, paired', mem.paired);
+        add('hs-mem-pairing', 'handshake CPU, pairing', mem.pairing, 'hs-mem-paired');
+        const hs = await handshakeTimes(server.url, plan.handshakes, 1);
+        add('hs-paired', 'joined → secured, paired', hs.paired);
+        add('hs-pairing', 'joined → secured, pairing', hs.pairing, 'hs-paired');
+      }
 
-      progress('DTLS certificate: generateDtlsKeys, werift pairs without STUN (own certificate vs stored)');
-      add('dtls-keygen', 'generateDtlsKeys()', summarize(await keygenTimes(plan.connections, plan.connectWarmup)));
-      const dc = await setupTimes(['own', 'stored'], plan.connections, plan.connectWarmup);
-      add('dc-own', 'werift DC setup, no STUN, own cert', summarize(dc.own.map((x) => phases(x).total)));
-      add('dc-stored', 'werift DC setup, no STUN, stored cert', summarize(dc.stored.map((x) => phases(x).total)), 'dc-own');
-      add('dtls-own', '  DTLS phase, own cert', summarize(dc.own.map((x) => phases(x).dtls)));
-      add('dtls-stored', '  DTLS phase, stored cert', summarize(dc.stored.map((x) => phases(x).dtls)), 'dtls-own');
+      if (wanted('dtls')) {
+        progress('DTLS certificate: generateDtlsKeys, werift pairs without STUN (own certificate vs stored)');
+        add('dtls-keygen', 'generateDtlsKeys()', summarize(await keygenTimes(plan.connections, plan.connectWarmup)));
+        const dc = await setupTimes(['own', 'stored'], plan.connections, plan.connectWarmup);
+        add('dc-own', 'werift DC setup, no STUN, own cert', summarize(dc.own.map((x) => phases(x).total)));
+        add('dc-stored', 'werift DC setup, no STUN, stored cert', summarize(dc.stored.map((x) => phases(x).total)), 'dc-own');
+        add('dtls-own', '  DTLS phase, own cert', summarize(dc.own.map((x) => phases(x).dtls)));
+        add('dtls-stored', '  DTLS phase, stored cert', summarize(dc.stored.map((x) => phases(x).dtls)), 'dtls-own');
+      }
+
+      if (wanted('cli')) {
+        progress(`one-shot CLI: fresh processes, --help and control NAME write ${BENCH_PIN} 1, taking turns`);
+        const cli = await cliTimes(server.url, plan.cliRuns, CLI_WARMUP);
+        add('cli-help', 'pinhole --help (process wall time)', cli.help);
+        add('cli-write', `pinhole control NAME write ${BENCH_PIN} 1 (one-shot)`, cli.oneShot, 'cli-help');
+      }
     } finally {
       await proxy.close();
     }
@@ -192,39 +265,109 @@ async function main(): Promise<void> {
     removeBenchState();
   }
 
-  const fig = (id: string): Summary => rows.find((r) => r.id === id)!.summary;
-  const direct = rows.find((r) => r.id === 'direct')!;
-  const relay = rows.find((r) => r.id === 'relay')!;
-  const target = {
-    directVsWerift: direct.ratio ?? NaN,
-    directVsWeriftP99: direct.summary.p99 / fig('werift').p99,
-    relayVsWsRelay: relay.ratio ?? NaN,
-    limit: TARGET_DIRECT_VS_WERIFT,
-    met: (direct.ratio ?? Infinity) <= TARGET_DIRECT_VS_WERIFT,
-  };
+  const row = (id: string): Row | undefined => rows.find((r) => r.id === id);
+  const p50 = (id: string): number => row(id)?.summary.p50 ?? NaN;
+  const has = (...ids: string[]): boolean => ids.every((id) => row(id) !== undefined);
+  const target: Record<string, number | boolean> = {};
+  if (has('direct', 'werift')) {
+    const direct = row('direct') as Row;
+    Object.assign(target, {
+      directVsWerift: direct.ratio ?? NaN,
+      directVsWeriftP99: direct.summary.p99 / (row('werift') as Row).summary.p99,
+      directVsWeriftLimit: TARGET_DIRECT_VS_WERIFT,
+      directVsWeriftMet: (direct.ratio ?? Infinity) <= TARGET_DIRECT_VS_WERIFT,
+    });
+  }
+  if (has('relay')) target.relayVsWsRelay = row('relay')?.ratio ?? NaN;
+  // connect → first ack beside the floor, by pairing code and by name (paired).
+  const firstAcks = [
+    { key: '', label: 'by code (pairing)', near: 'first-ack', far: 'far-first-ack' },
+    { key: 'Paired', label: 'by name (paired)', near: 'paired-first-ack', far: 'far-paired-first-ack' },
+  ].filter((f) => has(f.near, f.far));
+  for (const f of firstAcks) {
+    const near = row(f.near)?.ratio ?? NaN;
+    const far = row(f.far)?.ratio ?? NaN;
+    Object.assign(target, {
+      [`firstAck${f.key}VsFloor`]: near,
+      [`farFirstAck${f.key}VsFloor`]: far,
+      [`firstAck${f.key}VsFloorMet`]: near <= TARGET_FIRST_ACK_VS_FLOOR && far <= TARGET_FIRST_ACK_VS_FLOOR,
+    });
+  }
+  if (firstAcks.length) target.firstAckVsFloorLimit = TARGET_FIRST_ACK_VS_FLOOR;
+  if (has('cli-help', 'cli-write')) {
+    const over = p50('cli-write') - p50('cli-help');
+    Object.assign(target, {
+      oneShotOverHelpMs: over,
+      oneShotVsHelp: row('cli-write')?.ratio ?? NaN,
+      oneShotOverHelpLimitMs: TARGET_ONESHOT_OVER_HELP_MS,
+      oneShotOverHelpMet: over <= TARGET_ONESHOT_OVER_HELP_MS,
+    });
+  }
   const totalS = (performance.now() - t0) / 1000;
   const m = machine();
+  const groups = GROUPS.filter(wanted);
   if (json) {
     const figures = Object.fromEntries(rows.map((r) => [r.id, { figure: r.figure, ...r.summary, ...(r.vsId ? { vs: r.vsId, ratio: r.ratio } : {}) }]));
-    process.stdout.write(JSON.stringify({ machine: m, quick: plan === QUICK, farOneWayMs: FAR_ONE_WAY_MS, farIce, figures, target, totalS }, null, 2) + '\n');
+    process.stdout.write(
+      `${JSON.stringify({ machine: m, quick: plan === QUICK, groups, farOneWayMs: FAR_ONE_WAY_MS, farIce, figures, target, totalS }, null, 2)}\n`,
+    );
     return;
   }
+  const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+  const x = (r: number | boolean | undefined): string => (typeof r === 'number' ? r.toFixed(2) : '-');
   const out: string[] = [
     `machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Node ${m.node}, ${m.os}`,
-    `run: ${plan === QUICK ? 'quick' : 'full'}; round trips: ≤${plan.rtt.iterations} per figure after ≤${plan.rtt.warmup} warm-up, ≤${plan.rtt.maxMs / 1000} s each, all interleaved in ${INTERLEAVE_ROUNDS} blocks; connections: ≤${plan.connections} fresh per figure, ≤${plan.connectMaxMs / 1000} s (p50/p99 over them)`,
+    `run: ${plan === QUICK ? 'quick' : 'full'}${groups.length < GROUPS.length ? ` (only ${groups.join(', ')})` : ''}; round trips: ≤${plan.rtt.iterations} per figure after ≤${plan.rtt.warmup} warm-up, ≤${plan.rtt.maxMs / 1000} s each, all interleaved in ${INTERLEAVE_ROUNDS} blocks; connections: ≤${plan.connections} fresh per figure, ≤${plan.connectMaxMs / 1000} s (p50/p99 over them)`,
     '',
     table(rows),
     '',
-    `pinhole direct / bare werift echo: ${target.directVsWerift.toFixed(2)}× at p50, ${target.directVsWeriftP99.toFixed(2)}× at p99 (target ≤ ${TARGET_DIRECT_VS_WERIFT}×: ${target.met ? 'met' : 'NOT met'})`,
-    `pinhole relay / ws relay echo: ${target.relayVsWsRelay.toFixed(2)}× at p50`,
-    `pinhole's own layers (Device, Link, JSON, CommandHandler; no network): ${ms(fig('memory').p50)} ms at p50; direct minus werift echo: ${ms(fig('direct').p50 - fig('werift').p50)} ms at p50`,
-    `far away (+${FAR_ONE_WAY_MS} ms each way, TCP only; STUN and the data channel stay local): relay ${ms(fig('far-relay').p50)} ms vs direct ${ms(fig('far-direct').p50)} ms at p50`,
-    `handshake (relay only): joined → secured ${ms(fig('hs-pairing').p50)} ms pairing (CPace + SIGMA-I), ${ms(fig('hs-paired').p50)} ms paired, at p50; CPU alone ${ms(fig('hs-mem-pairing').p50)} / ${ms(fig('hs-mem-paired').p50)} ms`,
-    `DTLS certificate: stored vs werift's own, set-up ${ms(fig('dc-stored').p50)} vs ${ms(fig('dc-own').p50)} ms, DTLS phase ${ms(fig('dtls-stored').p50)} vs ${ms(fig('dtls-own').p50)} ms, at p50; generateDtlsKeys() ${ms(fig('dtls-keygen').p50)} ms`,
-    `  ICE config derived from the proxy's URL: ${farIce}`,
-    `total ${totalS.toFixed(1)} s`,
   ];
-  process.stdout.write(out.join('\n') + '\n');
+  if (has('direct', 'werift')) {
+    out.push(
+      `pinhole direct / bare werift echo: ${x(target.directVsWerift)}× at p50, ${x(target.directVsWeriftP99)}× at p99 (target ≤ ${TARGET_DIRECT_VS_WERIFT}×: ${met(target.directVsWeriftMet as boolean)})`,
+    );
+  }
+  if (has('relay')) out.push(`pinhole relay / ws relay echo: ${x(target.relayVsWsRelay)}× at p50`);
+  if (has('memory', 'direct', 'werift')) {
+    out.push(
+      `pinhole's own layers (Device, Link, JSON, CommandHandler; no network): ${ms(p50('memory'))} ms at p50; direct minus werift echo: ${ms(p50('direct') - p50('werift'))} ms at p50`,
+    );
+  }
+  if (has('far-relay', 'far-direct')) {
+    out.push(
+      `far away (+${FAR_ONE_WAY_MS} ms each way, TCP only; STUN and the data channel stay local): relay ${ms(p50('far-relay'))} ms vs direct ${ms(p50('far-direct'))} ms at p50`,
+    );
+  }
+  for (const f of firstAcks) {
+    out.push(
+      `connect → first ack ${f.label} / first-command floor: ${x(row(f.near)?.ratio)}× near (${ms(p50(f.near))} vs ${ms(p50('floor'))} ms), ${x(row(f.far)?.ratio)}× far (${ms(p50(f.far))} vs ${ms(p50('far-floor'))} ms), at p50 (target ≤ ${TARGET_FIRST_ACK_VS_FLOOR}×: ${met(target[`firstAck${f.key}VsFloorMet`] === true)})`,
+    );
+  }
+  if (has('floor', 'first-ack', 'paired-first-ack', 'hs-mem-pairing', 'hs-mem-paired')) {
+    // The bare floor does no crypto: how much of the near gap is the handshake's own CPU.
+    const withCpu = (ack: string, hs: string): string => `${ms(p50(ack))} vs ${ms(p50('floor') + p50(hs))} ms, ${x(p50(ack) / (p50('floor') + p50(hs)))}×`;
+    out.push(
+      `  near, beside floor + the handshake's CPU (in memory): by code ${withCpu('first-ack', 'hs-mem-pairing')}; by name ${withCpu('paired-first-ack', 'hs-mem-paired')}`,
+    );
+  }
+  if (has('hs-pairing', 'hs-paired', 'hs-mem-pairing', 'hs-mem-paired')) {
+    out.push(
+      `handshake (relay only): joined → secured ${ms(p50('hs-pairing'))} ms pairing (CPace + SIGMA-I), ${ms(p50('hs-paired'))} ms paired, at p50; CPU alone ${ms(p50('hs-mem-pairing'))} / ${ms(p50('hs-mem-paired'))} ms`,
+    );
+  }
+  if (has('dc-stored', 'dc-own', 'dtls-keygen')) {
+    out.push(
+      `DTLS certificate: stored vs werift's own, set-up ${ms(p50('dc-stored'))} vs ${ms(p50('dc-own'))} ms, DTLS phase ${ms(p50('dtls-stored'))} vs ${ms(p50('dtls-own'))} ms, at p50; generateDtlsKeys() ${ms(p50('dtls-keygen'))} ms`,
+    );
+  }
+  if (has('cli-help', 'cli-write')) {
+    out.push(
+      `one-shot CLI: control write ${ms(p50('cli-write'))} ms vs --help ${ms(p50('cli-help'))} ms at p50: +${ms(target.oneShotOverHelpMs as number)} ms, ${x(target.oneShotVsHelp)}× (target ≤ --help + ${TARGET_ONESHOT_OVER_HELP_MS} ms: ${met(target.oneShotOverHelpMet as boolean)})`,
+    );
+  }
+  if (wanted('rtt') || wanted('connect')) out.push(`  ICE config derived from the proxy's URL: ${farIce}`);
+  out.push(`total ${totalS.toFixed(1)} s`);
+  process.stdout.write(`${out.join('\n')}\n`);
 }
 
 main().catch((e: unknown) => {

@@ -16,16 +16,16 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
-import { Backoff, PeerSession, preloadDirect, type SessionEvents } from '../session/index.js';
-import { PinholeError } from '../protocol/index.js';
+import { Backoff, PeerSession, type SessionEvents } from '../session/index.js';
+import { PinholeError, isErrorCode } from '../protocol/index.js';
 import { SignalClient, routeSignal } from '../platform/node/index.js';
 import { deviceRoom, parsePairingCode, type PairingCode } from '../protocol/index.js';
 import { fingerprintOf, loadOrCreateIdentity, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, KnownDevices } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, KnownDevices, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
-import { type HandshakeErrorCode, type PeerInfo } from '../crypto/index.js';
+import { type PeerInfo } from '../crypto/index.js';
 
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -133,26 +133,13 @@ export type Reopen = () => Promise<Opened>;
 /** Errors after which reconnecting cannot help. */
 const FATAL: ReadonlySet<string> = new Set(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch', 'version', 'usage']);
 
-/** Every handshake code, to check one that came over the network. */
-const HANDSHAKE_CODES: Record<HandshakeErrorCode, true> = {
-  'wrong-code': true,
-  'code-spent': true,
-  'not-paired': true,
-  'device-changed': true,
-  'bad-handshake': true,
-  'fingerprint-mismatch': true,
-};
-
-/** A code a session may be refused with: a handshake code, or `overflow`. */
-const isRefusalCode = (code: string): code is HandshakeErrorCode | 'overflow' => code === 'overflow' || Object.hasOwn(HANDSHAKE_CODES, code);
-
 /**
  * The error for a refusal. The code may come from the peer: one this build
- * does not know (a newer or a hostile device) becomes `bad-handshake`, a
- * refusal we cannot read. @internal
+ * does not know as a handshake code (a newer or a hostile device) becomes
+ * `bad-handshake`, a refusal we cannot read. @internal
  */
 export function refusalError(code: string, message: string): PinholeError {
-  if (isRefusalCode(code)) return new PinholeError(code, message);
+  if (isErrorCode(code, 'handshake')) return new PinholeError(code, message);
   return new PinholeError('bad-handshake', `the device refused the session with a code this build does not know: ${JSON.stringify(String(code).slice(0, 64))}`);
 }
 
@@ -502,8 +489,9 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     target = { room: deviceRoom(entry.publicKey), expectDevice: entry.publicKey, label: `device "${entry.name}"` };
     server = opts.server ?? entry.server;
   }
-  // werift (and the stored DTLS certificate) load while the WebSocket opens.
-  const dtls = direct ? preloadDirect().then((rtc) => loadOrCreateDtlsCert(opts.stateDir, rtc.generateDtlsKeys)) : undefined;
+  // werift loads while the WebSocket opens and the handshake runs; a stored DTLS certificate does not wait for it.
+  if (direct) preloadDirect().catch(() => undefined);
+  const dtls = direct ? loadOrCreateDtlsCert(opts.stateDir, async () => (await preloadDirect()).generateDtlsKeys()) : undefined;
   dtls?.catch(() => undefined);
   const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
   const { signal, session, unroute } = await openSession(base, target, dtls);
@@ -596,6 +584,7 @@ async function openSession(
       role: 'controller',
       sid: r.session,
       direct: plan.direct,
+      dialer: weriftDialer,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',

@@ -27,13 +27,13 @@ import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
 import { SafeState } from './safe-state.js';
 import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type Level, type ServerMessage, type SignalErrorCode } from '../protocol/index.js';
-import { Backoff, PeerSession, preloadDirect } from '../session/index.js';
+import { Backoff, PeerSession } from '../session/index.js';
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient, routeServerMessage, routeSignal, type ServerRoutes } from '../platform/node/index.js';
 import { deviceRoom, formatPairingCode, generatePairingCode, type PairingCode } from '../protocol/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { loadOrCreateIdentity, fingerprintOf, type Identity } from '../crypto/index.js';
-import { loadOrCreateDtlsCert, TrustedControllers } from '../platform/node/index.js';
+import { loadOrCreateDtlsCert, TrustedControllers, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 
@@ -319,6 +319,7 @@ class Registration {
       role: 'device',
       sid: id,
       direct: deps.direct,
+      dialer: weriftDialer,
       rtc: { ...iceConfigFor(deps.server, this.stunPort, deps.iceServers), ...(deps.dtls ? { dtlsKeys: deps.dtls.keys } : {}) },
       security: {
         role: 'device',

@@ -1,7 +1,7 @@
 /** protocol: what other folders use. */
 export { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode, parseRoom, type PairingCode } from './code.js';
-export type { ErrorCode } from './errors.js';
-export { PinholeError, isPinholeError } from './errors.js';
+export type { CodeIn, ErrorCode, ErrorSource, SecurityCode } from './errors.js';
+export { ERRORS, ERROR_SOURCES, PinholeError, SECURITY_CODES, isErrorCode, isPinholeError, isSecurityCode, toErrorCode } from './errors.js';
 export { encodeControl, encodeData, parseFrame } from './frames.js';
 export type { ChangeNotification, Level, Method, Methods, PinMode, RpcRequest, RpcResponse } from './rpc.js';
 export { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_INTERVAL_MS, MAX_BLINK_TIMES, MAX_PIN, MIN_BLINK_INTERVAL_MS, parseIncoming, parseRequest, rpcError } from './rpc.js';

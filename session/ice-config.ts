@@ -1,5 +1,5 @@
 /** Derives the direct path's ICE configuration from the signaling server's URL. */
-import type { IceServer, RtcConfig } from '../platform/node/index.js';
+import type { IceServer, RtcConfig } from './direct.js';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/i;
 

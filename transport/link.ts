@@ -13,10 +13,10 @@
  *     receiver drop doubles and reorder early arrivals, so nothing is lost or
  *     doubled across the move.
  */
-import { EventEmitter } from 'node:events';
 import { MAX_SEALED_PLAINTEXT_BYTES } from '../crypto/index.js';
-import { encodeControl, encodeData, parseFrame } from '../protocol/index.js';
+import { MAX_LINK_FRAME_BYTES, encodeControl, encodeData, parseFrame } from '../protocol/index.js';
 import { PinholeError } from '../protocol/index.js';
+import { Emitter } from './emitter.js';
 
 /**
  * Which path carries a link's frames: the server's WebSocket relay, a direct
@@ -37,15 +37,33 @@ export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
-/** Node's timers, unref'd so a pending timer never keeps a process alive. The default wherever Timers are injected. */
+/** The platform's timers, unref'd where that exists (Node) so a pending timer never keeps a process alive. The default wherever Timers are injected. */
 export const realTimers: Timers = {
   setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
+    const t: unknown = setTimeout(fn, ms);
+    (t as { unref?: () => void }).unref?.();
     return t;
   },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
+
+/** Bytes of `s` in UTF-8 (a lone surrogate counts 3, as its replacement character). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** Keeps a leading BOM, as Node's Buffer decoding did: such a frame stays invalid JSON. */
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Delay before a bare ack is sent when no data frame could carry it, in ms: short, so the peer's resend buffer stays small. */
 export const ACK_DELAY_MS = 20;
@@ -105,7 +123,7 @@ interface Pending {
 }
 
 /** Reliable, ordered message pipe over whichever path works. */
-export class Link extends EventEmitter<LinkEvents> {
+export class Link extends Emitter<LinkEvents> {
   private readonly timers: Timers;
   private relay: Transport | undefined;
   private direct: Transport | undefined;
@@ -185,18 +203,19 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.unacked.length >= MAX_UNACKED) throw new PinholeError('overflow', `more than ${MAX_UNACKED} frames unacknowledged`);
     const json = JSON.stringify(payload);
     // Frames must fit one sealed relay frame, whichever path they take now: they may be resent on the relay.
-    if (json === undefined || Buffer.byteLength(json) + 64 > MAX_SEALED_PLAINTEXT_BYTES) throw new PinholeError('usage', 'payload too large for one link frame');
+    if (json === undefined || (json.length * 3 + 64 > MAX_SEALED_PLAINTEXT_BYTES && utf8Length(json) + 64 > MAX_SEALED_PLAINTEXT_BYTES)) throw new PinholeError('usage', 'payload too large for one link frame');
     const p = { q: this.nextSeq++, json };
     this.unacked.push(p);
     this.current?.send(this.dataFrame(p));
     this.armRetransmit();
   }
 
-  /** Feeds one frame received on `via`. Invalid frames are dropped and reported as `invalid`. */
-  receive(text: string | Buffer, via: Transport): void {
+  /** Feeds one frame (text, or its UTF-8 bytes) received on `via`. Invalid frames are dropped and reported as `invalid`. */
+  receive(data: string | Uint8Array, via: Transport): void {
     if (this.closed) return;
     if (via === this.direct) this.directHeard = true;
-    const f = parseFrame(text);
+    // Bytes over the limit are refused before decoding, as parseFrame refuses text over it.
+    const f = typeof data === 'string' ? parseFrame(data) : data.length > MAX_LINK_FRAME_BYTES ? undefined : parseFrame(utf8.decode(data));
     if (!f) {
       this.emit('invalid', 'malformed link frame');
       return;

@@ -1,4 +1,6 @@
-/** platform/node: what other folders use. */
-export type { DirectPathEvents, DtlsKeyPair, IceServer, RtcConfig } from './rtc.js';
+/** platform/node: what other folders use. Nothing here loads werift until a direct path is tried (direct.ts). */
+export type { DtlsKeyPair, IceServer, RtcConfig } from '../../session/index.js';
+export type { DirectPathEvents } from './rtc.js';
+export { preloadDirect, weriftDialer } from './direct.js';
 export { SignalClient, routeServerMessage, routeSignal, type RelayMessage, type ServerRoutes } from './signal-client.js';
-export { KnownDevices, TrustedControllers, loadOrCreateDtlsCert, parseSdpFingerprint } from './trust.js';
+export { KnownDevices, TrustedControllers, loadOrCreateDtlsCert } from './trust.js';

@@ -21,6 +21,9 @@ import { EventEmitter } from 'node:events';
 import { CipherContext, RTCPeerConnection, type RTCDataChannel } from 'werift';
 import type { SignalPayload } from '../../protocol/index.js';
 import type { Transport } from '../../transport/index.js';
+import type { DirectAttemptEvents, DtlsKeyPair, RtcConfig } from '../../session/index.js';
+
+export type { DtlsKeyPair, IceServer, RtcConfig } from '../../session/index.js';
 
 /** Bytes queued in the data channel above which we hold frames back: werift's throughput collapses past about 2 KB queued. */
 export const DC_HIGH_WATER_BYTES = 2048;
@@ -46,38 +49,6 @@ export function splitCandidates(sdp: string): { sdp: string; candidates: string[
   return { sdp: kept.join('\r\n'), candidates, mid };
 }
 
-/** An ICE server handed to werift. werift uses only the first STUN and the first TURN server. */
-export interface IceServer {
-  urls: string;
-  username?: string;
-  credential?: string;
-}
-
-/** Configuration of the direct path. */
-export interface RtcConfig {
-  /** ICE servers; pass the signaling server's own STUN first. Never empty-by-omission: werift would use a public host. */
-  iceServers: IceServer[];
-  /**
-   * Restricts ICE to these local addresses (host candidates and pairs). Used
-   * when every peer is on one host (server on loopback), so checks stay on
-   * loopback. Default: all interfaces.
-   */
-  hostAddresses?: string[];
-  /**
-   * The DTLS certificate and key to present (platform/node/trust.ts stores one per
-   * installation; its fingerprint is signed in the handshake). Default: werift
-   * makes a fresh one per connection, which nobody can pin.
-   */
-  dtlsKeys?: DtlsKeyPair;
-}
-
-/** A DTLS certificate and key, werift's DtlsKeys shape (ECDSA P-256, SHA-256). */
-export interface DtlsKeyPair {
-  certPem: string;
-  keyPem: string;
-  signatureHash: { hash: number; signature: number };
-}
-
 /** werift's codes for SHA-256, ECDSA and P-256 (the curve browsers use for DTLS). */
 const HASH_SHA256 = 4;
 const SIG_ECDSA = 3;
@@ -89,17 +60,8 @@ export async function generateDtlsKeys(): Promise<DtlsKeyPair> {
   return { certPem: k.certPem, keyPem: k.keyPem, signatureHash: { hash: k.signatureHash.hash, signature: k.signatureHash.signature } };
 }
 
-/** Events of a DirectPath. */
-export interface DirectPathEvents {
-  /** The data channel opened; attach this transport to the link. */
-  up: [t: DataChannelTransport];
-  /** The data channel or the connection died; detach it. */
-  down: [t: DataChannelTransport];
-  /** The attempt ended before the channel opened (`ice`: no candidate pair worked; `dtls`: ICE worked, DTLS or SCTP did not). Once. */
-  failed: [cause: 'ice' | 'dtls'];
-  /** ICE/connection state, for diagnostics. */
-  state: [state: string];
-}
+/** Events of a DirectPath: what the session expects of an attempt. */
+export type DirectPathEvents = DirectAttemptEvents;
 
 /** A Transport over one werift data channel, with bounded bytes in flight. */
 export class DataChannelTransport implements Transport {

@@ -67,13 +67,8 @@ export interface KnownDevice {
   readonly pairedAt: number;
 }
 
-/** A DTLS certificate and its private key: exactly werift's DtlsKeys shape. */
-export interface DtlsKeyPair {
-  certPem: string;
-  keyPem: string;
-  /** TLS HashAlgorithm and SignatureAlgorithm numbers (RFC 5246 7.4.1.4.1), e.g. { hash: 4 (sha256), signature: 3 (ecdsa) }. */
-  signatureHash: { hash: number; signature: number };
-}
+import type { DtlsKeyPair } from '../../session/index.js';
+export type { DtlsKeyPair };
 
 const isTime = (t: unknown): t is number => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0;
 const encodeKey = (k: Uint8Array): string => Buffer.from(k).toString('base64url');
@@ -467,29 +462,4 @@ export async function loadOrCreateDtlsCert(dir: string, generate: () => Promise<
   throw new IdentityError('identity-io', `${label} ${path} keeps appearing and disappearing`, path);
 }
 
-const SDP_SHA256 = /^a=fingerprint:sha-256 ([0-9a-f]{2}(?::[0-9a-f]{2}){31})$/i;
-
-/**
- * The SHA-256 certificate fingerprint an SDP announces, upper-case
- * (`AB:CD:...`, 32 hex pairs), from its `a=fingerprint:sha-256` line(s),
- * session- or media-level; repeats of the same value are fine. undefined if
- * there is none, if a fingerprint line is malformed, if two different
- * SHA-256 values appear, or if any fingerprint line uses another hash
- * function: werift verifies the peer's certificate against the strongest
- * algorithm present (sha-512 before sha-256), so an injected sha-512 line
- * would otherwise bypass a check of the signed sha-256 value.
- */
-export function parseSdpFingerprint(sdp: string): string | undefined {
-  if (typeof sdp !== 'string') return undefined;
-  let found: string | undefined;
-  // split on any line break: every line werift sees (it splits on CRLF) starts one of ours
-  for (const line of sdp.split(/\r\n|\r|\n/)) {
-    if (!/^a=fingerprint:/i.test(line)) continue;
-    const m = SDP_SHA256.exec(line);
-    if (!m) return undefined;
-    const fp = m[1].toUpperCase();
-    if (found !== undefined && found !== fp) return undefined;
-    found = fp;
-  }
-  return found;
-}
+export { parseSdpFingerprint } from '../../session/index.js';

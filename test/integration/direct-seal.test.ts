@@ -1,4 +1,4 @@
-// Issue 9: a data channel that the real peer did not open carries nothing that is executed or
+// A data channel that the real peer did not open carries nothing that is executed or
 // believed. werift 0.25.2 authenticates a DTLS peer by its certificate's hash alone, and a
 // certificate crosses the network in clear, so the data channel itself proves nothing. Here a
 // rogue werift peer gets a channel to a real PeerSession (device, then controller) with the
@@ -9,11 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { PeerSession } from '../../session/session.js';
+import { PeerSession, type RelaySocket } from '../../session/session.js';
+import { weriftDialer } from '../../platform/node/direct.js';
 import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../platform/node/rtc.js';
 import { loadOrCreateDtlsCert } from '../../platform/node/trust.js';
 import type { ServerMessage, SignalPayload } from '../../protocol/signaling.js';
-import type { SignalClient } from '../../platform/node/signal-client.js';
 import { stateDir, waitFor } from './helpers.js';
 
 const T = 30_000;
@@ -42,12 +42,14 @@ async function securedPair() {
   const controller = new PeerSession({
     role: 'controller',
     sid: 'S9',
+    dialer: weriftDialer,
     rtc: rtc(cCert.keys),
     security: { role: 'controller', identity: ci, name: 'laptop', certFp: cCert.fingerprint, expectDevice: di.publicKey },
   });
   const device = new PeerSession({
     role: 'device',
     sid: 'S9',
+    dialer: weriftDialer,
     rtc: rtc(dCert.keys),
     security: { role: 'device', identity: di, name: 'board', certFp: dCert.fingerprint, isTrusted: () => true },
   });
@@ -56,7 +58,7 @@ async function securedPair() {
       send(m: { type: string; data?: string }) {
         if (m.type === 'relay') setImmediate(() => to.handleServerMessage(m as ServerMessage));
       },
-    }) as unknown as SignalClient;
+    }) as RelaySocket;
   const seen = { c: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] }, d: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] } };
   for (const [k, s] of [['c', controller], ['d', device]] as const) {
     s.on('security', (code) => seen[k].security.push(code));
@@ -140,7 +142,7 @@ async function rogueToDevice(p: Awaited<ReturnType<typeof securedPair>>, rogue: 
   return dc;
 }
 
-test('issue 9: a data channel the controller did not open executes nothing on the device', { timeout: T }, async () => {
+test('a data channel the controller did not open executes nothing on the device', { timeout: T }, async () => {
   const p = await securedPair();
   const rogue = roguePeer(p.cCert.keys); // the controller's real certificate and key: DTLS passes
   try {
@@ -167,7 +169,7 @@ test('issue 9: a data channel the controller did not open executes nothing on th
   }
 });
 
-test('issue 9: a fake device on the data channel cannot feed the controller false readings', { timeout: T }, async () => {
+test('a fake device on the data channel cannot feed the controller false readings', { timeout: T }, async () => {
   const p = await securedPair();
   const rogue = roguePeer(p.dCert.keys); // the device's real certificate and key
   try {
@@ -214,7 +216,7 @@ test('issue 9: a fake device on the data channel cannot feed the controller fals
   }
 });
 
-test('issue 9: a sealed-looking frame on the data channel is dropped as direct-bad-mac', { timeout: T }, async () => {
+test('a sealed-looking frame on the data channel is dropped as direct-bad-mac', { timeout: T }, async () => {
   const p = await securedPair();
   const rogue = roguePeer(p.cCert.keys);
   try {

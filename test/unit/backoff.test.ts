@@ -1,13 +1,17 @@
 // Backoff: capped exponential delays with injected randomness. Pure, no timers.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { Backoff } from '../../session/backoff.js';
+import { test } from 'node:test';
 import { RECONNECT_BASE_MS as CONTROLLER_BASE, RECONNECT_MAX_MS as CONTROLLER_MAX } from '../../controller/client.js';
 import { RECONNECT_BASE_MS as DEVICE_BASE, RECONNECT_MAX_MS as DEVICE_MAX } from '../../device/agent.js';
+import { Backoff } from '../../session/backoff.js';
 
 test('without jitter every delay is its ceiling: base doubling up to max', () => {
   const b = new Backoff({ baseMs: 250, maxMs: 5_000 });
-  assert.deepEqual(Array.from({ length: 8 }, () => b.next()), [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+  assert.deepEqual(
+    Array.from({ length: 8 }, () => b.next()),
+    [250, 500, 1000, 2000, 4000, 5000, 5000, 5000],
+  );
   assert.equal(b.attempts, 8);
 });
 
@@ -22,7 +26,10 @@ test('jitter draws that part of the ceiling at random: [ceiling * (1 - jitter), 
 
 test('the delay is the formula the roles used before: round(ceiling / 2 + random * ceiling / 2)', () => {
   let seed = 7;
-  const random = (): number => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
+  const random = (): number => {
+    seed = (seed * 16807) % 2147483647;
+    return (seed - 1) / 2147483646;
+  };
   const values: number[] = [];
   const b = new Backoff({ baseMs: 250, maxMs: 5_000, jitter: 0.5, random: () => values[values.push(random()) - 1]! });
   for (let attempt = 0; attempt < 12; attempt++) {

@@ -1,30 +1,12 @@
 // The Link's path switching, with in-memory transports and manual timers: no sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Link, type Timers, type Transport, type Path } from '../../transport/link.js';
-import { MAX_UNACKED, KEEPALIVE_MISSES } from '../../transport/link.js';
+import { Link, type Transport, type Path } from '../../transport/link.js';
+import { MAX_UNACKED, KEEPALIVE_MISSES, utf8Length } from '../../transport/link.js';
+import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
+import { MAX_SEALED_PLAINTEXT_BYTES } from '../../crypto/seal.js';
 import { isPinholeError } from '../../protocol/errors.js';
-
-/** Timers that run only when the test says so. */
-function manualTimers(): Timers & { run(): void; pending(): number } {
-  let q: { fn: () => void; id: number }[] = [];
-  let n = 0;
-  return {
-    setTimeout: (fn) => {
-      q.push({ fn, id: ++n });
-      return n;
-    },
-    clearTimeout: (h) => {
-      q = q.filter((t) => t.id !== h);
-    },
-    run() {
-      const now = q;
-      q = [];
-      for (const t of now) t.fn();
-    },
-    pending: () => q.length,
-  };
-}
+import { ManualTimers } from './timers.js';
 
 /** A one-way-per-direction in-memory path between two links; frames wait until flushed. */
 function pipe(path: 'relay' | 'direct', a: Link, b: Link) {
@@ -53,7 +35,7 @@ function pipe(path: 'relay' | 'direct', a: Link, b: Link) {
 }
 
 function pair() {
-  const timers = manualTimers();
+  const timers = new ManualTimers();
   const a = new Link({ timers });
   const b = new Link({ timers });
   const gotA: unknown[] = [];
@@ -76,7 +58,7 @@ function onDirect() {
   return { ...p, r, d };
 }
 
-test('issue 2: relay path delivers in order, exactly once', () => {
+test('relay path delivers in order, exactly once', () => {
   const { a, b, gotB } = pair();
   const r = pipe('relay', a, b);
   a.attach(r.aSide);
@@ -87,7 +69,7 @@ test('issue 2: relay path delivers in order, exactly once', () => {
   assert.deepEqual(gotB, Array.from({ length: 50 }, (_, i) => ({ i })));
 });
 
-test('issue 2: a direct transport is used only after it answers a probe', () => {
+test('a direct transport is used only after it answers a probe', () => {
   const { a, b } = pair();
   const r = pipe('relay', a, b);
   const d = pipe('direct', a, b);
@@ -104,7 +86,7 @@ test('issue 2: a direct transport is used only after it answers a probe', () => 
   assert.deepEqual(paths, ['direct']);
 });
 
-test('issue 2: moving to direct while relay frames are in flight loses and doubles nothing', () => {
+test('moving to direct while relay frames are in flight loses and doubles nothing', () => {
   const { a, b, gotB } = pair();
   const r = pipe('relay', a, b);
   const d = pipe('direct', a, b);
@@ -120,12 +102,12 @@ test('issue 2: moving to direct while relay frames are in flight loses and doubl
   assert.deepEqual(gotB, Array.from({ length: 20 }, (_, i) => i));
 });
 
-test('issue 2: when the direct path dies, unacknowledged frames are resent on the relay', () => {
+test('when the direct path dies, unacknowledged frames are resent on the relay', () => {
   const { a, b, gotB, timers, r, d } = onDirect();
   assert.equal(a.path, 'direct');
   a.send('delivered');
   d.flush();
-  timers.run(); // b's delayed ack
+  timers.runPending(); // b's delayed ack
   d.flush();
   assert.equal(a.inFlight, 0, 'acked');
   a.send('lost-1');
@@ -138,7 +120,7 @@ test('issue 2: when the direct path dies, unacknowledged frames are resent on th
   assert.deepEqual(gotB, ['delivered', 'lost-1', 'lost-2']);
 });
 
-test('issue 2: out-of-order arrival is reordered, duplicates are dropped', () => {
+test('out-of-order arrival is reordered, duplicates are dropped', () => {
   const { a, b, gotB } = pair();
   const r = pipe('relay', a, b);
   a.attach(r.aSide);
@@ -155,32 +137,32 @@ test('issue 2: out-of-order arrival is reordered, duplicates are dropped', () =>
   assert.deepEqual(gotB, ['one', 'two', 'three']);
 });
 
-test('issue 2: malformed frames are reported and dropped, never thrown', () => {
+test('malformed frames are reported and dropped, never thrown', () => {
   const { b, gotB } = pair();
   const reasons: string[] = [];
   b.on('invalid', (r) => reasons.push(r));
   const t: Transport = { path: 'relay', send: () => undefined };
-  for (const junk of ['', 'null', '{"t":"d"}', '{"t":"d","q":0,"a":0,"m":1}', '{"t":"x"}', '[[[[[[[[[[[[1]]]]]]]]]]]]', 'x'.repeat(20000), Buffer.from([0xff, 0xfe])]) {
+  for (const junk of ['', 'null', '{"t":"d"}', '{"t":"d","q":0,"a":0,"m":1}', '{"t":"x"}', '[[[[[[[[[[[[1]]]]]]]]]]]]', 'x'.repeat(20000), new Uint8Array([0xff, 0xfe])]) {
     b.receive(junk, t);
   }
   assert.equal(reasons.length, 8);
   assert.deepEqual(gotB, []);
 });
 
-test('issue 2: send() refuses past MAX_UNACKED with code overflow', () => {
+test('send() refuses past MAX_UNACKED with code overflow', () => {
   const { a } = pair();
   a.attach({ path: 'relay', send: () => undefined }); // peer never acks
   for (let i = 0; i < MAX_UNACKED; i++) a.send(i);
   assert.throws(() => a.send('one more'), (e) => isPinholeError(e, 'overflow'));
 });
 
-test('issue 2: send() after close throws link-closed', () => {
+test('send() after close throws link-closed', () => {
   const { a } = pair();
   a.close();
   assert.throws(() => a.send(1), (e) => isPinholeError(e, 'link-closed'));
 });
 
-test('issue 2: a frame dropped on a live path (e.g. a rate-limited relay) is resent after RETRANSMIT_MS', () => {
+test('a frame dropped on a live path (e.g. a rate-limited relay) is resent after RETRANSMIT_MS', () => {
   const { a, b, gotB, timers } = pair();
   let drop = true;
   const toB: string[] = [];
@@ -191,19 +173,19 @@ test('issue 2: a frame dropped on a live path (e.g. a rate-limited relay) is res
   a.send('second');
   for (const f of toB.splice(0)) b.receive(f, bSide);
   assert.deepEqual(gotB, [], 'second is held until first arrives');
-  timers.run(); // the retransmit timer fires
+  timers.runPending(); // the retransmit timer fires
   for (const f of toB.splice(0)) b.receive(f, bSide);
   assert.deepEqual(gotB, ['first', 'second']);
 });
 
-test('issue 5: a silent direct path is declared dead after KEEPALIVE_MISSES keepalives and the link falls back to the relay', () => {
+test('a silent direct path is declared dead after KEEPALIVE_MISSES keepalives and the link falls back to the relay', () => {
   const { a, b, gotB, timers, r, d } = onDirect();
   assert.equal(a.path, 'direct');
   const dead: Transport[] = [];
   a.on('dead', (t) => dead.push(t));
   // A healthy path: keepalives are answered, nothing is declared dead.
   for (let i = 0; i < KEEPALIVE_MISSES + 2; i++) {
-    timers.run();
+    timers.runPending();
     d.flush();
   }
   assert.deepEqual(dead, []);
@@ -213,7 +195,7 @@ test('issue 5: a silent direct path is declared dead after KEEPALIVE_MISSES keep
   a.send('during-outage');
   let ticks = 0;
   while (dead.length === 0 && ticks < 10) {
-    timers.run();
+    timers.runPending();
     ticks++;
   }
   // The interval in which the path died may still have heard something: KEEPALIVE_MISSES to +1 ticks.
@@ -222,4 +204,35 @@ test('issue 5: a silent direct path is declared dead after KEEPALIVE_MISSES keep
   assert.equal(a.path, 'relay');
   r.flush();
   assert.deepEqual(gotB, ['during-outage'], 'the frame sent into the dead path was resent on the relay');
+});
+
+test('receive takes a frame as text or as its UTF-8 bytes; bytes over the frame limit are refused undecoded', () => {
+  const { a, b, gotB } = pair();
+  const frames: string[] = [];
+  a.attach({ path: 'relay', send: (f) => void frames.push(f) });
+  const reasons: string[] = [];
+  b.on('invalid', (r) => reasons.push(r));
+  const t: Transport = { path: 'relay', send: () => undefined };
+  a.send({ s: 'héllo ☃ 𝄞' });
+  a.send('two');
+  b.receive(new TextEncoder().encode(frames[0]!), t);
+  b.receive(frames[1]!, t);
+  assert.deepEqual(gotB, [{ s: 'héllo ☃ 𝄞' }, 'two']);
+  b.receive(new Uint8Array(MAX_LINK_FRAME_BYTES + 1).fill(0x20), t);
+  b.receive(new TextEncoder().encode(`\uFEFF${frames[1]}`), t); // a BOM stays in the text, as it did with Buffer
+  assert.deepEqual(reasons, ['malformed link frame', 'malformed link frame']);
+});
+
+test('utf8Length counts UTF-8 bytes as Buffer.byteLength does, lone surrogates included', () => {
+  for (const s of ['', 'abc', 'é', '☃', '𝄞', 'a𝄞b', '\uD800', '\uDC00x', '\uD800\uD800\uDC00', 'x'.repeat(1000) + '€']) {
+    assert.equal(utf8Length(s), Buffer.byteLength(s), JSON.stringify(s));
+  }
+});
+
+test('send() measures the payload in UTF-8 bytes: multi-byte text near the limit is refused as usage', () => {
+  const { a } = pair();
+  a.attach({ path: 'relay', send: () => undefined });
+  const fits = 'é'.repeat(Math.floor((MAX_SEALED_PLAINTEXT_BYTES - 64 - 2) / 2));
+  a.send(fits);
+  assert.throws(() => a.send(`${fits}é`), (e) => isPinholeError(e, 'usage'));
 });

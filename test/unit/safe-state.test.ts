@@ -14,36 +14,7 @@ import { GpioError } from '../../device/gpio/gpio.js';
 import type { Level } from '../../protocol/rpc.js';
 import { isPinholeError } from '../../protocol/errors.js';
 import { MAX_PIN } from '../../protocol/rpc.js';
-import type { Timers } from '../../transport/link.js';
-
-/** Timers driven by hand: advance(ms) fires what falls due, in order. */
-class ManualTimers implements Timers {
-  now = 0;
-  private seq = 0;
-  private readonly due = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.due.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.due.delete(h as number);
-  }
-  get pending(): number {
-    return this.due.size;
-  }
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (;;) {
-      const next = [...this.due.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (!next) break;
-      this.due.delete(next[0]);
-      this.now = next[1].at;
-      next[1].fn();
-    }
-    this.now = end;
-  }
-}
+import { ManualTimers } from './timers.js';
 
 const AFTER = 10_000;
 const PINS = new Map<number, Level>([

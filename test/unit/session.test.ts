@@ -1,14 +1,14 @@
-// PeerSession's security shell: handshake, sealed relay, offer gate and fingerprint
-// check, with in-memory signaling and manual timers. No sockets, no werift.
+// PeerSession's security shell: handshake, sealed relay, fingerprint check, phases and the
+// direct path's redials, with in-memory signaling, a fake dialer and manual timers. No sockets, no werift.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { EventEmitter } from 'node:events';
-import { PeerSession, OFFER_GATE_MS, ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt } from '../../session/session.js';
+import { PeerSession, type RelaySocket } from '../../session/session.js';
+import { ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt, type DirectAttemptEvents } from '../../session/direct.js';
+import { Emitter } from '../../transport/emitter.js';
 import type { Transport } from '../../transport/link.js';
-import type { Timers } from '../../transport/link.js';
 import type { ClientMessage, ServerMessage } from '../../protocol/signaling.js';
-import type { SignalClient } from '../../platform/node/signal-client.js';
+import { ManualTimers } from './timers.js';
 
 const FP_C = Array.from({ length: 32 }, (_, i) => (i + 16).toString(16).toUpperCase().padStart(2, '0')).join(':');
 const FP_D = Array.from({ length: 32 }, (_, i) => (i + 100).toString(16).toUpperCase().padStart(2, '0')).join(':');
@@ -17,23 +17,6 @@ const OTHER_FP = Array.from({ length: 32 }, () => 'AB').join(':');
 function identity() {
   const sk = ed25519.utils.randomSecretKey();
   return { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
-}
-
-/** Timers the test fires by hand; `fire(ms)` runs those due within ms of "now". */
-function manualTimers(): Timers & { fire(ms: number): void } {
-  let now = 0;
-  let q: { at: number; fn: () => void; id: number }[] = [];
-  let n = 0;
-  return {
-    setTimeout: (fn, ms) => (q.push({ at: now + ms, fn, id: ++n }), n),
-    clearTimeout: (h) => void (q = q.filter((t) => t.id !== h)),
-    fire(ms) {
-      now += ms;
-      const due = q.filter((t) => t.at <= now);
-      q = q.filter((t) => t.at > now);
-      for (const t of due) t.fn();
-    },
-  };
 }
 
 /**
@@ -51,7 +34,7 @@ function wire(c: PeerSession, d: PeerSession) {
         if (!t || t.type !== 'relay') return;
         queueMicrotask(() => to.handleServerMessage(t as ServerMessage));
       },
-    }) as unknown as SignalClient;
+    }) satisfies RelaySocket;
   const toD = side('c', d);
   const toC = side('d', c);
   return { log, tamper, toD, toC, deliverToDevice: (m: ServerMessage) => d.handleServerMessage(m) };
@@ -59,8 +42,11 @@ function wire(c: PeerSession, d: PeerSession) {
 
 const settle = () => new Promise((r) => setImmediate(r));
 
-function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean; dialer?: Dialer } = {}) {
-  const timers = manualTimers();
+function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean; dialer?: Dialer; deviceDialer?: Dialer | null } = {}) {
+  const timers = new ManualTimers();
+  const dialer = opts.dialer ?? fakeDialer().dialer;
+  const deviceDialer = opts.deviceDialer === null ? undefined : (opts.deviceDialer ?? dialer);
+  const log: string[] = [];
   const ci = identity();
   const di = identity();
   const spent: string[] = [];
@@ -70,7 +56,8 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
     direct: opts.controllerDirect ?? false,
     rtc: { iceServers: [] },
     timers,
-    ...(opts.dialer ? { dialer: opts.dialer } : {}),
+    dialer,
+    log: (l) => void log.push(l),
     security: {
       role: 'controller',
       identity: ci,
@@ -86,7 +73,8 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
     direct: true,
     rtc: { iceServers: [] },
     timers,
-    ...(opts.dialer ? { dialer: opts.dialer } : {}),
+    ...(deviceDialer ? { dialer: deviceDialer } : {}),
+    log: (l) => void log.push(l),
     security: {
       role: 'device',
       identity: di,
@@ -113,10 +101,10 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
   }
   device.on('message', (m) => events.dMessages.push(m));
   controller.on('message', (m) => events.cMessages.push(m));
-  return { controller, device, w, events, timers, spent, ci, di };
+  return { controller, device, w, events, timers, spent, ci, di, log };
 }
 
-test('issue 4: pairing over the relay secures both sessions; a message sent early arrives once after', async () => {
+test('pairing over the relay secures both sessions; a message sent early arrives once after', async () => {
   const p = pair();
   p.device.attachSignal(p.w.toC);
   p.controller.send({ hello: 1 }); // queued: no transport until the handshake ends
@@ -137,7 +125,7 @@ test('issue 4: pairing over the relay secures both sessions; a message sent earl
   await p.device.close();
 });
 
-test('issue 4: wrong secret refuses both sides with wrong-code and spends the code', async () => {
+test('wrong secret refuses both sides with wrong-code and spends the code', async () => {
   const p = pair({ secret: 'AAAAAA' });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
@@ -147,7 +135,7 @@ test('issue 4: wrong secret refuses both sides with wrong-code and spends the co
   assert.deepEqual(p.spent, ['spent']);
 });
 
-test('issue 4: a spent code refuses the next attempt with code-spent', async () => {
+test('a spent code refuses the next attempt with code-spent', async () => {
   const p = pair({ spentAlready: true });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
@@ -156,7 +144,7 @@ test('issue 4: a spent code refuses the next attempt with code-spent', async () 
   assert.deepEqual(p.events.d, ['refused code-spent']);
 });
 
-test('issue 4: untrusted controller is refused not-paired; nothing reaches the device', async () => {
+test('untrusted controller is refused not-paired; nothing reaches the device', async () => {
   const p = pair({ trusted: true });
   (p.device as unknown as { opts: { security: { isTrusted: () => boolean } } }).opts.security.isTrusted = () => false;
   p.device.attachSignal(p.w.toC);
@@ -168,25 +156,45 @@ test('issue 4: untrusted controller is refused not-paired; nothing reaches the d
   assert.deepEqual(p.events.dMessages, []);
 });
 
-test('issue 4: the device holds commands until the offer, and a rewritten fingerprint refuses the session having run nothing', async () => {
+test('a command reaches the device before any offer; an offer with a rewritten fingerprint still refuses the session', async () => {
   const p = pair({ trusted: true, controllerDirect: true });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false']);
+  assert.equal(p.device.directPhase, 'idle', 'no offer has arrived');
   p.controller.send({ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } });
   await settle();
-  assert.deepEqual(p.events.dMessages, [], 'held behind the offer gate');
+  assert.deepEqual(p.events.dMessages, [{ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } }], 'delivered without waiting for the offer');
+  assert.equal(p.timers.now, 0, 'no timer had to fire');
   // An offer whose fingerprint is not the one the controller signed (the server can no longer
   // inject one: signaling is sealed; this is the second line of defence).
   p.controller.send({ sig: { kind: 'offer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
   await settle();
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
   assert.deepEqual(p.events.c, ['secured paired=false', 'refused fingerprint-mismatch remote']);
-  assert.deepEqual(p.events.dMessages, [], 'nothing was executed');
+  assert.equal(p.device.phaseName, 'closed');
+  assert.equal(p.device.directPhase, 'off', 'no direct path on a refused offer');
+  assert.throws(() => p.controller.send({ n: 2 }), 'the controller closed too');
+  assert.equal(p.events.dMessages.length, 1, 'nothing after the refusal');
 });
 
-test('issue 4: an offer with the genuine fingerprint plus an extra sha-512 one is refused', async () => {
+test('an answer whose fingerprint is not the one the device signed refuses the session on the controller', async () => {
+  const f = fakeDialer();
+  const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  assert.equal(p.controller.directPhase, 'connecting');
+  p.device.send({ sig: { kind: 'answer', sdp: `v=0\r\na=fingerprint:sha-256 ${OTHER_FP}\r\n` } });
+  await settle();
+  assert.deepEqual(p.events.c, ['secured paired=false', 'refused fingerprint-mismatch']);
+  assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch remote']);
+  assert.ok(f.attempts[0]!.closed, "the controller's attempt is closed");
+  assert.deepEqual(f.attempts[0]!.signals, [], 'the answer never reached the peer connection');
+});
+
+test('an offer with the genuine fingerprint plus an extra sha-512 one is refused', async () => {
   const p = pair({ trusted: true, controllerDirect: true });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
@@ -196,23 +204,45 @@ test('issue 4: an offer with the genuine fingerprint plus an extra sha-512 one i
   assert.deepEqual(p.events.d, ['secured paired=false', 'refused fingerprint-mismatch']);
 });
 
-test('issue 4: with no offer the gate opens after OFFER_GATE_MS', async () => {
+test('the first command rides right behind c2, in the same tick', async () => {
+  const p = pair({ trusted: true, controllerDirect: true });
+  const sameTick: number[] = [];
+  p.w.tamper.fn = (_from, m) => {
+    // When c2 leaves, note how far the log has got by the next microtask.
+    if (m.type === 'relay' && m.data.startsWith('{"hs":"c2"')) queueMicrotask(() => void sameTick.push(p.w.log.length));
+    return m;
+  };
+  p.controller.send({ n: 1 }); // queued: no transport until the handshake ends
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  const fromC = p.w.log.map((e, i) => ({ ...e, i })).filter((e) => e.from === 'c');
+  const c2 = fromC.findIndex((e) => e.m.type === 'relay' && e.m.data.startsWith('{"hs":"c2"'));
+  assert.ok(c2 > 0, 'c2 was sent');
+  const next = fromC[c2 + 1]!;
+  assert.ok(next.m.type === 'relay' && !next.m.data.startsWith('{'), 'the next message is sealed');
+  assert.ok(next.i < sameTick[0]!, 'sent in the tick that sent c2');
+  assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
+  assert.equal(p.timers.now, 0);
+  await p.controller.close();
+  await p.device.close();
+});
+
+test('a controller that offers holds nothing up: commands are delivered with no timer fired', async () => {
   const p = pair({ trusted: true, controllerDirect: true });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
   await settle();
   p.controller.send({ n: 1 });
   await settle();
-  assert.deepEqual(p.events.dMessages, []);
-  p.timers.fire(OFFER_GATE_MS - 1);
-  assert.deepEqual(p.events.dMessages, []);
-  p.timers.fire(1);
   assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
+  assert.equal(p.timers.now, 0);
+  assert.equal(p.device.directPhase, 'idle');
   await p.controller.close();
   await p.device.close();
 });
 
-test('issue 4: a controller that will not offer is not gated', async () => {
+test('a controller that will not offer: commands are delivered and the device takes no direct path', async () => {
   const p = pair({ trusted: true, controllerDirect: false });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
@@ -224,7 +254,7 @@ test('issue 4: a controller that will not offer is not gated', async () => {
   await p.device.close();
 });
 
-test('issue 4: after the handshake, plain text (even a fail) and replayed sealed frames are dropped with codes', async () => {
+test('after the handshake, plain text (even a fail) and replayed sealed frames are dropped with codes', async () => {
   const p = pair({ trusted: true });
   p.device.attachSignal(p.w.toC);
   p.controller.attachSignal(p.w.toD);
@@ -250,17 +280,20 @@ test('issue 4: after the handshake, plain text (even a fail) and replayed sealed
 });
 
 /** A direct attempt the test drives: it opens, fails or carries frames when told to. */
-class FakeAttempt extends EventEmitter implements DirectAttempt {
+class FakeAttempt extends Emitter<DirectAttemptEvents> implements DirectAttempt {
   closed = false;
   readonly sent: string[] = [];
+  readonly signals: unknown[] = [];
   constructor(
     readonly role: 'offerer' | 'answerer',
-    readonly onFrame: (data: string | Buffer) => void,
+    readonly onFrame: (data: string | Uint8Array) => void,
   ) {
     super();
   }
   async start(): Promise<void> {}
-  async handleSignal(): Promise<void> {}
+  async handleSignal(p: unknown): Promise<void> {
+    this.signals.push(p);
+  }
   async close(): Promise<void> {
     this.closed = true;
   }
@@ -281,7 +314,7 @@ function fakeDialer() {
   return { attempts, dialer };
 }
 
-test('issue 10: a failed direct attempt is retried soon, with growing delays, each failure reported once with its cause', async () => {
+test('a failed direct attempt is retried soon, with growing delays, each failure reported once with its cause', async () => {
   const f = fakeDialer();
   const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
   const failures: unknown[] = [];
@@ -291,12 +324,16 @@ test('issue 10: a failed direct attempt is retried soon, with growing delays, ea
   await settle();
   assert.equal(f.attempts.length, 1, 'the first attempt starts with the handshake');
   // ICE stuck in `checking` (werift never says failed): the attempt's deadline ends it.
-  p.timers.fire(ATTEMPT_BASE_MS - 1);
+  p.timers.advance(ATTEMPT_BASE_MS - 1);
   assert.deepEqual(failures, []);
-  p.timers.fire(1);
+  p.timers.advance(1);
   assert.deepEqual(failures, [{ attempt: 0, cause: 'timeout', retryMs: REDIAL_BASE_MS }]);
   assert.ok(f.attempts[0]!.closed);
-  p.timers.fire(REDIAL_BASE_MS);
+  assert.equal(p.controller.directPhase, 'backoff');
+  p.controller.startDirect(); // dials only from idle
+  await settle();
+  assert.equal(f.attempts.length, 1, 'no attempt during the backoff');
+  p.timers.advance(REDIAL_BASE_MS);
   await settle();
   assert.equal(f.attempts.length, 2, 'a new attempt after REDIAL_BASE_MS');
   // A DTLS failure is reported at once, and the next wait doubles.
@@ -304,22 +341,22 @@ test('issue 10: a failed direct attempt is retried soon, with growing delays, ea
   f.attempts[1]!.emit('failed', 'dtls'); // werift may say it twice: one report
   assert.deepEqual(failures.at(-1), { attempt: 1, cause: 'dtls', retryMs: 2 * REDIAL_BASE_MS });
   assert.equal(failures.length, 2);
-  p.timers.fire(2 * REDIAL_BASE_MS - 1);
+  p.timers.advance(2 * REDIAL_BASE_MS - 1);
   await settle();
   assert.equal(f.attempts.length, 2);
-  p.timers.fire(1);
+  p.timers.advance(1);
   await settle();
   assert.equal(f.attempts.length, 3);
   // The third attempt's deadline is four times the first's.
-  p.timers.fire(4 * ATTEMPT_BASE_MS - 1);
+  p.timers.advance(4 * ATTEMPT_BASE_MS - 1);
   assert.equal(failures.length, 2);
-  p.timers.fire(1);
+  p.timers.advance(1);
   assert.deepEqual(failures.at(-1), { attempt: 2, cause: 'timeout', retryMs: 4 * REDIAL_BASE_MS });
   await p.controller.close();
   await p.device.close();
 });
 
-test('issue 9: an opened channel carries only sealed frames; one that does not open tears it down and alarms the peer', async () => {
+test('an opened channel carries only sealed frames; one that does not open tears it down and alarms the peer', async () => {
   const f = fakeDialer();
   const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
   p.device.attachSignal(p.w.toC);
@@ -343,6 +380,75 @@ test('issue 9: an opened channel carries only sealed frames; one that does not o
   assert.equal(p.controller.path, 'relay');
   assert.deepEqual(p.events.d, ['secured paired=false', 'security peer-direct-bad-mac']);
   assert.deepEqual(p.events.cMessages, [{ n: 1 }], 'only what came over the relay');
+  await p.controller.close();
+  await p.device.close();
+});
+
+test('phases: one log line per transition, named as in code, both for the session and its direct path', async () => {
+  const f = fakeDialer();
+  const p = pair({ trusted: true, controllerDirect: true, dialer: f.dialer });
+  assert.equal(p.controller.phaseName, 'waiting');
+  assert.equal(p.device.phaseName, 'waiting');
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  assert.equal(p.controller.phaseName, 'handshaking');
+  assert.equal(p.controller.directPhase, 'loading', 'the offer is prepared while the handshake runs');
+  await settle();
+  assert.equal(p.controller.phaseName, 'secured');
+  assert.equal(p.device.phaseName, 'secured');
+  f.attempts[0]!.open();
+  assert.equal(p.controller.directPhase, 'up');
+  await p.controller.close();
+  await p.device.close();
+  assert.equal(p.controller.phaseName, 'closed');
+  assert.equal(p.controller.directPhase, 'off');
+  assert.ok(p.controller.isSecured && p.controller.peer, 'who it was secured with outlives the session');
+  const c = p.log.filter((l) => l.startsWith('controller '));
+  assert.deepEqual(c, [
+    'controller phase waiting -> handshaking',
+    'controller direct idle -> loading',
+    'controller phase handshaking -> secured',
+    'controller direct loading -> connecting',
+    'controller direct connecting -> up',
+    'controller phase secured -> closed',
+    'controller direct up -> off',
+  ]);
+  assert.deepEqual(
+    p.log.filter((l) => l.startsWith('device ')),
+    ['device phase waiting -> handshaking', 'device phase handshaking -> secured', 'device phase secured -> closed', 'device direct idle -> off'],
+  );
+});
+
+test('without a dialer a session has no direct path and signs no fingerprint', async () => {
+  const p = pair({ trusted: true, controllerDirect: true, deviceDialer: null });
+  assert.equal(p.device.directPhase, 'off');
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  assert.equal(p.controller.peer?.certFp, null);
+  assert.equal(p.controller.directPhase, 'off', 'the controller drops its attempt: the device takes none');
+  p.controller.send({ n: 1 });
+  await settle();
+  assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
+  await p.controller.close();
+  await p.device.close();
+});
+
+test('a dialer that fails leaves the session on the relay with no direct path', async () => {
+  const dialer: Dialer = async () => {
+    throw new Error('cannot load');
+  };
+  const p = pair({ trusted: true, controllerDirect: true, dialer, deviceDialer: fakeDialer().dialer });
+  const rtc: string[] = [];
+  p.controller.on('rtc', (s) => rtc.push(s));
+  p.device.attachSignal(p.w.toC);
+  p.controller.attachSignal(p.w.toD);
+  await settle();
+  assert.equal(p.controller.directPhase, 'off');
+  assert.ok(rtc.includes('dial-failed: cannot load'), rtc.join(', '));
+  p.controller.send({ n: 1 });
+  await settle();
+  assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
   await p.controller.close();
   await p.device.close();
 });

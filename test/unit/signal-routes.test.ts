@@ -1,7 +1,8 @@
 // routeServerMessage / routeSignal: the one place server messages reach a role's handlers.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
 import { routeServerMessage, routeSignal, type ServerRoutes, type SignalClient } from '../../platform/node/signal-client.js';
 import type { ServerMessage } from '../../protocol/signaling.js';
 
