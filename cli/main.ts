@@ -4,10 +4,10 @@
  * passed in, then resolved config objects.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { IdentityError, loadOrCreateIdentity } from '../crypto/index.js';
+import { IdentityError } from '../crypto/index.js';
 import { PinholeError } from '../protocol/index.js';
 import { VERSION } from '../protocol/index.js';
-import { TrustedControllers } from '../platform/node/index.js';
+import { TrustedControllers, loadOrCreateIdentity } from '../platform/node/index.js';
 import { connect, type Device } from '../controller/index.js';
 import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
 import { startSignalServer } from '../signaling/index.js';

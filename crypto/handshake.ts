@@ -45,7 +45,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { CpaceError, cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
 import { verifyIdentitySignature } from './identity.js';
-import { isValidPeerName, MAX_PEER_NAME_CHARS } from '../protocol/index.js';
+import { equalBytes, fromBase64url, isValidPeerName, MAX_PEER_NAME_CHARS, toBase64url, utf8Decode, type HandshakeErrorCode } from '../protocol/index.js';
 
 /** Version of the handshake messages; a peer with another one is refused with `bad-handshake`. */
 export const HANDSHAKE_VERSION = 1;
@@ -61,14 +61,8 @@ const AD_PREFIX = utf8ToBytes('pinhole/1');
 const CPACE_CI = cpaceChannelId('pinhole/1 controller', 'pinhole/1 device');
 const NONCE0 = new Uint8Array(12);
 
-/** Why a handshake failed. Stable; listed in docs/errors.md. */
-export type HandshakeErrorCode =
-  | 'wrong-code' // CPace key confirmation failed: the code's secret differs (or the exchange was tampered with)
-  | 'code-spent' // the pairing code was already tried once; the device has printed a new one
-  | 'not-paired' // the device does not trust this controller (never paired, or revoked)
-  | 'device-changed' // the device's identity key is not the one saved at pairing
-  | 'bad-handshake' // malformed, out of order, wrong version, or a signature/box that does not verify
-  | 'fingerprint-mismatch'; // an SDP carried a DTLS fingerprint other than the one the peer signed
+/** Why a handshake failed (defined with every other stable code in protocol/errors.ts). */
+export type { HandshakeErrorCode };
 
 /** A handshake failure with a stable code. */
 export class HandshakeError extends Error {
@@ -165,11 +159,11 @@ export interface LocalInfo {
   certFp: string | null;
 }
 
-const enc = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
+const enc = toBase64url;
 function dec(s: string | undefined, len?: number): Uint8Array {
   if (s === undefined) throw new HandshakeError('bad-handshake', 'handshake field missing');
-  const b = new Uint8Array(Buffer.from(s, 'base64url'));
-  if (enc(b) !== s || (len !== undefined && b.length !== len)) throw new HandshakeError('bad-handshake', 'handshake field has the wrong encoding or length');
+  const b = fromBase64url(s);
+  if (b === undefined || (len !== undefined && b.length !== len)) throw new HandshakeError('bad-handshake', 'handshake field has the wrong encoding or length');
   return b;
 }
 const lv = (...parts: Uint8Array[]): Uint8Array => lvCat(...parts);
@@ -213,7 +207,7 @@ function openBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller',
   let body: Obj;
   try {
     const pt = chacha20poly1305(key, NONCE0, th).decrypt(dec(box));
-    body = JSON.parse(Buffer.from(pt).toString('utf8')) as Obj;
+    body = JSON.parse(utf8Decode(pt)) as Obj;
   } catch {
     throw new HandshakeError('bad-handshake', `the ${role}'s identity does not open: tampered handshake`);
   }
@@ -233,8 +227,7 @@ function adFor(share: Uint8Array): Uint8Array {
 }
 
 function checkAd(peerAd: Uint8Array, share: Uint8Array): void {
-  const want = adFor(share);
-  if (peerAd.length !== want.length || !peerAd.every((b, i) => b === want[i])) throw new HandshakeError('bad-handshake', 'PAKE associated data does not carry the key share');
+  if (!equalBytes(peerAd, adFor(share))) throw new HandshakeError('bad-handshake', 'PAKE associated data does not carry the key share');
 }
 
 function cpaceFail(e: unknown): never {
@@ -252,7 +245,7 @@ export interface ControllerHandshakeOptions extends LocalInfo {
   pairingSecret?: string;
   /** Later sessions: the device key saved at pairing. Exactly one of pairingSecret / expectDevice. */
   expectDevice?: Uint8Array;
-  /** Randomness (default CSPRNG). */
+  /** Randomness for the X25519 key and the CPace scalar (default crypto.getRandomValues, via noble's randomBytes). */
   rng?: (n: number) => Uint8Array;
 }
 
@@ -303,7 +296,7 @@ export class ControllerHandshake {
     const th1 = th1Of(this.o.sid, this.ec, ed, this.cpace?.message ?? new Uint8Array(0), m.pake ? dec(m.pake) : new Uint8Array(0), m.conf ? dec(m.conf) : new Uint8Array(0));
     const { kc, kd } = boxKeys(shared, th1);
     const peer = openBox(kd, th1, 'device', m.box);
-    if (this.o.expectDevice && !sameBytes(peer.publicKey, this.o.expectDevice)) {
+    if (this.o.expectDevice && !equalBytes(peer.publicKey, this.o.expectDevice)) {
       throw new HandshakeError('device-changed', `device "${peer.name}" answered with an identity key other than the one saved at pairing; pair again with a code if this is expected`);
     }
     const ta = session ? session.confirm : new Uint8Array(0);
@@ -325,7 +318,7 @@ export interface DeviceHandshakeOptions extends LocalInfo {
   pairingSecret?: string;
   /** True if a controller with this key is trusted (paired and not revoked). */
   isTrusted(publicKey: Uint8Array): boolean;
-  /** Randomness (default CSPRNG). */
+  /** Randomness for the X25519 key and the CPace scalar (default crypto.getRandomValues, via noble's randomBytes). */
   rng?: (n: number) => Uint8Array;
 }
 
@@ -393,8 +386,4 @@ export class DeviceHandshake {
     if (!this.cpace && !this.o.isTrusted(peer.publicKey)) throw new HandshakeError('not-paired', `controller "${peer.name}" is not paired with this device (or was revoked); pair it with a code`);
     return { peer, secret: sessionSecret(this.shared, isk, th2), paired: this.cpace !== undefined };
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

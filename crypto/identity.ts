@@ -1,57 +1,31 @@
 /**
- * The long-term Ed25519 identity of one pinhole installation (issue 4,
- * "Identity and pair-once"). Created on first use, then loaded.
+ * The long-term Ed25519 identity of one pinhole installation: created on
+ * first use, then loaded, from a StateStore (crypto/state.ts; on Node the
+ * state dir, platform/node/state-files.ts).
  *
- *   <state dir>/identity.json   mode 0600, in a directory created with mode 0700
- *   {"v":1,"alg":"ed25519","secretKey":"<32 bytes base64url>","publicKey":"<32 bytes base64url>"}
- *
- * The state dir is `--state-dir`, else $XDG_CONFIG_HOME/pinhole, else
- * ~/.config/pinhole (resolveStateDir, pure: the environment is passed in).
- *
- * Like ssh with its private keys, a key file that other users could read
- * (any mode bit beyond 0600), that another user owns, that is a symlink, or
- * that sits in a directory other users can write to, is refused with an
- * IdentityError carrying a stable code; nothing is silently "fixed".
- * POSIX mode checks are skipped on Windows, where modes do not mean this.
- *
- * The same checks guard every other file in the state dir (platform/node/trust.ts):
- * ensureStateDir, readSecureFile, writeSecureFile (atomic replace) and
- * createSecureFile (create once) are exported for that.
+ *   identity.json   {"v":1,"alg":"ed25519","secretKey":"<32 bytes base64url>","publicKey":"<32 bytes base64url>"}
  *
  * Signatures are plain Ed25519 (RFC 8032) from @noble/curves; verification is
  * strict RFC 8032 (no ZIP-215 leniency, small-order keys refused). Callers
  * must domain-separate what they sign (e.g. a fixed "pinhole/1 dtls-fp" prefix)
  * so that one signature can never be replayed as another kind of statement.
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc, type Stats } from 'node:fs';
-import { join, isAbsolute } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
+import { base32, decodeBase64url, equalBytes, toBase64url, type IdentityErrorCode } from '../protocol/index.js';
+import type { StateStore } from './state.js';
 
-/** Name of the identity file inside the state dir. */
+export type { IdentityErrorCode };
+
+/** Name of the identity record in the state store (a file in the state dir). */
 export const IDENTITY_FILE = 'identity.json';
-/** Mode of the identity file. */
-export const IDENTITY_FILE_MODE = 0o600;
-/** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
-export const SECURE_FILE_MODE = IDENTITY_FILE_MODE;
-/** Mode of a state dir this module creates. */
-export const STATE_DIR_MODE = 0o700;
 /** Bytes of SHA-256(publicKey) shown in a fingerprint: 80 bits, 16 base32 characters. */
 export const FINGERPRINT_BYTES = 10;
-/** Largest identity file read; a real one is about 150 bytes. */
+/** Largest identity record read; a real one is about 150 bytes. */
 const MAX_IDENTITY_FILE_BYTES = 4096;
 
-export type IdentityErrorCode =
-  | 'identity-no-state-dir' // neither an override, an absolute XDG_CONFIG_HOME nor HOME
-  | 'identity-permissions' // key (or other state) file mode wider than 0600
-  | 'identity-dir-permissions' // state dir writable by group or others
-  | 'identity-owner' // key (or other state) file or state dir owned by another user
-  | 'identity-not-file' // key (or other state) file path is a symlink or not a regular file
-  | 'identity-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch); also any state file that fails validation
-  | 'identity-bad-input' // a caller passed an invalid argument (peer name, key length, URL, file name); nothing was written
-  | 'identity-io'; // any other filesystem failure
-
+/** A state record (identity, trusted controllers, known devices, DTLS certificate) that cannot be used, with a stable code. */
 export class IdentityError extends Error {
   constructor(readonly code: IdentityErrorCode, message: string, readonly path?: string) {
     super(message);
@@ -64,46 +38,12 @@ export interface Identity {
   readonly publicKey: Uint8Array;
   /** Short human form for reading aloud and comparing: XXXX-XXXX-XXXX-XXXX (base32 of SHA-256(publicKey)[0..10]). */
   readonly fingerprint: string;
-  /** The key file. */
+  /** Where the key is stored (on Node, the key file). */
   readonly path: string;
   /** True if this call created the key. */
   readonly created: boolean;
   /** Ed25519 signature (64 bytes) of msg. */
   sign(msg: Uint8Array): Uint8Array;
-}
-
-/**
- * The state directory: the override if given, else $XDG_CONFIG_HOME/pinhole
- * (only if absolute, as the XDG spec requires), else $HOME/.config/pinhole.
- * Pure: reads nothing but its arguments.
- */
-export function resolveStateDir(env: { XDG_CONFIG_HOME?: string; HOME?: string }, override?: string): string {
-  if (override !== undefined && override !== '') return override;
-  const xdg = env.XDG_CONFIG_HOME;
-  if (xdg && isAbsolute(xdg)) return join(xdg, 'pinhole');
-  const home = env.HOME;
-  if (home && isAbsolute(home)) return join(home, '.config', 'pinhole');
-  throw new IdentityError('identity-no-state-dir', 'cannot locate the state directory: set --state-dir, XDG_CONFIG_HOME or HOME');
-}
-
-const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/** RFC 4648 base32, no padding. */
-export function base32(bytes: Uint8Array): string {
-  let out = '';
-  let acc = 0;
-  let bits = 0;
-  for (const b of bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += B32[(acc >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
-  return out;
 }
 
 /** The short human form of a public key: base32 of the first 10 bytes of SHA-256(publicKey), in groups of four. */
@@ -136,246 +76,13 @@ export function verifyIdentitySignature(publicKey: Uint8Array, msg: Uint8Array, 
   }
 }
 
-const isWindows = process.platform === 'win32';
-const myUid = (): number | undefined => (typeof process.getuid === 'function' ? process.getuid() : undefined);
-const modeString = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');
-
-function ioError(e: unknown, what: string, path: string): IdentityError {
-  if (e instanceof IdentityError) return e;
-  const code = (e as NodeJS.ErrnoException)?.code ?? 'error';
-  return new IdentityError('identity-io', `${what} ${path}: ${code}`, path);
-}
-
-function checkDirArg(dir: unknown): asserts dir is string {
-  if (typeof dir !== 'string' || dir === '') throw new IdentityError('identity-no-state-dir', 'state directory must be a non-empty path');
-}
-
-/** A bare file name inside the state dir: no separators, no '.' or '..'. Anything else is a caller bug. */
-function checkFileName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-    throw new IdentityError('identity-bad-input', `state file name must be a plain file name, got ${JSON.stringify(name)}`);
-  }
-}
-
-/**
- * Checks an existing state dir: a real directory (not a symlink), owned by
- * this user, not writable by group or others. Returns false if it does not
- * exist.
- */
-function checkStateDir(dir: string): boolean {
-  let st;
-  try {
-    st = lstatSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return false;
-    throw ioError(e, 'cannot stat state directory', dir);
-  }
-  if (!st.isDirectory()) throw new IdentityError('identity-io', `state directory ${dir} is not a directory`, dir);
-  if (isWindows) return true;
-  const uid = myUid();
-  if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
-  if ((st.mode & 0o022) !== 0) throw new IdentityError('identity-dir-permissions', `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`, dir);
-  return true;
-}
-
-/**
- * Creates the state dir with mode 0700 (exactly, whatever the umask) if it is
- * missing, then checks it: a real directory owned by this user that group
- * and others cannot write to. Readable by others is accepted: the files in
- * it are 0600. Throws IdentityError.
- */
-export function ensureStateDir(dir: string): void {
-  checkDirArg(dir);
-  try {
-    const created = mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
-    if (created !== undefined && !isWindows) chmodSync(dir, STATE_DIR_MODE); // exact mode whatever the umask
-  } catch (e) {
-    throw ioError(e, 'cannot create state directory', dir);
-  }
-  checkStateDir(dir);
-}
-
-/** What a non-regular file is, for messages. */
-function fileKind(st: Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO (named pipe)';
-  if (st.isSocket()) return 'a socket';
-  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device file';
-  return 'not a regular file';
-}
-
-function notRegular(label: string, path: string, st: Stats): IdentityError {
-  return new IdentityError('identity-not-file', `${label} ${path} is ${fileKind(st)}, not a regular file; move it away`, path);
-}
-
-/**
- * Reads `<dir>/<name>` as UTF-8 text, or undefined if the dir or the file
- * does not exist. Refuses (IdentityError): a dir failing ensureStateDir's
- * checks, a symlink or non-regular file such as a FIFO, socket, directory
- * or device ('identity-not-file', at once: nothing blocks), a file owned
- * by another user ('identity-owner'), any mode bit beyond 0600
- * ('identity-permissions'; 0400 is fine), more than `maxBytes` bytes or
- * invalid UTF-8 ('identity-corrupt'). Creates nothing. `label` names the
- * file in messages (default "state file").
- */
-export function readSecureFile(dir: string, name: string, maxBytes: number, label = 'state file'): string | undefined {
-  checkDirArg(dir);
-  checkFileName(name);
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new IdentityError('identity-bad-input', `maxBytes must be a non-negative integer, got ${maxBytes}`);
-  if (!checkStateDir(dir)) return undefined;
-  const path = join(dir, name);
-  const symlink = (): IdentityError => new IdentityError('identity-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
-  // Look before opening: opening a FIFO waits for a writer forever, and opening a device can act on it.
-  let before: Stats;
-  try {
-    before = lstatSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return undefined;
-    throw ioError(e, `cannot stat ${label}`, path);
-  }
-  if (before.isSymbolicLink()) throw symlink();
-  if (!before.isFile()) throw notRegular(label, path, before);
-  let fd: number;
-  try {
-    // O_NOFOLLOW: a symlink planted in place of the file fails with ELOOP instead of being read.
-    // O_NONBLOCK: a FIFO swapped in after the lstat opens at once (and fstat refuses it).
-    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0) | (fsc.O_NONBLOCK ?? 0));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException)?.code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw symlink();
-    throw ioError(e, `cannot open ${label}`, path);
-  }
-  try {
-    // fstat, not stat: checks the file we actually opened
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw notRegular(label, path, st);
-    if (!isWindows) {
-      const uid = myUid();
-      if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
-      if ((st.mode & 0o777 & ~SECURE_FILE_MODE) !== 0) {
-        throw new IdentityError('identity-permissions', `${label} ${path} has mode ${modeString(st.mode)}, wider than 0600; run: chmod 600 ${path}`, path);
-      }
-    }
-    if (st.size > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
-    // read up to maxBytes + 1: the file may grow between fstat and read
-    const buf = Buffer.alloc(maxBytes + 1);
-    let n = 0;
-    for (;;) {
-      const r = readSync(fd, buf, n, buf.length - n, null);
-      if (r === 0) break;
-      n += r;
-      if (n > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is more than the ${maxBytes} bytes allowed; move it away`, path);
-    }
-    try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, n));
-    } catch {
-      throw new IdentityError('identity-corrupt', `${label} ${path} is not valid UTF-8; move it away`, path);
-    }
-  } catch (e) {
-    throw ioError(e, `cannot read ${label}`, path);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** fsync the directory so a rename or link into it survives a power cut (boards lose power); best effort. */
-function syncDir(dir: string): void {
-  if (isWindows) return;
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, fsc.O_RDONLY | (fsc.O_DIRECTORY ?? 0) | (fsc.O_NONBLOCK ?? 0));
-    fsyncSync(fd);
-  } catch {
-    /* some filesystems refuse fsync on a directory: the data itself is already synced */
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-/**
- * Writes `text` to a fresh temp file next to `<dir>/<name>`: opened O_EXCL
- * with mode 0600 (fchmod'ed to exactly 0600 whatever the umask), fully
- * written and fsynced, so that no reader ever sees a partial or wider-mode
- * file. Then `place(tmp, path)` moves it into place; the temp file is
- * always removed afterwards.
- */
-function writeViaTemp<T>(dir: string, name: string, text: string, label: string, place: (tmp: string, path: string) => T): T {
-  checkDirArg(dir);
-  checkFileName(name);
-  if (typeof text !== 'string') throw new IdentityError('identity-bad-input', 'state file content must be a string');
-  ensureStateDir(dir);
-  const path = join(dir, name);
-  const tmp = `${path}.tmp-${process.pid}-${Buffer.from(randomBytes(6)).toString('hex')}`;
-  let fd: number;
-  try {
-    fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | (fsc.O_NOFOLLOW ?? 0), SECURE_FILE_MODE);
-  } catch (e) {
-    throw ioError(e, `cannot create ${label}`, tmp);
-  }
-  try {
-    try {
-      if (!isWindows) fchmodSync(fd, SECURE_FILE_MODE);
-      const data = Buffer.from(text, 'utf8');
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    const result = place(tmp, path);
-    syncDir(dir);
-    return result;
-  } catch (e) {
-    throw ioError(e, `cannot write ${label}`, path);
-  } finally {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone (renamed into place) */
-    }
-  }
-}
-
-/**
- * Creates `<dir>/<name>` (mode 0600, dir made 0700 if missing) only if it
- * does not exist yet: the fsynced temp file is hard-linked into place and
- * link() fails if the name is taken, so of two processes creating at once
- * exactly one wins. Returns false, writing nothing, if the file already
- * existed. For write-once files (keys, certificates).
- */
-export function createSecureFile(dir: string, name: string, text: string, label = 'state file'): boolean {
-  return writeViaTemp(dir, name, text, label, (tmp, path) => {
-    try {
-      linkSync(tmp, path);
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException)?.code === 'EEXIST') return false;
-      throw e;
-    }
-  });
-}
-
-/**
- * Atomically creates or replaces `<dir>/<name>` with `text` (mode 0600, dir
- * made 0700 if missing): the fsynced temp file is renamed over the old one,
- * so a reader, or a crash, sees either the old or the new content, never a
- * mix. Last writer wins: there is no lock between processes. For stores
- * that change (trusted controllers, known devices).
- */
-export function writeSecureFile(dir: string, name: string, text: string, label = 'state file'): void {
-  writeViaTemp(dir, name, text, label, (tmp, path) => renameSync(tmp, path));
+/** A 32-byte key from its canonical unpadded base64url form (43 characters); undefined for anything else. */
+export function decodeKey32(v: unknown): Uint8Array | undefined {
+  return decodeBase64url(v, 32);
 }
 
 function encodeIdentity(secretKey: Uint8Array, publicKey: Uint8Array): string {
-  return `${JSON.stringify({ v: 1, alg: 'ed25519', secretKey: Buffer.from(secretKey).toString('base64url'), publicKey: Buffer.from(publicKey).toString('base64url') })}\n`;
-}
-
-/** A 32-byte key from its canonical unpadded base64url form (43 characters); undefined for anything else. */
-export function decodeKey32(v: unknown): Uint8Array | undefined {
-  if (typeof v !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(v)) return undefined;
-  const b = Buffer.from(v, 'base64url');
-  return b.length === 32 && b.toString('base64url') === v ? new Uint8Array(b) : undefined;
+  return `${JSON.stringify({ v: 1, alg: 'ed25519', secretKey: toBase64url(secretKey), publicKey: toBase64url(publicKey) })}\n`;
 }
 
 function parseIdentity(text: string, path: string): { secretKey: Uint8Array; publicKey: Uint8Array } {
@@ -392,8 +99,7 @@ function parseIdentity(text: string, path: string): { secretKey: Uint8Array; pub
   const secretKey = decodeKey32(o.secretKey);
   const publicKey = decodeKey32(o.publicKey);
   if (!secretKey || !publicKey) throw corrupt('keys are not 32-byte base64url');
-  const derived = ed25519.getPublicKey(secretKey);
-  if (Buffer.compare(Buffer.from(derived), Buffer.from(publicKey)) !== 0) throw corrupt('public key does not match the secret key');
+  if (!equalBytes(ed25519.getPublicKey(secretKey), publicKey)) throw corrupt('public key does not match the secret key');
   return { secretKey, publicKey };
 }
 
@@ -412,23 +118,26 @@ function makeIdentity(secretKey: Uint8Array, publicKey: Uint8Array, path: string
 }
 
 /**
- * Loads the identity in `dir`, creating the dir (0700) and a fresh key
- * (0600) on first use. Throws IdentityError with a stable code.
+ * Loads the identity in `store`, creating a fresh key on first use.
+ * `rng` gives the secret key's 32 bytes (default crypto.getRandomValues).
+ * Throws IdentityError with a stable code.
  */
-export function loadOrCreateIdentity(dir: string): Identity {
-  checkDirArg(dir);
-  ensureStateDir(dir);
-  const path = join(dir, IDENTITY_FILE);
+export function openIdentity(store: StateStore, rng: (n: number) => Uint8Array = randomBytes): Identity {
+  const path = store.where(IDENTITY_FILE);
+  const label = 'identity file';
   for (let attempt = 0; attempt < 2; attempt++) {
-    const text = readSecureFile(dir, IDENTITY_FILE, MAX_IDENTITY_FILE_BYTES, 'identity file');
+    const text = store.read(IDENTITY_FILE, MAX_IDENTITY_FILE_BYTES, label);
     if (text !== undefined) {
       const { secretKey, publicKey } = parseIdentity(text, path);
       return makeIdentity(secretKey, publicKey, path, false);
     }
-    const secretKey = ed25519.utils.randomSecretKey();
+    const secretKey = rng(32);
+    if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) throw new TypeError('rng must return 32 bytes');
     const publicKey = ed25519.getPublicKey(secretKey);
-    if (createSecureFile(dir, IDENTITY_FILE, encodeIdentity(secretKey, publicKey), 'identity file')) return makeIdentity(secretKey, publicKey, path, true);
-    // another process created it between our read and our link: load theirs
+    const fresh = encodeIdentity(secretKey, publicKey);
+    const created = store.create ? store.create(IDENTITY_FILE, fresh, label) : (store.write(IDENTITY_FILE, fresh, label), true);
+    if (created) return makeIdentity(secretKey, publicKey, path, true);
+    // another process created it between our read and our create: load theirs
   }
   throw new IdentityError('identity-io', `identity file ${path} keeps appearing and disappearing`, path);
 }

@@ -40,6 +40,7 @@ import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { equalBytes } from '../protocol/index.js';
 
 type RistrettoPoint = InstanceType<typeof ristretto255.Point>;
 const Point = ristretto255.Point;
@@ -247,14 +248,6 @@ export interface CpaceSession {
   key(): Uint8Array;
 }
 
-/** Constant-time equality of two byte strings (length is not secret). */
-export function equalBytesCt(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
 /** Reads one prepend_len field at `off`; undefined if truncated or the length is not minimally encoded. */
 function readLv(buf: Uint8Array, off: number): { value: Uint8Array; next: number } | undefined {
   let len = 0;
@@ -323,9 +316,9 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
       y = undefined; // secret scalars MUST NOT be reused (section 10.9)
       const parsed = parseCpaceMessage(peerMessage);
       if (!parsed) throw new CpaceError('pake-malformed', 'peer PAKE message is not lv_cat(Y, AD) with a 32-byte Y');
-      if (equalBytesCt(parsed.y, ownY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share reflects our own share');
+      if (equalBytes(parsed.y, ownY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share reflects our own share');
       const k = scalarMultVfy(secret, parsed.y);
-      if (equalBytesCt(k, CPACE_IDENTITY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
+      if (equalBytes(k, CPACE_IDENTITY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
 
       const [ya, ada, yb, adb] = role === 'initiator' ? [ownY, ad, parsed.y, parsed.ad] : [parsed.y, parsed.ad, ownY, ad];
       const isk = deriveIsk(sid, k, ya, ada, yb, adb);
@@ -340,8 +333,8 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
         peerAd: parsed.ad.slice(),
         sidOutput: sidOutput(ya, ada, yb, adb),
         verifyConfirm(peerConfirm: Uint8Array): boolean {
-          if (state !== 'pending') return state === 'confirmed' && peerConfirm instanceof Uint8Array && equalBytesCt(peerConfirm, expected);
-          const ok = peerConfirm instanceof Uint8Array && equalBytesCt(peerConfirm, expected);
+          if (state !== 'pending') return state === 'confirmed' && peerConfirm instanceof Uint8Array && equalBytes(peerConfirm, expected);
+          const ok = peerConfirm instanceof Uint8Array && equalBytes(peerConfirm, expected);
           state = ok ? 'confirmed' : 'failed';
           if (!ok) isk.fill(0);
           return ok;

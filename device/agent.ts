@@ -32,8 +32,8 @@ import { PinholeError, type ErrorCode } from '../protocol/index.js';
 import { SignalClient, routeServerMessage, routeSignal, type ServerRoutes } from '../platform/node/index.js';
 import { deviceRoom, formatPairingCode, generatePairingCode, type PairingCode } from '../protocol/index.js';
 import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateIdentity, fingerprintOf, type Identity } from '../crypto/index.js';
-import { loadOrCreateDtlsCert, TrustedControllers, preloadDirect, weriftDialer } from '../platform/node/index.js';
+import { fingerprintOf, type Identity } from '../crypto/index.js';
+import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 

@@ -27,6 +27,7 @@
 import { customAlphabet } from 'nanoid';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { base32 } from './bytes.js';
 
 /** 30 symbols with no look-alikes: no 0/O, 1/I/L, and no U (V/U confusion when read aloud). */
 export const CODE_ALPHABET = '23456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -136,31 +137,12 @@ export function parseRoom(s: string): RoomParse {
   return { ok: true, room };
 }
 
-const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/** RFC 4648 base32, upper case, no padding. */
-function base32(bytes: Uint8Array): string {
-  let out = '';
-  let acc = 0;
-  let bits = 0;
-  for (const b of bytes) {
-    acc = ((acc << 8) | b) & 0xffff;
-    bits += 8;
-    while (bits >= 5) {
-      out += B32[(acc >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
-  return out;
-}
-
 /**
  * The persistent room of a paired device: 'D' followed by the first
  * DEVICE_ROOM_HASH_CHARS characters of base32(SHA-256(DEVICE_ROOM_DOMAIN ||
  * publicKey)), 26 characters in all. Anyone who knows the device's public key
  * can compute it, but only the key's holder can register it: the server wants
- * a signature by that key (a registration proof, ./protocol.ts). Joining it
+ * a signature by that key (a registration proof, ./signaling.ts). Joining it
  * proves nothing; the handshake decides who gets in.
  */
 export function deviceRoom(publicKey: Uint8Array): string {

@@ -9,6 +9,28 @@
  * HandshakeErrorCode, IdentityErrorCode, GpioErrorCode, SealErrorCode,
  * CpaceErrorCode) are checked there, at compile time, to equal their group.
  */
+import type { SignalErrorCode } from './signaling.js';
+import type { RpcErrorCode } from './rpc.js';
+
+/** Why a session handshake failed (crypto/handshake.ts); the peer may be told one in a `fail` message. */
+export type HandshakeErrorCode =
+  | 'wrong-code' // CPace key confirmation failed: the code's secret differs (or the exchange was tampered with)
+  | 'code-spent' // the pairing code was already tried once; the device has printed a new one
+  | 'not-paired' // the device does not trust this controller (never paired, or revoked)
+  | 'device-changed' // the device's identity key is not the one saved at pairing
+  | 'bad-handshake' // malformed, out of order, wrong version, or a signature/box that does not verify
+  | 'fingerprint-mismatch'; // an SDP carried a DTLS fingerprint other than the one the peer signed
+
+/** Why the identity or another state file could not be used (IdentityError, crypto/identity.ts). */
+export type IdentityErrorCode =
+  | 'identity-no-state-dir' // neither an override, an absolute XDG_CONFIG_HOME nor HOME
+  | 'identity-permissions' // key (or other state) file mode wider than 0600
+  | 'identity-dir-permissions' // state dir writable by group or others
+  | 'identity-owner' // key (or other state) file or state dir owned by another user
+  | 'identity-not-file' // key (or other state) file path is a symlink or not a regular file
+  | 'identity-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch); also any state file that fails validation
+  | 'identity-bad-input' // a caller passed an invalid argument (peer name, key length, URL, file name); nothing was written
+  | 'identity-io'; // any other filesystem failure
 
 /** Error codes by where they come from. */
 export const ERROR_SOURCES = {

@@ -21,7 +21,7 @@ export type LinkFrame =
 const isSeq = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 
 /** Validates one frame; returns undefined for anything malformed or oversized. */
-export function parseFrame(text: string | Buffer): LinkFrame | undefined {
+export function parseFrame(text: string | Uint8Array): LinkFrame | undefined {
   const j = parseJson(text, MAX_LINK_FRAME_BYTES);
   if (!j.ok) return undefined;
   const f = j.value as Record<string, unknown>;

@@ -27,11 +27,13 @@
  *
  * The server never reads `relay` payloads; it checks their size and forwards
  * them to the other member of the room. `relay` data is either a handshake
- * message (PAKE or identity proof, ./handshake.ts) or an end-to-end sealed
- * link frame (./seal.ts) that the server cannot read or forge; inside the seal
+ * message (PAKE or identity proof, crypto/handshake.ts) or an end-to-end sealed
+ * link frame (crypto/seal.ts) that the server cannot read or forge; inside the seal
  * are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts) and the
  * WebRTC set-up (SignalPayload, checked with parseSignalPayload).
  */
+
+import { decodeBase64url, fromBase64url, toBase64url, utf8ByteLength, utf8Decode, utf8Encode } from './bytes.js';
 
 /**
  * Protocol version spoken by this build. A peer with another version is
@@ -129,19 +131,20 @@ export type ServerMessage =
  * proof seen on the wire cannot be replayed on another.
  */
 export function registerProofMessage(nonce: string, room: string): Uint8Array {
-  return Buffer.concat([Buffer.from(REGISTER_PROOF_DOMAIN, 'utf8'), Buffer.from([0]), Buffer.from(nonce, 'base64url'), Buffer.from(room, 'utf8')]);
+  const n = fromBase64url(nonce);
+  if (n === undefined) throw new TypeError('the hello nonce must be canonical base64url');
+  const domain = utf8Encode(REGISTER_PROOF_DOMAIN);
+  const r = utf8Encode(room);
+  const out = new Uint8Array(domain.length + 1 + n.length + r.length);
+  out.set(domain, 0);
+  out.set(n, domain.length + 1);
+  out.set(r, domain.length + 1 + n.length);
+  return out;
 }
 
 /** A registration proof for `room` on the socket whose hello carried `nonce`, signed by `signer` (an Identity). */
 export function makeRegisterProof(signer: { publicKey: Uint8Array; sign(msg: Uint8Array): Uint8Array }, nonce: string, room: string): RegisterProof {
-  return { key: Buffer.from(signer.publicKey).toString('base64url'), sig: Buffer.from(signer.sign(registerProofMessage(nonce, room))).toString('base64url') };
-}
-
-/** Canonical unpadded base64url of exactly `n` bytes, decoded; undefined for anything else. */
-export function decodeBase64url(v: unknown, n: number): Uint8Array | undefined {
-  if (typeof v !== 'string' || v.length !== Math.ceil((n * 4) / 3) || !/^[A-Za-z0-9_-]+$/.test(v)) return undefined;
-  const b = Buffer.from(v, 'base64url');
-  return b.length === n && b.toString('base64url') === v ? new Uint8Array(b) : undefined;
+  return { key: toBase64url(signer.publicKey), sig: toBase64url(signer.sign(registerProofMessage(nonce, room))) };
 }
 
 /** Outcome of validation: the message, or a stable code and a one-line reason. */
@@ -150,12 +153,13 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; code: 'bad-message
 /**
  * Parses JSON text with a byte limit and a nesting limit, never throwing.
  * Depth is checked on the text before JSON.parse so a deeply nested frame
- * costs O(n) and no recursion.
+ * costs O(n) and no recursion. Bytes (a binary WebSocket frame; a Node
+ * Buffer is one) are decoded as UTF-8.
  */
-export function parseJson(text: string | Buffer, maxBytes: number): Parsed<unknown> {
-  const bytes = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
+export function parseJson(text: string | Uint8Array, maxBytes: number): Parsed<unknown> {
+  const bytes = typeof text === 'string' ? utf8ByteLength(text) : text.length;
   if (bytes > maxBytes) return { ok: false, code: 'too-large', reason: `frame of ${bytes} bytes exceeds ${maxBytes}` };
-  const s = typeof text === 'string' ? text : text.toString('utf8');
+  const s = typeof text === 'string' ? text : utf8Decode(text);
   let depth = 0;
   let inStr = false;
   for (let i = 0; i < s.length; i++) {
@@ -215,7 +219,7 @@ export function parseSignalPayload(p: unknown): SignalPayload | string {
 }
 
 /** Validates one frame a peer sent to the server. The only place client messages are checked. */
-export function parseClientMessage(text: string | Buffer): Parsed<ClientMessage> {
+export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMessage> {
   const j = parseJson(text, MAX_SIGNAL_BYTES);
   if (!j.ok) return j;
   const m = j.value;
@@ -250,7 +254,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<SignalErrorCode>([
 ]);
 
 /** Validates one frame the server sent to a peer. The only place server messages are checked. */
-export function parseServerMessage(text: string | Buffer): Parsed<ServerMessage> {
+export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMessage> {
   const j = parseJson(text, MAX_SIGNAL_BYTES);
   if (!j.ok) return j;
   const m = j.value;

@@ -1,7 +1,6 @@
 /** session: what other folders use. */
 export type { Dialer, DirectAttempt, DirectAttemptEvents, DirectFailedInfo, DirectFailure, DirectPhase, DtlsKeyPair, IceServer, RtcConfig } from './direct.js';
 export { iceConfigFor, parseIceServer } from './ice-config.js';
-export { parseSdpFingerprint } from './sdp.js';
 export type { RefusalCode, RelaySocket, SessionEvents, SessionOptions, SessionPhase, SessionSecurity } from './session.js';
 export { PeerSession } from './session.js';
 export { Backoff, type BackoffOptions } from './backoff.js';

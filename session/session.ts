@@ -34,7 +34,7 @@ import {
 } from '../crypto/index.js';
 import { Opener, Sealer, deriveSealKeys, type OpenErrorCode, type SealPath } from '../crypto/index.js';
 import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
-import { parseSdpFingerprint } from './sdp.js';
+import { parseSdpFingerprint } from '../protocol/index.js';
 
 /** Signals of the prepared offer held until the handshake ends: an offer, its candidates and end-of-candidates. */
 export const MAX_HELD_SIGNALS = 256;

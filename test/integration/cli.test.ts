@@ -12,7 +12,7 @@ import { WebSocketServer } from 'ws';
 import { runCli, spawnUntil, exited, startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
 import type { SignalServer } from '../../signaling/index.js';
 import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
-import { DTLS_FILE } from '../../platform/node/trust.js';
+import { DTLS_FILE } from '../../platform/node/dtls-cert.js';
 
 /** The --import hook that logs every module a CLI process resolves (./module-log.ts). */
 const MODULE_LOG_HOOK = join(dirname(fileURLToPath(import.meta.url)), 'module-log.js');

@@ -12,7 +12,7 @@ import { RTCPeerConnection, type RTCDataChannel } from 'werift';
 import { PeerSession, type RelaySocket } from '../../session/session.js';
 import { weriftDialer } from '../../platform/node/direct.js';
 import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../platform/node/rtc.js';
-import { loadOrCreateDtlsCert } from '../../platform/node/trust.js';
+import { loadOrCreateDtlsCert } from '../../platform/node/dtls-cert.js';
 import type { ServerMessage, SignalPayload } from '../../protocol/signaling.js';
 import { stateDir, waitFor } from './helpers.js';
 

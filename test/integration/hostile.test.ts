@@ -13,7 +13,7 @@ import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
 import { VERSION } from '../../protocol/version.js';
 import { parsePairingCode } from '../../protocol/code.js';
-import { loadOrCreateIdentity } from '../../crypto/identity.js';
+import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
 import { generateDtlsKeys, splitCandidates, DC_LABEL } from '../../platform/node/rtc.js';
 
 const BOARD = 'test-board';

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, spawnDevice, startServer, stateDir, pair, waitFor } from './helpers.js';
 import { CODE_ALPHABET, formatPairingCode, generatePairingCode } from '../../protocol/code.js';
-import { loadOrCreateIdentity } from '../../crypto/identity.js';
+import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
 import type { SignalServer } from '../../signaling/index.js';
 
 let server: SignalServer;

@@ -12,7 +12,7 @@ import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } 
 import { SignalClient } from '../../platform/node/signal-client.js';
 import { VERSION } from '../../protocol/version.js';
 import { deviceRoom, parsePairingCode } from '../../protocol/code.js';
-import { loadOrCreateIdentity } from '../../crypto/identity.js';
+import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
 import type { SignalServer } from '../../signaling/index.js';
 
 const servers: SignalServer[] = [];

@@ -725,6 +725,22 @@ describe('handshake: key schedule as documented', () => {
   });
 });
 
+describe('issue 11: injected randomness', () => {
+  test('the same injected rng gives the same first messages; another gives others; the default gives fresh ones', () => {
+    for (const ctl of [pairCtl, laterCtl]) {
+      const a = ctl({ rng: seededRng('same') }).start();
+      const b = ctl({ rng: seededRng('same') }).start();
+      assert.equal(a, b, 'identical c1 from identical randomness');
+      assert.notEqual(ctl({ rng: seededRng('other') }).start(), a, 'the rng is what the key share comes from');
+      assert.notEqual(ctl().start(), ctl().start(), 'the default rng is random');
+    }
+    const c1 = pairCtl({ rng: seededRng('c') }).start();
+    const d1 = (seed: string) => pairDev({ rng: seededRng(seed) }).onC1(parse(c1));
+    assert.equal(d1('d'), d1('d'), "identical d1 (the device's X25519 key and CPace scalar) from identical randomness");
+    assert.notEqual(d1('d'), d1('e'));
+  });
+});
+
 describe('parseHandshake / isHandshakeText', () => {
   const E = b64(new Uint8Array(32).fill(9));
   const PAKE = b64(new Uint8Array(45).fill(1));

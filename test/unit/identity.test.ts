@@ -5,15 +5,9 @@ import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
-import {
-  IDENTITY_FILE,
-  IdentityError,
-  base32,
-  fingerprintOf,
-  loadOrCreateIdentity,
-  resolveStateDir,
-  verifyIdentitySignature,
-} from '../../crypto/identity.js';
+import { IDENTITY_FILE, IdentityError, fingerprintOf, verifyIdentitySignature } from '../../crypto/identity.js';
+import { base32 } from '../../protocol/bytes.js';
+import { loadOrCreateIdentity, resolveStateDir } from '../../platform/node/state-files.js';
 
 const posix = process.platform !== 'win32';
 let root: string;

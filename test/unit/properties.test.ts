@@ -39,7 +39,7 @@ import { encodeControl, encodeData, parseFrame, type LinkFrame } from '../../pro
 import { MAX_HANDSHAKE_BYTES, encodeHandshake, parseHandshake, type HandshakeErrorCode, type HandshakeMessage } from '../../crypto/handshake.js';
 import { MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
 import { CODE_ALPHABET, PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../protocol/code.js';
-import { parseSdpFingerprint } from '../../platform/node/trust.js';
+import { parseSdpFingerprint } from '../../protocol/sdp.js';
 
 // ---------- settings ----------
 

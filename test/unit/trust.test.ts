@@ -10,17 +10,12 @@ import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { PinholeError } from '../../protocol/errors.js';
 import { isValidPeerName } from '../../protocol/names.js';
-import { IdentityError, ensureStateDir as ensureDir, fingerprintOf, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../crypto/identity.js';
-import {
-  CONTROLLERS_FILE,
-  DEVICES_FILE,
-  DTLS_FILE,
-  KnownDevices,
-  TrustedControllers,
-  loadOrCreateDtlsCert,
-  parseSdpFingerprint,
-  type DtlsKeyPair,
-} from '../../platform/node/trust.js';
+import { IdentityError, fingerprintOf } from '../../crypto/identity.js';
+import { ensureStateDir as ensureDir, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../platform/node/state-files.js';
+import { CONTROLLERS_FILE, DEVICES_FILE } from '../../crypto/peers.js';
+import { KnownDevices, TrustedControllers } from '../../platform/node/peer-files.js';
+import { DTLS_FILE, loadOrCreateDtlsCert, type DtlsKeyPair } from '../../platform/node/dtls-cert.js';
+import { parseSdpFingerprint } from '../../protocol/sdp.js';
 
 const posix = process.platform !== 'win32';
 let root: string;
@@ -228,14 +223,19 @@ describe('corrupt and non-regular state files', () => {
 
   /** Five seconds: a load that fails fast takes milliseconds; one that hangs on a FIFO never ends. */
   const HANG_MS = 5000;
-  const modules = { trust: new URL('../../platform/node/trust.js', import.meta.url).href, identity: new URL('../../crypto/identity.js', import.meta.url).href };
+  const modules = {
+    peers: new URL('../../platform/node/peer-files.js', import.meta.url).href,
+    dtls: new URL('../../platform/node/dtls-cert.js', import.meta.url).href,
+    identity: new URL('../../platform/node/state-files.js', import.meta.url).href,
+  };
   /**
    * Runs one loader in a child process: a load blocked in open(2) on a FIFO blocks its
    * whole event loop, so only another process can time it out.
    */
   function loadInChild(dir: string, which: string): { code?: string; message?: string; path?: string } {
     const script = `
-      const { TrustedControllers, KnownDevices, loadOrCreateDtlsCert } = await import(${JSON.stringify(modules.trust)});
+      const { TrustedControllers, KnownDevices } = await import(${JSON.stringify(modules.peers)});
+      const { loadOrCreateDtlsCert } = await import(${JSON.stringify(modules.dtls)});
       const { loadOrCreateIdentity } = await import(${JSON.stringify(modules.identity)});
       const dir = ${JSON.stringify(dir)};
       const loaders = {

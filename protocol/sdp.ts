@@ -1,4 +1,4 @@
-/** What the session reads of an SDP: the DTLS fingerprint it announces, checked against the one the peer signed. */
+/** The DTLS certificate fingerprint an SDP announces: what the handshake signed and session/ compares. */
 
 const SDP_SHA256 = /^a=fingerprint:sha-256 ([0-9a-f]{2}(?::[0-9a-f]{2}){31})$/i;
 

@@ -1,0 +1,388 @@
+/**
+ * The pairing state: which controllers a device accepts, which devices a
+ * controller has paired with. Each is a list of peers pinned by Ed25519 key,
+ * kept as one JSON record in a StateStore (crypto/state.ts; on Node a 0600
+ * file in the state dir, platform/node/peer-files.ts):
+ *
+ *   controllers.json  {"v":1,"controllers":[{name, publicKey, fingerprint, addedAt}]}   device side
+ *   devices.json      {"v":1,"devices":[{name, publicKey, fingerprint, server, pairedAt}]}   controller side
+ *
+ * A record that fails validation is refused with IdentityError
+ * 'identity-corrupt' and is never overwritten: a store that failed to load
+ * cannot be written through. Unknown fields are refused too, because writing
+ * the store back would silently drop what a newer version put there.
+ *
+ * Invalid arguments (a bad name, key, URL or time) throw IdentityError
+ * 'identity-bad-input' and change nothing. A failed write throws and leaves
+ * both the record and the in-memory store unchanged.
+ *
+ * The stores are not locked across processes: two processes changing the same
+ * store at once can lose one update (the record itself is always whole).
+ */
+import { MAX_PEER_NAME_CHARS, PinholeError, equalBytes, foldPeerName, isValidPeerName, toBase64url } from '../protocol/index.js';
+import { IdentityError, decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
+import type { StateStore } from './state.js';
+
+/** Device side: the trusted controllers record. */
+export const CONTROLLERS_FILE = 'controllers.json';
+/** Controller side: the known devices record. */
+export const DEVICES_FILE = 'devices.json';
+/** Longest server URL in devices.json, in characters. */
+export const MAX_SERVER_URL_CHARS = 2048;
+/** Largest controllers.json / devices.json read, in bytes (an entry is about 200 bytes). */
+export const MAX_STORE_FILE_BYTES = 1024 * 1024;
+
+/** A controller this device accepts. */
+export interface TrustedController {
+  /** Unique within the store, 1..64 printable characters (isValidPeerName). */
+  readonly name: string;
+  /** Ed25519 public key, 32 bytes: what is pinned. */
+  readonly publicKey: Uint8Array;
+  /** fingerprintOf(publicKey), for people. */
+  readonly fingerprint: string;
+  /** When it was first added, ms since the epoch. Kept when the same key is added again. */
+  readonly addedAt: number;
+}
+
+/** A device this controller has paired with. */
+export interface KnownDevice {
+  /** What the user types (`pinhole control NAME ...`): unique within the store, 1..64 printable characters. */
+  readonly name: string;
+  /** The device's Ed25519 public key, 32 bytes. */
+  readonly publicKey: Uint8Array;
+  /** fingerprintOf(publicKey). */
+  readonly fingerprint: string;
+  /** Signaling server the device registers with: a ws:// or wss:// URL. */
+  readonly server: string;
+  /** When it was paired, ms since the epoch. */
+  readonly pairedAt: number;
+}
+
+const isTime = (t: unknown): t is number => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0;
+const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const badInput = (msg: string): IdentityError => new IdentityError('identity-bad-input', msg);
+
+function checkName(name: unknown, what: string): asserts name is string {
+  if (!isValidPeerName(name)) throw badInput(`${what} must be 1..${MAX_PEER_NAME_CHARS} printable characters without leading or trailing spaces, got ${JSON.stringify(name)}`);
+}
+function checkKey(publicKey: unknown): asserts publicKey is Uint8Array {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw badInput('public key must be a 32-byte Uint8Array');
+  if (!isValidIdentityKey(publicKey)) throw badInput('public key is not a valid Ed25519 public key');
+}
+function checkTime(t: unknown, what: string): asserts t is number {
+  if (!isTime(t)) throw badInput(`${what} must be a non-negative integer number of ms since the epoch, got ${String(t)}`);
+}
+
+/** A ws:// or wss:// URL with a host, at most MAX_SERVER_URL_CHARS, no whitespace or control characters. */
+export function isValidServerUrl(url: unknown): url is string {
+  if (typeof url !== 'string' || url.length === 0 || url.length > MAX_SERVER_URL_CHARS) return false;
+  // the WHATWG parser silently strips tabs and newlines; refuse them instead
+  if (/[\s\p{Cc}]/u.test(url)) return false;
+  try {
+    const u = new URL(url);
+    return (u.protocol === 'ws:' || u.protocol === 'wss:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** Keeps at most `max` code points (never splits a surrogate pair). */
+const truncate = (s: string, max: number): string => [...s].slice(0, max).join('');
+
+/** `base` if free, else base-2, base-3, ..., shortening base so the result stays within MAX_PEER_NAME_CHARS. */
+function uniqueName(base: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(base)) return base;
+  // at most taken.size candidates can be taken, so this ends by taken.size + 2
+  for (let i = 2; ; i++) {
+    const suffix = `-${i}`;
+    const candidate = truncate(base, MAX_PEER_NAME_CHARS - suffix.length) + suffix;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+/** Strict JSON object check: exactly these keys, no more, no fewer. */
+export function exactObject(v: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  const have = Object.keys(o);
+  if (have.length !== keys.length || !keys.every((k) => Object.prototype.hasOwnProperty.call(o, k))) return undefined;
+  return o;
+}
+
+/** Builds the 'identity-corrupt' error of one state record: `<what> <where> is corrupt (<why>); <advice>`. */
+export function corruptRecord(where: string, what: string, advice: string): (why: string) => IdentityError {
+  return (why) => new IdentityError('identity-corrupt', `${what} ${where} is corrupt (${why}); ${advice}`, where);
+}
+
+/** A stored key: canonical base64url of 32 bytes that are a usable Ed25519 key. */
+function storedKey(v: unknown): Uint8Array | string {
+  const k = decodeKey32(v);
+  if (!k) return 'publicKey is not 32-byte base64url';
+  return isValidIdentityKey(k) ? k : 'publicKey is not a valid Ed25519 public key';
+}
+
+/** Validates the fields every peer entry has; the reason as a string when invalid. */
+function parsePeerFields(o: Record<string, unknown>): PeerEntry | string {
+  if (!isValidPeerName(o.name)) return 'invalid name';
+  const publicKey = storedKey(o.publicKey);
+  if (typeof publicKey === 'string') return publicKey;
+  if (o.fingerprint !== fingerprintOf(publicKey)) return 'fingerprint does not match publicKey';
+  return { name: o.name, publicKey, fingerprint: o.fingerprint };
+}
+
+/** What every peer entry holds. */
+interface PeerEntry {
+  readonly name: string;
+  readonly publicKey: Uint8Array;
+  readonly fingerprint: string;
+}
+
+/** What distinguishes one list of peers from another. */
+interface PeerListSpec<E extends PeerEntry> {
+  /** Record name in the StateStore. */
+  record: string;
+  /** The list's key in the JSON object. */
+  listKey: string;
+  /** Names the record in messages. */
+  label: string;
+  /** What to tell the user about a corrupt record. */
+  advice: string;
+  /** The exact fields of one entry, in the order written. */
+  fields: readonly string[];
+  /** Checks the fields beyond name, publicKey and fingerprint; the entry, or the reason it is invalid. */
+  entry(o: Record<string, unknown>, peer: PeerEntry): E | string;
+  /** Set if two entries holding one key make the record corrupt: names an entry in that message. */
+  uniqueKey?: string;
+}
+
+/**
+ * A list of peers pinned by key, as one JSON record in a StateStore. Loads
+ * and validates the whole record at construction; every change is written at
+ * once (write first, then swap the list in memory). Returned entries are
+ * frozen copies.
+ */
+abstract class PeerList<E extends PeerEntry> {
+  protected entries: E[];
+
+  protected constructor(
+    protected readonly store: StateStore,
+    private readonly spec: PeerListSpec<E>,
+  ) {
+    this.entries = PeerList.parse(store, spec);
+  }
+
+  private static parse<E extends PeerEntry>(store: StateStore, spec: PeerListSpec<E>): E[] {
+    const text = store.read(spec.record, MAX_STORE_FILE_BYTES, spec.label);
+    if (text === undefined) return [];
+    const corrupt = corruptRecord(store.where(spec.record), spec.label, spec.advice);
+    let j: unknown;
+    try {
+      j = JSON.parse(text);
+    } catch {
+      throw corrupt('not JSON');
+    }
+    const o = exactObject(j, ['v', spec.listKey]);
+    if (!o) throw corrupt(`not an object with exactly "v" and "${spec.listKey}"`);
+    if (o.v !== 1) throw corrupt(`unknown version ${JSON.stringify(o.v)}`);
+    const list = o[spec.listKey];
+    if (!Array.isArray(list)) throw corrupt(`"${spec.listKey}" is not an array`);
+    const entry = (v: unknown): E | string => {
+      const o = exactObject(v, spec.fields);
+      if (!o) return `not an object with exactly ${spec.fields.join(', ')}`;
+      const peer = parsePeerFields(o);
+      return typeof peer === 'string' ? peer : spec.entry(o, peer);
+    };
+    const entries = list.map((v, i) => {
+      const r = entry(v);
+      if (typeof r === 'string') throw corrupt(`entry ${i}: ${r}`);
+      return r;
+    });
+    const names = new Set<string>();
+    const keys = new Set<string>();
+    for (const e of entries) {
+      if (names.has(e.name)) throw corrupt(`name ${JSON.stringify(e.name)} appears twice`);
+      names.add(e.name);
+      if (spec.uniqueKey === undefined) continue;
+      const k = toBase64url(e.publicKey);
+      if (keys.has(k)) throw corrupt(`${spec.uniqueKey} ${e.fingerprint} appears twice`);
+      keys.add(k);
+    }
+    return entries;
+  }
+
+  /** A frozen copy of one entry. */
+  protected copy(e: E): E {
+    return Object.freeze({ ...e, publicKey: e.publicKey.slice() });
+  }
+
+  /** All entries, sorted by name (code point order, locale-independent). */
+  list(): E[] {
+    return this.entries.map((e) => this.copy(e)).sort(byName);
+  }
+
+  /** Writes first, then swaps the in-memory list: a failed write changes nothing. */
+  protected commit(next: E[]): void {
+    next.sort(byName);
+    const list = next.map((e) => {
+      const o: Record<string, unknown> = {};
+      for (const f of this.spec.fields) o[f] = f === 'publicKey' ? toBase64url(e.publicKey) : (e as Record<string, unknown>)[f];
+      return o;
+    });
+    this.store.write(this.spec.record, `${JSON.stringify({ v: 1, [this.spec.listKey]: list }, null, 1)}\n`, this.spec.label);
+    this.entries = next;
+  }
+}
+
+const CONTROLLERS: PeerListSpec<TrustedController> = {
+  record: CONTROLLERS_FILE,
+  listKey: 'controllers',
+  label: 'trusted controllers file',
+  advice: 'fix it or move it away (moving it away forgets every paired controller: they must pair again)',
+  fields: ['name', 'publicKey', 'fingerprint', 'addedAt'],
+  entry: (o, peer) => (isTime(o.addedAt) ? { ...peer, addedAt: o.addedAt } : 'invalid addedAt'),
+  uniqueKey: 'controller',
+};
+
+/**
+ * Device side: the controllers this device accepts. Keyed by public key;
+ * names are unique too. An absent record is an empty store (nothing is
+ * written until the first change).
+ */
+export class TrustedControllerStore extends PeerList<TrustedController> {
+  /** Loads the store from `store`. Throws IdentityError, 'identity-corrupt' for a record that does not validate. */
+  protected constructor(store: StateStore) {
+    super(store, CONTROLLERS);
+  }
+
+  /** The store kept in `store`; see the constructor. */
+  static open(store: StateStore): TrustedControllerStore {
+    return new TrustedControllerStore(store);
+  }
+
+  /** The entry pinning exactly this 32-byte key, or undefined. */
+  find(publicKey: Uint8Array): TrustedController | undefined {
+    if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return undefined;
+    const e = this.entries.find((x) => equalBytes(x.publicKey, publicKey));
+    return e && this.copy(e);
+  }
+
+  /**
+   * Trusts `publicKey` under `name` and writes the record. The same key
+   * again keeps its entry and addedAt and takes the new name. A name already
+   * used by another key gets a suffix (-2, -3, ...) so names stay unique;
+   * the returned entry carries the name actually stored. `now` is ms since
+   * the epoch. Throws 'identity-bad-input' for an invalid name, key or time.
+   */
+  add(name: string, publicKey: Uint8Array, now: number): TrustedController {
+    checkName(name, 'controller name');
+    checkKey(publicKey);
+    checkTime(now, 'now');
+    const old = this.entries.find((x) => equalBytes(x.publicKey, publicKey));
+    const others = this.entries.filter((x) => x !== old);
+    const stored = uniqueName(name, new Set(others.map((x) => x.name)));
+    if (old && old.name === stored) return this.copy(old);
+    const entry: TrustedController = old
+      ? { ...old, name: stored }
+      : { name: stored, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), addedAt: now };
+    this.commit([...others, entry]);
+    return this.copy(entry);
+  }
+
+  /**
+   * Removes every entry whose name is exactly `nameOrFingerprint`, or whose
+   * fingerprint matches it (case-insensitive, dashes optional, the full 16
+   * characters), writes the record if anything matched, and returns what was
+   * removed, sorted by name (empty if nothing matched). Both are matched at
+   * once so that a controller cannot dodge revocation by naming itself after
+   * another's fingerprint.
+   */
+  revoke(nameOrFingerprint: string): TrustedController[] {
+    if (typeof nameOrFingerprint !== 'string' || nameOrFingerprint === '') return [];
+    const fp = nameOrFingerprint.replace(/-/g, '').toUpperCase();
+    const matches = (e: TrustedController) => e.name === nameOrFingerprint || e.fingerprint.replace(/-/g, '') === fp;
+    const removed = this.entries.filter(matches);
+    if (removed.length === 0) return [];
+    this.commit(this.entries.filter((e) => !matches(e)));
+    return removed.map((e) => this.copy(e)).sort(byName);
+  }
+}
+
+const DEVICES: PeerListSpec<KnownDevice> = {
+  record: DEVICES_FILE,
+  listKey: 'devices',
+  label: 'known devices file',
+  advice: 'fix it or move it away (moving it away forgets every paired device: each must be paired again)',
+  fields: ['name', 'publicKey', 'fingerprint', 'server', 'pairedAt'],
+  entry: (o, peer) => {
+    if (!isValidServerUrl(o.server)) return 'server is not a ws:// or wss:// URL';
+    if (!isTime(o.pairedAt)) return 'invalid pairedAt';
+    return { ...peer, server: o.server, pairedAt: o.pairedAt };
+  },
+};
+
+/**
+ * Controller side: the devices this controller has paired with. Keyed by
+ * name: save() keeps names unique under foldPeerName (records written
+ * before may still hold names differing only in case; get() then wants the
+ * exact one). The same key under two names is allowed. An absent record is
+ * an empty store.
+ */
+export class KnownDeviceStore extends PeerList<KnownDevice> {
+  /** Loads the store from `store`. Throws IdentityError. */
+  protected constructor(store: StateStore) {
+    super(store, DEVICES);
+  }
+
+  /** The store kept in `store`; see the constructor. */
+  static open(store: StateStore): KnownDeviceStore {
+    return new KnownDeviceStore(store);
+  }
+
+  private resolve(name: string): KnownDevice | undefined {
+    if (typeof name !== 'string') return undefined;
+    const exact = this.entries.find((e) => e.name === name);
+    if (exact) return exact;
+    const folded = foldPeerName(name);
+    const ci = this.entries.filter((e) => foldPeerName(e.name) === folded);
+    return ci.length === 1 ? ci[0] : undefined; // ambiguous: let the user type it exactly
+  }
+
+  /** The device named exactly `name`, else the only one whose name matches under foldPeerName, else undefined. */
+  get(name: string): KnownDevice | undefined {
+    const e = this.resolve(name);
+    return e && this.copy(e);
+  }
+
+  /**
+   * Stores device `name` and writes the record. Every entry whose name
+   * equals `name` under foldPeerName is replaced, and returned in
+   * `replaced`. If one of them holds another key, that is another device:
+   * without `opts.replace` nothing changes and PinholeError 'name-taken' is
+   * thrown; the same key under that name is a re-pair and is always allowed.
+   * `server` is a ws:// or wss:// URL, `now` ms since the epoch. Throws
+   * 'identity-bad-input' for an invalid name, key, URL or time.
+   */
+  save(name: string, publicKey: Uint8Array, server: string, now: number, opts: { replace?: boolean } = {}): { entry: KnownDevice; replaced: KnownDevice[] } {
+    checkName(name, 'device name');
+    checkKey(publicKey);
+    if (!isValidServerUrl(server)) throw badInput(`server must be a ws:// or wss:// URL of at most ${MAX_SERVER_URL_CHARS} characters, got ${JSON.stringify(String(server).slice(0, 100))}`);
+    checkTime(now, 'now');
+    const folded = foldPeerName(name);
+    const old = this.entries.filter((e) => foldPeerName(e.name) === folded);
+    const other = old.find((e) => !equalBytes(e.publicKey, publicKey));
+    if (other && opts.replace !== true) {
+      throw new PinholeError('name-taken', `another device (${other.fingerprint}) is already saved as "${other.name}"`);
+    }
+    const entry: KnownDevice = { name, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), server, pairedAt: now };
+    this.commit([...this.entries.filter((e) => !old.includes(e)), entry]);
+    return { entry: this.copy(entry), replaced: old.map((e) => this.copy(e)).sort(byName) };
+  }
+
+  /** Forgets the device get(name) would return and writes the record; false if there is none. */
+  remove(name: string): boolean {
+    const e = this.resolve(name);
+    if (!e) return false;
+    this.commit(this.entries.filter((x) => x !== e));
+    return true;
+  }
+}

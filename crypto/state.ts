@@ -1,0 +1,52 @@
+/**
+ * Where the core keeps its few persistent records (the identity key, the
+ * trusted controllers, the known devices): small named texts, injected so
+ * the core never touches a filesystem. On Node it is the state dir
+ * (platform/node/state-files.ts: 0600 files, atomic replace); a browser
+ * shell brings its own.
+ */
+import { utf8ByteLength } from '../protocol/index.js';
+import { IdentityError } from './identity.js';
+
+/** Named texts that survive a restart. Implementations throw IdentityError for a record they cannot use. */
+export interface StateStore {
+  /** The text stored under `name`, or undefined if there is none. Longer than `maxBytes` bytes is refused. `label` names it in messages. */
+  read(name: string, maxBytes: number, label?: string): string | undefined;
+  /** Stores `text` under `name`, replacing what was there atomically: a reader, or a crash, sees the old or the new text, never a mix. */
+  write(name: string, text: string, label?: string): void;
+  /**
+   * Stores `text` under `name` only if nothing is there yet; false, writing
+   * nothing, if something was. Of two writers creating at once, one wins.
+   * A store without it gets write() after a read() that found nothing.
+   */
+  create?(name: string, text: string, label?: string): boolean;
+  /** Where `name` lives, for messages and IdentityError.path (on Node, the file's path). */
+  where(name: string): string;
+}
+
+/** A StateStore in memory: nothing survives the process. For a page that keeps no state, and for tests. */
+export class MemoryStateStore implements StateStore {
+  readonly #texts = new Map<string, string>();
+
+  read(name: string, maxBytes: number, label = 'state record'): string | undefined {
+    const text = this.#texts.get(name);
+    if (text !== undefined && utf8ByteLength(text) > maxBytes) {
+      throw new IdentityError('identity-corrupt', `${label} ${this.where(name)} is more than the ${maxBytes} bytes allowed`, this.where(name));
+    }
+    return text;
+  }
+
+  write(name: string, text: string): void {
+    this.#texts.set(name, text);
+  }
+
+  create(name: string, text: string): boolean {
+    if (this.#texts.has(name)) return false;
+    this.#texts.set(name, text);
+    return true;
+  }
+
+  where(name: string): string {
+    return `memory:${name}`;
+  }
+}

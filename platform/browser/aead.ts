@@ -1,0 +1,1 @@
+export { nobleAead as browserAead } from '../../crypto/index.js';
