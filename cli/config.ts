@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { PinholeError } from '../protocol/index.js';
 import { isValidPeerName } from '../protocol/index.js';
-import { parsePairingCode } from '../protocol/index.js';
+import { parsePairingCode, type PairingCode } from '../protocol/index.js';
 import { parseIceServer } from '../session/index.js';
 import { IdentityError } from '../crypto/index.js';
 import { resolveStateDir } from '../platform/node/index.js';
@@ -57,8 +57,8 @@ export interface DeviceCliConfig {
   action: { kind: 'run' } | { kind: 'list' } | { kind: 'revoke'; who: string };
   /** Server URL; '' for list/revoke, which need none. */
   server: string;
-  /** First pairing code; undefined = generate one. */
-  code: string | undefined;
+  /** First pairing code, parsed; undefined = generate one. */
+  code: PairingCode | undefined;
   /** Offer a pairing code (default true; --no-pairing turns it off). */
   pairing: boolean;
   /** Identity, DTLS certificate and trusted controllers (default $XDG_CONFIG_HOME/pinhole or ~/.config/pinhole). */
@@ -84,8 +84,8 @@ export interface DeviceCliConfig {
 export interface ControlCliConfig {
   /** Server URL; undefined with a paired NAME (the one saved at pairing is used). */
   server: string | undefined;
-  /** First pairing: the code; else undefined. */
-  code: string | undefined;
+  /** First pairing: the code, parsed; else undefined. */
+  code: PairingCode | undefined;
   /** Later sessions: the paired device's NAME (first positional); else undefined. */
   device: string | undefined;
   /** Identity and paired devices (default as for the device). */
@@ -109,6 +109,15 @@ const usage = (m: string): PinholeError => new PinholeError('usage', m);
 function str(f: Flags, k: string): string | undefined {
   const v = f[k];
   return typeof v === 'string' ? v : undefined;
+}
+
+/** --code, parsed: the one place the CLI reads a pairing code. */
+function codeFlag(f: Flags): PairingCode | undefined {
+  const typed = str(f, 'code');
+  if (typed === undefined) return undefined;
+  const p = parsePairingCode(typed);
+  if (!p.ok) throw usage(`--code: ${p.reason}`);
+  return { room: p.room, secret: p.secret };
 }
 
 /** Parses a non-negative integer flag, or throws usage. */
@@ -193,11 +202,7 @@ function peerName(f: Flags, flag = 'name'): string {
 export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   const gpio = str(f, 'gpio') ?? 'sim';
   if (gpio !== 'sim' && gpio !== 'mraa') throw usage(`--gpio must be sim or mraa, not ${gpio}`);
-  const code = str(f, 'code');
-  if (code !== undefined) {
-    const p = parsePairingCode(code);
-    if (!p.ok) throw usage(`--code: ${p.reason}`);
-  }
+  const code = codeFlag(f);
   const revoke = str(f, 'revoke');
   if (revoke !== undefined && f.controllers === true) throw usage('--controllers and --revoke do not go together');
   const action: DeviceCliConfig['action'] = revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
@@ -232,16 +237,13 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
  * command's positionals.
  */
 export function resolveControl(f: Flags, env: Env, positionals: string[]): { config: ControlCliConfig; command: string[] } {
-  const code = str(f, 'code');
+  const code = codeFlag(f);
   let device: string | undefined;
   let command = positionals;
   if (code === undefined) {
     device = positionals[0];
     if (device === undefined) throw usage('name a paired device (pinhole control NAME COMMAND), or pair first with --code CODE --server URL');
     command = positionals.slice(1);
-  } else {
-    const p = parsePairingCode(code);
-    if (!p.ok) throw usage(`--code: ${p.reason}`);
   }
   // Checked before connecting: a bad --as must not spend the code.
   if (code === undefined && (str(f, 'as') !== undefined || f.replace === true)) throw usage('--as and --replace go with --code: they say where a newly paired device is saved');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { VERSION } from '../protocol/index.js';
 import { connect } from '../controller/index.js';
 import { DeviceAgent, SimGpio } from '../device/index.js';
-import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
+import { startSignalServer } from '../signaling/index.js';
 import type { Output } from './commands.js';
 
 /** The pin the original script blinked. */
@@ -30,7 +30,7 @@ const secs = (ms: number): string => `+${(ms / 1000).toFixed(3)}s`;
 /** Runs the demo; resolves with the exit code. */
 export async function runDemo(o: DemoOptions): Promise<number> {
   const { out } = o;
-  const server = await startSignalServer(resolveSignalConfig({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined }));
+  const server = await startSignalServer({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined });
   const sim = new SimGpio({ board: 'sim (demo)' });
   let agent: DeviceAgent | undefined;
   let dev: Awaited<ReturnType<typeof connect>> | undefined;

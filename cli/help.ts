@@ -86,7 +86,8 @@ Options:
                   (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)
   --json          one compact JSON object per line; the last carries "path"
   --timeout MS    for connecting and for each command (default 10000)
-  --no-direct     relay only
+  --no-direct     relay only (write, read and info always are: one request is quicker on the
+                  relay than setting up a direct path)
   --ice-server S  extra ICE server, repeatable (as for 'pinhole device'); with TURN the path
                   may be "turn"
 Exit codes: 0 ok, 2 usage, 3 refused (wrong, spent or unknown code; not paired or revoked; device

@@ -1,2 +1,2 @@
 /** cli: what other folders use. */
-export { main } from './main.js';
+export { main, runProcess } from './main.js';

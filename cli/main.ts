@@ -1,6 +1,7 @@
 /**
- * `pinhole` command line. The only place that reads process.argv and
- * process.env; everything below gets resolved config objects.
+ * `pinhole` command line. runProcess() is the only place that reads
+ * process.argv and process.env; main() and everything below get them
+ * passed in, then resolved config objects.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { IdentityError } from '../crypto/index.js';
@@ -9,10 +10,10 @@ import { VERSION } from '../protocol/index.js';
 import { TrustedControllers, loadOrCreateIdentity } from '../platform/node/index.js';
 import { connect, type Device } from '../controller/index.js';
 import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
-import { startSignalServer, resolveSignalConfig } from '../signaling/index.js';
+import { startSignalServer } from '../signaling/index.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { resolveControl, resolveDevice, resolveDoctor, resolveSignal, type Env, type Flags } from './config.js';
-import { COMMAND_OPTIONS, buildCommand, runCommand, type Output } from './commands.js';
+import { COMMAND_OPTIONS, buildCommand, runCommand, type Command, type Output } from './commands.js';
 import { runShell } from './shell.js';
 import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
@@ -62,6 +63,24 @@ function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>)
   }
 }
 
+/** Runs the CLI on this process's arguments, environment and standard streams; resolves with the exit code. */
+export function runProcess(): Promise<number> {
+  const stop = new Promise<void>((resolve) => {
+    for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => resolve());
+  });
+  return main(process.argv.slice(2), {
+    stdout: (s) => process.stdout.write(s + '\n'),
+    stderr: (s) => process.stderr.write(s + '\n'),
+    env: {
+      PINHOLE_SERVER: process.env.PINHOLE_SERVER,
+      PINHOLE_LIBMRAA: process.env.PINHOLE_LIBMRAA,
+      XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME,
+      HOME: process.env.HOME,
+    },
+    stopSignal: () => stop,
+  });
+}
+
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -106,9 +125,7 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
   const c = resolveSignal(values);
-  const server = await startSignalServer(
-    resolveSignalConfig({ host: c.host, port: c.port, stunPort: c.stunPort, stunAltHost: c.stunAltHost, log: io.stdout }),
-  );
+  const server = await startSignalServer({ host: c.host, port: c.port, stunPort: c.stunPort, stunAltHost: c.stunAltHost, log: io.stdout });
   await io.stopSignal();
   await server.close();
   return EXIT.ok;
@@ -209,6 +226,9 @@ function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, st
   return EXIT.ok;
 }
 
+/** Commands that send one request and exit: they run on the relay alone. */
+const ONE_SHOT: ReadonlySet<Command['cmd']> = new Set(['write', 'read', 'info']);
+
 async function controlCmd(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
     server: { type: 'string' },
@@ -227,6 +247,8 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
   const { config: c, command: cmdArgs } = resolveControl(values, io.env, positionals);
   const command = buildCommand(cmdArgs, values);
   const out = makeOutput(io, c.json);
+  // One request and out: the relay answers at once, while the direct path would cost werift's load and an ICE attempt.
+  const direct = c.direct && !ONE_SHOT.has(command.cmd);
   let dev: Device | undefined;
   try {
     dev = await connect({
@@ -237,7 +259,7 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
       ...(c.as !== undefined ? { as: c.as } : {}),
       replace: c.replace,
       timeoutMs: c.timeoutMs,
-      direct: c.direct,
+      direct,
       iceServers: c.iceServers,
     });
     if (dev.pairedAs) {

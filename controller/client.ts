@@ -15,11 +15,11 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
-import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/index.js';
-import { PeerSession, type SessionEvents } from '../session/index.js';
-import { PinholeError, type ErrorCode } from '../protocol/index.js';
-import { SignalClient } from '../platform/node/index.js';
-import { deviceRoom, parsePairingCode } from '../protocol/index.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
+import { Backoff, PeerSession, type SessionEvents } from '../session/index.js';
+import { PinholeError, isErrorCode } from '../protocol/index.js';
+import { SignalClient, routeSignal } from '../platform/node/index.js';
+import { deviceRoom, parsePairingCode, type PairingCode } from '../protocol/index.js';
 import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
@@ -34,8 +34,11 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export interface ConnectOptions {
   /** Signaling server URL, ws:// or wss://. Required with `code`; with `device` it defaults to the one saved at pairing. */
   server?: string;
-  /** First pairing: the code the device printed, as typed (case and dashes do not matter). Spent by this attempt. */
-  code?: string;
+  /**
+   * First pairing: the code the device printed, as typed (case and dashes do
+   * not matter), or already parsed (parsePairingCode). Spent by this attempt.
+   */
+  code?: string | PairingCode;
   /** A device paired before, by the name it was saved under. */
   device?: string;
   /** Directory with this controller's identity and paired devices (created 0700). */
@@ -67,6 +70,8 @@ export interface ConnectOptions {
    * and `resync` events. False: a lost session closes the Device.
    */
   reconnect?: boolean;
+  /** Receives one line per change of the Device's phase (see DevicePhase); default: none. */
+  log?: (line: string) => void;
 }
 
 /** A pin change pushed by the device. `ts` is the device's clock, in ms. */
@@ -112,6 +117,8 @@ interface Pending {
 export const RECONNECT_BASE_MS = 250;
 /** Longest reconnect delay, in ms: a device that comes back is found within this. */
 export const RECONNECT_MAX_MS = 5_000;
+/** Part of each reconnect delay drawn at random, so controllers that lost one server do not return in step. */
+const RECONNECT_JITTER = 0.5;
 
 /** A secured session, its socket, and the temporary router to remove when a Device binds it. @internal */
 export interface Opened {
@@ -126,6 +133,30 @@ export type Reopen = () => Promise<Opened>;
 /** Errors after which reconnecting cannot help. */
 const FATAL: ReadonlySet<string> = new Set(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch', 'version', 'usage']);
 
+/**
+ * The error for a refusal. The code may come from the peer: one this build
+ * does not know as a handshake code (a newer or a hostile device) becomes
+ * `bad-handshake`, a refusal we cannot read. @internal
+ */
+export function refusalError(code: string, message: string): PinholeError {
+  if (isErrorCode(code, 'handshake')) return new PinholeError(code, message);
+  return new PinholeError('bad-handshake', `the device refused the session with a code this build does not know: ${JSON.stringify(String(code).slice(0, 64))}`);
+}
+
+/**
+ * Where a Device is (docs/architecture.md, "Controller Device"). connect()
+ * opens the first session before the Device exists, so a Device starts `open`.
+ */
+export type DevicePhase =
+  /** A secured session: commands go out on it. `unroute` removes this Device's routes from `signal`. */
+  | { phase: 'open'; session: PeerSession; signal: SignalClient; unroute: () => void }
+  /** The session was lost; the next attempt starts when `timer` fires. Calls wait. */
+  | { phase: 'reconnecting'; attempt: number; timer: NodeJS.Timeout; reason: PinholeError }
+  /** Attempt `attempt` is opening a new session (join, handshake). Calls wait. */
+  | { phase: 'connecting'; attempt: number }
+  /** For good: close() (reason undefined), a refusal, a fatal error, or a loss with reconnect off. */
+  | { phase: 'closed'; reason: PinholeError | undefined };
+
 /** A connected device. Reconnects by itself when its session is lost (see ConnectOptions.reconnect). */
 export class Device extends EventEmitter<DeviceEvents> {
   private nextId = 1;
@@ -134,12 +165,12 @@ export class Device extends EventEmitter<DeviceEvents> {
   private readonly pending = new Map<string, Pending>();
   /** Watched pins and the last level we know. */
   private readonly watched = new Map<number, Level>();
-  private closed = false;
-  private reconnecting = false;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private signal: SignalClient;
-  private session: PeerSession;
+  private readonly backoff = new Backoff({ baseMs: RECONNECT_BASE_MS, maxMs: RECONNECT_MAX_MS, jitter: RECONNECT_JITTER });
+  private phase: DevicePhase;
+  /** The device as the last secured session proved it. */
+  private lastPeer: PeerInfo | undefined;
+  /** Settles once the last session and its socket are closed. */
+  private ended: Promise<void> = Promise.resolve();
   /** Set by connect() when this session paired by code: the name the device was saved under, and the entry it replaced. */
   pairedAs: { name: string; replaced: boolean } | undefined;
 
@@ -150,53 +181,85 @@ export class Device extends EventEmitter<DeviceEvents> {
     private readonly timeoutMs: number,
     private readonly reopen?: Reopen,
     unroute?: () => void,
+    private readonly log: (line: string) => void = () => undefined,
   ) {
     super();
-    this.signal = signal;
-    this.session = session;
-    this.bind(signal, session, unroute);
+    this.phase = this.bind({ signal, session, ...(unroute ? { unroute } : {}) });
+    this.lastPeer = session.peer;
   }
 
-  private bind(signal: SignalClient, session: PeerSession, unroute?: () => void): void {
-    unroute?.();
+  /** The one place the phase changes: leaves the old phase, enters the new one, logs one line. */
+  private to(next: DevicePhase, why: string): void {
+    const prev = this.phase;
+    if (prev.phase === 'closed') return;
+    this.phase = next;
+    this.log(`Device phase ${prev.phase} -> ${describe(next)} (${why})`);
+    if (prev.phase === 'open') {
+      prev.unroute();
+      const closing = prev.session.close();
+      // close() lets the session say goodbye before the socket goes; a lost session's socket goes at once.
+      if (next.phase === 'closed' && next.reason === undefined) this.ended = closing.then(() => prev.signal.close());
+      else prev.signal.close();
+    } else if (prev.phase === 'reconnecting') clearTimeout(prev.timer);
+    if (next.phase === 'open') this.lastPeer = next.session.peer;
+    else if (next.phase === 'closed') {
+      const err = next.reason ?? new PinholeError('link-closed', 'device connection closed');
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(err);
+      }
+      this.pending.clear();
+      this.emit('close', next.reason);
+    }
+  }
+
+  /** Hooks a secured session and its socket up to this Device; returns the `open` phase. */
+  private bind(o: Opened): Extract<DevicePhase, { phase: 'open' }> {
+    const { signal, session } = o;
+    o.unroute?.();
     session.on('message', (m) => this.onPayload(m));
     session.on('security', (c) => this.emit('security', c));
-    session.on('refused', (code, message) => this.lost(new PinholeError(code as ErrorCode, message), session));
+    session.on('refused', (code, message) => this.lost(refusalError(code, message), session));
     session.on('path', (p, prev) => {
       this.emit('path', p, prev);
       // Deferred: when the relay went because the device left or the server died, that reason is reported first.
-      if (p === 'none' && !this.closed) queueMicrotask(() => this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session));
+      if (p === 'none') queueMicrotask(() => this.lost(new PinholeError('link-closed', 'every path to the device is gone'), session));
     });
     session.on('rtc', (s) => this.emit('rtc', s));
     session.on('direct-failed', (i) => this.emit('direct-failed', i));
-    signal.on('message', (m) => {
-      if (this.session === session) this.onServer(m);
+    const unroute = routeSignal(signal, {
+      relay: (m) => session.handleServerMessage(m),
+      // The device is back on the server (same session): the relay works again.
+      peer: () => session.attachSignal(signal),
+      peerLeft: () => {
+        // The device left the server; a live direct path may still carry us.
+        session.detachSignal();
+        if (session.path === 'none') this.lost(new PinholeError('peer-left', 'the device disconnected'), session);
+      },
+      invalid: () => this.emit('security', 'server-invalid'),
+      closed: () => {
+        session.detachSignal();
+        // A live direct path carries on without the server; only a dead end means a new session.
+        if (session.path === 'none') this.lost(new PinholeError('server-unreachable', 'lost the signaling server and no direct path'), session);
+      },
     });
-    signal.on('invalid', () => {
-      if (this.session === session) this.emit('security', 'server-invalid');
-    });
-    signal.on('close', () => {
-      if (this.session !== session) return;
-      session.detachSignal();
-      // A live direct path carries on without the server; only a dead end means a new session.
-      if (session.path === 'none') this.lost(new PinholeError('server-unreachable', 'lost the signaling server and no direct path'), session);
-    });
+    return { phase: 'open', session, signal, unroute };
   }
 
   /** The device as its handshake proved it: name, identity key, certificate fingerprint. */
   get peer(): PeerInfo | undefined {
-    return this.session.peer;
+    return this.lastPeer;
   }
 
   /** The device's identity fingerprint, for people to compare (XXXX-XXXX-XXXX-XXXX). */
   get fingerprint(): string | undefined {
-    const p = this.session.peer;
+    const p = this.lastPeer;
     return p ? fingerprintOf(p.publicKey) : undefined;
   }
 
   /** The path commands travel on: 'relay', 'direct', 'turn', or 'none' (also while reconnecting). */
   get path(): Path {
-    return this.reconnecting ? 'none' : this.session.path;
+    return this.phase.phase === 'open' ? this.phase.session.path : 'none';
   }
 
   /** Drives an output pin. */
@@ -264,18 +327,19 @@ export class Device extends EventEmitter<DeviceEvents> {
    * device runs its id at most once however often it is resent.
    */
   call<M extends Method>(method: M, params: Methods[M]['params'], timeoutMs = this.timeoutMs): Promise<Methods[M]['result']> {
-    if (this.closed) return Promise.reject(new PinholeError('link-closed', 'device connection is closed'));
+    if (this.phase.phase === 'closed') return Promise.reject(new PinholeError('link-closed', 'device connection is closed'));
     const id = `${this.idPrefix}:${this.nextId++}`;
     const request = { jsonrpc: '2.0' as const, id, method, params };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new PinholeError('timeout', `${method} got no answer within ${timeoutMs} ms${this.reconnecting ? ' (reconnecting to the device)' : ''}`));
+        const waiting = this.phase.phase === 'reconnecting' || this.phase.phase === 'connecting';
+        reject(new PinholeError('timeout', `${method} got no answer within ${timeoutMs} ms${waiting ? ' (reconnecting to the device)' : ''}`));
       }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, request });
-      if (this.reconnecting) return; // sent when the new session is up
+      if (this.phase.phase !== 'open') return; // sent when the new session is up
       try {
-        this.session.send(request);
+        this.phase.session.send(request);
       } catch (e) {
         clearTimeout(timer);
         this.pending.delete(id);
@@ -286,9 +350,8 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   /** Ends the session and the server connection. */
   async close(): Promise<void> {
-    this.shutdown(undefined);
-    await this.session.close();
-    this.signal.close();
+    this.to({ phase: 'closed', reason: undefined }, 'close()');
+    await this.ended;
   }
 
   private onPayload(m: unknown): void {
@@ -308,71 +371,48 @@ export class Device extends EventEmitter<DeviceEvents> {
     else p.resolve(msg.result);
   }
 
-  private onServer(m: ServerMessage): void {
-    if (m.type === 'peer-left') {
-      // The device left the server; a live direct path may still carry us.
-      this.session.detachSignal();
-      if (this.session.path === 'none') this.lost(new PinholeError('peer-left', 'the device disconnected'), this.session);
-      return;
-    }
-    if (m.type === 'peer') {
-      // The device is back on the server (same session): the relay works again.
-      this.session.attachSignal(this.signal);
-      return;
-    }
-    this.session.handleServerMessage(m);
-  }
-
-  /** The session is gone: reconnect if we can, else close for good. */
+  /** `session` is gone: reconnect if we can, else close for good. */
   private lost(reason: PinholeError, session: PeerSession): void {
-    if (this.closed || session !== this.session || this.reconnecting) return;
-    if (!this.reopen || FATAL.has(reason.code)) {
-      this.shutdown(reason);
-      void session.close();
-      this.signal.close();
-      return;
-    }
-    this.reconnecting = true;
+    if (this.phase.phase !== 'open' || this.phase.session !== session) return;
+    if (!this.reopen || FATAL.has(reason.code)) return this.to({ phase: 'closed', reason }, this.reopen ? 'fatal' : 'reconnect off');
+    this.retryLater(reason);
     this.emit('disconnected', reason);
-    void session.close();
-    this.signal.close();
-    this.scheduleReconnect();
   }
 
-  private scheduleReconnect(): void {
-    // Capped exponential backoff with jitter, like the device's.
-    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.attempt++);
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-    this.retryTimer = setTimeout(() => void this.tryReconnect(), delay);
-    this.retryTimer.unref();
+  /** Waits the next backoff delay, then tries again. */
+  private retryLater(reason: PinholeError): void {
+    const delay = this.backoff.next();
+    const timer = setTimeout(() => void this.tryReconnect(), delay);
+    timer.unref();
+    this.to({ phase: 'reconnecting', attempt: this.backoff.attempts, timer, reason }, `${reason.code}; next attempt in ${delay} ms`);
   }
 
   private async tryReconnect(): Promise<void> {
-    if (this.closed) return;
+    const p = this.phase;
+    if (p.phase !== 'reconnecting') return;
+    this.to({ phase: 'connecting', attempt: p.attempt }, 'retry timer');
     let next: Opened;
     try {
       next = await this.reopen!();
     } catch (e) {
       const err = e instanceof PinholeError ? e : new PinholeError('link-closed', (e as Error).message);
-      if (FATAL.has(err.code)) return this.shutdown(err);
-      if (!this.closed) this.scheduleReconnect();
-      return;
+      if (this.phase.phase !== 'connecting') return; // closed meanwhile
+      if (FATAL.has(err.code)) return this.to({ phase: 'closed', reason: err }, 'fatal');
+      return this.retryLater(err);
     }
-    if (this.closed) {
+    if (this.phase.phase !== 'connecting') {
       next.unroute?.();
       void next.session.close();
       next.signal.close();
       return;
     }
-    this.attempt = 0;
-    this.signal = next.signal;
-    this.session = next.session;
-    this.reconnecting = false;
-    this.bind(next.signal, next.session, next.unroute);
+    this.backoff.reset();
+    const open = this.bind(next);
+    this.to(open, 'new session secured');
     // Same ids again: the device answers a request it already ran from memory.
     for (const p of this.pending.values()) {
       try {
-        next.session.send(p.request);
+        open.session.send(p.request);
       } catch {
         /* the new session died at once: its loss triggers the next attempt */
       }
@@ -388,19 +428,18 @@ export class Device extends EventEmitter<DeviceEvents> {
         .catch(() => undefined); // a failure shows up as the next loss or timeout
     }
   }
+}
 
-  private shutdown(reason: PinholeError | undefined): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.reconnecting = false;
-    clearTimeout(this.retryTimer);
-    const err = reason ?? new PinholeError('link-closed', 'device connection closed');
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
-    this.pending.clear();
-    this.emit('close', reason);
+/** A phase for the log: its name and what it carries. */
+function describe(p: DevicePhase): string {
+  switch (p.phase) {
+    case 'open':
+      return `open: path ${p.session.path}`;
+    case 'reconnecting':
+    case 'connecting':
+      return `${p.phase}: attempt ${p.attempt}`;
+    case 'closed':
+      return p.reason ? `closed: ${p.reason.code}` : 'closed';
   }
 }
 
@@ -416,7 +455,7 @@ function whenSecured(session: PeerSession, ms: number): Promise<void> {
       else resolve();
     };
     const ok = (): void => done();
-    const no = (code: string, message: string): void => done(new PinholeError(code as ErrorCode, message));
+    const no = (code: string, message: string): void => done(refusalError(code, message));
     session.on('secured', ok);
     session.on('refused', no);
   });
@@ -440,10 +479,9 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   let target: Target;
   let server: string;
   if (opts.code !== undefined) {
-    const parsed = parsePairingCode(opts.code);
-    if (!parsed.ok) throw new PinholeError('usage', `code: ${parsed.reason}`);
+    const code = typeof opts.code === 'string' ? parseCode(opts.code) : opts.code;
     if (!opts.server) throw new PinholeError('usage', 'pairing needs the server URL');
-    target = { room: parsed.room, pairingSecret: parsed.secret, label: 'the device' };
+    target = { room: code.room, pairingSecret: code.secret, label: 'the device' };
     server = opts.server;
   } else {
     const entry = known.get(opts.device!);
@@ -461,7 +499,7 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   // Later sessions go to the device's own room and require the key it just proved.
   const again: Target = { room: deviceRoom(peer.publicKey), expectDevice: peer.publicKey, label: `device "${peer.name}"` };
   const reopen: Reopen | undefined = (opts.reconnect ?? true) ? () => openSession(base, again, dtls) : undefined;
-  const dev = new Device(signal, session, timeoutMs, reopen, unroute);
+  const dev = new Device(signal, session, timeoutMs, reopen, unroute, opts.log);
   if (target.pairingSecret !== undefined) {
     // The device's name is known only now, after the handshake: the code is spent either way.
     // Read the file again: another pairing may have saved a device since we started.
@@ -482,6 +520,13 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   }
   session.startDirect();
   return dev;
+}
+
+/** A code typed by a person, parsed; throws `usage` naming what is wrong. */
+function parseCode(typed: string): PairingCode {
+  const p = parsePairingCode(typed);
+  if (!p.ok) throw new PinholeError('usage', `code: ${p.reason}`);
+  return { room: p.room, secret: p.secret };
 }
 
 /** Where a session goes: a room, and how the device there is authenticated. */
@@ -555,21 +600,22 @@ async function openSession(
     let dropped!: (e: PinholeError) => void;
     const notAdmitted = new Promise<never>((_, reject) => (dropped = reject));
     // Until a Device takes the session over, this routes the handshake to it.
-    const route = (m: ServerMessage): void => {
-      if (m.type === 'error' && m.code === 'not-admitted') dropped(new PinholeError('not-admitted', m.message));
-      session.handleServerMessage(m);
-    };
-    signal.on('message', route);
+    const unroute = routeSignal(signal, {
+      relay: (m) => session.handleServerMessage(m),
+      error: (code, message) => {
+        if (code === 'not-admitted') dropped(new PinholeError('not-admitted', message));
+      },
+    });
     session.attachSignal(signal);
     try {
       await Promise.race([secured, notAdmitted]);
     } catch (e) {
-      signal.off('message', route);
+      unroute();
       await session.close();
       throw e;
     }
     // The Device that takes the session over removes this route as it binds (same tick), so no frame falls between.
-    return { signal, session, unroute: () => signal.off('message', route) };
+    return { signal, session, unroute };
   } catch (e) {
     signal.close();
     throw e;

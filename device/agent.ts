@@ -26,12 +26,11 @@ import type { Gpio } from './gpio/gpio.js';
 import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
 import { SafeState } from './safe-state.js';
-import type { Level } from './gpio/gpio.js';
-import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } from '../protocol/index.js';
-import { PeerSession } from '../session/index.js';
+import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type Level, type ServerMessage, type SignalErrorCode } from '../protocol/index.js';
+import { Backoff, PeerSession } from '../session/index.js';
 import { PinholeError, type ErrorCode } from '../protocol/index.js';
-import { SignalClient } from '../platform/node/index.js';
-import { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode } from '../protocol/index.js';
+import { SignalClient, routeServerMessage, routeSignal, type ServerRoutes } from '../platform/node/index.js';
+import { deviceRoom, formatPairingCode, generatePairingCode, type PairingCode } from '../protocol/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
@@ -42,6 +41,8 @@ import { type Path } from '../transport/index.js';
 export const RECONNECT_BASE_MS = 500;
 /** Longest reconnect (and registration retry) delay, in ms: a device waits at most this long to notice the server is back or a limit has cleared. */
 export const RECONNECT_MAX_MS = 30_000;
+/** Part of each reconnect delay drawn at random: a fleet of devices must not stampede a restarted server. */
+const RECONNECT_JITTER = 0.5;
 /** Time to wait for `registered`, in ms: the server answers at once unless it is overloaded. */
 export const REGISTER_TIMEOUT_MS = 5_000;
 /**
@@ -72,8 +73,8 @@ const RETRY_AT_START: ReadonlySet<string> = new Set<ErrorCode>(['room-taken', 'r
 export interface DeviceConfig {
   /** Signaling server URL, ws:// or wss://. */
   server: string;
-  /** First pairing code (`RRRR-SSS-SSS`, see parsePairingCode); default: generated. Every later code is generated. */
-  code?: string;
+  /** First pairing code, parsed (parsePairingCode); default: generated. Every later code is generated. */
+  code?: PairingCode;
   /** Offer a pairing code at all (default true). False: only already-paired controllers can connect. */
   pairing?: boolean;
   /** Name shown by `info` and saved by controllers at pairing. */
@@ -126,6 +127,32 @@ interface Current {
 /** What a room is for. */
 type RoomKind = { kind: 'home' } | { kind: 'pairing'; secret: string; display: string; spent: boolean };
 
+/** What a room needs from its agent: settings, the loaded state, and the parts the agent's rooms share. */
+interface RoomDeps {
+  /** Signaling server URL. */
+  server: string;
+  identity: Identity;
+  /** The DTLS certificate; undefined with the direct path off. */
+  dtls: AgentState['dtls'];
+  /** Try the direct path. */
+  direct: boolean;
+  iceServers: IceServer[] | undefined;
+  /** The device's name, sent in the handshake. */
+  name: string;
+  /** The trust list as the state dir holds it now. */
+  trusted: () => TrustedControllers;
+  /** A command handler for a secured controller (its fingerprint), answering through `send`. */
+  newHandler: (peer: string, send: (payload: unknown) => void) => CommandHandler;
+  /** The safe-state watchdog, told when a controller comes and goes; undefined when not configured. */
+  watchdog: Pick<SafeState, 'connected' | 'disconnected'> | undefined;
+  /** Reports an event. */
+  emit: (e: DeviceEvent) => void;
+  /** The current pairing code was tried or given up: offer a fresh one. */
+  codeSpent: () => void;
+  /** This room stopped for good. */
+  stopped: (r: Registration) => void;
+}
+
 /**
  * One room on the server: a WebSocket registered under `room`, reconnecting
  * and retrying refused registrations with capped backoff, serving one
@@ -137,10 +164,23 @@ class Registration {
   private stunPort = 0;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
-  private attempt = 0;
+  private readonly backoff = new Backoff({ baseMs: RECONNECT_BASE_MS, maxMs: RECONNECT_MAX_MS, jitter: RECONNECT_JITTER });
+  /** What the server says to this room, once registered. */
+  private readonly routes: ServerRoutes = {
+    relay: (m) => this.current?.session.handleServerMessage(m),
+    peer: (session) => this.onPeer(session),
+    peerLeft: (session) => {
+      if (this.current?.id !== session) return;
+      this.deps.emit({ event: 'controller-left', session });
+      void this.endSession();
+    },
+    error: (code, message) => this.onError(code, message),
+    // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
+    invalid: () => this.deps.emit({ event: 'security', session: this.current?.id ?? '', code: 'server-invalid' }),
+  };
 
   constructor(
-    private readonly agent: DeviceAgent,
+    private readonly deps: RoomDeps,
     public room: string,
     readonly kind: RoomKind,
   ) {}
@@ -172,10 +212,10 @@ class Registration {
           if (this.stopped) return resolve();
           const err = e instanceof PinholeError ? e : new PinholeError('server-unreachable', (e as Error).message);
           if (fatal(err)) return reject(err);
-          const delay = this.backoff();
+          const delay = this.backoff.next();
           const why = err.code === 'room-taken' && this.kind.kind === 'home' ? 'another instance of this device (same state dir) is still connected' : err.message;
-          this.agent.emit('event', { event: 'error', code: err.code, message: `${this.label}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
-          if (this.kind.kind === 'home' && err.code === 'server-unreachable') this.agent.emit('event', { event: 'disconnected', retryMs: delay });
+          this.deps.emit({ event: 'error', code: err.code, message: `${this.label}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
+          if (this.kind.kind === 'home' && err.code === 'server-unreachable') this.deps.emit({ event: 'disconnected', retryMs: delay });
           this.retryTimer = setTimeout(attempt, delay);
         });
       };
@@ -185,7 +225,7 @@ class Registration {
 
   /** One attempt: a new socket, registered. Throws PinholeError. */
   private async connect(): Promise<void> {
-    const signal = await SignalClient.connect(this.agent.cfg.server);
+    const signal = await SignalClient.connect(this.deps.server);
     // `peer` can arrive in the same read as `registered` (a controller was waiting):
     // hold everything that comes before we are listening for real.
     const early: ServerMessage[] = [];
@@ -203,25 +243,22 @@ class Registration {
       signal.close(this.closeCode);
       return;
     }
-    this.attempt = 0;
+    this.backoff.reset();
     this.signal = signal;
-    signal.on('message', (m) => this.onMessage(m));
-    // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
-    signal.on('invalid', () => this.agent.emit('event', { event: 'security', session: this.current?.id ?? '', code: 'server-invalid' }));
-    signal.on('close', () => this.onSignalClosed(signal));
+    routeSignal(signal, { ...this.routes, closed: () => this.onSignalClosed(signal) });
     if (this.current) this.reattach(signal);
-    for (const m of early) if (m.type !== 'registered' && m.type !== 'error') this.onMessage(m);
+    for (const m of early) if (m.type !== 'error') routeServerMessage(m, this.routes);
   }
 
   /** Registers on `signal` (the home room with a proof of our key); a taken pairing room is retried with fresh codes. */
   private async register(signal: SignalClient): Promise<void> {
     for (let tries = 0; ; tries++) {
-      const proof = this.kind.kind === 'home' ? makeRegisterProof(this.agent.state.identity, signal.nonce, this.room) : undefined;
+      const proof = this.kind.kind === 'home' ? makeRegisterProof(this.deps.identity, signal.nonce, this.room) : undefined;
       signal.send({ type: 'register', v: PROTOCOL_VERSION, room: this.room, ...(proof ? { proof } : {}) });
       const r = await signal.next((m) => (m.type === 'registered' || m.type === 'error' ? m : undefined), REGISTER_TIMEOUT_MS, 'registration');
       if (r.type === 'registered') {
         this.stunPort = r.stunPort;
-        if (this.kind.kind === 'pairing') this.agent.emit('event', { event: 'code', code: this.kind.display });
+        if (this.kind.kind === 'pairing') this.deps.emit({ event: 'code', code: this.kind.display });
         return;
       }
       if (r.code === 'room-taken' && this.kind.kind === 'pairing') {
@@ -241,12 +278,6 @@ class Registration {
     this.kind.display = formatPairingCode(c);
   }
 
-  /** Capped exponential backoff with full jitter: a fleet of devices must not stampede a restarted server. */
-  private backoff(): number {
-    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** this.attempt++);
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-  }
-
   /** The current session gets the new socket; a secured one is admitted again (the server keeps an admission per session anyway). */
   private reattach(signal: SignalClient): void {
     const cur = this.current!;
@@ -254,69 +285,57 @@ class Registration {
     if (cur.session.isSecured) signal.send({ type: 'admit', session: cur.id });
   }
 
-  private onMessage(m: ServerMessage): void {
-    switch (m.type) {
-      case 'peer':
-        // The same session again means we reconnected to the server: keep its Link (and any direct path).
-        if (this.current?.id === m.session) {
-          if (this.signal) this.reattach(this.signal);
-        } else this.startSession(m.session);
-        return;
-      case 'peer-left':
-        if (this.current?.id === m.session) {
-          this.agent.emit('event', { event: 'controller-left', session: m.session });
-          void this.endSession();
-        }
-        return;
-      case 'error':
-        if (m.code === 'expired') {
-          // Unused rooms expire on the server. Home: take it again. Pairing: a fresh code.
-          this.renew();
-          const signal = this.signal;
-          if (signal) {
-            this.register(signal).catch((e: Error) => {
-              // Closing the socket reconnects with backoff, retrying until registered.
-              this.agent.emit('event', { event: 'error', code: e instanceof PinholeError ? e.code : 'server-unreachable', message: `${this.label}: ${e.message}; reconnecting` });
-              signal.close();
-            });
-          }
-        } else if (m.code !== 'no-peer') this.agent.emit('event', { event: 'error', code: m.code, message: m.message });
-        // (no-peer: a frame we sent crossed the controller's leaving; `peer-left` follows.)
-        return;
-      default:
-        this.current?.session.handleServerMessage(m);
-    }
+  private onPeer(session: string): void {
+    // The same session again means we reconnected to the server: keep its Link (and any direct path).
+    if (this.current?.id === session) {
+      if (this.signal) this.reattach(this.signal);
+    } else this.startSession(session);
+  }
+
+  private onError(code: SignalErrorCode, message: string): void {
+    if (code === 'expired') {
+      // Unused rooms expire on the server. Home: take it again. Pairing: a fresh code.
+      this.renew();
+      const signal = this.signal;
+      if (signal) {
+        this.register(signal).catch((e: Error) => {
+          // Closing the socket reconnects with backoff, retrying until registered.
+          this.deps.emit({ event: 'error', code: e instanceof PinholeError ? e.code : 'server-unreachable', message: `${this.label}: ${e.message}; reconnecting` });
+          signal.close();
+        });
+      }
+    } else if (code !== 'no-peer') this.deps.emit({ event: 'error', code, message });
+    // (no-peer: a frame we sent crossed the controller's leaving; `peer-left` follows.)
   }
 
   /** Synchronous, so a frame that arrives right behind `peer` already finds its session. */
   private startSession(id: string): void {
     void this.endSession(); // the old session closes in the background
-    const { cfg } = this.agent;
-    const state = this.agent.state;
+    const deps = this.deps;
     const kind = this.kind;
     /** A controller in the pairing room sent its first handshake message. */
     let started = false;
     const session = new PeerSession({
       role: 'device',
       sid: id,
-      direct: cfg.direct ?? true,
+      direct: deps.direct,
       dialer: weriftDialer,
       aead: nodeAead,
-      rtc: { ...iceConfigFor(cfg.server, this.stunPort, cfg.iceServers), ...(state.dtls ? { dtlsKeys: state.dtls.keys } : {}) },
+      rtc: { ...iceConfigFor(deps.server, this.stunPort, deps.iceServers), ...(deps.dtls ? { dtlsKeys: deps.dtls.keys } : {}) },
       security: {
         role: 'device',
-        identity: state.identity,
-        name: cfg.name,
-        certFp: state.dtls?.fingerprint ?? null,
+        identity: deps.identity,
+        name: deps.name,
+        certFp: deps.dtls?.fingerprint ?? null,
         // Re-read on every handshake, so `pinhole device --revoke` takes effect without a restart.
-        isTrusted: (k) => TrustedControllers.load(cfg.stateDir).find(k) !== undefined,
+        isTrusted: (k) => deps.trusted().find(k) !== undefined,
         ...(kind.kind === 'pairing'
           ? {
               pairingSecret: () => (kind.spent ? undefined : kind.secret),
               onPairingAttempt: () => {
                 started = true;
                 kind.spent = true;
-                this.agent.offerNewCode();
+                deps.codeSpent();
               },
             }
           : {}),
@@ -334,7 +353,7 @@ class Registration {
             if (started || session.isSecured || this.current !== cur) return;
             if (!kind.spent) {
               kind.spent = true;
-              this.agent.offerNewCode();
+              deps.codeSpent();
             }
             session.refuse('bad-handshake', `the controller did not start the handshake within ${HANDSHAKE_START_MS} ms`);
           }, HANDSHAKE_START_MS)
@@ -350,7 +369,7 @@ class Registration {
       // The server drops a controller the device has not admitted: this one proved itself.
       this.signal?.send({ type: 'admit', session: id });
       // The name we show is the one in our trust list, not whatever the controller calls itself today.
-      const trusted = TrustedControllers.load(cfg.stateDir);
+      const trusted = deps.trusted();
       const name = r.paired ? trusted.add(r.peer.name, r.peer.publicKey, Date.now()).name : (trusted.find(r.peer.publicKey)?.name ?? r.peer.name);
       const send = (payload: unknown): void => {
         try {
@@ -359,23 +378,19 @@ class Registration {
           /* link closed or overflowing: the controller times out and says so */
         }
       };
-      // One memory of recent ids for the agent's life: a controller that reconnects resends the same ids.
-      cur.handler = new CommandHandler(
-        { gpio: cfg.gpio, allowedPins: cfg.allowedPins, name: cfg.name, version: cfg.version, recent: this.agent.recent, peer: fingerprintOf(r.peer.publicKey) },
-        send,
-      );
+      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), send);
       cur.counted = true;
-      this.agent.safe?.connected();
+      deps.watchdog?.connected();
       const handler = cur.handler;
       session.on('message', (m) => void handler.handle(m).then(send));
-      this.agent.emit('event', { event: 'controller', session: id, name, fingerprint: fingerprintOf(r.peer.publicKey), paired: r.paired });
+      this.deps.emit({ event: 'controller', session: id, name, fingerprint: fingerprintOf(r.peer.publicKey), paired: r.paired });
     });
     session.on('refused', (code, message) => {
-      this.agent.emit('event', { event: 'refused', session: id, code, message });
+      this.deps.emit({ event: 'refused', session: id, code, message });
       if (this.current === cur) void this.endSession();
     });
-    session.on('security', (code) => this.agent.emit('event', { event: 'security', session: id, code }));
-    session.on('path', (path, previous) => this.agent.emit('event', { event: 'path', session: id, path, previous }));
+    session.on('security', (code) => this.deps.emit({ event: 'security', session: id, code }));
+    session.on('path', (path, previous) => this.deps.emit({ event: 'path', session: id, path, previous }));
     this.current = cur;
     if (this.signal) session.attachSignal(this.signal);
   }
@@ -385,7 +400,7 @@ class Registration {
     this.current = undefined;
     if (!c) return;
     c.handler?.dispose(); // before the safe state can run: a blink must not write after it
-    if (c.counted) this.agent.safe?.disconnected();
+    if (c.counted) this.deps.watchdog?.disconnected();
     await c.session.close();
     // A spent pairing room has done its one job: leave it, so the old code is unknown to the server.
     // (Unless another session started meanwhile: it is refused as code-spent and ends this way too.)
@@ -400,7 +415,7 @@ class Registration {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    this.agent.forget(this);
+    this.deps.stopped(this);
     await this.endSession();
     // A pairing room is given up for good (a code lives as long as this process, and once), so a
     // retried code fails at once; the home room keeps its grace for a restarting agent.
@@ -417,8 +432,8 @@ class Registration {
       return;
     }
     if (this.stopped) return;
-    const delay = this.backoff();
-    if (this.kind.kind === 'home') this.agent.emit('event', { event: 'disconnected', retryMs: delay });
+    const delay = this.backoff.next();
+    if (this.kind.kind === 'home') this.deps.emit({ event: 'disconnected', retryMs: delay });
     this.retryTimer = setTimeout(() => void this.start(), delay);
   }
 }
@@ -431,18 +446,20 @@ interface AgentState {
 
 /** A running device agent. */
 export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
-  /** @internal */
+  /** @internal the loaded state (tests read the identity). */
   readonly state: AgentState;
-  /** @internal recent request ids and their results, across sessions (at-most-once execution). */
-  readonly recent = new RecentResults();
-  /** @internal the safe-state watchdog, when configured. */
-  readonly safe: SafeState | undefined;
+  /** Recent request ids and their results, across sessions: a controller that reconnects resends the same ids. */
+  private readonly recent = new RecentResults();
+  /** The safe-state watchdog, when configured. */
+  private readonly safe: SafeState | undefined;
+  /** What every room of this agent is given. */
+  private readonly deps: RoomDeps;
   private readonly rooms = new Set<Registration>();
   private pairing: Registration | undefined;
   private stopped = false;
 
   private constructor(
-    /** @internal */ readonly cfg: DeviceConfig,
+    /** @internal the configuration (tests read the state dir). */ readonly cfg: DeviceConfig,
     state: AgentState,
   ) {
     super();
@@ -457,6 +474,21 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
         onError: (pin, e) => this.emit('event', { event: 'error', code: 'hardware', message: `safe state: pin ${pin}: ${(e as Error).message}` }),
       });
     }
+    const { gpio, allowedPins, name, version, stateDir } = cfg;
+    this.deps = {
+      server: cfg.server,
+      identity: state.identity,
+      dtls: state.dtls,
+      direct: cfg.direct ?? true,
+      iceServers: cfg.iceServers,
+      name,
+      trusted: () => TrustedControllers.load(stateDir),
+      newHandler: (peer, send) => new CommandHandler({ gpio, allowedPins, name, version, recent: this.recent, peer }, send),
+      watchdog: this.safe,
+      emit: (e) => this.emit('event', e),
+      codeSpent: () => this.offerNewCode(),
+      stopped: (r) => this.forget(r),
+    };
   }
 
   /**
@@ -467,12 +499,6 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
    * or an IdentityError for unusable state files.
    */
   static async start(cfg: DeviceConfig): Promise<DeviceAgent> {
-    let first: { room: string; secret: string } | undefined;
-    if (cfg.code !== undefined) {
-      const p = parsePairingCode(cfg.code);
-      if (!p.ok) throw new PinholeError('usage', `--code: ${p.reason}`);
-      first = p;
-    }
     const identity = loadOrCreateIdentity(cfg.stateDir);
     // A corrupt trust list refuses to start here, naming the file, rather than refusing every controller later.
     TrustedControllers.load(cfg.stateDir);
@@ -484,10 +510,10 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     const agent = new DeviceAgent(cfg, { identity, dtls });
     const fatal = (e: PinholeError): boolean => !RETRY_AT_START.has(e.code);
     try {
-      const home = new Registration(agent, deviceRoom(identity.publicKey), { kind: 'home' });
+      const home = new Registration(agent.deps, deviceRoom(identity.publicKey), { kind: 'home' });
       agent.rooms.add(home);
       await home.start(fatal);
-      if (cfg.pairing ?? true) await agent.openPairing(first, fatal);
+      if (cfg.pairing ?? true) await agent.openPairing(cfg.code, fatal);
     } catch (e) {
       await agent.stop();
       throw e;
@@ -524,27 +550,25 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     this.safe?.dispose();
   }
 
-  /** @internal the current code was tried (or given up): open a new pairing room with a fresh code, retrying until it is registered. */
-  offerNewCode(): void {
+  /** The current code was tried (or given up): open a new pairing room with a fresh code, retrying until it is registered. */
+  private offerNewCode(): void {
     if (this.stopped) return;
     this.openPairing(undefined).catch((e) => this.report(e));
   }
 
-  /** @internal */
-  forget(r: Registration): void {
+  private forget(r: Registration): void {
     this.rooms.delete(r);
     if (this.pairing === r) this.pairing = undefined;
   }
 
-  /** @internal */
-  report(e: unknown): void {
+  private report(e: unknown): void {
     const code = e instanceof PinholeError ? e.code : ((e as { code?: unknown })?.code as string | undefined) ?? 'internal-error';
     this.emit('event', { event: 'error', code: String(code), message: (e as Error).message });
   }
 
-  private async openPairing(fixed: { room: string; secret: string } | undefined, fatal?: (e: PinholeError) => boolean): Promise<void> {
+  private async openPairing(fixed: PairingCode | undefined, fatal?: (e: PinholeError) => boolean): Promise<void> {
     const c = fixed ?? generatePairingCode();
-    const r = new Registration(this, c.room, { kind: 'pairing', secret: c.secret, display: formatPairingCode(c), spent: false });
+    const r = new Registration(this.deps, c.room, { kind: 'pairing', secret: c.secret, display: formatPairingCode(c), spent: false });
     this.pairing = r;
     this.rooms.add(r);
     await r.start(fatal);

@@ -2,11 +2,12 @@
  * Command handling: one JSON-RPC request in, one response out, with the GPIO
  * backend injected. No sockets here; the agent feeds it from a link.
  *
- * At-most-once (issue 5): given a RecentResults and the controller's
+ * At-most-once: given a RecentResults and the controller's
  * identity, a request whose (controller, id) was seen before is answered
  * with the stored response and not run again.
  */
-import { GpioError, type Gpio, type Level } from './gpio/gpio.js';
+import { GpioError, type Gpio } from './gpio/gpio.js';
+import type { Level } from '../protocol/index.js';
 import type { RecentResults } from './recent.js';
 import { parseRequest, rpcError, type ChangeNotification, type RpcRequest, type RpcResponse } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';

@@ -1,5 +1,5 @@
 /**
- * At-most-once execution (issue 5): a bounded memory of the responses to
+ * At-most-once execution: a bounded memory of the responses to
  * recent command ids, so that a command a controller retries (after a lost
  * ack, a path change or a reconnect) is answered with the stored response
  * instead of running a second time.

@@ -1,12 +1,13 @@
 /**
- * Safe state (issue 5): per output pin, a level the device sets when no
+ * Safe state: per output pin, a level the device sets when no
  * controller has been connected for a while, so that an output a lost
  * controller left on (a motor, a heater) does not stay on. Off by default:
  * the device builds a SafeState only when its config names pins.
  *
  * Pure: the GPIO backend and the timers are injected; no sockets, no clock.
  */
-import type { Gpio, Level } from './gpio/gpio.js';
+import type { Gpio } from './gpio/gpio.js';
+import type { Level } from '../protocol/index.js';
 import { MAX_PIN } from '../protocol/index.js';
 import { PinholeError } from '../protocol/index.js';
 import { realTimers, type Timers } from '../transport/index.js';

@@ -3,3 +3,4 @@ export type { Dialer, DirectAttempt, DirectAttemptEvents, DirectFailedInfo, Dire
 export { iceConfigFor, parseIceServer } from './ice-config.js';
 export type { RefusalCode, RelaySocket, SessionEvents, SessionOptions, SessionPhase, SessionSecurity } from './session.js';
 export { PeerSession } from './session.js';
+export { Backoff, type BackoffOptions } from './backoff.js';

@@ -277,7 +277,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       try {
         parsed = parseClientMessage(toBuffer(data));
       } catch (e) {
-        // A parser bug must cost one frame, never the server (issue 5: hostile input).
+        // A parser bug must cost one frame, never the server: input here is hostile.
         log('parser-error', { conn: id, reason: (e as Error).name });
         parsed = { ok: false, code: 'bad-message', reason: 'unparseable frame' };
       }

@@ -1,13 +1,9 @@
 /**
  * The GPIO interface every backend implements. Pins are numbered as the
- * backend numbers them (libmraa numbering for `mraa`).
+ * backend numbers them (libmraa numbering for `mraa`). Levels and modes are
+ * the protocol's (protocol/rpc.ts).
  */
-
-/** Direction of a pin. */
-export type PinMode = 'in' | 'out';
-
-/** Logic level. */
-export type Level = 0 | 1;
+import type { Level, PinMode } from '../../protocol/index.js';
 
 /** An edge seen on a pin. `ts` is the backend clock in ms. */
 export interface PinChange {

@@ -4,7 +4,8 @@
  * the sim works on machines that have neither.
  */
 import { performance } from 'node:perf_hooks';
-import { GpioError, type Gpio, type Level, type PinChange, type PinMode } from './gpio.js';
+import { GpioError, type Gpio, type PinChange } from './gpio.js';
+import type { Level, PinMode } from '../../protocol/index.js';
 
 type Koffi = typeof import('koffi').default;
 type KoffiFunction = ReturnType<ReturnType<Koffi['load']>['func']>;

@@ -4,7 +4,8 @@
  * works the same with or without hardware.
  */
 import { performance } from 'node:perf_hooks';
-import { GpioError, type Gpio, type Level, type PinChange, type PinMode } from './gpio.js';
+import { GpioError, type Gpio, type PinChange } from './gpio.js';
+import type { Level, PinMode } from '../../protocol/index.js';
 
 /** Default number of pins: 0..63. */
 export const SIM_DEFAULT_PIN_COUNT = 64;

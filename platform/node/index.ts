@@ -2,7 +2,7 @@
 export type { DtlsKeyPair, IceServer, RtcConfig } from '../../session/index.js';
 export type { DirectPathEvents } from './rtc.js';
 export { preloadDirect, weriftDialer } from './direct.js';
-export { SignalClient } from './signal-client.js';
+export { SignalClient, routeServerMessage, routeSignal, type RelayMessage, type ServerRoutes } from './signal-client.js';
 export { nodeAead } from './aead.js';
 export { loadOrCreateDtlsCert } from './dtls-cert.js';
 export { KnownDevices, TrustedControllers } from './peer-files.js';

@@ -2,11 +2,12 @@
  * WebSocket shell to the signaling server, shared by device and controller.
  * Validates every frame with parseServerMessage before anyone sees it.
  * `connect` resolves once the server's `hello` has arrived; its nonce is kept
- * (`nonce`) for a device's registration proof.
+ * (`nonce`) for a device's registration proof. `routeSignal` is the one place
+ * that sends what the server says to a role's handlers.
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage } from '../../protocol/index.js';
+import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage, type SignalErrorCode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
 
 /** Time to open the WebSocket and get the server's `hello`, in ms: a server that does not answer in this long is down for a person waiting. */
@@ -185,4 +186,60 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
     this.ws.close(code);
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
+}
+
+/** A relay frame from the server. */
+export type RelayMessage = Extract<ServerMessage, { type: 'relay' }>;
+
+/**
+ * Where a role sends what the server says once it is in a room. `hello`,
+ * `registered` and `joined` are answers a caller awaits with next(), so no
+ * route gets them.
+ */
+export interface ServerRoutes {
+  /** Relay data: the PeerSession's. */
+  relay(m: RelayMessage): void;
+  /** A peer is in the room under `session` (a new session, or the same one after a reconnect). */
+  peer?(session: string): void;
+  /** The peer of `session` left the room. */
+  peerLeft?(session: string): void;
+  /** An error from the server (a code parseServerMessage has checked). */
+  error?(code: SignalErrorCode, message: string): void;
+  /** The server sent a frame the protocol does not allow. */
+  invalid?(reason: string): void;
+  /** The socket closed. */
+  closed?(): void;
+}
+
+/** Sends one server message to its route. */
+export function routeServerMessage(m: ServerMessage, r: ServerRoutes): void {
+  switch (m.type) {
+    case 'relay':
+      return r.relay(m);
+    case 'peer':
+      return r.peer?.(m.session);
+    case 'peer-left':
+      return r.peerLeft?.(m.session);
+    case 'error':
+      return r.error?.(m.code, m.message);
+    case 'hello':
+    case 'registered':
+    case 'joined':
+      return;
+  }
+}
+
+/** Routes everything `signal` emits (messages, invalid frames, its close) until the returned function is called. */
+export function routeSignal(signal: SignalClient, r: ServerRoutes): () => void {
+  const onMessage = (m: ServerMessage): void => routeServerMessage(m, r);
+  const onInvalid = (reason: string): void => r.invalid?.(reason);
+  const onClose = (): void => r.closed?.();
+  signal.on('message', onMessage);
+  signal.on('invalid', onInvalid);
+  signal.on('close', onClose);
+  return () => {
+    signal.off('message', onMessage);
+    signal.off('invalid', onInvalid);
+    signal.off('close', onClose);
+  };
 }

@@ -4,13 +4,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
 import { runCli, spawnUntil, exited, startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
 import type { SignalServer } from '../../signaling/index.js';
 import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
+import { DTLS_FILE } from '../../platform/node/dtls-cert.js';
+
+/** The --import hook that logs every module a CLI process resolves (./module-log.ts). */
+const MODULE_LOG_HOOK = join(dirname(fileURLToPath(import.meta.url)), 'module-log.js');
 
 let server: SignalServer;
 let dev: TestDevice;
@@ -92,6 +97,36 @@ test('issue 2: shell runs several commands over one session', async () => {
   assert.equal(r.json.find((j) => j.cmd === 'read')!.value, 0);
 });
 
+test('issue 11: a one-shot command does not load werift', async () => {
+  // A fresh controller, paired by a one-shot `info`: nothing in its state dir may need werift yet.
+  const fresh = await pair(server, dev, { name: 'one-shot-laptop' });
+  const moduleLog = join(stateDir('modules'), 'loaded.txt');
+  const loaded = (): string[] => readFileSync(moduleLog, 'utf8').split('\n').filter(Boolean);
+  const traced = (...args: string[]) =>
+    runCli(['control', fresh.device, '--state-dir', fresh.stateDir, '--json', ...args], {
+      env: { NODE_OPTIONS: `--import=${pathToFileURL(MODULE_LOG_HOOK).href}`, PINHOLE_TEST_MODULE_LOG: moduleLog },
+    });
+  const werift = (urls: string[]): string[] => urls.filter((u) => /\/node_modules\/werift\//.test(u) || u.endsWith('/platform/node/rtc.js'));
+  for (const args of [['write', '20', '1'], ['read', '20'], ['info']]) {
+    writeFileSync(moduleLog, '');
+    const r = await traced(...args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json.at(-1)!.path, 'relay', args.join(' '));
+    const urls = loaded();
+    // The log works: it saw the CLI and the WebSocket client this command needs.
+    assert.ok(urls.some((u) => u.endsWith('/cli/main.js')) && urls.some((u) => /\/node_modules\/ws\//.test(u)), `module log: ${urls.length} entries`);
+    assert.deepEqual(werift(urls).slice(0, 3), [], `${args.join(' ')} loaded werift`);
+  }
+  assert.equal(dev.gpio.read(20), 1);
+  assert.ok(!existsSync(join(fresh.stateDir, DTLS_FILE)), 'a one-shot command created the DTLS certificate');
+  // The same log does see werift when a command takes the direct path (blink may: it runs for a while).
+  writeFileSync(moduleLog, '');
+  const b = await traced('blink', '21', '--times', '2', '--interval', '20');
+  assert.equal(b.code, 0, b.stderr);
+  assert.notDeepEqual(werift(loaded()), [], 'blink tries the direct path, so werift must show in the log');
+  assert.ok(existsSync(join(fresh.stateDir, DTLS_FILE)));
+});
+
 test('issue 2: a pin outside --pins is refused with exit 5 and one stderr line', async () => {
   const r = await runCli(ctl('write', '13', '1'));
   assert.equal(r.code, 5);
@@ -101,7 +136,7 @@ test('issue 2: a pin outside --pins is refused with exit 5 and one stderr line',
 });
 
 test('issue 2: a wrong code exits 3 in under 5 s', async () => {
-  // Issue 4: a well-formed code whose room no device holds (wrong secrets: pairing.test.ts).
+  // A well-formed code whose room no device holds (wrong secrets: pairing.test.ts).
   const r = await runCli(['control', '--server', server.url, '--code', 'ZZZZ-ZZZ-ZZZ', '--state-dir', stateDir(), '--json', 'read', '20']);
   assert.equal(r.code, 3, r.stderr);
   assert.ok(r.ms < 5000, `took ${r.ms} ms`);
@@ -110,7 +145,7 @@ test('issue 2: a wrong code exits 3 in under 5 s', async () => {
 });
 
 test('issue 2: an absent device exits 4 within the timeout', async () => {
-  // Issue 4: a paired device that went away; its room is kept for the server's grace period.
+  // A paired device that went away; its room is kept for the server's grace period.
   const gone = await startDevice(server, { name: 'gone-away' });
   const paired = await pair(server, gone);
   await gone.agent.stop();
@@ -123,7 +158,7 @@ test('issue 2: an absent device exits 4 within the timeout', async () => {
 test('issue 2: an unreachable server exits 4', async () => {
   const r = await runCli(['control', '--server', 'ws://127.0.0.1:1', '--code', 'ABCD-EFG-HJK', '--state-dir', stateDir(), '--timeout', '1000', 'read', '20']);
   assert.equal(r.code, 4, r.stderr);
-  // Issue 4: so does a paired device's saved server, overridden with --server.
+  // So does a paired device's saved server, overridden with --server.
   const r2 = await runCli(['control', laptop.device, '--state-dir', laptop.stateDir, '--server', 'ws://127.0.0.1:1', '--timeout', '1000', 'read', '20']);
   assert.equal(r2.code, 4, r2.stderr);
 });
@@ -168,7 +203,7 @@ test('issue 2: device CLI prints its code, serves a controller, and exits 0 on S
   const r = await runCli(['control', '--server', server.url, '--code', code.toLowerCase().replaceAll('-', ''), '--state-dir', stateDir(), '--json', 'info']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.json.at(-1)!.name, 'cli-board');
-  // Issue 4: pairing is reported on both sides, and the device offers a new code at once.
+  // Pairing is reported on both sides, and the device offers a new code at once.
   assert.match(r.stderr, /^pinhole: paired with device "cli-board" \([A-Z2-7]{4}(-[A-Z2-7]{4}){3}\); from now on: pinhole control cli-board COMMAND\n$/);
   await waitFor(() => /^paired with controller ".+" \(.+\); it is now trusted$/m.test(d.out()), 3000, 'the device to report the pairing');
   const next = await waitFor(() => d.out().split('\n').filter((l) => l.startsWith('pairing code: ')).at(1), 3000, 'a second code');
@@ -209,7 +244,7 @@ test('issue 2: demo (npm start) pairs, blinks pin 20 and goes direct', async () 
   assert.equal(typeof last.directAtMs, 'number');
 });
 
-// ---- issue 9: hostile strings, broken state files, name collisions ----
+// ---- hostile strings, broken state files, name collisions ----
 
 /** Bytes a hostile peer uses to drive a terminal: ESC, BEL, C1 controls, bidi overrides, zero-width characters. */
 const TERMINAL_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;

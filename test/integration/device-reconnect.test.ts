@@ -1,4 +1,4 @@
-// Regression (issue 2): when the device's server connection drops and it re-registers, the
+// Regression: when the device's server connection drops and it re-registers, the
 // server hands back the same session; the device must keep that session's Link, not start over.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,7 +35,7 @@ test('issue 2: a device that reconnects to the server keeps serving the same con
   const events: DeviceEvent[] = [];
   const codes = (): string[] => events.flatMap((e) => (e.event === 'code' ? [e.code] : []));
   const agent = await DeviceAgent.start({ server: `ws://127.0.0.1:${proxy.port}`, name: 'r', stateDir: stateDir('device'), gpio, version: VERSION, onEvent: (e) => events.push(e) });
-  // Issue 4: pair once (that session ends), then the session under test is a by-name one in the device's own room.
+  // Pair once (that session ends), then the session under test is a by-name one in the device's own room.
   const ctl = stateDir('controller');
   await (await connect({ server: server.url, code: agent.pairingCode!, stateDir: ctl })).close();
   await waitFor(() => codes().length === 2, 5000, 'the code after the spent one');

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { startSignalServer, resolveSignalConfig, type SignalServer, type SignalServerConfigInput } from '../../signaling/index.js';
 import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { VERSION } from '../../protocol/version.js';
+import type { PairingCode } from '../../protocol/code.js';
 
 /** Compiled CLI entry point (dist/bin/pinhole.js). */
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'pinhole.js');
@@ -173,7 +174,7 @@ export type TestDevice = Awaited<ReturnType<typeof startDevice>>;
  */
 export async function startDevice(
   server: SignalServer,
-  opts: { code?: string; pins?: number[]; direct?: boolean; name?: string; stateDir?: string; pairing?: boolean; board?: string; version?: string } = {},
+  opts: { code?: PairingCode; pins?: number[]; direct?: boolean; name?: string; stateDir?: string; pairing?: boolean; board?: string; version?: string } = {},
 ) {
   const gpio = new SimGpio(opts.board !== undefined ? { board: opts.board } : {});
   const dir = opts.stateDir ?? stateDir('device');

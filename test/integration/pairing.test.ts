@@ -1,4 +1,4 @@
-// Issue 4 end to end: real `pinhole device` and `pinhole control` processes and a real
+// Pairing end to end: real `pinhole device` and `pinhole control` processes and a real
 // signaling server on loopback. Single-use codes, pair once then by name, revocation,
 // state files, --no-pairing, a device whose identity changed, and the server's join limit.
 import { test, before, after } from 'node:test';
@@ -139,6 +139,9 @@ test('issue 4: state files are 0600 in a 0700 dir, on both sides', async () => {
   const dev = await spawnDevice(server, { name: 'sf-board' });
   try {
     const laptop = await pair(server, dev);
+    // One-shot commands (the pairing `info` too) stay on the relay; the first that tries the direct path makes the certificate.
+    const r = await runCli(['control', laptop.device, '--state-dir', laptop.stateDir, '--json', 'blink', '20', '--times', '1', '--interval', '10']);
+    assert.equal(r.code, 0, r.stderr);
     const expect: [string, string[]][] = [
       [dev.stateDir, ['controllers.json', 'dtls.json', 'identity.json']],
       [laptop.stateDir, ['devices.json', 'dtls.json', 'identity.json']],
@@ -205,7 +208,7 @@ test('issue 4: a device that lost its identity is not found under its old name (
     assert.equal(r.json.at(-1)!.error, 'device-offline');
     oneStderrLine(r.stderr);
 
-    // Issue 9: a new key under a saved name is another device to the controller: refused until
+    // A new key under a saved name is another device to the controller: refused until
     // the user says --replace (with the next code: the refused attempt spent this one).
     const code = dev.code!;
     const refused = await runCli(['control', '--server', server.url, '--code', code, '--state-dir', laptop.stateDir, '--json', 'info']);

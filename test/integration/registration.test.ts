@@ -1,4 +1,4 @@
-// Issue 9: the server's clients are hostile. A real server and real device agents on loopback:
+// The server's clients are hostile. A real server and real device agents on loopback:
 // self-certifying device rooms, registrations retried instead of given up, a silent holder of a
 // pairing room, a server at capacity, admission, and a corrupt trust list.
 import { test, after } from 'node:test';

@@ -88,7 +88,7 @@ test('issue 2: device.info lists only allowed pins', async () => {
   assert.equal(i.name, 'bench');
 });
 
-// --- issue 5: at-most-once execution by (controller, id) ---
+// --- at-most-once execution by (controller, id) ---
 
 /** A sleep the test releases by hand, to hold a blink in flight. */
 function manualSleep() {

@@ -1,4 +1,4 @@
-// RecentResults: the bounded memory behind at-most-once execution (issue 5). No sockets, no clock.
+// RecentResults: the bounded memory behind at-most-once execution. No sockets, no clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RecentResults, MAX_RECENT_RESULTS } from '../../device/recent.js';

@@ -1,4 +1,4 @@
-// Safe state (issue 5): pins set when no controller has been connected for a while. Manual timers, sim board.
+// Safe state: pins set when no controller has been connected for a while. Manual timers, sim board.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -10,7 +10,8 @@ import {
   type SafeStateOptions,
 } from '../../device/safe-state.js';
 import { SimGpio } from '../../device/gpio/sim.js';
-import { GpioError, type Level } from '../../device/gpio/gpio.js';
+import { GpioError } from '../../device/gpio/gpio.js';
+import type { Level } from '../../protocol/rpc.js';
 import { isPinholeError } from '../../protocol/errors.js';
 import { MAX_PIN } from '../../protocol/rpc.js';
 import { ManualTimers } from './timers.js';
