@@ -8,7 +8,6 @@ import { PinholeError } from '../protocol/index.js';
 import { isValidPeerName } from '../protocol/index.js';
 import { parsePairingCode, type PairingCode } from '../protocol/index.js';
 import { parseIceServer } from '../session/index.js';
-import { IdentityError } from '../crypto/index.js';
 import { resolveStateDir } from '../platform/node/index.js';
 import { MAX_PIN } from '../protocol/index.js';
 import { type IceServer } from '../platform/node/index.js';
@@ -189,7 +188,7 @@ export function stateDirOf(f: Flags, env: Env): string {
   try {
     return resolveStateDir(env, str(f, 'state-dir'));
   } catch (e) {
-    throw usage((e as IdentityError).message);
+    throw usage((e as PinholeError).message);
   }
 }
 

@@ -4,7 +4,6 @@
  * passed in, then resolved config objects.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { IdentityError } from '../crypto/index.js';
 import { PinholeError } from '../protocol/index.js';
 import { VERSION } from '../protocol/index.js';
 import { TrustedControllers, loadOrCreateIdentity } from '../platform/node/index.js';
@@ -44,7 +43,6 @@ export function securityText(code: string, peer: 'device' | 'controller'): strin
 }
 
 function fail(io: Io, e: unknown, json: boolean, extra: Record<string, unknown> = {}): number {
-  if (e instanceof IdentityError) e = new PinholeError(e.code, e.message);
   const code = exitCodeFor(e);
   const err = e instanceof PinholeError ? e : undefined;
   const msg = err ? err.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;

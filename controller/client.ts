@@ -468,7 +468,7 @@ function whenSecured(session: PeerSession, ms: number): Promise<void> {
  * (no such code), `wrong-code`, `code-spent`, `not-paired`, `device-changed`,
  * `fingerprint-mismatch`, `device-offline`, `room-full`, `not-admitted` (the
  * server dropped us: the device did not complete the handshake in time),
- * `server-unreachable`, `timeout`, or an `identity-*` code for unusable state files.
+ * `server-unreachable`, `timeout`, or an `state-*` code for unusable state files.
  */
 export async function connect(opts: ConnectOptions): Promise<Device> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;

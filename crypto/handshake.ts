@@ -43,9 +43,10 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { extract, expand, hkdf } from '@noble/hashes/hkdf.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { CpaceError, cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
+import { cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
 import { verifyIdentitySignature } from './identity.js';
 import { equalBytes, fromBase64url, isValidPeerName, MAX_PEER_NAME_CHARS, toBase64url, utf8Decode, type HandshakeErrorCode } from '../protocol/index.js';
+import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
 
 /** Version of the handshake messages; a peer with another one is refused with `bad-handshake`. */
 export const HANDSHAKE_VERSION = 1;
@@ -63,14 +64,6 @@ const NONCE0 = new Uint8Array(12);
 
 /** Why a handshake failed (defined with every other stable code in protocol/errors.ts). */
 export type { HandshakeErrorCode };
-
-/** A handshake failure with a stable code. */
-export class HandshakeError extends Error {
-  constructor(readonly code: HandshakeErrorCode, message: string) {
-    super(message);
-    this.name = 'HandshakeError';
-  }
-}
 
 /** Handshake messages, as carried in relay `data` (JSON text, so never confused with a sealed frame, which is base64url). */
 export type HandshakeMessage =
@@ -161,9 +154,9 @@ export interface LocalInfo {
 
 const enc = toBase64url;
 function dec(s: string | undefined, len?: number): Uint8Array {
-  if (s === undefined) throw new HandshakeError('bad-handshake', 'handshake field missing');
+  if (s === undefined) throw new PinholeError('bad-handshake', 'handshake field missing');
   const b = fromBase64url(s);
-  if (b === undefined || (len !== undefined && b.length !== len)) throw new HandshakeError('bad-handshake', 'handshake field has the wrong encoding or length');
+  if (b === undefined || (len !== undefined && b.length !== len)) throw new PinholeError('bad-handshake', 'handshake field has the wrong encoding or length');
   return b;
 }
 const lv = (...parts: Uint8Array[]): Uint8Array => lvCat(...parts);
@@ -174,9 +167,9 @@ function dh(secret: Uint8Array, peerPublic: Uint8Array): Uint8Array {
   try {
     shared = x25519.getSharedSecret(secret, peerPublic);
   } catch {
-    throw new HandshakeError('bad-handshake', 'peer key share is not a valid X25519 point');
+    throw new PinholeError('bad-handshake', 'peer key share is not a valid X25519 point');
   }
-  if (shared.every((b) => b === 0)) throw new HandshakeError('bad-handshake', 'peer key share is a low-order point');
+  if (shared.every((b) => b === 0)) throw new PinholeError('bad-handshake', 'peer key share is a low-order point');
   return shared;
 }
 
@@ -209,15 +202,15 @@ function openBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller',
     const pt = chacha20poly1305(key, NONCE0, th).decrypt(dec(box));
     body = JSON.parse(utf8Decode(pt)) as Obj;
   } catch {
-    throw new HandshakeError('bad-handshake', `the ${role}'s identity does not open: tampered handshake`);
+    throw new PinholeError('bad-handshake', `the ${role}'s identity does not open: tampered handshake`);
   }
   const { id, name, fp, direct, sig } = body ?? {};
-  if (!isValidPeerName(name)) throw new HandshakeError('bad-handshake', `bad ${role} name`);
-  if (!(fp === null || (typeof fp === 'string' && FP.test(fp))) || typeof direct !== 'boolean') throw new HandshakeError('bad-handshake', `bad ${role} identity fields`);
+  if (!isValidPeerName(name)) throw new PinholeError('bad-handshake', `bad ${role} name`);
+  if (!(fp === null || (typeof fp === 'string' && FP.test(fp))) || typeof direct !== 'boolean') throw new PinholeError('bad-handshake', `bad ${role} identity fields`);
   const publicKey = dec(typeof id === 'string' ? id : undefined, 32);
   const signature = dec(typeof sig === 'string' ? sig : undefined, 64);
   if (!verifyIdentitySignature(publicKey, signedStatement(role, th, publicKey, name, fp, direct), signature)) {
-    throw new HandshakeError('bad-handshake', `the ${role}'s signature does not verify`);
+    throw new PinholeError('bad-handshake', `the ${role}'s signature does not verify`);
   }
   return { publicKey, name, certFp: fp, direct };
 }
@@ -227,11 +220,11 @@ function adFor(share: Uint8Array): Uint8Array {
 }
 
 function checkAd(peerAd: Uint8Array, share: Uint8Array): void {
-  if (!equalBytes(peerAd, adFor(share))) throw new HandshakeError('bad-handshake', 'PAKE associated data does not carry the key share');
+  if (!equalBytes(peerAd, adFor(share))) throw new PinholeError('bad-handshake', 'PAKE associated data does not carry the key share');
 }
 
 function cpaceFail(e: unknown): never {
-  if (e instanceof CpaceError) throw new HandshakeError('bad-handshake', `PAKE: ${e.message}`);
+  if (isPinholeError(e) && isErrorCode(e.code, 'cpace')) throw new PinholeError('bad-handshake', `PAKE: ${e.message}`);
   throw e;
 }
 
@@ -274,30 +267,30 @@ export class ControllerHandshake {
     return encodeHandshake(this.c1);
   }
 
-  /** Processes d1. Throws HandshakeError; on success returns c2 (to send) and the result. */
+  /** Processes d1. Throws PinholeError; on success returns c2 (to send) and the result. */
   onD1(m: HandshakeMessage): { reply: string; result: HandshakeResult } {
-    if (this.done || !this.c1 || m.hs !== 'd1') throw new HandshakeError('bad-handshake', `unexpected handshake message ${m.hs}`);
+    if (this.done || !this.c1 || m.hs !== 'd1') throw new PinholeError('bad-handshake', `unexpected handshake message ${m.hs}`);
     this.done = true;
     const ed = dec(m.e, 32);
     let session: CpaceSession | undefined;
     let isk: Uint8Array = new Uint8Array(0);
     if (this.cpace) {
-      if (m.pake === undefined || m.conf === undefined) throw new HandshakeError('bad-handshake', 'device answered pairing without a PAKE');
+      if (m.pake === undefined || m.conf === undefined) throw new PinholeError('bad-handshake', 'device answered pairing without a PAKE');
       try {
         session = this.cpace.finish(dec(m.pake));
       } catch (e) {
         cpaceFail(e);
       }
       checkAd(session.peerAd, ed);
-      if (!session.verifyConfirm(dec(m.conf))) throw new HandshakeError('wrong-code', 'wrong pairing code (or the exchange was tampered with); the device has printed a new code');
+      if (!session.verifyConfirm(dec(m.conf))) throw new PinholeError('wrong-code', 'wrong pairing code (or the exchange was tampered with); the device has printed a new code');
       isk = session.key();
-    } else if (m.pake !== undefined || m.conf !== undefined) throw new HandshakeError('bad-handshake', 'device answered with a PAKE nobody asked for');
+    } else if (m.pake !== undefined || m.conf !== undefined) throw new PinholeError('bad-handshake', 'device answered with a PAKE nobody asked for');
     const shared = dh(this.e, ed);
     const th1 = th1Of(this.o.sid, this.ec, ed, this.cpace?.message ?? new Uint8Array(0), m.pake ? dec(m.pake) : new Uint8Array(0), m.conf ? dec(m.conf) : new Uint8Array(0));
     const { kc, kd } = boxKeys(shared, th1);
     const peer = openBox(kd, th1, 'device', m.box);
     if (this.o.expectDevice && !equalBytes(peer.publicKey, this.o.expectDevice)) {
-      throw new HandshakeError('device-changed', `device "${peer.name}" answered with an identity key other than the one saved at pairing; pair again with a code if this is expected`);
+      throw new PinholeError('device-changed', `device "${peer.name}" answered with an identity key other than the one saved at pairing; pair again with a code if this is expected`);
     }
     const ta = session ? session.confirm : new Uint8Array(0);
     const th2 = sha256(concatBytes(th1, lv(dec(m.box), ta)));
@@ -336,11 +329,11 @@ export class DeviceHandshake {
   /** True once c1 carried a PAKE attempt: the pairing code is spent, whatever the outcome. */
   pakeAttempted = false;
 
-  /** Processes c1. Throws HandshakeError; returns d1 to send. */
+  /** Processes c1. Throws PinholeError; returns d1 to send. */
   onC1(m: HandshakeMessage): string {
-    if (this.state !== 'c1' || m.hs !== 'c1') throw new HandshakeError('bad-handshake', `unexpected handshake message ${m.hs}`);
+    if (this.state !== 'c1' || m.hs !== 'c1') throw new PinholeError('bad-handshake', `unexpected handshake message ${m.hs}`);
     this.state = 'c2';
-    if (m.v !== HANDSHAKE_VERSION) throw new HandshakeError('bad-handshake', `handshake version ${m.v} not supported (want ${HANDSHAKE_VERSION})`);
+    if (m.v !== HANDSHAKE_VERSION) throw new PinholeError('bad-handshake', `handshake version ${m.v} not supported (want ${HANDSHAKE_VERSION})`);
     const ec = dec(m.e, 32);
     const rng = this.o.rng ?? randomBytes;
     const e = rng(32);
@@ -348,7 +341,7 @@ export class DeviceHandshake {
     let pakeB: Uint8Array = new Uint8Array(0);
     let tb: Uint8Array = new Uint8Array(0);
     if (m.pake !== undefined) {
-      if (this.o.pairingSecret === undefined) throw new HandshakeError('bad-handshake', 'pairing attempted in a room that does not take codes');
+      if (this.o.pairingSecret === undefined) throw new PinholeError('bad-handshake', 'pairing attempted in a room that does not take codes');
       this.pakeAttempted = true;
       const start = cpaceStart({ password: utf8ToBytes(this.o.pairingSecret), role: 'responder', sid: utf8ToBytes(this.o.sid), ci: CPACE_CI, ad: adFor(ed), rng });
       try {
@@ -359,7 +352,7 @@ export class DeviceHandshake {
       checkAd(this.cpace.peerAd, ec);
       pakeB = start.message;
       tb = this.cpace.confirm;
-    } else if (this.o.pairingSecret !== undefined) throw new HandshakeError('bad-handshake', 'this room is for pairing; a code is required');
+    } else if (this.o.pairingSecret !== undefined) throw new PinholeError('bad-handshake', 'this room is for pairing; a code is required');
     this.shared = dh(e, ec);
     this.th1 = th1Of(this.o.sid, ec, ed, m.pake ? dec(m.pake) : new Uint8Array(0), pakeB, tb);
     const { kc, kd } = boxKeys(this.shared, this.th1);
@@ -369,21 +362,21 @@ export class DeviceHandshake {
     return encodeHandshake({ hs: 'd1', e: enc(ed), box, ...(this.cpace ? { pake: enc(pakeB), conf: enc(tb) } : {}) });
   }
 
-  /** Processes c2. Throws HandshakeError; returns the result. */
+  /** Processes c2. Throws PinholeError; returns the result. */
   onC2(m: HandshakeMessage): HandshakeResult {
-    if (this.state !== 'c2' || m.hs !== 'c2' || !this.shared || !this.th1 || !this.kc || !this.boxD) throw new HandshakeError('bad-handshake', `unexpected handshake message ${m.hs}`);
+    if (this.state !== 'c2' || m.hs !== 'c2' || !this.shared || !this.th1 || !this.kc || !this.boxD) throw new PinholeError('bad-handshake', `unexpected handshake message ${m.hs}`);
     this.state = 'done';
     let isk: Uint8Array = new Uint8Array(0);
     let ta: Uint8Array = new Uint8Array(0);
     if (this.cpace) {
-      if (m.conf === undefined) throw new HandshakeError('bad-handshake', 'controller did not confirm the PAKE');
+      if (m.conf === undefined) throw new PinholeError('bad-handshake', 'controller did not confirm the PAKE');
       ta = dec(m.conf);
-      if (!this.cpace.verifyConfirm(ta)) throw new HandshakeError('wrong-code', 'a controller tried a wrong pairing code');
+      if (!this.cpace.verifyConfirm(ta)) throw new PinholeError('wrong-code', 'a controller tried a wrong pairing code');
       isk = this.cpace.key();
-    } else if (m.conf !== undefined) throw new HandshakeError('bad-handshake', 'unexpected PAKE confirmation');
+    } else if (m.conf !== undefined) throw new PinholeError('bad-handshake', 'unexpected PAKE confirmation');
     const th2 = sha256(concatBytes(this.th1, lv(this.boxD, ta)));
     const peer = openBox(this.kc, th2, 'controller', m.box);
-    if (!this.cpace && !this.o.isTrusted(peer.publicKey)) throw new HandshakeError('not-paired', `controller "${peer.name}" is not paired with this device (or was revoked); pair it with a code`);
+    if (!this.cpace && !this.o.isTrusted(peer.publicKey)) throw new PinholeError('not-paired', `controller "${peer.name}" is not paired with this device (or was revoked); pair it with a code`);
     return { peer, secret: sessionSecret(this.shared, isk, th2), paired: this.cpace !== undefined };
   }
 }

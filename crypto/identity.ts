@@ -13,10 +13,11 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
-import { base32, decodeBase64url, equalBytes, toBase64url, type IdentityErrorCode } from '../protocol/index.js';
+import { base32, decodeBase64url, equalBytes, toBase64url, type StateErrorCode } from '../protocol/index.js';
 import type { StateStore } from './state.js';
+import { PinholeError } from '../protocol/index.js';
 
-export type { IdentityErrorCode };
+export type { StateErrorCode };
 
 /** Name of the identity record in the state store (a file in the state dir). */
 export const IDENTITY_FILE = 'identity.json';
@@ -24,14 +25,6 @@ export const IDENTITY_FILE = 'identity.json';
 export const FINGERPRINT_BYTES = 10;
 /** Largest identity record read; a real one is about 150 bytes. */
 const MAX_IDENTITY_FILE_BYTES = 4096;
-
-/** A state record (identity, trusted controllers, known devices, DTLS certificate) that cannot be used, with a stable code. */
-export class IdentityError extends Error {
-  constructor(readonly code: IdentityErrorCode, message: string, readonly path?: string) {
-    super(message);
-    this.name = 'IdentityError';
-  }
-}
 
 export interface Identity {
   /** Ed25519 public key, 32 bytes. Pin this full key, never the fingerprint. */
@@ -86,7 +79,7 @@ function encodeIdentity(secretKey: Uint8Array, publicKey: Uint8Array): string {
 }
 
 function parseIdentity(text: string, path: string): { secretKey: Uint8Array; publicKey: Uint8Array } {
-  const corrupt = (why: string) => new IdentityError('identity-corrupt', `identity file ${path} is corrupt (${why}); move it away to create a new identity (peers paired with the old one must pair again)`, path);
+  const corrupt = (why: string) => new PinholeError('state-corrupt', `identity file ${path} is corrupt (${why}); move it away to create a new identity (peers paired with the old one must pair again)`, path);
   let j: unknown;
   try {
     j = JSON.parse(text);
@@ -120,7 +113,7 @@ function makeIdentity(secretKey: Uint8Array, publicKey: Uint8Array, path: string
 /**
  * Loads the identity in `store`, creating a fresh key on first use.
  * `rng` gives the secret key's 32 bytes (default crypto.getRandomValues).
- * Throws IdentityError with a stable code.
+ * Throws PinholeError with a stable code.
  */
 export function openIdentity(store: StateStore, rng: (n: number) => Uint8Array = randomBytes): Identity {
   const path = store.where(IDENTITY_FILE);
@@ -139,5 +132,5 @@ export function openIdentity(store: StateStore, rng: (n: number) => Uint8Array =
     if (created) return makeIdentity(secretKey, publicKey, path, true);
     // another process created it between our read and our create: load theirs
   }
-  throw new IdentityError('identity-io', `identity file ${path} keeps appearing and disappearing`, path);
+  throw new PinholeError('state-io', `identity file ${path} keeps appearing and disappearing`, path);
 }

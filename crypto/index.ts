@@ -2,9 +2,9 @@
 export type { Aead } from './aead.js';
 export { AEAD_TAG_BYTES, nobleAead } from './aead.js';
 export type { HandshakeErrorCode, HandshakeResult, LocalInfo, PeerInfo } from './handshake.js';
-export { ControllerHandshake, DeviceHandshake, HandshakeError, encodeHandshake, isHandshakeText, parseHandshake } from './handshake.js';
-export type { Identity, IdentityErrorCode } from './identity.js';
-export { IdentityError, decodeKey32, fingerprintOf, isValidIdentityKey, openIdentity, verifyIdentitySignature } from './identity.js';
+export { ControllerHandshake, DeviceHandshake, encodeHandshake, isHandshakeText, parseHandshake } from './handshake.js';
+export type { Identity, StateErrorCode } from './identity.js';
+export { decodeKey32, fingerprintOf, isValidIdentityKey, openIdentity, verifyIdentitySignature } from './identity.js';
 export type { KnownDevice, TrustedController } from './peers.js';
 export { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, TrustedControllerStore, corruptRecord, exactObject } from './peers.js';
 export type { OpenErrorCode, OpenerOptions, SealPath, SealerOptions } from './seal.js';

@@ -41,6 +41,7 @@ import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { equalBytes } from '../protocol/index.js';
+import { PinholeError } from '../protocol/index.js';
 
 type RistrettoPoint = InstanceType<typeof ristretto255.Point>;
 const Point = ristretto255.Point;
@@ -190,19 +191,12 @@ export function confirmationTag(macKey: Uint8Array, y: Uint8Array, ad: Uint8Arra
 
 export type CpaceRole = 'initiator' | 'responder';
 
-/** Stable codes of a CpaceError. */
+/** Stable codes of a PinholeError. */
 export type CpaceErrorCode =
   | 'pake-malformed' // the peer message is not lv_cat(Y, AD) with a 32-byte Y
   | 'pake-invalid-point' // Y does not decode, is the identity, K = G.I, or Y reflects our own share
   | 'pake-state' // finish() called twice (secret scalars are single-use)
   | 'pake-unconfirmed'; // key() before a successful verifyConfirm() (or after a failed one)
-
-export class CpaceError extends Error {
-  constructor(readonly code: CpaceErrorCode, message: string) {
-    super(message);
-    this.name = 'CpaceError';
-  }
-}
 
 export interface CpaceOptions {
   /** PRS: the password-related string. For pinhole, the canonical (parsed) pairing code as UTF-8. */
@@ -224,7 +218,7 @@ export interface CpaceStart {
   /** The message to send: lv_cat(Y, AD). */
   readonly message: Uint8Array;
   /**
-   * Processes the peer's message lv_cat(Y', AD'). Throws CpaceError
+   * Processes the peer's message lv_cat(Y', AD'). Throws PinholeError
    * ('pake-malformed', 'pake-invalid-point') on a message the draft says to
    * abort on, and 'pake-state' if called twice.
    */
@@ -311,14 +305,14 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
   return {
     message: message.slice(),
     finish(peerMessage: Uint8Array): CpaceSession {
-      if (y === undefined) throw new CpaceError('pake-state', 'this CPace run has already been finished; start a new one');
+      if (y === undefined) throw new PinholeError('pake-state', 'this CPace run has already been finished; start a new one');
       const secret = y;
       y = undefined; // secret scalars MUST NOT be reused (section 10.9)
       const parsed = parseCpaceMessage(peerMessage);
-      if (!parsed) throw new CpaceError('pake-malformed', 'peer PAKE message is not lv_cat(Y, AD) with a 32-byte Y');
-      if (equalBytes(parsed.y, ownY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share reflects our own share');
+      if (!parsed) throw new PinholeError('pake-malformed', 'peer PAKE message is not lv_cat(Y, AD) with a 32-byte Y');
+      if (equalBytes(parsed.y, ownY)) throw new PinholeError('pake-invalid-point', 'peer PAKE share reflects our own share');
       const k = scalarMultVfy(secret, parsed.y);
-      if (equalBytes(k, CPACE_IDENTITY)) throw new CpaceError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
+      if (equalBytes(k, CPACE_IDENTITY)) throw new PinholeError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
 
       const [ya, ada, yb, adb] = role === 'initiator' ? [ownY, ad, parsed.y, parsed.ad] : [parsed.y, parsed.ad, ownY, ad];
       const isk = deriveIsk(sid, k, ya, ada, yb, adb);
@@ -340,7 +334,7 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
           return ok;
         },
         key(): Uint8Array {
-          if (state !== 'confirmed') throw new CpaceError('pake-unconfirmed', state === 'failed' ? 'key confirmation failed: wrong code or tampered exchange' : 'key confirmation has not completed');
+          if (state !== 'confirmed') throw new PinholeError('pake-unconfirmed', state === 'failed' ? 'key confirmation failed: wrong code or tampered exchange' : 'key confirmation has not completed');
           return isk.slice();
         },
       };

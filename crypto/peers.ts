@@ -7,20 +7,20 @@
  *   controllers.json  {"v":1,"controllers":[{name, publicKey, fingerprint, addedAt}]}   device side
  *   devices.json      {"v":1,"devices":[{name, publicKey, fingerprint, server, pairedAt}]}   controller side
  *
- * A record that fails validation is refused with IdentityError
- * 'identity-corrupt' and is never overwritten: a store that failed to load
+ * A record that fails validation is refused with PinholeError
+ * 'state-corrupt' and is never overwritten: a store that failed to load
  * cannot be written through. Unknown fields are refused too, because writing
  * the store back would silently drop what a newer version put there.
  *
- * Invalid arguments (a bad name, key, URL or time) throw IdentityError
- * 'identity-bad-input' and change nothing. A failed write throws and leaves
+ * Invalid arguments (a bad name, key, URL or time) throw PinholeError
+ * 'state-bad-input' and change nothing. A failed write throws and leaves
  * both the record and the in-memory store unchanged.
  *
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the record itself is always whole).
  */
 import { MAX_PEER_NAME_CHARS, PinholeError, equalBytes, foldPeerName, isValidPeerName, toBase64url } from '../protocol/index.js';
-import { IdentityError, decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
+import { decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
 import type { StateStore } from './state.js';
 
 /** Device side: the trusted controllers record. */
@@ -60,7 +60,7 @@ export interface KnownDevice {
 
 const isTime = (t: unknown): t is number => typeof t === 'number' && Number.isSafeInteger(t) && t >= 0;
 const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-const badInput = (msg: string): IdentityError => new IdentityError('identity-bad-input', msg);
+const badInput = (msg: string): PinholeError => new PinholeError('state-bad-input', msg);
 
 function checkName(name: unknown, what: string): asserts name is string {
   if (!isValidPeerName(name)) throw badInput(`${what} must be 1..${MAX_PEER_NAME_CHARS} printable characters without leading or trailing spaces, got ${JSON.stringify(name)}`);
@@ -109,9 +109,9 @@ export function exactObject(v: unknown, keys: readonly string[]): Record<string,
   return o;
 }
 
-/** Builds the 'identity-corrupt' error of one state record: `<what> <where> is corrupt (<why>); <advice>`. */
-export function corruptRecord(where: string, what: string, advice: string): (why: string) => IdentityError {
-  return (why) => new IdentityError('identity-corrupt', `${what} ${where} is corrupt (${why}); ${advice}`, where);
+/** Builds the 'state-corrupt' error of one state record: `<what> <where> is corrupt (<why>); <advice>`. */
+export function corruptRecord(where: string, what: string, advice: string): (why: string) => PinholeError {
+  return (why) => new PinholeError('state-corrupt', `${what} ${where} is corrupt (${why}); ${advice}`, where);
 }
 
 /** A stored key: canonical base64url of 32 bytes that are a usable Ed25519 key. */
@@ -249,7 +249,7 @@ const CONTROLLERS: PeerListSpec<TrustedController> = {
  * written until the first change).
  */
 export class TrustedControllerStore extends PeerList<TrustedController> {
-  /** Loads the store from `store`. Throws IdentityError, 'identity-corrupt' for a record that does not validate. */
+  /** Loads the store from `store`. Throws PinholeError, 'state-corrupt' for a record that does not validate. */
   protected constructor(store: StateStore) {
     super(store, CONTROLLERS);
   }
@@ -271,7 +271,7 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
    * again keeps its entry and addedAt and takes the new name. A name already
    * used by another key gets a suffix (-2, -3, ...) so names stay unique;
    * the returned entry carries the name actually stored. `now` is ms since
-   * the epoch. Throws 'identity-bad-input' for an invalid name, key or time.
+   * the epoch. Throws 'state-bad-input' for an invalid name, key or time.
    */
   add(name: string, publicKey: Uint8Array, now: number): TrustedController {
     checkName(name, 'controller name');
@@ -328,7 +328,7 @@ const DEVICES: PeerListSpec<KnownDevice> = {
  * an empty store.
  */
 export class KnownDeviceStore extends PeerList<KnownDevice> {
-  /** Loads the store from `store`. Throws IdentityError. */
+  /** Loads the store from `store`. Throws PinholeError. */
   protected constructor(store: StateStore) {
     super(store, DEVICES);
   }
@@ -360,7 +360,7 @@ export class KnownDeviceStore extends PeerList<KnownDevice> {
    * without `opts.replace` nothing changes and PinholeError 'name-taken' is
    * thrown; the same key under that name is a re-pair and is always allowed.
    * `server` is a ws:// or wss:// URL, `now` ms since the epoch. Throws
-   * 'identity-bad-input' for an invalid name, key, URL or time.
+   * 'state-bad-input' for an invalid name, key, URL or time.
    */
   save(name: string, publicKey: Uint8Array, server: string, now: number, opts: { replace?: boolean } = {}): { entry: KnownDevice; replaced: KnownDevice[] } {
     checkName(name, 'device name');

@@ -43,6 +43,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { MAX_LINK_FRAME_BYTES, fromBase64url, toBase64url } from '../protocol/index.js';
 import { AEAD_KEY_BYTES, AEAD_TAG_BYTES, nobleAead, type Aead } from './aead.js';
+import { PinholeError } from '../protocol/index.js';
 
 export type SealDirection = 'c2d' | 'd2c';
 
@@ -90,32 +91,25 @@ export type OpenResult =
 /** Codes thrown when sealing (programming or capacity errors, never attacker-triggered). */
 export type SealErrorCode = 'seal-too-large' | 'seal-exhausted' | 'seal-usage';
 
-export class SealError extends Error {
-  constructor(readonly code: SealErrorCode, message: string) {
-    super(message);
-    this.name = 'SealError';
-  }
-}
-
 function toBytes(v: Uint8Array | string, name: string): Uint8Array {
   if (typeof v === 'string') return utf8ToBytes(v);
   if (v instanceof Uint8Array) return v;
-  throw new SealError('seal-usage', `${name} must be a Uint8Array or a string`);
+  throw new PinholeError('seal-usage', `${name} must be a Uint8Array or a string`);
 }
 
 function checkKey(key: Uint8Array): Uint8Array {
-  if (!(key instanceof Uint8Array) || key.length !== SEAL_KEY_BYTES) throw new SealError('seal-usage', `key must be ${SEAL_KEY_BYTES} bytes`);
+  if (!(key instanceof Uint8Array) || key.length !== SEAL_KEY_BYTES) throw new PinholeError('seal-usage', `key must be ${SEAL_KEY_BYTES} bytes`);
   return key.slice();
 }
 
 function checkDirection(d: SealDirection): number {
-  if (typeof d !== 'string' || !Object.hasOwn(DIRECTION_BYTE, d)) throw new SealError('seal-usage', "direction must be 'c2d' or 'd2c'");
+  if (typeof d !== 'string' || !Object.hasOwn(DIRECTION_BYTE, d)) throw new PinholeError('seal-usage', "direction must be 'c2d' or 'd2c'");
   return DIRECTION_BYTE[d];
 }
 
 function checkSessionId(s: Uint8Array | string): Uint8Array {
   const b = toBytes(s, 'sessionId').slice();
-  if (b.length === 0 || b.length > MAX_SEAL_SESSION_ID_BYTES) throw new SealError('seal-usage', `sessionId must be 1..${MAX_SEAL_SESSION_ID_BYTES} bytes`);
+  if (b.length === 0 || b.length > MAX_SEAL_SESSION_ID_BYTES) throw new PinholeError('seal-usage', `sessionId must be 1..${MAX_SEAL_SESSION_ID_BYTES} bytes`);
   return b;
 }
 
@@ -124,8 +118,8 @@ function checkSessionId(s: Uint8Array | string): Uint8Array {
  * authenticated key exchange (at least 32 bytes of secret) and the session id.
  */
 export function deriveSealKeys(secret: Uint8Array, sessionId: Uint8Array | string, path: SealPath = 'relay'): { c2d: Uint8Array; d2c: Uint8Array } {
-  if (!(secret instanceof Uint8Array) || secret.length < MIN_SEAL_SECRET_BYTES) throw new SealError('seal-usage', `secret must be at least ${MIN_SEAL_SECRET_BYTES} bytes`);
-  if (path !== 'relay' && path !== 'direct') throw new SealError('seal-usage', "path must be 'relay' or 'direct'");
+  if (!(secret instanceof Uint8Array) || secret.length < MIN_SEAL_SECRET_BYTES) throw new PinholeError('seal-usage', `secret must be at least ${MIN_SEAL_SECRET_BYTES} bytes`);
+  if (path !== 'relay' && path !== 'direct') throw new PinholeError('seal-usage', "path must be 'relay' or 'direct'");
   const sid = checkSessionId(sessionId);
   const info = (d: SealDirection) => concatBytes(utf8ToBytes(`pinhole/1 ${SEAL_LABEL[path]} ${d}`), new Uint8Array([0]), sid);
   return {
@@ -178,7 +172,7 @@ export class Sealer {
     this.#sid = checkSessionId(sessionId);
     this.#aead = opts.aead ?? nobleAead;
     const max = opts.maxFrames ?? MAX_SEAL_COUNTER + 1n;
-    if (typeof max !== 'bigint' || max < 1n || max > MAX_SEAL_COUNTER + 1n) throw new SealError('seal-usage', 'maxFrames must be a bigint in 1..2^64');
+    if (typeof max !== 'bigint' || max < 1n || max > MAX_SEAL_COUNTER + 1n) throw new PinholeError('seal-usage', 'maxFrames must be a bigint in 1..2^64');
     this.#max = max;
   }
 
@@ -190,8 +184,8 @@ export class Sealer {
   /** Seals one plaintext into a base64url string for a relay `data` field. */
   seal(plaintext: Uint8Array | string): string {
     const pt = toBytes(plaintext, 'plaintext');
-    if (pt.length > MAX_SEALED_PLAINTEXT_BYTES) throw new SealError('seal-too-large', `plaintext is ${pt.length} bytes; at most ${MAX_SEALED_PLAINTEXT_BYTES} fit one sealed frame`);
-    if (this.#next >= this.#max) throw new SealError('seal-exhausted', 'frame counter exhausted for this key; start a new session');
+    if (pt.length > MAX_SEALED_PLAINTEXT_BYTES) throw new PinholeError('seal-too-large', `plaintext is ${pt.length} bytes; at most ${MAX_SEALED_PLAINTEXT_BYTES} fit one sealed frame`);
+    if (this.#next >= this.#max) throw new PinholeError('seal-exhausted', 'frame counter exhausted for this key; start a new session');
     const counter = this.#next++;
     const h = header(this.#dir, counter);
     return toBase64url(concatBytes(h, this.#aead.seal(this.#key, nonce(this.#dir, counter), pt, concatBytes(h, this.#sid))));

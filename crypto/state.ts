@@ -6,9 +6,9 @@
  * shell brings its own.
  */
 import { utf8ByteLength } from '../protocol/index.js';
-import { IdentityError } from './identity.js';
+import { PinholeError } from '../protocol/index.js';
 
-/** Named texts that survive a restart. Implementations throw IdentityError for a record they cannot use. */
+/** Named texts that survive a restart. Implementations throw PinholeError for a record they cannot use. */
 export interface StateStore {
   /** The text stored under `name`, or undefined if there is none. Longer than `maxBytes` bytes is refused. `label` names it in messages. */
   read(name: string, maxBytes: number, label?: string): string | undefined;
@@ -20,7 +20,7 @@ export interface StateStore {
    * A store without it gets write() after a read() that found nothing.
    */
   create?(name: string, text: string, label?: string): boolean;
-  /** Where `name` lives, for messages and IdentityError.path (on Node, the file's path). */
+  /** Where `name` lives, for messages and PinholeError.path (on Node, the file's path). */
   where(name: string): string;
 }
 
@@ -31,7 +31,7 @@ export class MemoryStateStore implements StateStore {
   read(name: string, maxBytes: number, label = 'state record'): string | undefined {
     const text = this.#texts.get(name);
     if (text !== undefined && utf8ByteLength(text) > maxBytes) {
-      throw new IdentityError('identity-corrupt', `${label} ${this.where(name)} is more than the ${maxBytes} bytes allowed`, this.where(name));
+      throw new PinholeError('state-corrupt', `${label} ${this.where(name)} is more than the ${maxBytes} bytes allowed`, this.where(name));
     }
     return text;
   }

@@ -6,11 +6,12 @@
  * identity, a request whose (controller, id) was seen before is answered
  * with the stored response and not run again.
  */
-import { GpioError, type Gpio } from './gpio/gpio.js';
+import { type Gpio } from './gpio/gpio.js';
 import type { Level } from '../protocol/index.js';
 import type { RecentResults } from './recent.js';
 import { parseRequest, rpcError, type ChangeNotification, type RpcRequest, type RpcResponse } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
+import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
 
 /** Options of a CommandHandler. */
 export interface HandlerOptions {
@@ -98,7 +99,7 @@ export class CommandHandler {
       return { jsonrpc: '2.0', id: req.id, result: await this.run(req) };
     } catch (e) {
       if (e instanceof Refusal) return rpcError(req.id, e.code, e.message);
-      if (e instanceof GpioError) {
+      if (isPinholeError(e) && isErrorCode(e.code, 'gpio')) {
         const code = e.code === 'pin-mode' || e.code === 'no-such-pin' ? e.code : 'hardware';
         return rpcError(req.id, code, e.message);
       }
@@ -163,7 +164,7 @@ export class CommandHandler {
   private async blink(pin: number, times: number, intervalMs: number): Promise<{ pin: number; toggles: number; value: Level }> {
     if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is already blinking`);
     const { gpio } = this.opts;
-    if (gpio.mode(pin) === 'in') throw new GpioError('pin-mode', `pin ${pin} is an input`);
+    if (gpio.mode(pin) === 'in') throw new PinholeError('pin-mode', `pin ${pin} is an input`);
     this.blinking.add(pin);
     let toggles = 0;
     try {

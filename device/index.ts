@@ -11,7 +11,7 @@ export {
   MAX_SAFE_STATE_SPEC_CHARS,
   type SafeStateOptions,
 } from './safe-state.js';
-export { GpioError, type Gpio, type GpioErrorCode, type PinChange } from './gpio/gpio.js';
+export { type Gpio, type GpioErrorCode, type PinChange } from './gpio/gpio.js';
 export type { Level, PinMode } from '../protocol/index.js';
 export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
 export { openMraa, type MraaOptions } from './gpio/mraa.js';

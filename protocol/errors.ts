@@ -6,7 +6,7 @@
  * where it comes from, each with a one-line meaning. docs/errors.md has one
  * table per group and lists exactly these codes (test/unit/errors.test.ts);
  * the code unions declared beside their parsers (SignalErrorCode, RpcErrorCode,
- * HandshakeErrorCode, IdentityErrorCode, GpioErrorCode, SealErrorCode,
+ * HandshakeErrorCode, StateErrorCode, GpioErrorCode, SealErrorCode,
  * CpaceErrorCode) are checked there, at compile time, to equal their group.
  */
 import type { SignalErrorCode } from './signaling.js';
@@ -22,15 +22,15 @@ export type HandshakeErrorCode =
   | 'fingerprint-mismatch'; // an SDP carried a DTLS fingerprint other than the one the peer signed
 
 /** Why the identity or another state file could not be used (IdentityError, crypto/identity.ts). */
-export type IdentityErrorCode =
-  | 'identity-no-state-dir' // neither an override, an absolute XDG_CONFIG_HOME nor HOME
-  | 'identity-permissions' // key (or other state) file mode wider than 0600
-  | 'identity-dir-permissions' // state dir writable by group or others
-  | 'identity-owner' // key (or other state) file or state dir owned by another user
-  | 'identity-not-file' // key (or other state) file path is a symlink or not a regular file
-  | 'identity-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch); also any state file that fails validation
-  | 'identity-bad-input' // a caller passed an invalid argument (peer name, key length, URL, file name); nothing was written
-  | 'identity-io'; // any other filesystem failure
+export type StateErrorCode =
+  | 'state-no-dir' // neither an override, an absolute XDG_CONFIG_HOME nor HOME
+  | 'state-permissions' // key (or other state) file mode wider than 0600
+  | 'state-dir-permissions' // state dir writable by group or others
+  | 'state-owner' // key (or other state) file or state dir owned by another user
+  | 'state-not-file' // key (or other state) file path is a symlink or not a regular file
+  | 'state-corrupt' // key file unreadable as an identity (bad JSON, fields, lengths, key mismatch); also any state file that fails validation
+  | 'state-bad-input' // a caller passed an invalid argument (peer name, key length, URL, file name); nothing was written
+  | 'state-io'; // any other filesystem failure
 
 /** Error codes by where they come from. */
 export const ERROR_SOURCES = {
@@ -77,15 +77,15 @@ export const ERROR_SOURCES = {
     'fingerprint-mismatch': 'an SDP carried a DTLS fingerprint other than the one the peer signed',
   },
   /** The state files (IdentityError). */
-  identity: {
-    'identity-no-state-dir': 'neither an override, an absolute XDG_CONFIG_HOME nor HOME',
-    'identity-permissions': 'a state file mode is wider than 0600',
-    'identity-dir-permissions': 'the state dir is writable by group or others',
-    'identity-owner': 'a state file or the state dir is owned by another user',
-    'identity-not-file': 'a state file path is a symlink or not a regular file',
-    'identity-corrupt': 'a state file does not parse or fails validation',
-    'identity-bad-input': 'an invalid name, key, URL or file name was about to be stored',
-    'identity-io': 'any other filesystem failure',
+  state: {
+    'state-no-dir': 'neither an override, an absolute XDG_CONFIG_HOME nor HOME',
+    'state-permissions': 'a state file mode is wider than 0600',
+    'state-dir-permissions': 'the state dir is writable by group or others',
+    'state-owner': 'a state file or the state dir is owned by another user',
+    'state-not-file': 'a state file path is a symlink or not a regular file',
+    'state-corrupt': 'a state file does not parse or fails validation',
+    'state-bad-input': 'an invalid name, key, URL or file name was about to be stored',
+    'state-io': 'any other filesystem failure',
   },
   /** The device's JSON-RPC `error.data.code`. */
   rpc: {
@@ -192,6 +192,8 @@ export class PinholeError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** The state file or directory concerned, for the state codes. */
+    readonly path?: string,
   ) {
     super(message);
     this.name = 'PinholeError';

@@ -1,7 +1,7 @@
 /** protocol: what other folders use. */
 export { base32, decodeBase64url, equalBytes, fromBase64url, toBase64url, utf8ByteLength, utf8Decode } from './bytes.js';
 export { deviceRoom, formatPairingCode, generatePairingCode, parsePairingCode, parseRoom, type PairingCode } from './code.js';
-export type { CodeIn, ErrorCode, ErrorSource, HandshakeErrorCode, IdentityErrorCode, SecurityCode } from './errors.js';
+export type { CodeIn, ErrorCode, ErrorSource, HandshakeErrorCode, StateErrorCode, SecurityCode } from './errors.js';
 export { ERRORS, ERROR_SOURCES, PinholeError, SECURITY_CODES, isErrorCode, isPinholeError, isSecurityCode, toErrorCode } from './errors.js';
 export { encodeControl, encodeData, parseFrame } from './frames.js';
 export type { ChangeNotification, Level, Method, Methods, PinMode, RpcRequest, RpcResponse } from './rpc.js';

@@ -20,21 +20,11 @@
  */
 import { Emitter, Link, realTimers, type Path, type Timers, type Transport } from '../transport/index.js';
 import { parseSignalPayload, type ClientMessage, type ServerMessage, type SignalPayload } from '../protocol/index.js';
-import {
-  ControllerHandshake,
-  DeviceHandshake,
-  HandshakeError,
-  encodeHandshake,
-  isHandshakeText,
-  parseHandshake,
-  type HandshakeErrorCode,
-  type HandshakeResult,
-  type LocalInfo,
-  type PeerInfo,
-} from '../crypto/index.js';
+import { ControllerHandshake, DeviceHandshake, encodeHandshake, isHandshakeText, parseHandshake, type HandshakeErrorCode, type HandshakeResult, type LocalInfo, type PeerInfo } from '../crypto/index.js';
 import { Opener, Sealer, deriveSealKeys, type Aead, type OpenErrorCode, type SealPath } from '../crypto/index.js';
 import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
 import { parseSdpFingerprint } from '../protocol/index.js';
+import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
 
 /** Signals of the prepared offer held until the handshake ends: an offer, its candidates and end-of-candidates. */
 export const MAX_HELD_SIGNALS = 256;
@@ -364,11 +354,11 @@ export class PeerSession extends Emitter<SessionEvents> {
       void this.close();
       return;
     }
-    if (!m) return this.fail(new HandshakeError('bad-handshake', 'malformed handshake message'));
+    if (!m) return this.fail(new PinholeError('bad-handshake', 'malformed handshake message'));
     const sec = this.opts.security;
     try {
       if (sec.role === 'controller') {
-        if (ph.name !== 'handshaking' || !(ph.hs instanceof ControllerHandshake)) throw new HandshakeError('bad-handshake', `unexpected ${m.hs}`);
+        if (ph.name !== 'handshaking' || !(ph.hs instanceof ControllerHandshake)) throw new PinholeError('bad-handshake', `unexpected ${m.hs}`);
         const { reply, result } = ph.hs.onD1(m);
         // c2, then in the same tick the queued commands (secure() attaches the relay, which sends them).
         this.signal?.send({ type: 'relay', data: reply });
@@ -376,12 +366,12 @@ export class PeerSession extends Emitter<SessionEvents> {
         return;
       }
       if (m.hs === 'c1') {
-        if (ph.name !== 'waiting') throw new HandshakeError('bad-handshake', 'second c1');
+        if (ph.name !== 'waiting') throw new PinholeError('bad-handshake', 'second c1');
         let secret: string | undefined;
         if (m.pake !== undefined) {
-          if (!sec.pairingSecret) throw new HandshakeError('bad-handshake', 'pairing attempted in a room that does not take codes');
+          if (!sec.pairingSecret) throw new PinholeError('bad-handshake', 'pairing attempted in a room that does not take codes');
           secret = sec.pairingSecret();
-          if (secret === undefined) throw new HandshakeError('code-spent', 'this pairing code was already tried; use the new code the device printed');
+          if (secret === undefined) throw new PinholeError('code-spent', 'this pairing code was already tried; use the new code the device printed');
           sec.onPairingAttempt?.(); // one guess per code: spent before the answer leaves
         }
         const hs = new DeviceHandshake({
@@ -396,7 +386,7 @@ export class PeerSession extends Emitter<SessionEvents> {
         this.signal?.send({ type: 'relay', data: hs.onC1(m) });
         return;
       }
-      if (ph.name !== 'handshaking' || !(ph.hs instanceof DeviceHandshake)) throw new HandshakeError('bad-handshake', `unexpected ${m.hs}`);
+      if (ph.name !== 'handshaking' || !(ph.hs instanceof DeviceHandshake)) throw new PinholeError('bad-handshake', `unexpected ${m.hs}`);
       this.secure(ph, ph.hs.onC2(m));
     } catch (e) {
       this.fail(e);
@@ -404,7 +394,7 @@ export class PeerSession extends Emitter<SessionEvents> {
   }
 
   private fail(e: unknown): void {
-    if (e instanceof HandshakeError) this.refuse(e.code, e.message);
+    if (isPinholeError(e) && isErrorCode(e.code, 'handshake')) this.refuse(e.code, e.message);
     else this.refuse('bad-handshake', `handshake failed: ${(e as Error).message}`);
   }
 

@@ -13,20 +13,12 @@ export interface PinChange {
   ts: number;
 }
 
-/** Stable error codes a backend throws (as GpioError). */
+/** Stable error codes a backend throws (as PinholeError). */
 export type GpioErrorCode =
   | 'no-such-pin' // the board has no GPIO with that number
   | 'pin-mode' // e.g. write to a pin configured as input
   | 'hardware' // the backend reported a failure
   | 'backend-unavailable'; // libmraa missing or unusable
-
-/** An error from a backend, with a stable code. */
-export class GpioError extends Error {
-  constructor(readonly code: GpioErrorCode, message: string) {
-    super(message);
-    this.name = 'GpioError';
-  }
-}
 
 /**
  * One GPIO backend. Calls are synchronous because libmraa's are, and the sim
@@ -43,7 +35,7 @@ export interface Gpio {
   mode(pin: number): PinMode | undefined;
   /** Sets a pin's direction. */
   setMode(pin: number, mode: PinMode): void;
-  /** Drives an output. Throws GpioError('pin-mode') on an input. */
+  /** Drives an output. Throws PinholeError('pin-mode') on an input. */
   write(pin: number, value: Level): void;
   /** Reads a pin: the input level, or an output's latch. */
   read(pin: number): Level;

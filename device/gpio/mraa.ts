@@ -4,8 +4,9 @@
  * the sim works on machines that have neither.
  */
 import { performance } from 'node:perf_hooks';
-import { GpioError, type Gpio, type PinChange } from './gpio.js';
+import { type Gpio, type PinChange } from './gpio.js';
 import type { Level, PinMode } from '../../protocol/index.js';
+import { PinholeError } from '../../protocol/index.js';
 
 type Koffi = typeof import('koffi').default;
 type KoffiFunction = ReturnType<ReturnType<Koffi['load']>['func']>;
@@ -95,7 +96,7 @@ async function loadKoffi(): Promise<Koffi> {
   try {
     return (await import('koffi')).default;
   } catch (err) {
-    throw new GpioError(
+    throw new PinholeError(
       'backend-unavailable',
       `libmraa could not be loaded: the FFI module koffi is not usable here (${errText(err)}). ${FIX}`,
     );
@@ -132,7 +133,7 @@ function bind(koffi: Koffi, path: string): MraaApi {
  * Opens the libmraa backend. Loads koffi and libmraa lazily, calls
  * `mraa_init`, and checks that the platform has pins.
  *
- * Throws GpioError('backend-unavailable') when koffi or libmraa cannot be
+ * Throws PinholeError('backend-unavailable') when koffi or libmraa cannot be
  * loaded, lacks a needed symbol, or finds no board; the message names the fix.
  */
 export async function openMraa(opts: MraaOptions = {}): Promise<MraaGpio> {
@@ -149,18 +150,18 @@ export async function openMraa(opts: MraaOptions = {}): Promise<MraaGpio> {
     }
   }
   if (!api) {
-    throw new GpioError('backend-unavailable', `libmraa could not be loaded (tried ${failures.join('; ')}). ${FIX}`);
+    throw new PinholeError('backend-unavailable', `libmraa could not be loaded (tried ${failures.join('; ')}). ${FIX}`);
   }
   const rc = api.init();
   if (rc !== MRAA_SUCCESS) {
-    throw new GpioError('backend-unavailable', `libmraa was loaded but mraa_init failed: ${resultName(rc)}. ${FIX}`);
+    throw new PinholeError('backend-unavailable', `libmraa was loaded but mraa_init failed: ${resultName(rc)}. ${FIX}`);
   }
   const board = api.platformName() ?? 'unknown';
   const count = api.pinCount();
   const pins: number[] = [];
   for (let p = 0; p < count; p++) if (api.pinModeTest(p, MRAA_PIN_GPIO)) pins.push(p);
   if (pins.length === 0) {
-    throw new GpioError(
+    throw new PinholeError(
       'backend-unavailable',
       `libmraa was loaded but found no GPIO pins on platform '${board}' (${count} pins): this machine is not a board libmraa supports. ${FIX}`,
     );
@@ -228,7 +229,7 @@ export class MraaGpio implements Gpio {
   write(pin: number, value: Level): void {
     if (value !== 0 && value !== 1) throw new RangeError(`level must be 0 or 1, got ${String(value)}`);
     const mode = this.mode(pin);
-    if (mode === 'in') throw new GpioError('pin-mode', `pin ${pin} is an input; set it to 'out' before writing`);
+    if (mode === 'in') throw new PinholeError('pin-mode', `pin ${pin} is an input; set it to 'out' before writing`);
     if (mode === undefined) this.setMode(pin, 'out');
     check(this.api.gpioWrite(this.ctx(pin), value), `mraa_gpio_write(${pin}, ${value})`);
     const w = this.watches.get(pin);
@@ -295,9 +296,9 @@ export class MraaGpio implements Gpio {
   }
 
   private checkPin(pin: number): void {
-    if (this.closed) throw new GpioError('hardware', 'the mraa backend is closed');
+    if (this.closed) throw new PinholeError('hardware', 'the mraa backend is closed');
     if (!this.pinSet.has(pin)) {
-      throw new GpioError('no-such-pin', `board '${this.board}' has no GPIO pin ${pin} (GPIO pins: ${this.pins().join(', ')})`);
+      throw new PinholeError('no-such-pin', `board '${this.board}' has no GPIO pin ${pin} (GPIO pins: ${this.pins().join(', ')})`);
     }
   }
 
@@ -306,7 +307,7 @@ export class MraaGpio implements Gpio {
     let ctx = this.ctxs.get(pin);
     if (!ctx) {
       ctx = this.api.gpioInit(pin);
-      if (!ctx) throw new GpioError('hardware', `mraa_gpio_init(${pin}) failed (is the pin in use, or does this user lack GPIO access?)`);
+      if (!ctx) throw new PinholeError('hardware', `mraa_gpio_init(${pin}) failed (is the pin in use, or does this user lack GPIO access?)`);
       this.ctxs.set(pin, ctx);
     }
     return ctx;
@@ -314,7 +315,7 @@ export class MraaGpio implements Gpio {
 
   private readLevel(pin: number): Level {
     const v = this.api.gpioRead(this.ctx(pin));
-    if (v !== 0 && v !== 1) throw new GpioError('hardware', `mraa_gpio_read(${pin}) failed (returned ${v})`);
+    if (v !== 0 && v !== 1) throw new PinholeError('hardware', `mraa_gpio_read(${pin}) failed (returned ${v})`);
     return v;
   }
 
@@ -385,7 +386,7 @@ export class MraaGpio implements Gpio {
 }
 
 function check(rc: number, what: string): void {
-  if (rc !== MRAA_SUCCESS) throw new GpioError('hardware', `${what} failed: ${resultName(rc)}`);
+  if (rc !== MRAA_SUCCESS) throw new PinholeError('hardware', `${what} failed: ${resultName(rc)}`);
 }
 
 function errText(err: unknown): string {

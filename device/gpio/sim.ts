@@ -4,8 +4,9 @@
  * works the same with or without hardware.
  */
 import { performance } from 'node:perf_hooks';
-import { GpioError, type Gpio, type PinChange } from './gpio.js';
+import { type Gpio, type PinChange } from './gpio.js';
 import type { Level, PinMode } from '../../protocol/index.js';
+import { PinholeError } from '../../protocol/index.js';
 
 /** Default number of pins: 0..63. */
 export const SIM_DEFAULT_PIN_COUNT = 64;
@@ -64,8 +65,8 @@ interface SimPin {
  *   an input, `write` makes it an output (as libmraa init + dir would).
  * - An input reads the level driven on it from outside (`drive`), 0 by default
  *   (pulled down). An output reads its latch (0 until written).
- * - `write` on an input throws GpioError('pin-mode'); any call with a pin the
- *   board lacks throws GpioError('no-such-pin').
+ * - `write` on an input throws PinholeError('pin-mode'); any call with a pin the
+ *   board lacks throws PinholeError('no-such-pin').
  * - Watchers get a PinChange whenever the pin's observed value changes: an
  *   output write of a new value, `drive` of a new level on an input (or
  *   unconfigured pin), or a mode switch that exposes a different level. Never
@@ -113,7 +114,7 @@ export class SimGpio implements Gpio {
     const p = this.pin(pin);
     checkLevel(value);
     p.writes++;
-    if (p.mode === 'in') throw new GpioError('pin-mode', `pin ${pin} is an input; set it to 'out' before writing`);
+    if (p.mode === 'in') throw new PinholeError('pin-mode', `pin ${pin} is an input; set it to 'out' before writing`);
     this.change(pin, p, () => {
       p.mode = 'out';
       p.latch = value;
@@ -142,12 +143,12 @@ export class SimGpio implements Gpio {
   /**
    * Drives a level onto a pin from outside the board (a button, another
    * chip). Allowed on inputs and unconfigured pins; throws
-   * GpioError('pin-mode') on an output, whose level the board itself drives.
+   * PinholeError('pin-mode') on an output, whose level the board itself drives.
    */
   drive(pin: number, level: Level): void {
     const p = this.pin(pin);
     checkLevel(level);
-    if (p.mode === 'out') throw new GpioError('pin-mode', `pin ${pin} is an output; it cannot be driven from outside`);
+    if (p.mode === 'out') throw new PinholeError('pin-mode', `pin ${pin} is an output; it cannot be driven from outside`);
     this.change(pin, p, () => { p.driven = level; });
   }
 
@@ -167,7 +168,7 @@ export class SimGpio implements Gpio {
 
   private pin(pin: number): SimPin {
     const p = this.state.get(pin);
-    if (!p) throw new GpioError('no-such-pin', `board '${this.board}' has no pin ${pin}`);
+    if (!p) throw new PinholeError('no-such-pin', `board '${this.board}' has no pin ${pin}`);
     return p;
   }
 

@@ -7,9 +7,10 @@
  * injected, so this file needs no werift.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { IdentityError, corruptRecord, exactObject } from '../../crypto/index.js';
+import { corruptRecord, exactObject } from '../../crypto/index.js';
 import { FileStateStore } from './state-files.js';
 import type { DtlsKeyPair } from '../../session/index.js';
+import { PinholeError } from '../../protocol/index.js';
 
 export type { DtlsKeyPair };
 
@@ -61,8 +62,8 @@ const copyKeys = (k: DtlsKeyPair): DtlsKeyPair => ({ certPem: k.certPem, keyPem:
  * `fingerprint` is SHA-256 of the certificate DER as in SDP
  * (`a=fingerprint:sha-256 AB:CD:...`): 32 upper-case hex pairs joined by ':'.
  *
- * Throws IdentityError: 'identity-corrupt' if the stored PEMs do not parse
- * or the key is not the certificate's, 'identity-bad-input' if `generate`
+ * Throws PinholeError: 'state-corrupt' if the stored PEMs do not parse
+ * or the key is not the certificate's, 'state-bad-input' if `generate`
  * returns such a pair, plus the usual file refusals.
  */
 export async function loadOrCreateDtlsCert(dir: string, generate: () => Promise<DtlsKeyPair>): Promise<{ keys: DtlsKeyPair; fingerprint: string; created: boolean }> {
@@ -88,10 +89,10 @@ export async function loadOrCreateDtlsCert(dir: string, generate: () => Promise<
     }
     const generated = await generate();
     const r = checkDtlsKeys(generated && { certPem: generated.certPem, keyPem: generated.keyPem, signatureHash: generated.signatureHash });
-    if (typeof r === 'string') throw new IdentityError('identity-bad-input', `the DTLS certificate generator returned an invalid pair: ${r}`);
+    if (typeof r === 'string') throw new PinholeError('state-bad-input', `the DTLS certificate generator returned an invalid pair: ${r}`);
     const body = { v: 1, certPem: r.keys.certPem, keyPem: r.keys.keyPem, signatureHash: r.keys.signatureHash };
     if (store.create(DTLS_FILE, `${JSON.stringify(body, null, 1)}\n`, label)) return { keys: copyKeys(r.keys), fingerprint: r.fingerprint, created: true };
     // another process created it while we generated: load theirs
   }
-  throw new IdentityError('identity-io', `${label} ${path} keeps appearing and disappearing`, path);
+  throw new PinholeError('state-io', `${label} ${path} keeps appearing and disappearing`, path);
 }

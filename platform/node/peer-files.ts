@@ -6,9 +6,9 @@
  *   <state dir>/devices.json      controller side: devices this controller paired with
  *
  * Read and written through FileStateStore (./state-files.ts), so the state
- * dir's refusals apply: wider mode 'identity-permissions', symlink or
- * non-regular file 'identity-not-file', other owner 'identity-owner',
- * group/other-writable dir 'identity-dir-permissions'.
+ * dir's refusals apply: wider mode 'state-permissions', symlink or
+ * non-regular file 'state-not-file', other owner 'state-owner',
+ * group/other-writable dir 'state-dir-permissions'.
  */
 import { join } from 'node:path';
 import { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, TrustedControllerStore } from '../../crypto/index.js';
@@ -31,7 +31,7 @@ export class TrustedControllers extends TrustedControllerStore {
   /**
    * Loads the store from `dir` (created 0700 if missing); an absent file is
    * an empty store (nothing is written until the first change). Throws
-   * IdentityError, 'identity-corrupt' for a file that does not validate.
+   * IdentityError, 'state-corrupt' for a file that does not validate.
    */
   static load(dir: string): TrustedControllers {
     return new TrustedControllers(dir);

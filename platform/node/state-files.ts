@@ -9,7 +9,7 @@
  * Like ssh with its private keys, a state file that other users could read
  * (any mode bit beyond 0600), that another user owns, that is a symlink or
  * not a regular file, or that sits in a directory other users can write to,
- * is refused with an IdentityError carrying a stable code; nothing is
+ * is refused with an PinholeError carrying a stable code; nothing is
  * silently "fixed". POSIX mode checks are skipped on Windows, where modes do
  * not mean this.
  *
@@ -20,7 +20,8 @@
 import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, isAbsolute } from 'node:path';
-import { IdentityError, openIdentity, type Identity, type StateStore } from '../../crypto/index.js';
+import { openIdentity, type Identity, type StateStore } from '../../crypto/index.js';
+import { PinholeError } from '../../protocol/index.js';
 
 /** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
 export const SECURE_FILE_MODE = 0o600;
@@ -38,27 +39,27 @@ export function resolveStateDir(env: { XDG_CONFIG_HOME?: string; HOME?: string }
   if (xdg && isAbsolute(xdg)) return join(xdg, 'pinhole');
   const home = env.HOME;
   if (home && isAbsolute(home)) return join(home, '.config', 'pinhole');
-  throw new IdentityError('identity-no-state-dir', 'cannot locate the state directory: set --state-dir, XDG_CONFIG_HOME or HOME');
+  throw new PinholeError('state-no-dir', 'cannot locate the state directory: set --state-dir, XDG_CONFIG_HOME or HOME');
 }
 
 const isWindows = process.platform === 'win32';
 const myUid = (): number | undefined => (typeof process.getuid === 'function' ? process.getuid() : undefined);
 const modeString = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');
 
-function ioError(e: unknown, what: string, path: string): IdentityError {
-  if (e instanceof IdentityError) return e;
+function ioError(e: unknown, what: string, path: string): PinholeError {
+  if (e instanceof PinholeError) return e;
   const code = (e as NodeJS.ErrnoException)?.code ?? 'error';
-  return new IdentityError('identity-io', `${what} ${path}: ${code}`, path);
+  return new PinholeError('state-io', `${what} ${path}: ${code}`, path);
 }
 
 function checkDirArg(dir: unknown): asserts dir is string {
-  if (typeof dir !== 'string' || dir === '') throw new IdentityError('identity-no-state-dir', 'state directory must be a non-empty path');
+  if (typeof dir !== 'string' || dir === '') throw new PinholeError('state-no-dir', 'state directory must be a non-empty path');
 }
 
 /** A bare file name inside the state dir: no separators, no '.' or '..'. Anything else is a caller bug. */
 function checkFileName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-    throw new IdentityError('identity-bad-input', `state file name must be a plain file name, got ${JSON.stringify(name)}`);
+    throw new PinholeError('state-bad-input', `state file name must be a plain file name, got ${JSON.stringify(name)}`);
   }
 }
 
@@ -75,11 +76,11 @@ function checkStateDir(dir: string): boolean {
     if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return false;
     throw ioError(e, 'cannot stat state directory', dir);
   }
-  if (!st.isDirectory()) throw new IdentityError('identity-io', `state directory ${dir} is not a directory`, dir);
+  if (!st.isDirectory()) throw new PinholeError('state-io', `state directory ${dir} is not a directory`, dir);
   if (isWindows) return true;
   const uid = myUid();
-  if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
-  if ((st.mode & 0o022) !== 0) throw new IdentityError('identity-dir-permissions', `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`, dir);
+  if (uid !== undefined && st.uid !== uid) throw new PinholeError('state-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
+  if ((st.mode & 0o022) !== 0) throw new PinholeError('state-dir-permissions', `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`, dir);
   return true;
 }
 
@@ -87,7 +88,7 @@ function checkStateDir(dir: string): boolean {
  * Creates the state dir with mode 0700 (exactly, whatever the umask) if it is
  * missing, then checks it: a real directory owned by this user that group
  * and others cannot write to. Readable by others is accepted: the files in
- * it are 0600. Throws IdentityError.
+ * it are 0600. Throws PinholeError.
  */
 export function ensureStateDir(dir: string): void {
   checkDirArg(dir);
@@ -109,27 +110,27 @@ function fileKind(st: Stats): string {
   return 'not a regular file';
 }
 
-function notRegular(label: string, path: string, st: Stats): IdentityError {
-  return new IdentityError('identity-not-file', `${label} ${path} is ${fileKind(st)}, not a regular file; move it away`, path);
+function notRegular(label: string, path: string, st: Stats): PinholeError {
+  return new PinholeError('state-not-file', `${label} ${path} is ${fileKind(st)}, not a regular file; move it away`, path);
 }
 
 /**
  * Reads `<dir>/<name>` as UTF-8 text, or undefined if the dir or the file
- * does not exist. Refuses (IdentityError): a dir failing ensureStateDir's
+ * does not exist. Refuses (PinholeError): a dir failing ensureStateDir's
  * checks, a symlink or non-regular file such as a FIFO, socket, directory
- * or device ('identity-not-file', at once: nothing blocks), a file owned
- * by another user ('identity-owner'), any mode bit beyond 0600
- * ('identity-permissions'; 0400 is fine), more than `maxBytes` bytes or
- * invalid UTF-8 ('identity-corrupt'). Creates nothing. `label` names the
+ * or device ('state-not-file', at once: nothing blocks), a file owned
+ * by another user ('state-owner'), any mode bit beyond 0600
+ * ('state-permissions'; 0400 is fine), more than `maxBytes` bytes or
+ * invalid UTF-8 ('state-corrupt'). Creates nothing. `label` names the
  * file in messages (default "state file").
  */
 export function readSecureFile(dir: string, name: string, maxBytes: number, label = 'state file'): string | undefined {
   checkDirArg(dir);
   checkFileName(name);
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new IdentityError('identity-bad-input', `maxBytes must be a non-negative integer, got ${maxBytes}`);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new PinholeError('state-bad-input', `maxBytes must be a non-negative integer, got ${maxBytes}`);
   if (!checkStateDir(dir)) return undefined;
   const path = join(dir, name);
-  const symlink = (): IdentityError => new IdentityError('identity-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
+  const symlink = (): PinholeError => new PinholeError('state-not-file', `${label} ${path} is a symlink; refusing to follow it`, path);
   // Look before opening: opening a FIFO waits for a writer forever, and opening a device can act on it.
   let before: Stats;
   try {
@@ -157,12 +158,12 @@ export function readSecureFile(dir: string, name: string, maxBytes: number, labe
     if (!st.isFile()) throw notRegular(label, path, st);
     if (!isWindows) {
       const uid = myUid();
-      if (uid !== undefined && st.uid !== uid) throw new IdentityError('identity-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
+      if (uid !== undefined && st.uid !== uid) throw new PinholeError('state-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
       if ((st.mode & 0o777 & ~SECURE_FILE_MODE) !== 0) {
-        throw new IdentityError('identity-permissions', `${label} ${path} has mode ${modeString(st.mode)}, wider than 0600; run: chmod 600 ${path}`, path);
+        throw new PinholeError('state-permissions', `${label} ${path} has mode ${modeString(st.mode)}, wider than 0600; run: chmod 600 ${path}`, path);
       }
     }
-    if (st.size > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
+    if (st.size > maxBytes) throw new PinholeError('state-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
     // read up to maxBytes + 1: the file may grow between fstat and read
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
@@ -170,12 +171,12 @@ export function readSecureFile(dir: string, name: string, maxBytes: number, labe
       const r = readSync(fd, buf, n, buf.length - n, null);
       if (r === 0) break;
       n += r;
-      if (n > maxBytes) throw new IdentityError('identity-corrupt', `${label} ${path} is more than the ${maxBytes} bytes allowed; move it away`, path);
+      if (n > maxBytes) throw new PinholeError('state-corrupt', `${label} ${path} is more than the ${maxBytes} bytes allowed; move it away`, path);
     }
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, n));
     } catch {
-      throw new IdentityError('identity-corrupt', `${label} ${path} is not valid UTF-8; move it away`, path);
+      throw new PinholeError('state-corrupt', `${label} ${path} is not valid UTF-8; move it away`, path);
     }
   } catch (e) {
     throw ioError(e, `cannot read ${label}`, path);
@@ -208,7 +209,7 @@ function syncDir(dir: string): void {
 function writeViaTemp<T>(dir: string, name: string, text: string, label: string, place: (tmp: string, path: string) => T): T {
   checkDirArg(dir);
   checkFileName(name);
-  if (typeof text !== 'string') throw new IdentityError('identity-bad-input', 'state file content must be a string');
+  if (typeof text !== 'string') throw new PinholeError('state-bad-input', 'state file content must be a string');
   ensureStateDir(dir);
   const path = join(dir, name);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -279,7 +280,7 @@ export function writeSecureFile(dir: string, name: string, text: string, label =
 export class FileStateStore implements StateStore {
   private constructor(readonly dir: string) {}
 
-  /** The store over `dir`, creating the dir (0700) if missing and checking it (ensureStateDir). Throws IdentityError. */
+  /** The store over `dir`, creating the dir (0700) if missing and checking it (ensureStateDir). Throws PinholeError. */
   static open(dir: string): FileStateStore {
     ensureStateDir(dir);
     return new FileStateStore(dir);
@@ -304,7 +305,7 @@ export class FileStateStore implements StateStore {
 
 /**
  * Loads the identity in `dir`, creating the dir (0700) and a fresh key
- * (0600) on first use. Throws IdentityError with a stable code.
+ * (0600) on first use. Throws PinholeError with a stable code.
  */
 export function loadOrCreateIdentity(dir: string): Identity {
   return openIdentity(FileStateStore.open(dir));

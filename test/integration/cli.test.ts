@@ -371,11 +371,11 @@ test('issue 9: a corrupt controllers.json or devices.json: the CLI names the fil
   writeFileSync(join(dir, 'devices.json'), '{"v":1,"devices":7}', { mode: 0o600 });
   const list = await runCli(['device', '--controllers', '--state-dir', dir, '--json']);
   assert.equal(list.code, 2, list.stderr);
-  assert.equal(list.json.at(-1)!.error, 'identity-corrupt');
+  assert.equal(list.json.at(-1)!.error, 'state-corrupt');
   assert.ok(list.stderr.includes(join(dir, 'controllers.json')), list.stderr);
   const ctl = await runCli(['control', 'anything', '--state-dir', dir, '--json', 'info']);
   assert.equal(ctl.code, 2, ctl.stderr);
-  assert.equal(ctl.json.at(-1)!.error, 'identity-corrupt');
+  assert.equal(ctl.json.at(-1)!.error, 'state-corrupt');
   assert.ok(ctl.stderr.includes(join(dir, 'devices.json')), ctl.stderr);
 });
 

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openMraa, type MraaGpio } from '../../device/gpio/mraa.js';
-import { GpioError, type PinChange } from '../../device/gpio/gpio.js';
+import { type PinChange } from '../../device/gpio/gpio.js';
 import { startServer, spawnDevice, pair, runCli } from './helpers.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 // dist/test/integration/ -> repo root
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -17,7 +18,7 @@ const MOCK_LIB = `${ROOT}.build/libmraa-mock/lib/libmraa.so`;
 const SETTLE_MS = 100;
 
 function code(c: string): (e: unknown) => boolean {
-  return (e) => e instanceof GpioError && e.code === c;
+  return (e) => e instanceof PinholeError && e.code === c;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -105,12 +106,12 @@ test('close releases the pins; later calls fail', async () => {
   g.write(0, 1);
   g.close();
   g.close(); // idempotent
-  assert.throws(() => g.read(0), GpioError);
+  assert.throws(() => g.read(0), PinholeError);
 });
 
 test('a bad library path gives backend-unavailable with the fix in the message', async () => {
   await assert.rejects(openMraa({ libPath: '/nonexistent/libmraa.so' }), (e: unknown) => {
-    assert.ok(e instanceof GpioError);
+    assert.ok(e instanceof PinholeError);
     assert.equal(e.code, 'backend-unavailable');
     assert.match(e.message, /PINHOLE_LIBMRAA/);
     return true;

@@ -186,7 +186,7 @@ test('issue 9: the device admits secured sessions, which outlive the admission t
   await back.close();
 });
 
-test('issue 9: a corrupt controllers.json refuses to start, with identity-corrupt naming the file', async () => {
+test('issue 9: a corrupt controllers.json refuses to start, with state-corrupt naming the file', async () => {
   const srv = await server();
   const dir = stateDir('device');
   loadOrCreateIdentity(dir);
@@ -200,7 +200,7 @@ test('issue 9: a corrupt controllers.json refuses to start, with identity-corrup
     (e: { code?: string; message?: string }) => e,
   );
   assert.ok(r, 'the device started with a corrupt trust list');
-  assert.equal(r.code, 'identity-corrupt');
+  assert.equal(r.code, 'state-corrupt');
   assert.ok(r.message?.includes(file), r.message);
   assert.equal(srv.stats().rooms, 0, 'it never registered');
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { HandshakeErrorCode } from '../../crypto/handshake.js';
-import type { IdentityErrorCode } from '../../crypto/identity.js';
+import type { StateErrorCode } from '../../crypto/identity.js';
 import type { CpaceErrorCode } from '../../crypto/pake.js';
 import type { OpenErrorCode, SealErrorCode } from '../../crypto/seal.js';
 import type { GpioErrorCode } from '../../device/gpio/gpio.js';
@@ -31,7 +31,7 @@ const UNIONS_MATCH_REGISTRY: [
   Same<SignalErrorCode, CodeIn<'signal'>>,
   Same<RpcErrorCode, CodeIn<'rpc'>>,
   Same<HandshakeErrorCode, CodeIn<'handshake'>>,
-  Same<IdentityErrorCode, CodeIn<'identity'>>,
+  Same<StateErrorCode, CodeIn<'state'>>,
   Same<GpioErrorCode, CodeIn<'gpio'>>,
   Same<SealErrorCode, CodeIn<'seal'>>,
   Same<CpaceErrorCode, CodeIn<'cpace'>>,

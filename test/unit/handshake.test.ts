@@ -5,31 +5,15 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { extract, expand, hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import {
-  ControllerHandshake,
-  DeviceHandshake,
-  HANDSHAKE_VERSION,
-  HandshakeError,
-  MAX_HANDSHAKE_BYTES,
-  MAX_PEER_NAME,
-  SESSION_SECRET_BYTES,
-  encodeHandshake,
-  isHandshakeText,
-  parseHandshake,
-  type ControllerHandshakeOptions,
-  type DeviceHandshakeOptions,
-  type HandshakeErrorCode,
-  type HandshakeIdentity,
-  type HandshakeMessage,
-  type HandshakeResult,
-} from '../../crypto/handshake.js';
+import { ControllerHandshake, DeviceHandshake, HANDSHAKE_VERSION, MAX_HANDSHAKE_BYTES, MAX_PEER_NAME, SESSION_SECRET_BYTES, encodeHandshake, isHandshakeText, parseHandshake, type ControllerHandshakeOptions, type DeviceHandshakeOptions, type HandshakeErrorCode, type HandshakeIdentity, type HandshakeMessage, type HandshakeResult } from '../../crypto/handshake.js';
 import { cpaceChannelId, cpaceStart, lvCat, parseCpaceMessage } from '../../crypto/pake.js';
 import { Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
+import { PinholeError, type ErrorCode } from '../../protocol/errors.js';
 
 /*
  * Both sides are driven through the real message strings, as the relay
  * carries them: start() -> parseHandshake -> onC1 -> parseHandshake -> onD1
- * -> parseHandshake -> onC2. Failures are matched on HandshakeError.code only.
+ * -> parseHandshake -> onC2. Failures are matched on PinholeError.code only.
  */
 
 // ---------------------------------------------------------------------------
@@ -85,20 +69,20 @@ function parse(text: string): HandshakeMessage {
   return m;
 }
 
-/** The code of the HandshakeError that fn throws; fails the test if fn succeeds or throws anything else. */
-function codeOf(fn: () => unknown): HandshakeErrorCode {
+/** The code of the PinholeError that fn throws; fails the test if fn succeeds or throws anything else. */
+function codeOf(fn: () => unknown): ErrorCode {
   try {
     fn();
   } catch (e) {
-    if (e instanceof HandshakeError) return e.code;
+    if (e instanceof PinholeError) return e.code;
     throw e;
   }
-  assert.fail('expected a HandshakeError, but the call succeeded');
+  assert.fail('expected a PinholeError, but the call succeeded');
 }
 
 function assertCode(fn: () => unknown, ...codes: HandshakeErrorCode[]): void {
   const code = codeOf(fn);
-  assert.ok(codes.includes(code), `expected ${codes.join(' or ')}, got ${code}`);
+  assert.ok((codes as readonly string[]).includes(code), `expected ${codes.join(' or ')}, got ${code}`);
 }
 
 interface Run {

@@ -5,9 +5,10 @@ import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { IDENTITY_FILE, IdentityError, fingerprintOf, verifyIdentitySignature } from '../../crypto/identity.js';
+import { IDENTITY_FILE, fingerprintOf, verifyIdentitySignature } from '../../crypto/identity.js';
 import { base32 } from '../../protocol/bytes.js';
 import { loadOrCreateIdentity, resolveStateDir } from '../../platform/node/state-files.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 const posix = process.platform !== 'win32';
 let root: string;
@@ -17,7 +18,7 @@ const mode = (p: string) => statSync(p).mode & 0o777;
 
 function expectCode(fn: () => unknown, code: string): void {
   assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof IdentityError, `expected IdentityError, got ${String(e)}`);
+    assert.ok(e instanceof PinholeError, `expected PinholeError, got ${String(e)}`);
     assert.equal(e.code, code, e.message);
     return true;
   });
@@ -46,9 +47,9 @@ describe('resolveStateDir', () => {
     assert.equal(resolveStateDir({ HOME: '/h' }, ''), '/h/.config/pinhole', 'an empty override is no override');
   });
 
-  test('no usable variable: identity-no-state-dir', () => {
-    expectCode(() => resolveStateDir({}), 'identity-no-state-dir');
-    expectCode(() => resolveStateDir({ HOME: 'relative' }), 'identity-no-state-dir');
+  test('no usable variable: state-no-dir', () => {
+    expectCode(() => resolveStateDir({}), 'state-no-dir');
+    expectCode(() => resolveStateDir({ HOME: 'relative' }), 'state-no-dir');
   });
 });
 
@@ -151,11 +152,11 @@ describe('loadOrCreateIdentity', () => {
   });
 
   for (const wide of [0o644, 0o640, 0o604, 0o660, 0o700, 0o666]) {
-    test(`refuses a key file with mode ${wide.toString(8)}: identity-permissions`, { skip: !posix }, () => {
+    test(`refuses a key file with mode ${wide.toString(8)}: state-permissions`, { skip: !posix }, () => {
       const dir = freshDir();
       const { path } = loadOrCreateIdentity(dir);
       chmodSync(path, wide);
-      expectCode(() => loadOrCreateIdentity(dir), 'identity-permissions');
+      expectCode(() => loadOrCreateIdentity(dir), 'state-permissions');
       chmodSync(path, 0o600);
       assert.equal(loadOrCreateIdentity(dir).created, false);
     });
@@ -168,27 +169,27 @@ describe('loadOrCreateIdentity', () => {
     assert.deepEqual(loadOrCreateIdentity(dir).publicKey, a.publicKey);
   });
 
-  test('refuses a state dir others can write to: identity-dir-permissions', { skip: !posix }, () => {
+  test('refuses a state dir others can write to: state-dir-permissions', { skip: !posix }, () => {
     const dir = freshDir();
     loadOrCreateIdentity(dir);
     chmodSync(dir, 0o777);
-    expectCode(() => loadOrCreateIdentity(dir), 'identity-dir-permissions');
+    expectCode(() => loadOrCreateIdentity(dir), 'state-dir-permissions');
     chmodSync(dir, 0o755); // readable by others is fine: the file itself is 0600
     assert.equal(loadOrCreateIdentity(dir).created, false);
   });
 
-  test('refuses a symlinked key file: identity-not-file', { skip: !posix }, () => {
+  test('refuses a symlinked key file: state-not-file', { skip: !posix }, () => {
     const dir = freshDir();
     const real = loadOrCreateIdentity(freshDir()).path;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     symlinkSync(real, join(dir, IDENTITY_FILE));
-    expectCode(() => loadOrCreateIdentity(dir), 'identity-not-file');
+    expectCode(() => loadOrCreateIdentity(dir), 'state-not-file');
   });
 
-  test('refuses a directory where the key file should be: identity-not-file', () => {
+  test('refuses a directory where the key file should be: state-not-file', () => {
     const dir = freshDir();
     mkdirSync(join(dir, IDENTITY_FILE), { recursive: true, mode: 0o700 });
-    expectCode(() => loadOrCreateIdentity(dir), 'identity-not-file');
+    expectCode(() => loadOrCreateIdentity(dir), 'state-not-file');
   });
 
   const corrupt: [string, (valid: Record<string, unknown>) => string][] = [
@@ -204,13 +205,13 @@ describe('loadOrCreateIdentity', () => {
     ['oversized', () => ' '.repeat(5000)],
   ];
   for (const [what, make] of corrupt) {
-    test(`corrupt file (${what}): identity-corrupt, and the file is left untouched`, () => {
+    test(`corrupt file (${what}): state-corrupt, and the file is left untouched`, () => {
       const dir = freshDir();
       const { path } = loadOrCreateIdentity(dir);
       const valid = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
       const content = make(valid);
       writeFileSync(path, content, { mode: 0o600 });
-      expectCode(() => loadOrCreateIdentity(dir), 'identity-corrupt');
+      expectCode(() => loadOrCreateIdentity(dir), 'state-corrupt');
       assert.equal(readFileSync(path, 'utf8'), content, 'a corrupt identity is never overwritten');
     });
   }
@@ -219,7 +220,7 @@ describe('loadOrCreateIdentity', () => {
     const dir = freshDir();
     const a = loadOrCreateIdentity(dir);
     writeFileSync(a.path, 'garbage', { mode: 0o600 });
-    expectCode(() => loadOrCreateIdentity(dir), 'identity-corrupt');
+    expectCode(() => loadOrCreateIdentity(dir), 'state-corrupt');
     renameSync(a.path, `${a.path}.bad`);
     const b = loadOrCreateIdentity(dir);
     assert.equal(b.created, true);
@@ -227,6 +228,6 @@ describe('loadOrCreateIdentity', () => {
   });
 
   test('an empty dir argument is refused', () => {
-    expectCode(() => loadOrCreateIdentity(''), 'identity-no-state-dir');
+    expectCode(() => loadOrCreateIdentity(''), 'state-no-dir');
   });
 });

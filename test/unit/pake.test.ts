@@ -3,31 +3,8 @@ import assert from 'node:assert/strict';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import {
-  CPACE_DSI,
-  CPACE_DSI_ISK,
-  CPACE_IDENTITY,
-  CpaceError,
-  SHA512_S_IN_BYTES,
-  calculateGenerator,
-  confirmationKey,
-  confirmationTag,
-  cpaceChannelId,
-  cpaceStart,
-  deriveIsk,
-  generatorHash,
-  generatorString,
-  lvCat,
-  parseCpaceMessage,
-  prependLen,
-  sampleScalar,
-  scalarFromBytesLE,
-  scalarMult,
-  scalarMultVfy,
-  sidOutput,
-  transcriptIr,
-  type CpaceSession,
-} from '../../crypto/pake.js';
+import { CPACE_DSI, CPACE_DSI_ISK, CPACE_IDENTITY, SHA512_S_IN_BYTES, calculateGenerator, confirmationKey, confirmationTag, cpaceChannelId, cpaceStart, deriveIsk, generatorHash, generatorString, lvCat, parseCpaceMessage, prependLen, sampleScalar, scalarFromBytesLE, scalarMult, scalarMultVfy, sidOutput, transcriptIr, type CpaceSession } from '../../crypto/pake.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 /*
  * Vectors: draft-irtf-cfrg-cpace-21, Appendix A (string utilities) and
@@ -231,7 +208,7 @@ function run(pwA: string, pwB: string, extra: { sidA?: string; sidB?: string; ci
 }
 
 function expectCode(fn: () => unknown, code: string): void {
-  assert.throws(fn, (e: unknown) => e instanceof CpaceError && e.code === code, `expected CpaceError ${code}`);
+  assert.throws(fn, (e: unknown) => e instanceof PinholeError && e.code === code, `expected PinholeError ${code}`);
 }
 
 describe('CPace behaviour', () => {

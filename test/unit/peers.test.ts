@@ -1,13 +1,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { IDENTITY_FILE, IdentityError, fingerprintOf, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
+import { IDENTITY_FILE, fingerprintOf, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
 import { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, TrustedControllerStore } from '../../crypto/peers.js';
 import { MemoryStateStore } from '../../crypto/state.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 const key = (b: number) => ed25519.getPublicKey(new Uint8Array(32).fill(b));
 const T0 = 1_700_000_000_000;
-const isCode = (code: string) => (e: unknown) => e instanceof IdentityError && e.code === code;
+const isCode = (code: string) => (e: unknown) => e instanceof PinholeError && e.code === code;
 
 describe('issue 11: the identity and pairing stores run on any StateStore', () => {
   test('openIdentity creates once, then loads the same key; the injected rng is the secret key', () => {
@@ -24,10 +25,10 @@ describe('issue 11: the identity and pairing stores run on any StateStore', () =
     assert.ok(verifyIdentitySignature(a.publicKey, msg, b.sign(msg)));
   });
 
-  test('a corrupt identity record is refused with identity-corrupt naming where it is', () => {
+  test('a corrupt identity record is refused with state-corrupt naming where it is', () => {
     const store = new MemoryStateStore();
     store.write(IDENTITY_FILE, '{"v":1,"alg":"ed25519"}');
-    assert.throws(() => openIdentity(store), (e: unknown) => isCode('identity-corrupt')(e) && (e as IdentityError).path === 'memory:identity.json');
+    assert.throws(() => openIdentity(store), (e: unknown) => isCode('state-corrupt')(e) && (e as PinholeError).path === 'memory:identity.json');
   });
 
   test('trusted controllers: add, find, revoke, reload from the same store', () => {
@@ -53,13 +54,13 @@ describe('issue 11: the identity and pairing stores run on any StateStore', () =
     assert.deepEqual(KnownDeviceStore.open(store).list(), []);
     const bad = JSON.stringify({ v: 1, devices: [{ name: 'board', publicKey: 'x', fingerprint: 'y', server: 'wss://a/', pairedAt: 0, extra: 1 }] });
     store.write(DEVICES_FILE, bad);
-    assert.throws(() => KnownDeviceStore.open(store), isCode('identity-corrupt'));
+    assert.throws(() => KnownDeviceStore.open(store), isCode('state-corrupt'));
     assert.equal(store.read(DEVICES_FILE, 1e6), bad);
   });
 
   test('a record over the size limit is refused', () => {
     const store = new MemoryStateStore();
     store.write(CONTROLLERS_FILE, ' '.repeat(1024 * 1024 + 1));
-    assert.throws(() => TrustedControllerStore.open(store), isCode('identity-corrupt'));
+    assert.throws(() => TrustedControllerStore.open(store), isCode('state-corrupt'));
   });
 });

@@ -1,20 +1,13 @@
 // Safe state: pins set when no controller has been connected for a while. Manual timers, sim board.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  SafeState,
-  parseSafeState,
-  DEFAULT_SAFE_AFTER_MS,
-  MIN_SAFE_AFTER_MS,
-  MAX_SAFE_AFTER_MS,
-  type SafeStateOptions,
-} from '../../device/safe-state.js';
+import { SafeState, parseSafeState, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, MAX_SAFE_AFTER_MS, type SafeStateOptions } from '../../device/safe-state.js';
 import { SimGpio } from '../../device/gpio/sim.js';
-import { GpioError } from '../../device/gpio/gpio.js';
 import type { Level } from '../../protocol/rpc.js';
 import { isPinholeError } from '../../protocol/errors.js';
 import { MAX_PIN } from '../../protocol/rpc.js';
 import { ManualTimers } from './timers.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 const AFTER = 10_000;
 const PINS = new Map<number, Level>([
@@ -128,7 +121,7 @@ test('issue 5: a pin that fails is reported and the others are still set', () =>
   timers.advance(AFTER);
   assert.equal(errors.length, 1);
   assert.equal(errors[0]![0], 99);
-  assert.ok(errors[0]![1] instanceof GpioError && errors[0]![1].code === 'no-such-pin');
+  assert.ok(errors[0]![1] instanceof PinholeError && errors[0]![1].code === 'no-such-pin');
   assert.deepEqual([...applied[0]!].sort(), [[13, 0], [20, 1]]);
   assert.equal(gpio.read(20), 1);
   assert.equal(gpio.read(13), 0);

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SimGpio, SIM_DEFAULT_TRACE_LIMIT } from '../../device/gpio/sim.js';
-import { GpioError, type PinChange } from '../../device/gpio/gpio.js';
+import { type PinChange } from '../../device/gpio/gpio.js';
+import { PinholeError } from '../../protocol/errors.js';
 
 /** A clock the test advances by hand. */
 function fakeClock(start = 1000): { now: () => number; advance: (ms: number) => void } {
@@ -10,7 +11,7 @@ function fakeClock(start = 1000): { now: () => number; advance: (ms: number) => 
 }
 
 function code(c: string): (e: unknown) => boolean {
-  return (e) => e instanceof GpioError && e.code === c;
+  return (e) => e instanceof PinholeError && e.code === c;
 }
 
 test('default board: name sim, backend sim, pins 0..63', () => {

@@ -10,7 +10,7 @@ import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { PinholeError } from '../../protocol/errors.js';
 import { isValidPeerName } from '../../protocol/names.js';
-import { IdentityError, fingerprintOf } from '../../crypto/identity.js';
+import { fingerprintOf } from '../../crypto/identity.js';
 import { ensureStateDir as ensureDir, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../platform/node/state-files.js';
 import { CONTROLLERS_FILE, DEVICES_FILE } from '../../crypto/peers.js';
 import { KnownDevices, TrustedControllers } from '../../platform/node/peer-files.js';
@@ -28,7 +28,7 @@ const T0 = 1_700_000_000_000;
 
 function isCode(code: string): (e: unknown) => true {
   return (e: unknown) => {
-    assert.ok(e instanceof IdentityError, `expected IdentityError, got ${String(e)}`);
+    assert.ok(e instanceof PinholeError, `expected PinholeError, got ${String(e)}`);
     assert.equal(e.code, code, e.message);
     return true;
   };
@@ -72,15 +72,15 @@ describe('secure file helpers', () => {
     assert.equal(createSecureFile(dir, 'y.json', 'new'), true);
     assert.equal(mode(join(dir, 'y.json')), 0o600);
     assert.deepEqual(readdirSync(dir).sort(), ['x.json', 'y.json'], 'no temp files left behind');
-    expectCode(() => readSecureFile(dir, 'x.json', 2), 'identity-corrupt');
-    expectCode(() => writeSecureFile(dir, '../escape', 'x'), 'identity-bad-input');
+    expectCode(() => readSecureFile(dir, 'x.json', 2), 'state-corrupt');
+    expectCode(() => writeSecureFile(dir, '../escape', 'x'), 'state-bad-input');
   });
 
   test('invalid UTF-8 is corrupt', () => {
     const dir = freshDir();
     writeSecureFile(dir, 'x.json', 'ok');
     writeFileSync(join(dir, 'x.json'), Buffer.from([0x7b, 0xff, 0x7d]), { mode: 0o600 });
-    expectCode(() => readSecureFile(dir, 'x.json', 100), 'identity-corrupt');
+    expectCode(() => readSecureFile(dir, 'x.json', 100), 'state-corrupt');
   });
 });
 
@@ -113,38 +113,38 @@ describe('file modes and refusals (all three stores)', () => {
   });
 
   for (const [file, load] of loaders) {
-    test(`${file}: mode 0644 is refused with identity-permissions; 0600 and 0400 load`, { skip: !posix }, async () => {
+    test(`${file}: mode 0644 is refused with state-permissions; 0600 and 0400 load`, { skip: !posix }, async () => {
       const dir = await allThree();
       chmodSync(join(dir, file), 0o644);
-      await expectCodeAsync(() => load(dir), 'identity-permissions');
+      await expectCodeAsync(() => load(dir), 'state-permissions');
       chmodSync(join(dir, file), 0o600);
       await load(dir);
       chmodSync(join(dir, file), 0o400);
       await load(dir);
     });
 
-    test(`${file}: corrupt file is refused with identity-corrupt and left untouched`, async () => {
+    test(`${file}: corrupt file is refused with state-corrupt and left untouched`, async () => {
       const dir = await allThree();
       for (const content of ['', 'not json', '[]', '{"v":2}', '{"v":1}']) {
         writeFileSync(join(dir, file), content, { mode: 0o600 });
-        await expectCodeAsync(() => load(dir), 'identity-corrupt');
+        await expectCodeAsync(() => load(dir), 'state-corrupt');
         assert.equal(readFileSync(join(dir, file), 'utf8'), content, 'never overwritten');
       }
     });
 
-    test(`${file}: a symlink is refused with identity-not-file`, { skip: !posix }, async () => {
+    test(`${file}: a symlink is refused with state-not-file`, { skip: !posix }, async () => {
       const dir = await allThree();
       const other = await allThree();
       rmSync(join(dir, file));
       symlinkSync(join(other, file), join(dir, file));
-      await expectCodeAsync(() => load(dir), 'identity-not-file');
+      await expectCodeAsync(() => load(dir), 'state-not-file');
     });
   }
 
-  test('a group-writable state dir is refused with identity-dir-permissions', { skip: !posix }, async () => {
+  test('a group-writable state dir is refused with state-dir-permissions', { skip: !posix }, async () => {
     const dir = await allThree();
     chmodSync(dir, 0o770);
-    for (const [, load] of loaders) await expectCodeAsync(() => load(dir), 'identity-dir-permissions');
+    for (const [, load] of loaders) await expectCodeAsync(() => load(dir), 'state-dir-permissions');
   });
 
   test('the stores live next to identity.json without disturbing it', () => {
@@ -166,7 +166,7 @@ describe('corrupt and non-regular state files', () => {
   const SMALL_ORDER = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0));
 
   for (const { file, list, load, entry } of stores) {
-    test(`issue 9: ${file}: every kind of corruption is identity-corrupt, naming the file`, () => {
+    test(`issue 9: ${file}: every kind of corruption is state-corrupt, naming the file`, () => {
       const good = entry(key(1));
       const bodies: [string, unknown][] = [
         ['bad JSON', '{"v":1,'],
@@ -199,8 +199,8 @@ describe('corrupt and non-regular state files', () => {
         assert.throws(
           () => load(dir),
           (e: unknown) => {
-            assert.ok(e instanceof IdentityError, `${what}: expected IdentityError, got ${String(e)}`);
-            assert.equal(e.code, 'identity-corrupt', `${what}: ${e.message}`);
+            assert.ok(e instanceof PinholeError, `${what}: expected PinholeError, got ${String(e)}`);
+            assert.equal(e.code, 'state-corrupt', `${what}: ${e.message}`);
             assert.ok(e.message.includes(path), `${what}: the message names the file: ${e.message}`);
             assert.equal(e.path, path, what);
             return true;
@@ -212,11 +212,11 @@ describe('corrupt and non-regular state files', () => {
     });
   }
 
-  test('issue 9: a key that is not a usable Ed25519 key cannot be stored either (identity-bad-input)', () => {
+  test('issue 9: a key that is not a usable Ed25519 key cannot be stored either (state-bad-input)', () => {
     const dir = freshDir();
     for (const k of [NOT_A_POINT, SMALL_ORDER]) {
-      expectCode(() => TrustedControllers.load(dir).add('laptop', k, T0), 'identity-bad-input');
-      expectCode(() => KnownDevices.load(dir).save('board', k, 'wss://pinhole.example/ws', T0), 'identity-bad-input');
+      expectCode(() => TrustedControllers.load(dir).add('laptop', k, T0), 'state-bad-input');
+      expectCode(() => KnownDevices.load(dir).save('board', k, 'wss://pinhole.example/ws', T0), 'state-bad-input');
     }
     assert.deepEqual(readdirSync(dir), []);
   });
@@ -253,34 +253,34 @@ describe('corrupt and non-regular state files', () => {
   }
 
   for (const file of [CONTROLLERS_FILE, DEVICES_FILE, 'identity.json', DTLS_FILE]) {
-    test(`issue 9: a FIFO in place of ${file} is refused at once with identity-not-file, naming it`, { skip: !posix, timeout: 3 * HANG_MS }, () => {
+    test(`issue 9: a FIFO in place of ${file} is refused at once with state-not-file, naming it`, { skip: !posix, timeout: 3 * HANG_MS }, () => {
       const dir = freshDir();
       ensureDir(dir);
       const path = join(dir, file);
       execFileSync('mkfifo', ['-m', '600', path]);
       const t0 = performance.now();
       const r = loadInChild(dir, file);
-      assert.equal(r.code, 'identity-not-file', JSON.stringify(r));
+      assert.equal(r.code, 'state-not-file', JSON.stringify(r));
       assert.equal(r.path, path);
       assert.ok(r.message!.includes(path) && /FIFO/.test(r.message!), r.message);
       assert.ok(performance.now() - t0 < HANG_MS, 'fails fast');
     });
   }
 
-  test('issue 9: a socket or a directory in place of a state file is refused with identity-not-file too', { skip: !posix }, async () => {
+  test('issue 9: a socket or a directory in place of a state file is refused with state-not-file too', { skip: !posix }, async () => {
     const dir = freshDir();
     ensureDir(dir);
     const sock = createServer();
     await new Promise<void>((r) => sock.listen(join(dir, CONTROLLERS_FILE), r));
     try {
-      expectCode(() => TrustedControllers.load(dir), 'identity-not-file');
+      expectCode(() => TrustedControllers.load(dir), 'state-not-file');
     } finally {
       await new Promise((r) => sock.close(r));
     }
     mkdirSync(join(dir, DEVICES_FILE), { mode: 0o700 });
-    expectCode(() => KnownDevices.load(dir), 'identity-not-file');
+    expectCode(() => KnownDevices.load(dir), 'state-not-file');
     mkdirSync(join(dir, 'identity.json'), { mode: 0o700 });
-    expectCode(() => loadOrCreateIdentity(dir), 'identity-not-file');
+    expectCode(() => loadOrCreateIdentity(dir), 'state-not-file');
   });
 });
 
@@ -369,15 +369,15 @@ describe('TrustedControllers', () => {
     assert.deepEqual(s.revoke(fp).map((e) => e.name).sort(), [fp, 'laptop'].sort());
   });
 
-  test('invalid names, keys and times are refused with identity-bad-input; nothing is written', () => {
+  test('invalid names, keys and times are refused with state-bad-input; nothing is written', () => {
     const dir = freshDir();
     const s = TrustedControllers.load(dir);
     for (const name of ['', ' lead', 'trail ', 'x'.repeat(65), 'bell\x07', 'new\nline', 'rtl\u202eoverride', 'zero\u200bwidth', 42]) {
-      expectCode(() => s.add(name as string, key(1), T0), 'identity-bad-input');
+      expectCode(() => s.add(name as string, key(1), T0), 'state-bad-input');
     }
-    expectCode(() => s.add('ok', new Uint8Array(31), T0), 'identity-bad-input');
-    expectCode(() => s.add('ok', key(1), -1), 'identity-bad-input');
-    expectCode(() => s.add('ok', key(1), 1.5), 'identity-bad-input');
+    expectCode(() => s.add('ok', new Uint8Array(31), T0), 'state-bad-input');
+    expectCode(() => s.add('ok', key(1), -1), 'state-bad-input');
+    expectCode(() => s.add('ok', key(1), 1.5), 'state-bad-input');
     assert.ok(isValidPeerName('Ünïcødé laptop 🍓'));
     assert.ok(isValidPeerName('x'.repeat(64)));
     assert.ok(isValidPeerName('🍓'.repeat(64)), 'counted in code points');
@@ -392,8 +392,8 @@ describe('TrustedControllers', () => {
     // a directory where the file is renamed to makes rename() fail, even for root
     rmSync(join(dir, CONTROLLERS_FILE));
     mkdirSync(join(dir, CONTROLLERS_FILE, 'x'), { recursive: true });
-    expectCode(() => s.add('phone', key(2), T0), 'identity-io');
-    expectCode(() => s.revoke('laptop'), 'identity-io');
+    expectCode(() => s.add('phone', key(2), T0), 'state-io');
+    expectCode(() => s.revoke('laptop'), 'state-io');
     assert.deepEqual(s.list().map((e) => e.name), ['laptop']);
     assert.deepEqual(readdirSync(dir), [CONTROLLERS_FILE], 'no temp files left behind');
     rmSync(join(dir, CONTROLLERS_FILE), { recursive: true });
@@ -414,12 +414,12 @@ describe('TrustedControllers', () => {
     ['duplicate key', { v: 1, controllers: [valid(), { ...valid(), name: 'other' }] }],
   ];
   for (const [what, body] of bad) {
-    test(`controllers.json with ${what}: identity-corrupt`, () => {
+    test(`controllers.json with ${what}: state-corrupt`, () => {
       const dir = freshDir();
       TrustedControllers.load(dir).add('laptop', key(1), T0);
       const text = JSON.stringify(body);
       writeFileSync(join(dir, CONTROLLERS_FILE), text, { mode: 0o600 });
-      expectCode(() => TrustedControllers.load(dir), 'identity-corrupt');
+      expectCode(() => TrustedControllers.load(dir), 'state-corrupt');
       assert.equal(readFileSync(join(dir, CONTROLLERS_FILE), 'utf8'), text);
     });
   }
@@ -518,20 +518,20 @@ describe('KnownDevices', () => {
     assert.deepEqual(KnownDevices.load(dir).list(), []);
   });
 
-  test('invalid name, key, server URL or time: identity-bad-input', () => {
+  test('invalid name, key, server URL or time: state-bad-input', () => {
     const dir = freshDir();
     const s = KnownDevices.load(dir);
-    expectCode(() => s.save('', key(1), URL_A, T0), 'identity-bad-input');
-    expectCode(() => s.save('a\tb', key(1), URL_A, T0), 'identity-bad-input');
-    expectCode(() => s.save('ok', key(1).subarray(1), URL_A, T0), 'identity-bad-input');
+    expectCode(() => s.save('', key(1), URL_A, T0), 'state-bad-input');
+    expectCode(() => s.save('a\tb', key(1), URL_A, T0), 'state-bad-input');
+    expectCode(() => s.save('ok', key(1).subarray(1), URL_A, T0), 'state-bad-input');
     for (const url of ['http://x.example', 'pinhole.example', 'wss://', 'wss://a.example/\n', `wss://a.example/${'x'.repeat(2048)}`]) {
-      expectCode(() => s.save('ok', key(1), url, T0), 'identity-bad-input');
+      expectCode(() => s.save('ok', key(1), url, T0), 'state-bad-input');
     }
-    expectCode(() => s.save('ok', key(1), URL_A, Number.NaN), 'identity-bad-input');
+    expectCode(() => s.save('ok', key(1), URL_A, Number.NaN), 'state-bad-input');
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  test('devices.json with a bad server URL, an unknown field or a duplicate name: identity-corrupt', () => {
+  test('devices.json with a bad server URL, an unknown field or a duplicate name: state-corrupt', () => {
     const dir = freshDir();
     const s = KnownDevices.load(dir);
     s.save('garage', key(1), URL_A, T0);
@@ -544,7 +544,7 @@ describe('KnownDevices', () => {
       { v: 1, devices: [{ ...e, pairedAt: '2024' }] },
     ]) {
       writeFileSync(join(dir, DEVICES_FILE), JSON.stringify(body), { mode: 0o600 });
-      expectCode(() => KnownDevices.load(dir), 'identity-corrupt');
+      expectCode(() => KnownDevices.load(dir), 'state-corrupt');
     }
   });
 });
@@ -589,7 +589,7 @@ describe('loadOrCreateDtlsCert', () => {
     assert.equal((await loadOrCreateDtlsCert(dir, noGenerator)).fingerprint, a.fingerprint);
   });
 
-  test('a keyPem of another certificate is refused with identity-corrupt and left untouched', async () => {
+  test('a keyPem of another certificate is refused with state-corrupt and left untouched', async () => {
     const dir = freshDir();
     await loadOrCreateDtlsCert(dir, makeGenerator().generate);
     const other = await makeGenerator().generate();
@@ -597,11 +597,11 @@ describe('loadOrCreateDtlsCert', () => {
     const j = JSON.parse(readFileSync(path, 'utf8'));
     const tampered = JSON.stringify({ ...j, keyPem: other.keyPem });
     writeFileSync(path, tampered, { mode: 0o600 });
-    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-corrupt');
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'state-corrupt');
     assert.equal(readFileSync(path, 'utf8'), tampered);
   });
 
-  test('unparsable PEMs, two certificates, a wrong signature algorithm: identity-corrupt', async () => {
+  test('unparsable PEMs, two certificates, a wrong signature algorithm: state-corrupt', async () => {
     const dir = freshDir();
     await loadOrCreateDtlsCert(dir, makeGenerator().generate);
     const path = join(dir, DTLS_FILE);
@@ -615,22 +615,22 @@ describe('loadOrCreateDtlsCert', () => {
       { ...j, v: 2 },
     ]) {
       writeFileSync(path, JSON.stringify(body), { mode: 0o600 });
-      await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-corrupt');
+      await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'state-corrupt');
     }
   });
 
-  test('a generator returning a mismatched pair: identity-bad-input, nothing written', async () => {
+  test('a generator returning a mismatched pair: state-bad-input, nothing written', async () => {
     const dir = freshDir();
     const a = await makeGenerator().generate();
     const b = await makeGenerator().generate();
-    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, async () => ({ ...a, keyPem: b.keyPem })), 'identity-bad-input');
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, async () => ({ ...a, keyPem: b.keyPem })), 'state-bad-input');
     assert.deepEqual(readdirSync(dir), []);
   });
 
-  test('a directory in place of dtls.json: identity-not-file', async () => {
+  test('a directory in place of dtls.json: state-not-file', async () => {
     const dir = freshDir();
     mkdirSync(join(dir, DTLS_FILE), { recursive: true, mode: 0o700 });
-    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'identity-not-file');
+    await expectCodeAsync(() => loadOrCreateDtlsCert(dir, noGenerator), 'state-not-file');
   });
 });
 
