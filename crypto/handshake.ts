@@ -72,7 +72,6 @@ export type HandshakeMessage =
   | { hs: 'c2'; conf?: string; box: string }
   | { hs: 'fail'; code: HandshakeErrorCode };
 
-const FAIL_CODES: ReadonlySet<string> = new Set<HandshakeErrorCode>(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch']);
 
 /** True if a relay `data` string is a handshake message rather than a sealed frame. */
 export function isHandshakeText(data: string): boolean {
@@ -106,7 +105,7 @@ export function parseHandshake(text: string): HandshakeMessage | undefined {
       if (!optB64('conf', 128) || !b64(o.box, 2048)) return undefined;
       return { hs: 'c2', box: o.box, ...(o.conf !== undefined ? { conf: o.conf as string } : {}) };
     case 'fail':
-      return typeof o.code === 'string' && FAIL_CODES.has(o.code) ? { hs: 'fail', code: o.code as HandshakeErrorCode } : undefined;
+      return isErrorCode(o.code, 'handshake') ? { hs: 'fail', code: o.code } : undefined;
     default:
       return undefined;
   }

@@ -10,6 +10,7 @@
  * standard JSON-RPC numbers plus our own in -32000..-32099; every error
  * object carries a stable string code in `data.code`.
  */
+import { toErrorCode } from './errors.js';
 
 /** Largest pin number accepted on the wire. */
 export const MAX_PIN = 1023;
@@ -158,7 +159,6 @@ export type Incoming =
   | { kind: 'response'; id: number | string; result?: unknown; error?: RpcErrorObject }
   | { kind: 'change'; change: ChangeNotification['params'] };
 
-const RPC_CODES: ReadonlySet<string> = new Set(Object.keys(RPC_ERROR_NUMBERS));
 
 /** Validates a JSON value a device sent to a controller. Returns undefined for anything invalid. */
 export function parseIncoming(m: unknown): Incoming | undefined {
@@ -173,7 +173,7 @@ export function parseIncoming(m: unknown): Incoming | undefined {
   if ('error' in m) {
     const e = m.error;
     if (!isObj(e) || typeof e.code !== 'number' || typeof e.message !== 'string') return undefined;
-    const dc = isObj(e.data) && typeof e.data.code === 'string' && RPC_CODES.has(e.data.code) ? (e.data.code as RpcErrorCode) : 'internal-error';
+    const dc = isObj(e.data) ? toErrorCode(e.data.code, 'internal-error', 'rpc') : 'internal-error';
     return { kind: 'response', id: m.id, error: { code: e.code, message: e.message.slice(0, 500), data: { code: dc } } };
   }
   if (!('result' in m)) return undefined;

@@ -33,6 +33,7 @@
  * WebRTC set-up (SignalPayload, checked with parseSignalPayload).
  */
 
+import { isErrorCode } from './errors.js';
 import { decodeBase64url, fromBase64url, toBase64url, utf8ByteLength, utf8Decode, utf8Encode } from './bytes.js';
 
 /**
@@ -247,12 +248,6 @@ export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMess
   }
 }
 
-const ERROR_CODES: ReadonlySet<string> = new Set<SignalErrorCode>([
-  'bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full',
-  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms',
-  'not-admitted',
-]);
-
 /** Validates one frame the server sent to a peer. The only place server messages are checked. */
 export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMessage> {
   const j = parseJson(text, MAX_SIGNAL_BYTES);
@@ -278,8 +273,8 @@ export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMess
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad('bad relay');
       return { ok: true, value: { type: 'relay', data: m.data } };
     case 'error':
-      if (!isStr(m.code, 64) || !ERROR_CODES.has(m.code) || !isStr(m.message, 1024)) return bad('bad error');
-      return { ok: true, value: { type: 'error', code: m.code as SignalErrorCode, message: m.message } };
+      if (!isErrorCode(m.code, 'signal') || !isStr(m.message, 1024)) return bad('bad error');
+      return { ok: true, value: { type: 'error', code: m.code, message: m.message } };
     default:
       return bad('unknown message type');
   }

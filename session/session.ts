@@ -24,7 +24,7 @@ import { ControllerHandshake, DeviceHandshake, encodeHandshake, isHandshakeText,
 import { Opener, Sealer, deriveSealKeys, type Aead, type OpenErrorCode, type SealPath } from '../crypto/index.js';
 import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
 import { parseSdpFingerprint } from '../protocol/index.js';
-import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
+import { PinholeError, isPinholeError, isErrorCode, toErrorCode } from '../protocol/index.js';
 
 /** Signals of the prepared offer held until the handshake ends: an offer, its candidates and end-of-candidates. */
 export const MAX_HELD_SIGNALS = 256;
@@ -131,7 +131,7 @@ export type SessionPhase =
 
 /** Session-level messages inside the Link, beside the application's JSON-RPC. */
 type Control =
-  | { kind: 'abort'; code: string } // {"abort": code}: the peer refuses the session
+  | { kind: 'abort'; code: RefusalCode } // {"abort": code}: the peer refuses the session; an unknown code reads as bad-handshake
   | { kind: 'signal'; payload: SignalPayload } // {"sig": payload}: WebRTC signaling, sealed
   | { kind: 'alarm'; code: string }; // {"alarm": code}: the peer tore down the direct path over a bad frame
 
@@ -143,7 +143,7 @@ const isObject = (m: unknown): m is Record<string, unknown> => typeof m === 'obj
 /** The session-level message in a link payload, or undefined if it is the application's. The one place they are checked. */
 function parseControl(m: unknown): Control | 'invalid' | undefined {
   if (!isObject(m) || 'jsonrpc' in m) return undefined;
-  if (typeof m.abort === 'string') return { kind: 'abort', code: m.abort };
+  if (typeof m.abort === 'string') return { kind: 'abort', code: toErrorCode(m.abort, 'bad-handshake', 'handshake') };
   if ('sig' in m) {
     const p = parseSignalPayload(m.sig);
     return typeof p === 'string' ? 'invalid' : { kind: 'signal', payload: p };
@@ -442,7 +442,7 @@ export class PeerSession extends Emitter<SessionEvents> {
     const c = parseControl(m);
     if (c === 'invalid') return void this.emit('invalid', 'malformed session message');
     if (c?.kind === 'abort') {
-      this.emit('refused', c.code as RefusalCode, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${c.code}`, true);
+      this.emit('refused', c.code, `the ${this.opts.role === 'controller' ? 'device' : 'controller'} refused the session: ${c.code}`, true);
       void this.close();
       return;
     }

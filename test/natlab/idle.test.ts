@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labAvailable } from './lab.js';
-import { KEEPALIVE_MS } from '../../transport/link.js';
+import { KEEPALIVE_MS } from '../../transport/reliable.js';
 import { assertCommands, assertDirect, fmt, runCell, CELL_TIMEOUT_MS } from './cells.js';
 
 const avail = labAvailable();

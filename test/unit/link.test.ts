@@ -1,8 +1,8 @@
 // The Link's path switching, with in-memory transports and manual timers: no sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Link, type Transport, type Path } from '../../transport/link.js';
-import { MAX_UNACKED, KEEPALIVE_MISSES, utf8Length } from '../../transport/link.js';
+import { Link, type Transport, type Path } from '../../transport/reliable.js';
+import { MAX_UNACKED, KEEPALIVE_MISSES, utf8Length } from '../../transport/reliable.js';
 import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
 import { MAX_SEALED_PLAINTEXT_BYTES } from '../../crypto/seal.js';
 import { isPinholeError } from '../../protocol/errors.js';

@@ -6,7 +6,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { PeerSession, type RelaySocket } from '../../session/session.js';
 import { ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt, type DirectAttemptEvents } from '../../session/direct.js';
 import { Emitter } from '../../transport/emitter.js';
-import type { Transport } from '../../transport/link.js';
+import type { Transport } from '../../transport/reliable.js';
 import type { ClientMessage, ServerMessage } from '../../protocol/signaling.js';
 import { ManualTimers } from './timers.js';
 

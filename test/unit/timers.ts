@@ -1,5 +1,5 @@
 // Timers the test drives by hand, shared by the unit tests that inject Timers.
-import type { Timers } from '../../transport/link.js';
+import type { Timers } from '../../transport/reliable.js';
 
 /**
  * A manual clock. `advance(ms)` moves time on and fires what falls due, in
