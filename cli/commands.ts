@@ -3,10 +3,17 @@
  * one-shot `pinhole control ... COMMAND` and the interactive `shell`.
  */
 import { parseArgs } from 'node:util';
-import { PinholeError } from '../protocol/index.js';
-import { MAX_PIN, DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, MAX_BLINK_TIMES, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS } from '../protocol/index.js';
-import type { Device, Change } from '../controller/index.js';
-import { intFlag, type Flags } from './config.js';
+import type { Change, Device } from '../controller/index.js';
+import {
+  DEFAULT_BLINK_INTERVAL_MS,
+  DEFAULT_BLINK_TIMES,
+  MAX_BLINK_INTERVAL_MS,
+  MAX_BLINK_TIMES,
+  MAX_PIN,
+  MIN_BLINK_INTERVAL_MS,
+  PinholeError,
+} from '../protocol/index.js';
+import { type Flags, intFlag } from './config.js';
 import { sanitizeForTerminal as safe } from './sanitize.js';
 
 /** A parsed controller command. */
@@ -131,7 +138,10 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
       const onChange = (ch: Change): void => {
         if (ch.pin !== c.pin || (c.count !== undefined && edges >= c.count)) return;
         edges++;
-        out.line({ event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, path: dev.path }, `pin ${ch.pin} ${ch.edge} -> ${ch.value}   (${dev.path})`);
+        out.line(
+          { event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, path: dev.path },
+          `pin ${ch.pin} ${ch.edge} -> ${ch.value}   (${dev.path})`,
+        );
         if (c.count !== undefined && edges >= c.count) finish();
       };
       dev.on('change', onChange);
@@ -159,7 +169,8 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
         dev.off('disconnected', onLost);
         dev.off('resync', onResync);
       }
-      if (c.count !== undefined && edges < c.count && dev.path === 'none') throw new PinholeError('link-closed', `connection lost after ${edges} of ${c.count} edges`);
+      if (c.count !== undefined && edges < c.count && dev.path === 'none')
+        throw new PinholeError('link-closed', `connection lost after ${edges} of ${c.count} edges`);
       out.line({ ok: true, cmd: 'watch', pin: c.pin, edges, path: dev.path }, `${edges} edge(s) seen on pin ${c.pin}   (${dev.path})`);
       return;
     }

@@ -4,16 +4,12 @@
  * reads process.argv or process.env; main() passes them in.
  */
 import { hostname } from 'node:os';
-import { PinholeError } from '../protocol/index.js';
-import { isValidPeerName } from '../protocol/index.js';
-import { parsePairingCode, type PairingCode } from '../protocol/index.js';
+import { DEFAULT_DOCTOR_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../controller/index.js';
+import { DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState } from '../device/index.js';
+import { type IceServer, resolveStateDir } from '../platform/node/index.js';
+import { isValidPeerName, MAX_PIN, type PairingCode, PinholeError, parsePairingCode } from '../protocol/index.js';
 import { parseIceServer } from '../session/index.js';
-import { resolveStateDir } from '../platform/node/index.js';
-import { MAX_PIN } from '../protocol/index.js';
-import { type IceServer } from '../platform/node/index.js';
-import { DEFAULT_TIMEOUT_MS, DEFAULT_DOCTOR_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
-import { parseSafeState, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS } from '../device/index.js';
 
 /** Flags as node:util parseArgs returns them. */
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -28,7 +24,6 @@ export interface Env {
   /** Default for --state-dir: $HOME/.config/pinhole. */
   HOME?: string;
 }
-
 
 /** `pinhole signal` settings. */
 export interface SignalCliConfig {
@@ -143,7 +138,10 @@ function serverUrl(f: Flags, env: Env): string {
 /** Parses `--pins 13,20-23`. */
 export function parsePins(list: string): Set<number> {
   const pins = new Set<number>();
-  for (const part of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw usage(`--pins: cannot read "${part}"; use a list like 13,20-23`);
     const a = Number(m[1]);
@@ -204,7 +202,8 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   const code = codeFlag(f);
   const revoke = str(f, 'revoke');
   if (revoke !== undefined && f.controllers === true) throw usage('--controllers and --revoke do not go together');
-  const action: DeviceCliConfig['action'] = revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
+  const action: DeviceCliConfig['action'] =
+    revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
   const pins = str(f, 'pins');
   const safeSpec = str(f, 'safe-state');
   let safeState: DeviceCliConfig['safeState'];
@@ -245,19 +244,23 @@ export function resolveControl(f: Flags, env: Env, positionals: string[]): { con
     command = positionals.slice(1);
   }
   // Checked before connecting: a bad --as must not spend the code.
-  if (code === undefined && (str(f, 'as') !== undefined || f.replace === true)) throw usage('--as and --replace go with --code: they say where a newly paired device is saved');
+  if (code === undefined && (str(f, 'as') !== undefined || f.replace === true))
+    throw usage('--as and --replace go with --code: they say where a newly paired device is saved');
   const explicitServer = str(f, 'server') ?? env.PINHOLE_SERVER;
-  return { config: {
-    server: code !== undefined || explicitServer !== undefined ? serverUrl(f, env) : undefined,
-    code,
-    device,
-    stateDir: stateDirOf(f, env),
-    name: peerName(f),
-    as: str(f, 'as') === undefined ? undefined : peerName(f, 'as'),
-    replace: f.replace === true,
-    json: f.json === true,
-    timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
-    direct: f['no-direct'] !== true,
-    iceServers: parseIceServers(f),
-  }, command };
+  return {
+    config: {
+      server: code !== undefined || explicitServer !== undefined ? serverUrl(f, env) : undefined,
+      code,
+      device,
+      stateDir: stateDirOf(f, env),
+      name: peerName(f),
+      as: str(f, 'as') === undefined ? undefined : peerName(f, 'as'),
+      replace: f.replace === true,
+      json: f.json === true,
+      timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
+      direct: f['no-direct'] !== true,
+      iceServers: parseIceServers(f),
+    },
+    command,
+  };
 }

@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VERSION } from '../protocol/index.js';
 import { connect } from '../controller/index.js';
 import { DeviceAgent, SimGpio } from '../device/index.js';
+import { VERSION } from '../protocol/index.js';
 import { startSignalServer } from '../signaling/index.js';
 import type { Output } from './commands.js';
 
@@ -41,13 +41,27 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       { event: 'start', server: server.url, stunPort: server.stunPort, pin: DEMO_PIN, times: o.times, intervalMs: o.intervalMs },
       `pinhole demo: signaling server ${server.url} (STUN udp/${server.stunPort}), simulated board, blink pin ${DEMO_PIN}: ${o.times} toggles, ${o.intervalMs} ms apart`,
     );
-    agent = await DeviceAgent.start({ server: server.url, name: 'demo-board', stateDir: join(stateRoot, 'device'), gpio: sim, direct: o.direct, version: VERSION });
+    agent = await DeviceAgent.start({
+      server: server.url,
+      name: 'demo-board',
+      stateDir: join(stateRoot, 'device'),
+      gpio: sim,
+      direct: o.direct,
+      version: VERSION,
+    });
     const code = agent.pairingCode!;
     out.line({ event: 'code', code }, `device registered; pairing code: ${code}`);
 
     const t0 = performance.now();
     const at = (): number => performance.now() - t0;
-    dev = await connect({ server: server.url, code, stateDir: join(stateRoot, 'controller'), name: 'demo-laptop', direct: o.direct, timeoutMs: DEMO_CONNECT_TIMEOUT_MS });
+    dev = await connect({
+      server: server.url,
+      code,
+      stateDir: join(stateRoot, 'controller'),
+      name: 'demo-laptop',
+      direct: o.direct,
+      timeoutMs: DEMO_CONNECT_TIMEOUT_MS,
+    });
     out.line(
       { event: 'paired', ms: round(at()), path: dev.path, device: dev.fingerprint },
       `controller paired in ${round(at())} ms (CPace on the code, then a signed handshake; device ${dev.fingerprint}), path: ${dev.path}`,
@@ -78,7 +92,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const trace = sim.trace(DEMO_PIN);
     const wave = trace.map((e) => (e.value ? '▔' : '▁')).join('');
     out.line({ event: 'trace', pin: DEMO_PIN, values: trace.map((e) => e.value) }, `pin ${DEMO_PIN} on the board: ${wave}  (${trace.length} changes)`);
-    const parts = Object.entries(byPath).map(([p, n]) => `${n} ${p}`).join(', ');
+    const parts = Object.entries(byPath)
+      .map(([p, n]) => `${n} ${p}`)
+      .join(', ');
     const directText = directAt === undefined ? (o.direct ? 'the direct path did not open' : 'direct path disabled') : `direct after ${round(directAt)} ms`;
     out.line(
       { ok: true, cmd: 'demo', commands: o.times, byPath, directAtMs: directAt === undefined ? null : round(directAt), path: dev.path },

@@ -3,7 +3,7 @@
  * `tailscale netcheck`. The tests run in doctor/netcheck.ts; this file only
  * renders the report as text or as one JSON object.
  */
-import { runDoctor, type DoctorReport } from '../controller/index.js';
+import { type DoctorReport, runDoctor } from '../controller/index.js';
 import { toJsonLine } from './sanitize.js';
 
 /** Runs the doctor and prints its report; resolves when done (exit 0 whatever the verdict). */
@@ -30,7 +30,11 @@ export function formatDoctorReport(r: DoctorReport): string {
   item('UDP', r.udp === 'ok' ? 'yes' : r.udp === 'blocked' ? 'no, blocked' : 'not tested', r.notes.udp);
   if (r.publicAddress) {
     const where = r.nat === 'none' ? 'no NAT' : r.nat === 'yes' ? 'behind a NAT' : undefined;
-    item('Public address', r.publicAddress, [where, r.localAddress && r.nat === 'yes' ? `local ${r.localAddress}` : undefined].filter(Boolean).join('; ') || undefined);
+    item(
+      'Public address',
+      r.publicAddress,
+      [where, r.localAddress && r.nat === 'yes' ? `local ${r.localAddress}` : undefined].filter(Boolean).join('; ') || undefined,
+    );
   }
   item(
     'Behaviour discovery',

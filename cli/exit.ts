@@ -1,5 +1,5 @@
 /** Exit codes of the CLI and the mapping from error codes to them. Documented in docs/cli.md. */
-import { PinholeError, type ErrorCode } from '../protocol/index.js';
+import { type ErrorCode, PinholeError } from '../protocol/index.js';
 
 /** Process exit codes. */
 export const EXIT = {

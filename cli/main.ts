@@ -3,21 +3,20 @@
  * process.argv and process.env; main() and everything below get them
  * passed in, then resolved config objects.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { PinholeError } from '../protocol/index.js';
-import { VERSION } from '../protocol/index.js';
-import { TrustedControllers, loadOrCreateIdentity } from '../platform/node/index.js';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { connect, type Device } from '../controller/index.js';
-import { DeviceAgent, SimGpio, openMraa, type DeviceEvent, type Gpio } from '../device/index.js';
+import { DeviceAgent, type DeviceEvent, type Gpio, openMraa, SimGpio } from '../device/index.js';
+import { loadOrCreateIdentity, TrustedControllers } from '../platform/node/index.js';
+import { PinholeError, VERSION } from '../protocol/index.js';
 import { startSignalServer } from '../signaling/index.js';
-import { EXIT, exitCodeFor } from './exit.js';
-import { resolveControl, resolveDevice, resolveDoctor, resolveSignal, type Env, type Flags } from './config.js';
-import { COMMAND_OPTIONS, buildCommand, runCommand, type Command, type Output } from './commands.js';
-import { runShell } from './shell.js';
+import { buildCommand, COMMAND_OPTIONS, type Command, type Output, runCommand } from './commands.js';
+import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolveSignal } from './config.js';
 import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
+import { EXIT, exitCodeFor } from './exit.js';
 import { HELP } from './help.js';
 import { sanitizeForTerminal as safe, toJsonLine } from './sanitize.js';
+import { runShell } from './shell.js';
 
 /** Process I/O, injectable so tests can run main() in-process. */
 export interface Io {
@@ -38,7 +37,8 @@ export function securityText(code: string, peer: 'device' | 'controller'): strin
   const c = safe(code);
   if (code === 'server-invalid') return `${c}: the signaling server sent a frame the protocol does not allow; ignored`;
   if (code.startsWith('peer-direct-')) return `${c}: the ${peer} closed the direct path over a frame that did not come from us; the relay carries on`;
-  if (code.startsWith('direct-')) return `${c}: dropped a data-channel frame that did not come from the ${peer} and closed the direct path; the relay carries on`;
+  if (code.startsWith('direct-'))
+    return `${c}: dropped a data-channel frame that did not come from the ${peer} and closed the direct path; the relay carries on`;
   return `${c}: dropped a relay frame that did not come from the ${peer}`;
 }
 
@@ -167,13 +167,21 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
       case 'code':
         return io.stdout(`pairing code: ${e.code}`);
       case 'controller':
-        return io.stdout(e.paired ? `paired with controller "${safe(e.name)}" (${e.fingerprint}); it is now trusted` : `controller "${safe(e.name)}" connected (${e.fingerprint})`);
+        return io.stdout(
+          e.paired
+            ? `paired with controller "${safe(e.name)}" (${e.fingerprint}); it is now trusted`
+            : `controller "${safe(e.name)}" connected (${e.fingerprint})`,
+        );
       case 'refused':
         return io.stderr(`pinhole: refused a controller: ${safe(e.code)}: ${safe(e.message)}`);
       case 'security':
         return io.stderr(`pinhole: ${securityText(e.code, 'controller')}`);
       case 'safe-state':
-        return io.stdout(`no controller for a while: safe state set (${Object.entries(e.pins).map(([p, v]) => `${p}=${v}`).join(', ')})`);
+        return io.stdout(
+          `no controller for a while: safe state set (${Object.entries(e.pins)
+            .map(([p, v]) => `${p}=${v}`)
+            .join(', ')})`,
+        );
       case 'controller-left':
         return io.stdout('controller left');
       case 'path':
@@ -212,7 +220,14 @@ function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, st
   const trusted = TrustedControllers.load(stateDir);
   if (action.kind === 'list') {
     const list = trusted.list();
-    if (json) io.stdout(toJsonLine({ ok: true, device: me.fingerprint, controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })) }));
+    if (json)
+      io.stdout(
+        toJsonLine({
+          ok: true,
+          device: me.fingerprint,
+          controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })),
+        }),
+      );
     else if (list.length === 0) io.stdout('no trusted controllers (pair one: run the device and give its pairing code to the controller)');
     // Names were chosen by the controllers.
     else for (const e of list) io.stdout(`${safe(e.name)}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}`);
@@ -220,7 +235,12 @@ function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, st
   }
   const removed = trusted.revoke(action.who);
   if (removed.length === 0) throw new PinholeError('unknown-controller', `no trusted controller named "${action.who}" (see pinhole device --controllers)`);
-  for (const e of removed) io.stdout(json ? toJsonLine({ ok: true, revoked: e.name, fingerprint: e.fingerprint }) : `revoked "${safe(e.name)}" (${e.fingerprint}); its next connection is refused`);
+  for (const e of removed)
+    io.stdout(
+      json
+        ? toJsonLine({ ok: true, revoked: e.name, fingerprint: e.fingerprint })
+        : `revoked "${safe(e.name)}" (${e.fingerprint}); its next connection is refused`,
+    );
   return EXIT.ok;
 }
 
@@ -262,14 +282,18 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
     });
     if (dev.pairedAs) {
       const name = safe(dev.pairedAs.name); // the device chose it, unless --as did
-      io.stderr(`pinhole: paired with device "${name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${name} COMMAND`);
+      io.stderr(
+        `pinhole: paired with device "${name}" (${dev.fingerprint})${dev.pairedAs.replaced ? ', replacing the one saved under that name' : ''}; from now on: pinhole control ${name} COMMAND`,
+      );
     }
     dev.on('security', (code) => (c.json ? out.line({ event: 'security', code }, '') : io.stderr(`pinhole: ${securityText(code, 'device')}`)));
     // Why a session stays on the relay: one line per failed direct attempt.
     dev.on('direct-failed', (f) =>
       c.json
         ? out.line({ event: 'direct-failed', ...f }, '')
-        : io.stderr(`pinhole: direct attempt ${f.attempt + 1} failed (${f.cause})${f.retryMs !== undefined ? `; next in ${(f.retryMs / 1000).toFixed(0)} s` : ''}; commands go through the relay`),
+        : io.stderr(
+            `pinhole: direct attempt ${f.attempt + 1} failed (${f.cause})${f.retryMs !== undefined ? `; next in ${(f.retryMs / 1000).toFixed(0)} s` : ''}; commands go through the relay`,
+          ),
     );
     if (command.cmd === 'shell') return await runShell(dev, out, io);
     await runCommand(dev, command, out, io.stopSignal());

@@ -34,6 +34,7 @@ const LINE_BREAK = /[\n\v\f\r\x85\u2028\u2029]/g;
 // that only hide or smuggle text. A zero-width joiner between two pictographs builds one
 // emoji (👩🏽‍💻) and hides nothing: it is matched first, as `keep`, and stays.
 const INVISIBLE =
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: the joiner is matched on its own, between pictographs, on purpose
   /(?<keep>(?<=\p{Extended_Pictographic}[\u{1F3FB}-\u{1F3FF}]?\uFE0F?)\u200D(?=\p{Extended_Pictographic}))|[\p{Cc}\p{Cf}\u034F\u115F\u1160\u17B4\u17B5\u3164\uFFA0\u{E0100}-\u{E01EF}]/gu;
 const LONE_SURROGATE = /\p{Cs}/gu;
 
@@ -63,7 +64,7 @@ export function sanitizeForTerminal(v: unknown, max = MAX_TERMINAL_FIELD_CHARS):
     .replace(ESCAPE_SEQUENCE, '')
     .replace(LINE_BREAK, ' ')
     .replace(/\t/g, ' ')
-    .replace(INVISIBLE, (m: string, keep: string | undefined) => keep ?? '')
+    .replace(INVISIBLE, (_m: string, keep: string | undefined) => keep ?? '')
     .replace(LONE_SURROGATE, '\uFFFD');
   const chars = [...s];
   return chars.length <= max ? s : `${chars.slice(0, Math.max(0, max - 1)).join('')}…`;

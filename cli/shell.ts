@@ -1,11 +1,11 @@
 /** `pinhole control ... shell`: an interactive prompt over one session. */
 import { createInterface } from 'node:readline';
-import { PinholeError } from '../protocol/index.js';
 import type { Device } from '../controller/index.js';
-import { parseShellLine, runCommand, type Output } from './commands.js';
-import { exitCodeFor, EXIT } from './exit.js';
-import { sanitizeForTerminal as safe } from './sanitize.js';
+import { PinholeError } from '../protocol/index.js';
+import { type Output, parseShellLine, runCommand } from './commands.js';
+import { EXIT, exitCodeFor } from './exit.js';
 import type { Io } from './main.js';
+import { sanitizeForTerminal as safe } from './sanitize.js';
 
 const SHELL_HELP = `commands: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS] | watch PIN [--count N] | info | path | help | quit
 (watch runs until --count edges or Ctrl-C)`;

@@ -1,34 +1,33 @@
 /** The controller API: connect() to a device (by code the first time, then by name) and drive its pins. */
+
 export {
-  connect,
-  Device,
-  DEFAULT_TIMEOUT_MS,
-  RECONNECT_BASE_MS,
-  RECONNECT_MAX_MS,
-  type ConnectOptions,
-  type Change,
-  type DeviceInfo,
-  type DeviceEvents,
-  type DirectFailed,
-} from './client.js';
-export { PinholeError, isPinholeError, type ErrorCode } from '../protocol/index.js';
-export { type Path } from '../transport/index.js';
-export {
-  runDoctor,
+  type Behaviour,
+  type BehaviourResult,
+  classifyNat,
   DEFAULT_DOCTOR_TIMEOUT_MS,
-  STUN_RTO_MS,
-  LATENCY_SAMPLES,
   type DoctorOptions,
   type DoctorReport,
-  type ProbeSummary,
-} from '../doctor/index.js';
-export {
-  classifyNat,
+  type Endpoint,
+  LATENCY_SAMPLES,
   type NatObservations,
   type NatReport,
   type Probe,
-  type Endpoint,
-  type Behaviour,
-  type BehaviourResult,
+  type ProbeSummary,
+  runDoctor,
+  STUN_RTO_MS,
   type Verdict,
 } from '../doctor/index.js';
+export { type ErrorCode, isPinholeError, PinholeError } from '../protocol/index.js';
+export type { Path } from '../transport/index.js';
+export {
+  type Change,
+  type ConnectOptions,
+  connect,
+  DEFAULT_TIMEOUT_MS,
+  Device,
+  type DeviceEvents,
+  type DeviceInfo,
+  type DirectFailed,
+  RECONNECT_BASE_MS,
+  RECONNECT_MAX_MS,
+} from './client.js';

@@ -37,11 +37,10 @@
  * network or the clock.
  */
 import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js';
-import { sha512 } from '@noble/hashes/sha2.js';
 import { hmac } from '@noble/hashes/hmac.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { equalBytes } from '../protocol/index.js';
-import { PinholeError } from '../protocol/index.js';
+import { equalBytes, PinholeError } from '../protocol/index.js';
 
 type RistrettoPoint = InstanceType<typeof ristretto255.Point>;
 const Point = ristretto255.Point;
@@ -312,7 +311,8 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
       if (!parsed) throw new PinholeError('pake-malformed', 'peer PAKE message is not lv_cat(Y, AD) with a 32-byte Y');
       if (equalBytes(parsed.y, ownY)) throw new PinholeError('pake-invalid-point', 'peer PAKE share reflects our own share');
       const k = scalarMultVfy(secret, parsed.y);
-      if (equalBytes(k, CPACE_IDENTITY)) throw new PinholeError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
+      if (equalBytes(k, CPACE_IDENTITY))
+        throw new PinholeError('pake-invalid-point', 'peer PAKE share is not a valid ristretto255 element (or is the identity)');
 
       const [ya, ada, yb, adb] = role === 'initiator' ? [ownY, ad, parsed.y, parsed.ad] : [parsed.y, parsed.ad, ownY, ad];
       const isk = deriveIsk(sid, k, ya, ada, yb, adb);
@@ -334,7 +334,11 @@ export function cpaceStart(opts: CpaceOptions): CpaceStart {
           return ok;
         },
         key(): Uint8Array {
-          if (state !== 'confirmed') throw new PinholeError('pake-unconfirmed', state === 'failed' ? 'key confirmation failed: wrong code or tampered exchange' : 'key confirmation has not completed');
+          if (state !== 'confirmed')
+            throw new PinholeError(
+              'pake-unconfirmed',
+              state === 'failed' ? 'key confirmation failed: wrong code or tampered exchange' : 'key confirmation has not completed',
+            );
           return isk.slice();
         },
       };

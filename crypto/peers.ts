@@ -19,7 +19,7 @@
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the record itself is always whole).
  */
-import { MAX_PEER_NAME_CHARS, PinholeError, equalBytes, foldPeerName, isValidPeerName, toBase64url } from '../protocol/index.js';
+import { equalBytes, foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS, PinholeError, toBase64url } from '../protocol/index.js';
 import { decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
 import type { StateStore } from './state.js';
 
@@ -63,7 +63,8 @@ const byName = (a: { name: string }, b: { name: string }): number => (a.name < b
 const badInput = (msg: string): PinholeError => new PinholeError('state-bad-input', msg);
 
 function checkName(name: unknown, what: string): asserts name is string {
-  if (!isValidPeerName(name)) throw badInput(`${what} must be 1..${MAX_PEER_NAME_CHARS} printable characters without leading or trailing spaces, got ${JSON.stringify(name)}`);
+  if (!isValidPeerName(name))
+    throw badInput(`${what} must be 1..${MAX_PEER_NAME_CHARS} printable characters without leading or trailing spaces, got ${JSON.stringify(name)}`);
 }
 function checkKey(publicKey: unknown): asserts publicKey is Uint8Array {
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw badInput('public key must be a 32-byte Uint8Array');
@@ -105,7 +106,7 @@ export function exactObject(v: unknown, keys: readonly string[]): Record<string,
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const o = v as Record<string, unknown>;
   const have = Object.keys(o);
-  if (have.length !== keys.length || !keys.every((k) => Object.prototype.hasOwnProperty.call(o, k))) return undefined;
+  if (have.length !== keys.length || !keys.every((k) => Object.hasOwn(o, k))) return undefined;
   return o;
 }
 
@@ -365,7 +366,8 @@ export class KnownDeviceStore extends PeerList<KnownDevice> {
   save(name: string, publicKey: Uint8Array, server: string, now: number, opts: { replace?: boolean } = {}): { entry: KnownDevice; replaced: KnownDevice[] } {
     checkName(name, 'device name');
     checkKey(publicKey);
-    if (!isValidServerUrl(server)) throw badInput(`server must be a ws:// or wss:// URL of at most ${MAX_SERVER_URL_CHARS} characters, got ${JSON.stringify(String(server).slice(0, 100))}`);
+    if (!isValidServerUrl(server))
+      throw badInput(`server must be a ws:// or wss:// URL of at most ${MAX_SERVER_URL_CHARS} characters, got ${JSON.stringify(String(server).slice(0, 100))}`);
     checkTime(now, 'now');
     const folded = foldPeerName(name);
     const old = this.entries.filter((e) => foldPeerName(e.name) === folded);

@@ -41,9 +41,8 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { MAX_LINK_FRAME_BYTES, fromBase64url, toBase64url } from '../protocol/index.js';
-import { AEAD_KEY_BYTES, AEAD_TAG_BYTES, nobleAead, type Aead } from './aead.js';
-import { PinholeError } from '../protocol/index.js';
+import { fromBase64url, MAX_LINK_FRAME_BYTES, PinholeError, toBase64url } from '../protocol/index.js';
+import { AEAD_KEY_BYTES, AEAD_TAG_BYTES, type Aead, nobleAead } from './aead.js';
 
 export type SealDirection = 'c2d' | 'd2c';
 
@@ -84,9 +83,7 @@ export type OpenErrorCode =
   | 'replay' // counter not above the last accepted one: a replayed or reordered frame
   | 'bad-mac'; // does not authenticate: tampered, wrong key, wrong session
 
-export type OpenResult =
-  | { ok: true; plaintext: Uint8Array; counter: bigint }
-  | { ok: false; code: OpenErrorCode };
+export type OpenResult = { ok: true; plaintext: Uint8Array; counter: bigint } | { ok: false; code: OpenErrorCode };
 
 /** Codes thrown when sealing (programming or capacity errors, never attacker-triggered). */
 export type SealErrorCode = 'seal-too-large' | 'seal-exhausted' | 'seal-usage';
@@ -118,7 +115,8 @@ function checkSessionId(s: Uint8Array | string): Uint8Array {
  * authenticated key exchange (at least 32 bytes of secret) and the session id.
  */
 export function deriveSealKeys(secret: Uint8Array, sessionId: Uint8Array | string, path: SealPath = 'relay'): { c2d: Uint8Array; d2c: Uint8Array } {
-  if (!(secret instanceof Uint8Array) || secret.length < MIN_SEAL_SECRET_BYTES) throw new PinholeError('seal-usage', `secret must be at least ${MIN_SEAL_SECRET_BYTES} bytes`);
+  if (!(secret instanceof Uint8Array) || secret.length < MIN_SEAL_SECRET_BYTES)
+    throw new PinholeError('seal-usage', `secret must be at least ${MIN_SEAL_SECRET_BYTES} bytes`);
   if (path !== 'relay' && path !== 'direct') throw new PinholeError('seal-usage', "path must be 'relay' or 'direct'");
   const sid = checkSessionId(sessionId);
   const info = (d: SealDirection) => concatBytes(utf8ToBytes(`pinhole/1 ${SEAL_LABEL[path]} ${d}`), new Uint8Array([0]), sid);
@@ -184,7 +182,8 @@ export class Sealer {
   /** Seals one plaintext into a base64url string for a relay `data` field. */
   seal(plaintext: Uint8Array | string): string {
     const pt = toBytes(plaintext, 'plaintext');
-    if (pt.length > MAX_SEALED_PLAINTEXT_BYTES) throw new PinholeError('seal-too-large', `plaintext is ${pt.length} bytes; at most ${MAX_SEALED_PLAINTEXT_BYTES} fit one sealed frame`);
+    if (pt.length > MAX_SEALED_PLAINTEXT_BYTES)
+      throw new PinholeError('seal-too-large', `plaintext is ${pt.length} bytes; at most ${MAX_SEALED_PLAINTEXT_BYTES} fit one sealed frame`);
     if (this.#next >= this.#max) throw new PinholeError('seal-exhausted', 'frame counter exhausted for this key; start a new session');
     const counter = this.#next++;
     const h = header(this.#dir, counter);

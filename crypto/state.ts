@@ -5,8 +5,7 @@
  * (platform/node/state-files.ts: 0600 files, atomic replace); a browser
  * shell brings its own.
  */
-import { utf8ByteLength } from '../protocol/index.js';
-import { PinholeError } from '../protocol/index.js';
+import { PinholeError, utf8ByteLength } from '../protocol/index.js';
 
 /** Named texts that survive a restart. Implementations throw PinholeError for a record they cannot use. */
 export interface StateStore {

@@ -6,12 +6,21 @@
  * identity, a request whose (controller, id) was seen before is answered
  * with the stored response and not run again.
  */
-import { type Gpio } from './gpio/gpio.js';
+
 import type { Level } from '../protocol/index.js';
+import {
+  type ChangeNotification,
+  isErrorCode,
+  isPinholeError,
+  PinholeError,
+  PROTOCOL_VERSION,
+  parseRequest,
+  type RpcRequest,
+  type RpcResponse,
+  rpcError,
+} from '../protocol/index.js';
+import type { Gpio } from './gpio/gpio.js';
 import type { RecentResults } from './recent.js';
-import { parseRequest, rpcError, type ChangeNotification, type RpcRequest, type RpcResponse } from '../protocol/index.js';
-import { PROTOCOL_VERSION } from '../protocol/index.js';
-import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
 
 /** Options of a CommandHandler. */
 export interface HandlerOptions {
@@ -193,7 +202,10 @@ export class CommandHandler {
 }
 
 class Refusal extends Error {
-  constructor(readonly code: 'pin-not-allowed' | 'busy', message: string) {
+  constructor(
+    readonly code: 'pin-not-allowed' | 'busy',
+    message: string,
+  ) {
     super(message);
   }
 }

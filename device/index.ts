@@ -1,17 +1,18 @@
 /** The device side: the agent, the command handler and the GPIO backends. */
-export { DeviceAgent, RECONNECT_BASE_MS, RECONNECT_MAX_MS, HANDSHAKE_TIMEOUT_MS, HANDSHAKE_START_MS, type DeviceConfig, type DeviceEvent } from './agent.js';
+
+export type { Level, PinMode } from '../protocol/index.js';
+export { DeviceAgent, type DeviceConfig, type DeviceEvent, HANDSHAKE_START_MS, HANDSHAKE_TIMEOUT_MS, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './agent.js';
+export type { Gpio, GpioErrorCode, PinChange } from './gpio/gpio.js';
+export { type MraaOptions, openMraa } from './gpio/mraa.js';
+export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
 export { CommandHandler, type HandlerOptions } from './handler.js';
-export { RecentResults, MAX_RECENT_RESULTS, type RecentResultsOptions, type RecentRun, type RequestId } from './recent.js';
+export { MAX_RECENT_RESULTS, RecentResults, type RecentResultsOptions, type RecentRun, type RequestId } from './recent.js';
 export {
-  SafeState,
-  parseSafeState,
   DEFAULT_SAFE_AFTER_MS,
-  MIN_SAFE_AFTER_MS,
   MAX_SAFE_AFTER_MS,
   MAX_SAFE_STATE_SPEC_CHARS,
+  MIN_SAFE_AFTER_MS,
+  parseSafeState,
+  SafeState,
   type SafeStateOptions,
 } from './safe-state.js';
-export { type Gpio, type GpioErrorCode, type PinChange } from './gpio/gpio.js';
-export type { Level, PinMode } from '../protocol/index.js';
-export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
-export { openMraa, type MraaOptions } from './gpio/mraa.js';

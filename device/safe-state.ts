@@ -6,11 +6,11 @@
  *
  * Pure: the GPIO backend and the timers are injected; no sockets, no clock.
  */
-import type { Gpio } from './gpio/gpio.js';
+
 import type { Level } from '../protocol/index.js';
-import { MAX_PIN } from '../protocol/index.js';
-import { PinholeError } from '../protocol/index.js';
+import { MAX_PIN, PinholeError } from '../protocol/index.js';
 import { realTimers, type Timers } from '../transport/index.js';
+import type { Gpio } from './gpio/gpio.js';
 
 /**
  * Default time without any controller before the safe state is set, in ms: 30 s.
@@ -51,7 +51,6 @@ export interface SafeStateOptions {
   /** Called for each pin that could not be set; the other pins are still set. Default: ignore. */
   onError?: (pin: number, error: unknown) => void;
 }
-
 
 /**
  * Tracks whether any controller session is active and sets the configured
@@ -174,7 +173,9 @@ export class SafeState {
     try {
       this.onApplied?.(applied);
     } catch (e) {
-      queueMicrotask(() => { throw e; });
+      queueMicrotask(() => {
+        throw e;
+      });
     }
   }
 
@@ -182,7 +183,9 @@ export class SafeState {
     try {
       this.onError?.(pin, e);
     } catch (err) {
-      queueMicrotask(() => { throw err; });
+      queueMicrotask(() => {
+        throw err;
+      });
     }
   }
 }

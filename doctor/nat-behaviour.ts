@@ -149,7 +149,7 @@ export function classifyNat(o: NatObservations): NatReport {
       reasons: [
         'UDP is blocked: the STUN server did not answer over UDP, though the server answered over TCP',
         'WebRTC needs UDP, so the relay (over the WebSocket, TCP) will be used for every peer',
-        'if UDP should work here, check firewalls for outgoing UDP to the server\'s STUN port',
+        "if UDP should work here, check firewalls for outgoing UDP to the server's STUN port",
       ],
       notes,
     };
@@ -167,8 +167,7 @@ export function classifyNat(o: NatObservations): NatReport {
   const filtering = classifyFiltering(o, other !== null, notes);
   const hairpinning = o.hairpin === 'received' ? 'yes' : o.hairpin === 'not-received' ? 'no' : 'not-tested';
   if (hairpinning === 'not-tested') notes.hairpinning = 'needs a public address on two local sockets';
-  else if (hairpinning === 'no' && filtering !== 'endpoint-independent' && nat === 'yes')
-    notes.hairpinning = 'or your NAT filtered the hairpinned packets';
+  else if (hairpinning === 'no' && filtering !== 'endpoint-independent' && nat === 'yes') notes.hairpinning = 'or your NAT filtered the hairpinned packets';
 
   const { verdict, reasons } = decide(nat, mapping, filtering, discovery);
   if (hairpinning === 'no' && nat === 'yes') reasons.push('no hairpinning: a peer on your own LAN is reached by its local address, not through the NAT');
@@ -204,7 +203,7 @@ function classifyMapping(o: NatObservations, nat: NatReport['nat'], discovery: b
     return 'unknown';
   }
   if (!discovery) {
-    notes.mapping = 'needs the server\'s alternate address';
+    notes.mapping = "needs the server's alternate address";
     return 'unavailable';
   }
   if (t2.kind !== 'answer') {
@@ -226,7 +225,7 @@ function classifyFiltering(o: NatObservations, discovery: boolean, notes: NatRep
     return 'unknown';
   }
   if (!discovery) {
-    notes.filtering = 'needs the server\'s alternate address';
+    notes.filtering = "needs the server's alternate address";
     return 'unavailable';
   }
   if (t2.kind === 'error' || (t2.kind === 'timeout' && t3.kind === 'error')) {
@@ -267,7 +266,9 @@ function decide(
     return { verdict: 'direct', reasons };
   }
   if (mapping === 'endpoint-independent') {
-    const reasons = ['endpoint-independent mapping: your public address and port stay the same for every destination, so a peer can punch through to the address the server saw'];
+    const reasons = [
+      'endpoint-independent mapping: your public address and port stay the same for every destination, so a peer can punch through to the address the server saw',
+    ];
     if (filtering === 'address-and-port-dependent')
       reasons.push(
         'address-and-port-dependent filtering: direct works with peers whose mapping is endpoint-independent too (most home routers); with a peer behind a symmetric NAT the relay will be used',
@@ -293,6 +294,9 @@ function decide(
   }
   return {
     verdict: 'unknown',
-    reasons: ['UDP works and you are behind a NAT, but the mapping tests got no usable answer from the alternate address', 'pinhole will try a direct path and fall back to the relay'],
+    reasons: [
+      'UDP works and you are behind a NAT, but the mapping tests got no usable answer from the alternate address',
+      'pinhole will try a direct path and fall back to the relay',
+    ],
   };
 }

@@ -26,16 +26,7 @@ import https from 'node:https';
 import net from 'node:net';
 import stun from 'stun';
 import { PinholeError } from '../protocol/index.js';
-import {
-  classifyNat,
-  formatEndpoint,
-  sameEndpoint,
-  validOther,
-  type Endpoint,
-  type NatObservations,
-  type NatReport,
-  type Probe,
-} from './nat-behaviour.js';
+import { classifyNat, type Endpoint, formatEndpoint, type NatObservations, type NatReport, type Probe, sameEndpoint, validOther } from './nat-behaviour.js';
 
 /**
  * How long one test waits for its answer, ms (retransmits included), and the
@@ -161,10 +152,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       const t1 = await sFilt.transact(primary, 0, timeoutMs);
       if (t1.kind !== 'answer' || !t1.other || !validOther(t1.other, primary)) return { t1, t2: skipped, t3: skipped };
       // Both only send to the primary address, so running them together opens no extra filter.
-      const [t2, t3] = await Promise.all([
-        sFilt.transact(primary, CHANGE_IP | CHANGE_PORT, timeoutMs),
-        sFilt.transact(primary, CHANGE_PORT, timeoutMs),
-      ]);
+      const [t2, t3] = await Promise.all([sFilt.transact(primary, CHANGE_IP | CHANGE_PORT, timeoutMs), sFilt.transact(primary, CHANGE_PORT, timeoutMs)]);
       return { t1, t2, t3 };
     };
 
@@ -223,7 +211,13 @@ function summarize(p: Probe): ProbeSummary {
     case 'error':
       return { to: formatEndpoint(p.to), result: 'error', code: p.code };
     case 'answer':
-      return { to: formatEndpoint(p.to), result: 'answer', from: formatEndpoint(p.from), mapped: formatEndpoint(p.mapped), rttMs: Math.round(p.rttMs * 10) / 10 };
+      return {
+        to: formatEndpoint(p.to),
+        result: 'answer',
+        from: formatEndpoint(p.from),
+        mapped: formatEndpoint(p.mapped),
+        rttMs: Math.round(p.rttMs * 10) / 10,
+      };
   }
 }
 
@@ -268,7 +262,8 @@ export async function fetchStunInfo(server: URL, timeoutMs: number): Promise<Ser
   } catch {
     throw new PinholeError('server-unreachable', `${where} answered /healthz with something other than JSON: not a pinhole server?`);
   }
-  if (j === null || typeof j !== 'object' || j.ok !== true) throw new PinholeError('server-unreachable', `${where} did not answer /healthz like a pinhole server`);
+  if (j === null || typeof j !== 'object' || j.ok !== true)
+    throw new PinholeError('server-unreachable', `${where} did not answer /healthz like a pinhole server`);
   const isPort = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535;
   const stunPort = isPort(j.stunPort) ? j.stunPort : j.stun === true ? FALLBACK_STUN_PORT : 0;
   const stunAltHost = typeof j.stunAltHost === 'string' && net.isIP(j.stunAltHost) ? j.stunAltHost : null;

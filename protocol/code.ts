@@ -24,9 +24,10 @@
  * key (deviceRoom): 26 characters, so it can never collide with the 4-symbol
  * room of a pairing code. The server deals only with rooms (parseRoom).
  */
-import { customAlphabet } from 'nanoid';
+
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { customAlphabet } from 'nanoid';
 import { base32 } from './bytes.js';
 
 /** 30 symbols with no look-alikes: no 0/O, 1/I/L, and no U (V/U confusion when read aloud). */

@@ -9,8 +9,6 @@
  * HandshakeErrorCode, StateErrorCode, GpioErrorCode, SealErrorCode,
  * CpaceErrorCode) are checked there, at compile time, to equal their group.
  */
-import type { SignalErrorCode } from './signaling.js';
-import type { RpcErrorCode } from './rpc.js';
 
 /** Why a session handshake failed (crypto/handshake.ts); the peer may be told one in a `fail` message. */
 export type HandshakeErrorCode =

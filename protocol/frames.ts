@@ -12,11 +12,7 @@
  */
 import { MAX_LINK_FRAME_BYTES, parseJson } from './signaling.js';
 
-export type LinkFrame =
-  | { t: 'd'; q: number; a: number; m: unknown }
-  | { t: 'a'; a: number }
-  | { t: 'p'; n: number }
-  | { t: 'P'; n: number };
+export type LinkFrame = { t: 'd'; q: number; a: number; m: unknown } | { t: 'a'; a: number } | { t: 'p'; n: number } | { t: 'P'; n: number };
 
 const isSeq = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
 

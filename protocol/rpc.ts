@@ -90,9 +90,7 @@ export interface RpcErrorObject {
   data: { code: RpcErrorCode };
 }
 
-export type RpcResponse =
-  | { jsonrpc: '2.0'; id: number | string; result: unknown }
-  | { jsonrpc: '2.0'; id: number | string | null; error: RpcErrorObject };
+export type RpcResponse = { jsonrpc: '2.0'; id: number | string; result: unknown } | { jsonrpc: '2.0'; id: number | string | null; error: RpcErrorObject };
 
 /** Builds an error response. */
 export function rpcError(id: number | string | null, code: RpcErrorCode, message: string): RpcResponse {
@@ -102,8 +100,7 @@ export function rpcError(id: number | string | null, code: RpcErrorCode, message
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 const isPin = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= MAX_PIN;
-const isId = (x: unknown): x is number | string =>
-  (typeof x === 'string' && x.length <= 64) || (Number.isSafeInteger(x) && (x as number) >= 0);
+const isId = (x: unknown): x is number | string => (typeof x === 'string' && x.length <= 64) || (Number.isSafeInteger(x) && (x as number) >= 0);
 
 /** Validates `params` for one method; returns an error string or the normalised params. */
 function checkParams(method: Method, p: Obj): string | RpcRequest['params'] {
@@ -158,7 +155,6 @@ export function parseRequest(m: unknown): ParsedRequest {
 export type Incoming =
   | { kind: 'response'; id: number | string; result?: unknown; error?: RpcErrorObject }
   | { kind: 'change'; change: ChangeNotification['params'] };
-
 
 /** Validates a JSON value a device sent to a controller. Returns undefined for anything invalid. */
 export function parseIncoming(m: unknown): Incoming | undefined {

@@ -33,8 +33,8 @@
  * WebRTC set-up (SignalPayload, checked with parseSignalPayload).
  */
 
-import { isErrorCode } from './errors.js';
 import { decodeBase64url, fromBase64url, toBase64url, utf8ByteLength, utf8Decode, utf8Encode } from './bytes.js';
+import { isErrorCode } from './errors.js';
 
 /**
  * Protocol version spoken by this build. A peer with another version is
@@ -205,7 +205,12 @@ export function parseSignalPayload(p: unknown): SignalPayload | string {
       const idx = p.sdpMLineIndex;
       if (mid !== undefined && mid !== null && !isStr(mid, 64)) return 'sdpMid must be a string';
       if (idx !== undefined && idx !== null && !(Number.isInteger(idx) && (idx as number) >= 0 && (idx as number) < 64)) return 'bad sdpMLineIndex';
-      return { kind: 'candidate', candidate: p.candidate, sdpMid: (mid as string | null | undefined) ?? null, sdpMLineIndex: (idx as number | null | undefined) ?? null };
+      return {
+        kind: 'candidate',
+        candidate: p.candidate,
+        sdpMid: (mid as string | null | undefined) ?? null,
+        sdpMLineIndex: (idx as number | null | undefined) ?? null,
+      };
     }
     case 'ping':
     case 'pong':
@@ -228,7 +233,12 @@ export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMess
   switch (m.type) {
     case 'register':
     case 'join': {
-      if (m.v !== PROTOCOL_VERSION) return { ok: false, code: 'version', reason: `protocol version ${typeof m.v === 'number' ? m.v : typeof m.v} not supported (want ${PROTOCOL_VERSION})` };
+      if (m.v !== PROTOCOL_VERSION)
+        return {
+          ok: false,
+          code: 'version',
+          reason: `protocol version ${typeof m.v === 'number' ? m.v : typeof m.v} not supported (want ${PROTOCOL_VERSION})`,
+        };
       if (!isStr(m.room, MAX_ROOM_CHARS) || m.room.length === 0) return bad('room must be a non-empty string');
       if (m.type === 'join' || m.proof === undefined) return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
       const pr = m.proof;

@@ -1,6 +1,7 @@
 /** session: what other folders use. */
+
+export { Backoff, type BackoffOptions } from './backoff.js';
 export type { Dialer, DirectAttempt, DirectAttemptEvents, DirectFailedInfo, DirectFailure, DirectPhase, DtlsKeyPair, IceServer, RtcConfig } from './direct.js';
 export { iceConfigFor, parseIceServer } from './ice-config.js';
 export type { RefusalCode, RelaySocket, SessionEvents, SessionOptions, SessionPhase, SessionSecurity } from './session.js';
 export { PeerSession } from './session.js';
-export { Backoff, type BackoffOptions } from './backoff.js';

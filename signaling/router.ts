@@ -93,9 +93,20 @@
  * Logs name rooms by a serial number, never by name; no message body, relay
  * data, session id or address is ever put in an action's log fields.
  */
-import { PROTOCOL_VERSION, decodeBase64url, registerProofMessage, type ClientMessage, type RegisterProof, type Role, type ServerMessage, type SignalErrorCode } from '../protocol/index.js';
-import { deviceRoom, parseRoom } from '../protocol/index.js';
+
 import { decodeKey32, verifyIdentitySignature } from '../crypto/index.js';
+import {
+  type ClientMessage,
+  decodeBase64url,
+  deviceRoom,
+  PROTOCOL_VERSION,
+  parseRoom,
+  type RegisterProof,
+  type Role,
+  registerProofMessage,
+  type ServerMessage,
+  type SignalErrorCode,
+} from '../protocol/index.js';
 
 /** Identifies one WebSocket connection; assigned by the shell. */
 export type ConnId = number;
@@ -105,7 +116,7 @@ export type RouterInput =
   | { kind: 'open'; conn: ConnId; addr: string }
   | { kind: 'message'; conn: ConnId; msg: ClientMessage }
   | { kind: 'invalid'; conn: ConnId; code: 'bad-message' | 'too-large' | 'version'; reason: string }
-  | { kind: 'close'; conn: ConnId; reason?: string; /** The device closed with CLOSE_LEAVE: delete its room now, no grace. */ leave?: boolean }
+  | { kind: 'close'; conn: ConnId; reason?: string /** The device closed with CLOSE_LEAVE: delete its room now, no grace. */; leave?: boolean }
   | { kind: 'tick' };
 
 /** Fields of a log action: no room names, addresses, bodies or session ids, ever. */
@@ -399,7 +410,10 @@ export function addressKey(addr: string): string {
   const h = expandIPv6(a);
   if (!h) return addr;
   if (h.slice(0, 5).every((x) => x === 0) && h[5] === 0xffff) return `${h[6]! >> 8}.${h[6]! & 0xff}.${h[7]! >> 8}.${h[7]! & 0xff}`;
-  return `${h.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
+  return `${h
+    .slice(0, 4)
+    .map((x) => x.toString(16))
+    .join(':')}::/64`;
 }
 
 /** The eight 16-bit groups of an IPv6 address (an embedded dotted IPv4 tail allowed); undefined if it is not one. */
@@ -468,7 +482,17 @@ export class Router {
   private readonly registerBuckets: AddressBuckets;
   private serial = 0;
   private readonly counters = {
-    registered: 0, joined: 0, relayed: 0, invalid: 0, rateLimited: 0, joinLimited: 0, registerLimited: 0, badProofs: 0, notAdmitted: 0, expired: 0, refused: 0,
+    registered: 0,
+    joined: 0,
+    relayed: 0,
+    invalid: 0,
+    rateLimited: 0,
+    joinLimited: 0,
+    registerLimited: 0,
+    badProofs: 0,
+    notAdmitted: 0,
+    expired: 0,
+    refused: 0,
   };
 
   constructor(opts: RouterOptions) {
@@ -517,8 +541,13 @@ export class Router {
       if (r.controller !== null) controllers++;
     }
     return {
-      conns: this.conns.size, rooms: this.rooms.size, devices, controllers,
-      joinBuckets: this.joinBuckets.size, registerBuckets: this.registerBuckets.size, ...this.counters,
+      conns: this.conns.size,
+      rooms: this.rooms.size,
+      devices,
+      controllers,
+      joinBuckets: this.joinBuckets.size,
+      registerBuckets: this.registerBuckets.size,
+      ...this.counters,
     };
   }
 
@@ -540,9 +569,16 @@ export class Router {
     this.perAddr.set(addr, n + 1);
     const nonce = Buffer.from(this.newNonce()).toString('base64url');
     this.conns.set(id, {
-      id, addr, nonce, room: null, role: null,
-      tokens: this.limits.rateBurst, refillAt: now,
-      invalid: 0, dropWindowStart: now, drops: 0,
+      id,
+      addr,
+      nonce,
+      room: null,
+      role: null,
+      tokens: this.limits.rateBurst,
+      refillAt: now,
+      invalid: 0,
+      dropWindowStart: now,
+      drops: 0,
     });
     out.push({ kind: 'send', conn: id, msg: { type: 'hello', v: PROTOCOL_VERSION, nonce } });
   }
@@ -668,8 +704,16 @@ export class Router {
         return this.error(c.id, 'rate-limited', out, 'server at room capacity, try again later');
       }
       room = {
-        name: p.room, serial: ++this.serial, device: null, controller: null, session: null, deviceLeftAt: null, idleSince: now,
-        addr: c.addr, admitted: false, admitSince: null,
+        name: p.room,
+        serial: ++this.serial,
+        device: null,
+        controller: null,
+        session: null,
+        deviceLeftAt: null,
+        idleSince: now,
+        addr: c.addr,
+        admitted: false,
+        admitSince: null,
       };
       this.rooms.set(p.room, room);
       this.count(this.roomsPerAddr, c.addr, +1);
@@ -748,7 +792,8 @@ export class Router {
       room.device = null;
       room.deviceLeftAt = now;
       room.admitSince = null; // an absent device cannot admit; its clock restarts when it is back
-      if (room.controller !== null && room.session !== null) out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer-left', session: room.session } });
+      if (room.controller !== null && room.session !== null)
+        out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer-left', session: room.session } });
     } else if (c.role === 'controller' && room.controller === c.id) {
       const session = room.session;
       room.controller = null;
@@ -829,7 +874,8 @@ export class Router {
         c.role = null;
       }
     }
-    if (notify !== null) this.error(notify, 'expired', out, reason === 'unused' ? 'the room was unused for too long; register again' : 'the device did not come back');
+    if (notify !== null)
+      this.error(notify, 'expired', out, reason === 'unused' ? 'the room was unused for too long; register again' : 'the device did not come back');
     out.push({ kind: 'log', event: 'expire', fields: { room: room.serial, reason } });
   }
 

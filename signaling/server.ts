@@ -10,16 +10,16 @@
  * "stunAlt":"udp://ALT:PORT+1" when an alternate STUN address is set. No line
  * ever carries a room name, a session id, relay data or a message body.
  */
+
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { randomBytes } from 'node:crypto';
-import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { nanoid } from 'nanoid';
-import { CLOSE_LEAVE, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, encode, parseClientMessage } from '../protocol/index.js';
-import { PinholeError } from '../protocol/index.js';
-import { ADMIT_TIMEOUT_MS, Router, addressKey, type ConnId, type Action, type RouterLimits, type RouterStats } from './router.js';
-import { altHostProblem, startStunServer, type StunEndpoint, type StunServerHandle, type StunStats } from './stun.js';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
+import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, Router, type RouterLimits, type RouterStats } from './router.js';
+import { altHostProblem, type StunEndpoint, type StunServerHandle, type StunStats, startStunServer } from './stun.js';
 
 /** Default WebSocket/HTTP port. */
 export const DEFAULT_SIGNAL_PORT = 8080;
@@ -141,10 +141,12 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   const tickIntervalMs = partial.tickIntervalMs ?? TICK_INTERVAL_MS;
   if (!(keepaliveIntervalMs > 0) || !(tickIntervalMs > 0)) throw new PinholeError('usage', 'intervals must be positive');
   const admitTimeoutMs = partial.limits?.admitTimeoutMs ?? ADMIT_TIMEOUT_MS;
-  if (tickIntervalMs > admitTimeoutMs / 2) throw new PinholeError('usage', `the tick interval (${tickIntervalMs} ms) must be at most half the admission timeout (${admitTimeoutMs} ms)`);
+  if (tickIntervalMs > admitTimeoutMs / 2)
+    throw new PinholeError('usage', `the tick interval (${tickIntervalMs} ms) must be at most half the admission timeout (${admitTimeoutMs} ms)`);
   const maxPendingUpgradesPerAddr = partial.maxPendingUpgradesPerAddr ?? MAX_PENDING_UPGRADES_PER_ADDR;
   const upgradeTimeoutMs = partial.upgradeTimeoutMs ?? UPGRADE_TIMEOUT_MS;
-  if (!(Number.isInteger(maxPendingUpgradesPerAddr) && maxPendingUpgradesPerAddr > 0)) throw new PinholeError('usage', 'maxPendingUpgradesPerAddr must be a positive integer');
+  if (!(Number.isInteger(maxPendingUpgradesPerAddr) && maxPendingUpgradesPerAddr > 0))
+    throw new PinholeError('usage', 'maxPendingUpgradesPerAddr must be a positive integer');
   if (!(upgradeTimeoutMs > 0)) throw new PinholeError('usage', 'upgradeTimeoutMs must be positive');
   return {
     host,
@@ -217,9 +219,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   };
 
   const stun: StunServerHandle | null =
-    cfg.stunPort === null
-      ? null
-      : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
+    cfg.stunPort === null ? null : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
 
   const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), newNonce: () => randomBytes(HELLO_NONCE_BYTES), limits: cfg.limits });
   const peers = new Map<ConnId, Peer>();
@@ -284,9 +284,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       const now = cfg.clock();
       feed(id, () =>
         router.handle(
-          parsed.ok
-            ? { kind: 'message', conn: id, msg: parsed.value }
-            : { kind: 'invalid', conn: id, code: parsed.code, reason: parsed.reason },
+          parsed.ok ? { kind: 'message', conn: id, msg: parsed.value } : { kind: 'invalid', conn: id, code: parsed.code, reason: parsed.reason },
           now,
         ),
       );
@@ -304,33 +302,36 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   wss.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
 
   // Bounded by the socket timer below and by headersTimeout/requestTimeout, checked often enough to matter.
-  const httpServer = http.createServer({
-    headersTimeout: cfg.upgradeTimeoutMs,
-    requestTimeout: cfg.upgradeTimeoutMs,
-    connectionsCheckingInterval: Math.max(10, Math.min(HTTP_TIMEOUT_CHECK_MS, Math.floor(cfg.upgradeTimeoutMs / 2))),
-  }, (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
+  const httpServer = http.createServer(
+    {
+      headersTimeout: cfg.upgradeTimeoutMs,
+      requestTimeout: cfg.upgradeTimeoutMs,
+      connectionsCheckingInterval: Math.max(10, Math.min(HTTP_TIMEOUT_CHECK_MS, Math.floor(cfg.upgradeTimeoutMs / 2))),
+    },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/healthz') {
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
+        }
+        const s = router.stats;
+        // stunPort/stunAltHost/stunAltPort let `pinhole doctor` find STUN from the server URL alone.
+        return reply(res, 200, {
+          ok: true,
+          conns: s.conns,
+          rooms: s.rooms,
+          devices: s.devices,
+          controllers: s.controllers,
+          joinLimited: s.joinLimited,
+          stun: stun !== null,
+          stunPort: stun?.port ?? 0,
+          stunAltHost: stun?.alt?.address ?? null,
+          stunAltPort: stun?.alt?.port ?? null,
+        });
       }
-      const s = router.stats;
-      // stunPort/stunAltHost/stunAltPort let `pinhole doctor` find STUN from the server URL alone.
-      return reply(res, 200, {
-        ok: true,
-        conns: s.conns,
-        rooms: s.rooms,
-        devices: s.devices,
-        controllers: s.controllers,
-        joinLimited: s.joinLimited,
-        stun: stun !== null,
-        stunPort: stun?.port ?? 0,
-        stunAltHost: stun?.alt?.address ?? null,
-        stunAltPort: stun?.alt?.port ?? null,
-      });
-    }
-    reply(res, 404, { ok: false, error: 'not-found' });
-  });
+      reply(res, 404, { ok: false, error: 'not-found' });
+    },
+  );
   // TCP connections that have not upgraded, by address key: capped, and timed until their first request.
   const pending = new Map<net.Socket, { key: string; timer: NodeJS.Timeout | undefined }>();
   const pendingPerAddr = new Map<string, number>();

@@ -3,8 +3,8 @@
  * parts pinhole uses are declared; see node_modules/stun/src for the rest.
  */
 declare module 'stun' {
+  import type { RemoteInfo, Socket } from 'node:dgram';
   import type { EventEmitter } from 'node:events';
-  import type { Socket, RemoteInfo } from 'node:dgram';
 
   namespace stun {
     interface StunAddress {

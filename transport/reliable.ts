@@ -14,8 +14,7 @@
  *     doubled across the move.
  */
 import { MAX_SEALED_PLAINTEXT_BYTES } from '../crypto/index.js';
-import { MAX_LINK_FRAME_BYTES, encodeControl, encodeData, parseFrame } from '../protocol/index.js';
-import { PinholeError } from '../protocol/index.js';
+import { encodeControl, encodeData, MAX_LINK_FRAME_BYTES, PinholeError, parseFrame } from '../protocol/index.js';
 import { Emitter } from './emitter.js';
 
 /**
@@ -203,7 +202,8 @@ export class Link extends Emitter<LinkEvents> {
     if (this.unacked.length >= MAX_UNACKED) throw new PinholeError('overflow', `more than ${MAX_UNACKED} frames unacknowledged`);
     const json = JSON.stringify(payload);
     // Frames must fit one sealed relay frame, whichever path they take now: they may be resent on the relay.
-    if (json === undefined || (json.length * 3 + 64 > MAX_SEALED_PLAINTEXT_BYTES && utf8Length(json) + 64 > MAX_SEALED_PLAINTEXT_BYTES)) throw new PinholeError('usage', 'payload too large for one link frame');
+    if (json === undefined || (json.length * 3 + 64 > MAX_SEALED_PLAINTEXT_BYTES && utf8Length(json) + 64 > MAX_SEALED_PLAINTEXT_BYTES))
+      throw new PinholeError('usage', 'payload too large for one link frame');
     const p = { q: this.nextSeq++, json };
     this.unacked.push(p);
     this.current?.send(this.dataFrame(p));

@@ -4,9 +4,9 @@
  * the sim works on machines that have neither.
  */
 import { performance } from 'node:perf_hooks';
-import { type Gpio, type PinChange } from './gpio.js';
 import type { Level, PinMode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
+import type { Gpio, PinChange } from './gpio.js';
 
 type Koffi = typeof import('koffi').default;
 type KoffiFunction = ReturnType<ReturnType<Koffi['load']>['func']>;
@@ -67,9 +67,7 @@ function resultName(rc: number): string {
   return `MRAA_ERROR_${MRAA_RESULT_NAMES[rc] ?? 'UNKNOWN'} (${rc})`;
 }
 
-const FIX =
-  'Install libmraa (e.g. the board image\'s libmraa package), or point PINHOLE_LIBMRAA at libmraa.so, ' +
-  'or use --gpio sim to run without hardware.';
+const FIX = "Install libmraa (e.g. the board image's libmraa package), or point PINHOLE_LIBMRAA at libmraa.so, " + 'or use --gpio sim to run without hardware.';
 
 interface MraaApi {
   koffi: Koffi;
@@ -96,10 +94,7 @@ async function loadKoffi(): Promise<Koffi> {
   try {
     return (await import('koffi')).default;
   } catch (err) {
-    throw new PinholeError(
-      'backend-unavailable',
-      `libmraa could not be loaded: the FFI module koffi is not usable here (${errText(err)}). ${FIX}`,
-    );
+    throw new PinholeError('backend-unavailable', `libmraa could not be loaded: the FFI module koffi is not usable here (${errText(err)}). ${FIX}`);
   }
 }
 
@@ -110,8 +105,7 @@ function bind(koffi: Koffi, path: string): MraaApi {
     isr: koffi.proto('void pinhole_mraa_isr(void *args)'),
   };
   const ctx = types.ctx;
-  const fn = (name: string, ret: string | KoffiType, args: (string | KoffiType)[]): KoffiFunction =>
-    lib.func(name, ret, args);
+  const fn = (name: string, ret: string | KoffiType, args: (string | KoffiType)[]): KoffiFunction => lib.func(name, ret, args);
   return {
     koffi,
     init: fn('mraa_init', 'int', []),
@@ -340,7 +334,9 @@ export class MraaGpio implements Gpio {
       try {
         fn({ ...c });
       } catch (err) {
-        queueMicrotask(() => { throw err; });
+        queueMicrotask(() => {
+          throw err;
+        });
       }
     }
   }

@@ -4,9 +4,9 @@
  * works the same with or without hardware.
  */
 import { performance } from 'node:perf_hooks';
-import { type Gpio, type PinChange } from './gpio.js';
 import type { Level, PinMode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
+import type { Gpio, PinChange } from './gpio.js';
 
 /** Default number of pins: 0..63. */
 export const SIM_DEFAULT_PIN_COUNT = 64;
@@ -107,7 +107,9 @@ export class SimGpio implements Gpio {
   setMode(pin: number, mode: PinMode): void {
     if (mode !== 'in' && mode !== 'out') throw new RangeError(`mode must be 'in' or 'out', got ${String(mode)}`);
     const p = this.pin(pin);
-    this.change(pin, p, () => { p.mode = mode; });
+    this.change(pin, p, () => {
+      p.mode = mode;
+    });
   }
 
   write(pin: number, value: Level): void {
@@ -133,7 +135,9 @@ export class SimGpio implements Gpio {
     // Wrap so the same function can be subscribed twice and unsubscribed independently.
     const entry = (c: PinChange): void => onChange(c);
     p.watchers.add(entry);
-    return () => { p.watchers.delete(entry); };
+    return () => {
+      p.watchers.delete(entry);
+    };
   }
 
   close(): void {
@@ -149,7 +153,9 @@ export class SimGpio implements Gpio {
     const p = this.pin(pin);
     checkLevel(level);
     if (p.mode === 'out') throw new PinholeError('pin-mode', `pin ${pin} is an output; it cannot be driven from outside`);
-    this.change(pin, p, () => { p.driven = level; });
+    this.change(pin, p, () => {
+      p.driven = level;
+    });
   }
 
   /**
@@ -188,7 +194,9 @@ export class SimGpio implements Gpio {
       try {
         w({ ...c });
       } catch (err) {
-        queueMicrotask(() => { throw err; });
+        queueMicrotask(() => {
+          throw err;
+        });
       }
     }
   }

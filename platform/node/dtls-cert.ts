@@ -6,11 +6,11 @@
  * Node-only: the PEMs are checked with node:crypto. The generator is
  * injected, so this file needs no werift.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { corruptRecord, exactObject } from '../../crypto/index.js';
-import { FileStateStore } from './state-files.js';
-import type { DtlsKeyPair } from '../../session/index.js';
 import { PinholeError } from '../../protocol/index.js';
+import type { DtlsKeyPair } from '../../session/index.js';
+import { FileStateStore } from './state-files.js';
 
 export type { DtlsKeyPair };
 
@@ -66,7 +66,10 @@ const copyKeys = (k: DtlsKeyPair): DtlsKeyPair => ({ certPem: k.certPem, keyPem:
  * or the key is not the certificate's, 'state-bad-input' if `generate`
  * returns such a pair, plus the usual file refusals.
  */
-export async function loadOrCreateDtlsCert(dir: string, generate: () => Promise<DtlsKeyPair>): Promise<{ keys: DtlsKeyPair; fingerprint: string; created: boolean }> {
+export async function loadOrCreateDtlsCert(
+  dir: string,
+  generate: () => Promise<DtlsKeyPair>,
+): Promise<{ keys: DtlsKeyPair; fingerprint: string; created: boolean }> {
   const store = FileStateStore.open(dir);
   const path = store.where(DTLS_FILE);
   const label = 'DTLS certificate file';

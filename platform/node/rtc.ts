@@ -18,10 +18,10 @@
  * its ICE agent simply idles until then.
  */
 import { EventEmitter } from 'node:events';
-import { CipherContext, RTCPeerConnection, type RTCDataChannel } from 'werift';
+import { CipherContext, type RTCDataChannel, RTCPeerConnection } from 'werift';
 import type { SignalPayload } from '../../protocol/index.js';
-import type { Transport } from '../../transport/index.js';
 import type { DirectAttemptEvents, DtlsKeyPair, RtcConfig } from '../../session/index.js';
+import type { Transport } from '../../transport/index.js';
 
 export type { DtlsKeyPair, IceServer, RtcConfig } from '../../session/index.js';
 
@@ -142,8 +142,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
         ? {
             iceAdditionalHostAddresses: allowed,
             iceInterfaceAddresses: { udp4: allowed[0] },
-            iceFilterCandidatePair: (pair) =>
-              allowed.includes(pair.remoteCandidate.host) && allowed.includes(pair.protocol.localCandidate?.host ?? ''),
+            iceFilterCandidatePair: (pair) => allowed.includes(pair.remoteCandidate.host) && allowed.includes(pair.protocol.localCandidate?.host ?? ''),
           }
         : {}),
     });

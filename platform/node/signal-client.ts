@@ -7,8 +7,16 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
-import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION, encode, parseServerMessage, type ClientMessage, type ServerMessage, type SignalErrorCode } from '../../protocol/index.js';
-import { PinholeError } from '../../protocol/index.js';
+import {
+  type ClientMessage,
+  encode,
+  MAX_SIGNAL_BYTES,
+  PinholeError,
+  PROTOCOL_VERSION,
+  parseServerMessage,
+  type ServerMessage,
+  type SignalErrorCode,
+} from '../../protocol/index.js';
 
 /** Time to open the WebSocket and get the server's `hello`, in ms: a server that does not answer in this long is down for a person waiting. */
 export const CONNECT_TIMEOUT_MS = 5_000;
@@ -93,19 +101,30 @@ export class SignalClient extends EventEmitter<SignalClientEvents> {
    * greet: one of protocol 1), or `version` for a hello of another version.
    * `keepalive` overrides SIGNAL_PING_MS / SIGNAL_PING_MISSES (tests shorten them).
    */
-  static async connect(url: string, timeoutMs = CONNECT_TIMEOUT_MS, keepalive = { intervalMs: SIGNAL_PING_MS, misses: SIGNAL_PING_MISSES }): Promise<SignalClient> {
+  static async connect(
+    url: string,
+    timeoutMs = CONNECT_TIMEOUT_MS,
+    keepalive = { intervalMs: SIGNAL_PING_MS, misses: SIGNAL_PING_MISSES },
+  ): Promise<SignalClient> {
     const t0 = Date.now();
     const c = await SignalClient.open(url, timeoutMs, keepalive);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<Error>((r) => {
-      timer = setTimeout(() => r(new Error(`no hello within ${timeoutMs} ms (not a pinhole server of protocol ${PROTOCOL_VERSION}?)`)), Math.max(1, timeoutMs - (Date.now() - t0)));
+      timer = setTimeout(
+        () => r(new Error(`no hello within ${timeoutMs} ms (not a pinhole server of protocol ${PROTOCOL_VERSION}?)`)),
+        Math.max(1, timeoutMs - (Date.now() - t0)),
+      );
     });
     const first = await Promise.race([c.greeting, late]);
     clearTimeout(timer);
     if (first instanceof Error || first.type !== 'hello' || first.v !== PROTOCOL_VERSION) {
       c.close();
-      if (!(first instanceof Error) && first.type === 'hello') throw new PinholeError('version', `the signaling server speaks protocol ${first.v}, this build ${PROTOCOL_VERSION}`);
-      throw new PinholeError('server-unreachable', `cannot reach signaling server ${url}: ${first instanceof Error ? first.message : `it sent ${first.type} before hello`}`);
+      if (!(first instanceof Error) && first.type === 'hello')
+        throw new PinholeError('version', `the signaling server speaks protocol ${first.v}, this build ${PROTOCOL_VERSION}`);
+      throw new PinholeError(
+        'server-unreachable',
+        `cannot reach signaling server ${url}: ${first instanceof Error ? first.message : `it sent ${first.type} before hello`}`,
+      );
     }
     return c;
   }

@@ -1,10 +1,11 @@
 // Regression (issue 2): closing a session while werift is mid-setLocalDescription left its
 // ICE loop polling forever, so a process that closed everything never exited.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const script = `

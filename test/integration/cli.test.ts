@@ -1,18 +1,19 @@
 // The CLI contract on loopback: real signaling server, real device agent, real controller processes.
-import { randomBytes } from 'node:crypto';
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
+import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
-import { runCli, spawnUntil, exited, startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
-import type { SignalServer } from '../../signaling/index.js';
-import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
 import { DTLS_FILE } from '../../platform/node/dtls-cert.js';
+import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
+import type { SignalServer } from '../../signaling/index.js';
+import { exited, pair, runCli, spawnUntil, startDevice, startServer, stateDir, type TestDevice, waitFor } from './helpers.js';
 
 /** The --import hook that logs every module a CLI process resolves (./module-log.ts). */
 const MODULE_LOG_HOOK = join(dirname(fileURLToPath(import.meta.url)), 'module-log.js');
@@ -206,7 +207,16 @@ test('issue 2: device CLI prints its code, serves a controller, and exits 0 on S
   // Pairing is reported on both sides, and the device offers a new code at once.
   assert.match(r.stderr, /^pinhole: paired with device "cli-board" \([A-Z2-7]{4}(-[A-Z2-7]{4}){3}\); from now on: pinhole control cli-board COMMAND\n$/);
   await waitFor(() => /^paired with controller ".+" \(.+\); it is now trusted$/m.test(d.out()), 3000, 'the device to report the pairing');
-  const next = await waitFor(() => d.out().split('\n').filter((l) => l.startsWith('pairing code: ')).at(1), 3000, 'a second code');
+  const next = await waitFor(
+    () =>
+      d
+        .out()
+        .split('\n')
+        .filter((l) => l.startsWith('pairing code: '))
+        .at(1),
+    3000,
+    'a second code',
+  );
   assert.match(next.replace('pairing code: ', ''), CODE_RE);
   assert.notEqual(next.replace('pairing code: ', ''), code);
   d.proc.kill('SIGTERM');
@@ -225,7 +235,9 @@ test('issue 2: signal CLI prints bound addresses first and answers /healthz', as
   const first = JSON.parse(s.out().split('\n')[0]!) as { ws: string; http: string; stun: string };
   assert.match(first.ws, /^ws:\/\/127\.0\.0\.1:\d+$/);
   assert.match(first.stun, /^udp:\/\/127\.0\.0\.1:\d+$/);
-  const status = await new Promise<number>((resolve, reject) => http.get(first.http, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+  const status = await new Promise<number>((resolve, reject) =>
+    http.get(first.http, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject),
+  );
   assert.equal(status, 200);
   s.proc.kill('SIGTERM');
   assert.equal(await exited(s.proc), 0);
@@ -247,6 +259,7 @@ test('issue 2: demo (npm start) pairs, blinks pin 20 and goes direct', async () 
 // ---- hostile strings, broken state files, name collisions ----
 
 /** Bytes a hostile peer uses to drive a terminal: ESC, BEL, C1 controls, bidi overrides, zero-width characters. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
 const TERMINAL_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;
 const TITLE = '\u001b]0;pwned\u0007';
 const CLIPBOARD = '\u001b]52;c;cm0gLXJmIH4K\u0007';
@@ -340,7 +353,10 @@ test("issue 9: a hostile server's error messages reach the device's stderr clean
   // ... and later, as an event (it carries on).
   const later = await hostileServer((m) =>
     m.type === 'register'
-      ? [{ frame: { type: 'registered', room: 'ABCD', ttlMs: 600_000, stunPort: 0 } }, { frame: { type: 'error', code: 'rate-limited', message: HOSTILE }, afterMs: 300 }]
+      ? [
+          { frame: { type: 'registered', room: 'ABCD', ttlMs: 600_000, stunPort: 0 } },
+          { frame: { type: 'error', code: 'rate-limited', message: HOSTILE }, afterMs: 300 },
+        ]
       : [],
   );
   try {
@@ -355,7 +371,9 @@ test("issue 9: a hostile server's error messages reach the device's stderr clean
   }
 });
 
-test('issue 9: a FIFO in place of controllers.json: `pinhole device --controllers` exits 2 at once, naming it', { skip: process.platform === 'win32' }, async () => {
+test('issue 9: a FIFO in place of controllers.json: `pinhole device --controllers` exits 2 at once, naming it', {
+  skip: process.platform === 'win32',
+}, async () => {
   const dir = stateDir('device');
   const path = join(dir, 'controllers.json');
   execFileSync('mkfifo', ['-m', '600', path]);

@@ -1,12 +1,13 @@
 // Regression: when the device's server connection drops and it re-registers, the
 // server hands back the same session; the device must keep that session's Link, not start over.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, stateDir, waitFor } from './helpers.js';
+import { test } from 'node:test';
 import { connect } from '../../controller/index.js';
-import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
+import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
 import { VERSION } from '../../protocol/version.js';
+import { startServer, stateDir, waitFor } from './helpers.js';
 
 /** A TCP pass-through whose live connections can be cut. */
 async function cuttableProxy(targetPort: number) {
@@ -34,7 +35,14 @@ test('issue 2: a device that reconnects to the server keeps serving the same con
   const gpio = new SimGpio();
   const events: DeviceEvent[] = [];
   const codes = (): string[] => events.flatMap((e) => (e.event === 'code' ? [e.code] : []));
-  const agent = await DeviceAgent.start({ server: `ws://127.0.0.1:${proxy.port}`, name: 'r', stateDir: stateDir('device'), gpio, version: VERSION, onEvent: (e) => events.push(e) });
+  const agent = await DeviceAgent.start({
+    server: `ws://127.0.0.1:${proxy.port}`,
+    name: 'r',
+    stateDir: stateDir('device'),
+    gpio,
+    version: VERSION,
+    onEvent: (e) => events.push(e),
+  });
   // Pair once (that session ends), then the session under test is a by-name one in the device's own room.
   const ctl = stateDir('controller');
   await (await connect({ server: server.url, code: agent.pairingCode!, stateDir: ctl })).close();
@@ -53,7 +61,10 @@ test('issue 2: a device that reconnects to the server keeps serving the same con
     assert.equal(codes().length, codesBefore + 1, 'device re-registered');
     assert.equal(codes().at(-1), codes().at(-2), 'its pairing room keeps its code');
     await waitFor(() => server.stats().registered >= registeredBefore + 2, 5000, 'both rooms to be registered again');
-    assert.ok(events.some((e) => e.event === 'disconnected'), 'the device reported the lost server');
+    assert.ok(
+      events.some((e) => e.event === 'disconnected'),
+      'the device reported the lost server',
+    );
     await new Promise((r) => setTimeout(r, 200)); // let the server's peer{session} arrive
     assert.equal(events.filter((e) => e.event === 'controller').length, sessionsBefore, 'no new session was started');
     await dev.write(20, 0);

@@ -5,15 +5,16 @@
 // genuine certificate AND key, so DTLS cannot stop it and only the sealing of link frames can.
 // Signaling is sealed too, so no server can set this up; the test bypasses it on purpose, by
 // handing the session the rogue's description as if it had come sealed from the peer.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { RTCPeerConnection, type RTCDataChannel } from 'werift';
-import { PeerSession, type RelaySocket } from '../../session/session.js';
+import { type RTCDataChannel, RTCPeerConnection } from 'werift';
 import { weriftDialer } from '../../platform/node/direct.js';
-import { generateDtlsKeys, splitCandidates, DC_LABEL, type DtlsKeyPair } from '../../platform/node/rtc.js';
 import { loadOrCreateDtlsCert } from '../../platform/node/dtls-cert.js';
+import { DC_LABEL, type DtlsKeyPair, generateDtlsKeys, splitCandidates } from '../../platform/node/rtc.js';
 import type { ServerMessage, SignalPayload } from '../../protocol/signaling.js';
+import { PeerSession, type RelaySocket } from '../../session/session.js';
 import { stateDir, waitFor } from './helpers.js';
 
 const T = 30_000;
@@ -59,8 +60,14 @@ async function securedPair() {
         if (m.type === 'relay') setImmediate(() => to.handleServerMessage(m as ServerMessage));
       },
     }) as RelaySocket;
-  const seen = { c: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] }, d: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] } };
-  for (const [k, s] of [['c', controller], ['d', device]] as const) {
+  const seen = {
+    c: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] },
+    d: { security: [] as string[], messages: [] as unknown[], paths: [] as string[] },
+  };
+  for (const [k, s] of [
+    ['c', controller],
+    ['d', device],
+  ] as const) {
     s.on('security', (code) => seen[k].security.push(code));
     s.on('message', (m) => seen[k].messages.push(m));
     s.on('path', (p) => seen[k].paths.push(p));
@@ -83,11 +90,17 @@ function roguePeer(keys: DtlsKeyPair): RTCPeerConnection {
 /** The rogue's description split as DirectPath does it: SDP, then candidates, then end-of-candidates. */
 function signalsOf(pc: RTCPeerConnection, kind: 'offer' | 'answer'): SignalPayload[] {
   const { sdp, candidates, mid } = splitCandidates(pc.localDescription!.sdp);
-  return [{ kind, sdp }, ...candidates.map((c): SignalPayload => ({ kind: 'candidate', candidate: c, sdpMid: mid, sdpMLineIndex: 0 })), { kind: 'end-of-candidates' }];
+  return [
+    { kind, sdp },
+    ...candidates.map((c): SignalPayload => ({ kind: 'candidate', candidate: c, sdpMid: mid, sdpMLineIndex: 0 })),
+    { kind: 'end-of-candidates' },
+  ];
 }
 
 async function addCandidates(pc: RTCPeerConnection, signals: SignalPayload[]): Promise<void> {
-  for (const s of signals) if (s.kind === 'candidate') await pc.addIceCandidate({ candidate: s.candidate, sdpMid: s.sdpMid ?? undefined, sdpMLineIndex: s.sdpMLineIndex ?? undefined });
+  for (const s of signals)
+    if (s.kind === 'candidate')
+      await pc.addIceCandidate({ candidate: s.candidate, sdpMid: s.sdpMid ?? undefined, sdpMLineIndex: s.sdpMLineIndex ?? undefined });
 }
 
 function whenOpen(dc: RTCDataChannel, ms: number): Promise<void> {
@@ -189,14 +202,18 @@ test('a fake device on the data channel cannot feed the controller false reading
     for (const s of signalsOf(rogue, 'answer')) inside(p.controller).onSignal(s);
     // The controller times `go` with pings; the rogue answers them, then takes its candidates.
     let seenUpTo = 0;
-    await waitFor(() => {
-      for (; seenUpTo < fromController.length; seenUpTo++) {
-        const s = fromController[seenUpTo]!;
-        if (s.kind === 'ping') inside(p.controller).onSignal({ kind: 'pong', n: s.n });
-        if (s.kind === 'go') return true;
-      }
-      return undefined;
-    }, 10_000, 'go');
+    await waitFor(
+      () => {
+        for (; seenUpTo < fromController.length; seenUpTo++) {
+          const s = fromController[seenUpTo]!;
+          if (s.kind === 'ping') inside(p.controller).onSignal({ kind: 'pong', n: s.n });
+          if (s.kind === 'go') return true;
+        }
+        return undefined;
+      },
+      10_000,
+      'go',
+    );
     await addCandidates(rogue, fromController);
     const dc = await channel;
     await whenOpen(dc, 10_000);

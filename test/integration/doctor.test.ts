@@ -1,19 +1,19 @@
 // `pinhole doctor` and the RFC 5780 STUN server on loopback: 127.0.0.1 primary, 127.0.0.2
 // alternate (both on lo on Linux). No NAT here, so mapping and filtering are endpoint-independent.
-import { describe, test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
 import stun from 'stun';
-import { startSignalServer, resolveSignalConfig, type SignalServer } from '../../signaling/index.js';
-import { runCli, spawnUntil, exited } from './helpers.js';
+import { resolveSignalConfig, type SignalServer, startSignalServer } from '../../signaling/index.js';
+import { exited, runCli, spawnUntil } from './helpers.js';
 
 const HOST = '127.0.0.1';
 const ALT = '127.0.0.2';
 const C = stun.constants;
 
-const start = (stunAltHost: string | null) =>
-  startSignalServer(resolveSignalConfig({ host: HOST, port: 0, stunPort: 0, stunAltHost, log: () => undefined }));
+const start = (stunAltHost: string | null) => startSignalServer(resolveSignalConfig({ host: HOST, port: 0, stunPort: 0, stunAltHost, log: () => undefined }));
 
 /** Sends a Binding request (CHANGE-REQUEST when flags given) from a fresh socket; resolves with the answer and its source. */
 async function ask(to: { address: string; port: number }, flags: number | null): Promise<{ res: stun.StunResponse; from: string } | null> {
@@ -120,8 +120,17 @@ describe('STUN server with --stun-alt-host (RFC 5780) on loopback', () => {
     const r = await runCli(['doctor', '--server', server.url]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.lines[0], 'Report:');
-    for (const line of ['* UDP: yes', '* Mapping: endpoint-independent', '* Filtering: endpoint-independent', '* Hairpinning: yes', '* Verdict: direct connections likely'])
-      assert.ok(r.lines.some((l) => l.includes(line)), `${line} in:\n${r.stdout}`);
+    for (const line of [
+      '* UDP: yes',
+      '* Mapping: endpoint-independent',
+      '* Filtering: endpoint-independent',
+      '* Hairpinning: yes',
+      '* Verdict: direct connections likely',
+    ])
+      assert.ok(
+        r.lines.some((l) => l.includes(line)),
+        `${line} in:\n${r.stdout}`,
+      );
     assert.ok(r.lines.some((l) => /\* Latency: \d+\.\d ms/.test(l)));
   });
 });
@@ -153,8 +162,14 @@ describe('STUN server without an alternate address', () => {
     assert.match(String((j.notes as Record<string, string>).discovery), /--stun-alt-host/);
     const t = await runCli(['doctor', '--server', server.url]);
     assert.equal(t.code, 0, t.stderr);
-    assert.ok(t.lines.some((l) => l.includes('* Behaviour discovery: unavailable on this server')), t.stdout);
-    assert.ok(t.lines.some((l) => l.includes('* Filtering: unavailable')), t.stdout);
+    assert.ok(
+      t.lines.some((l) => l.includes('* Behaviour discovery: unavailable on this server')),
+      t.stdout,
+    );
+    assert.ok(
+      t.lines.some((l) => l.includes('* Filtering: unavailable')),
+      t.stdout,
+    );
   });
 });
 
@@ -180,7 +195,12 @@ describe('doctor failures and usage', () => {
   });
 
   test('usage errors exit 2: no --server, a stray argument, a bad --timeout', async () => {
-    for (const args of [['doctor'], ['doctor', '--server', 'ws://127.0.0.1:1', 'now'], ['doctor', '--server', 'ws://127.0.0.1:1', '--timeout', 'x'], ['doctor', '--server', 'http://127.0.0.1:1']]) {
+    for (const args of [
+      ['doctor'],
+      ['doctor', '--server', 'ws://127.0.0.1:1', 'now'],
+      ['doctor', '--server', 'ws://127.0.0.1:1', '--timeout', 'x'],
+      ['doctor', '--server', 'http://127.0.0.1:1'],
+    ]) {
       const r = await runCli(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     }

@@ -1,17 +1,18 @@
 // Shared helpers for loopback integration tests: real server, real agent, real CLI processes.
 // Every device and controller gets its own temp state dir (identity, DTLS cert, trust list),
 // removed when the test file ends; nothing is written to ~/.config.
-import { after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { startSignalServer, resolveSignalConfig, type SignalServer, type SignalServerConfigInput } from '../../signaling/index.js';
-import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
-import { VERSION } from '../../protocol/version.js';
+import { after } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
 import type { PairingCode } from '../../protocol/code.js';
+import { VERSION } from '../../protocol/version.js';
+import { resolveSignalConfig, type SignalServer, type SignalServerConfigInput, startSignalServer } from '../../signaling/index.js';
 
 /** Compiled CLI entry point (dist/bin/pinhole.js). */
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'pinhole.js');
@@ -226,10 +227,13 @@ export async function spawnDevice(
   const s = await spawnUntil(args, json ? /"event":"code"/ : / is online; /, 10_000, opts.env);
   const events = (): Record<string, unknown>[] => jsonLines(s.out());
   const codes = (): string[] =>
-    s.out().split('\n').flatMap((l) => {
-      const m = /^pairing code: (\S+)$/.exec(l) ?? /^\{"event":"code","code":"([^"]+)"/.exec(l);
-      return m ? [m[1]!] : [];
-    });
+    s
+      .out()
+      .split('\n')
+      .flatMap((l) => {
+        const m = /^pairing code: (\S+)$/.exec(l) ?? /^\{"event":"code","code":"([^"]+)"/.exec(l);
+        return m ? [m[1]!] : [];
+      });
   return {
     ...s,
     name,

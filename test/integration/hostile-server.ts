@@ -18,9 +18,10 @@
  * clients derive the STUN host from our URL (127.0.0.1) and the port from the
  * real server's `registered` / `joined`, which we pass through.
  */
-import { WebSocketServer, WebSocket, type RawData } from 'ws';
+
 import type { AddressInfo } from 'node:net';
-import { startSignalServer, resolveSignalConfig, type SignalServer } from '../../signaling/index.js';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { resolveSignalConfig, type SignalServer, startSignalServer } from '../../signaling/index.js';
 import { LOOPBACK_LIMITS } from './helpers.js';
 
 /** One client connection through the proxy. */

@@ -1,20 +1,21 @@
 // Issues 4 and 9: a hostile signaling server cannot read, forge or replay commands, nor sit in
 // the middle of the direct path. A real device agent (SimGpio) and the real controller API talk
 // through a man-in-the-middle proxy (./hostile-server.ts) in front of a real server.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, before, test } from 'node:test';
 import { RTCPeerConnection } from 'werift';
-import { stateDir, waitFor } from './helpers.js';
-import { startHostileServer, relayText, parseFrameText, type HostileServer, type HostileConn } from './hostile-server.js';
-import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect, type Device } from '../../controller/index.js';
-import { VERSION } from '../../protocol/version.js';
-import { parsePairingCode } from '../../protocol/code.js';
+import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
+import { DC_LABEL, generateDtlsKeys, splitCandidates } from '../../platform/node/rtc.js';
 import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
-import { generateDtlsKeys, splitCandidates, DC_LABEL } from '../../platform/node/rtc.js';
+import { parsePairingCode } from '../../protocol/code.js';
+import { VERSION } from '../../protocol/version.js';
+import { stateDir, waitFor } from './helpers.js';
+import { type HostileConn, type HostileServer, parseFrameText, relayText, startHostileServer } from './hostile-server.js';
 
 const BOARD = 'test-board';
 const TIMEOUT_MS = 8_000;
@@ -29,7 +30,6 @@ before(async () => {
 after(async () => {
   await hs.close();
 });
-
 
 /** The code a promise rejects with ('resolved' if it does not). */
 const outcome = (p: Promise<unknown>): Promise<string> =>
@@ -58,7 +58,15 @@ async function pairedRig(direct: boolean): Promise<Rig> {
   hs.reset();
   const gpio = new SimGpio();
   const events: DeviceEvent[] = [];
-  const agent = await DeviceAgent.start({ server: hs.url, name: BOARD, stateDir: stateDir('hostile'), gpio, version: VERSION, direct, onEvent: (e) => events.push(e) });
+  const agent = await DeviceAgent.start({
+    server: hs.url,
+    name: BOARD,
+    stateDir: stateDir('hostile'),
+    gpio,
+    version: VERSION,
+    direct,
+    onEvent: (e) => events.push(e),
+  });
   const code = agent.pairingCode!;
   const ctlDir = stateDir('hostile');
   const rig: Rig = { gpio, agent, events, ctlDir, code, direct, devs: [] };
@@ -99,8 +107,7 @@ function sessionConns(): { ctl: HostileConn; device: HostileConn; session: strin
   return { ctl, device, session: ctl.session };
 }
 
-const securityCodes = (rig: Rig, session: string): string[] =>
-  rig.events.flatMap((e) => (e.event === 'security' && e.session === session ? [e.code] : []));
+const securityCodes = (rig: Rig, session: string): string[] => rig.events.flatMap((e) => (e.event === 'security' && e.session === session ? [e.code] : []));
 const refusal = (rig: Rig): (DeviceEvent & { event: 'refused' }) | undefined =>
   rig.events.find((e): e is DeviceEvent & { event: 'refused' } => e.event === 'refused');
 
@@ -150,14 +157,17 @@ test('issue 9: the server sees no SDP, candidates or go, and the session still g
     await dev.write(20, 1);
     assert.equal(rig.gpio.read(20), 1);
     const frames = hs.frames.slice(mark);
-    for (const f of frames) for (const bad of SIGNALING_MARKS) assert.ok(!f.text.includes(bad), `a ${f.dir} frame of the ${f.conn.role} shows "${bad}": ${f.text.slice(0, 120)}`);
+    for (const f of frames)
+      for (const bad of SIGNALING_MARKS) assert.ok(!f.text.includes(bad), `a ${f.dir} frame of the ${f.conn.role} shows "${bad}": ${f.text.slice(0, 120)}`);
     for (const f of frames) assert.notEqual(parseFrameText(f.text)?.type, 'signal');
   } finally {
     await closeRig(rig);
   }
 });
 
-test('issue 9: steal-and-replay: a peer with the stolen controller certificate and a random key gets no channel and drives nothing', { timeout: 30_000 }, async () => {
+test('issue 9: steal-and-replay: a peer with the stolen controller certificate and a random key gets no channel and drives nothing', {
+  timeout: 30_000,
+}, async () => {
   const rig = await pairedRig(true);
   const rogues: RTCPeerConnection[] = [];
   try {
@@ -388,7 +398,9 @@ test('issue 4: the server never sees a command, a name, an identity key or the c
     const frames = hs.frames.slice(mark);
     const secret = parsePairingCode(rig.code);
     assert.ok(secret.ok);
-    const [deviceKey, controllerKey] = [rig.agent.state.identity.publicKey, loadOrCreateIdentity(rig.ctlDir).publicKey].map((k) => Buffer.from(k).toString('base64url'));
+    const [deviceKey, controllerKey] = [rig.agent.state.identity.publicKey, loadOrCreateIdentity(rig.ctlDir).publicKey].map((k) =>
+      Buffer.from(k).toString('base64url'),
+    );
     for (const f of frames) {
       // The device proves its home room with its public key (issue 9: self-certifying rooms); nothing else shows a key.
       const m = parseFrameText(f.text);
@@ -402,8 +414,12 @@ test('issue 4: the server never sees a command, a name, an identity key or the c
       const m = parseFrameText(f.text);
       return m?.type === 'register' || m?.type === 'join' ? [m] : [];
     });
-    assert.ok(rooms.some((m) => m.type === 'join' && m.room === secret.room), 'the pairing join names the code room');
-    for (const m of rooms) assert.deepEqual(Object.keys(m).sort(), m.type === 'register' && (m.room as string).length > 4 ? ['proof', 'room', 'type', 'v'] : ['room', 'type', 'v']);
+    assert.ok(
+      rooms.some((m) => m.type === 'join' && m.room === secret.room),
+      'the pairing join names the code room',
+    );
+    for (const m of rooms)
+      assert.deepEqual(Object.keys(m).sort(), m.type === 'register' && (m.room as string).length > 4 ? ['proof', 'room', 'type', 'v'] : ['room', 'type', 'v']);
     // Relay data is c1, d1, c2 per session, then only base64url.
     const relays = hs.relays().filter((r) => frames.some((f) => f.text === r.text && f.conn === r.conn));
     const hsMsgs = relays.filter((r) => r.dir === 'up' && r.data.startsWith('{')).map((r) => (JSON.parse(r.data) as { hs: string }).hs);

@@ -1,10 +1,11 @@
 // The controller API against a real server and device: relay first, then direct; relay-only; no loss across the move.
 // Issue 4: each test pairs a controller state dir once, then connects by the device's name.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { startServer, startDevice, pair, stateDir, waitFor, type TestDevice } from './helpers.js';
+import { after, before, test } from 'node:test';
 import { connect, type Device } from '../../controller/index.js';
 import type { SignalServer } from '../../signaling/index.js';
+import { pair, startDevice, startServer, stateDir, type TestDevice, waitFor } from './helpers.js';
 
 let server: SignalServer;
 before(async () => {
@@ -143,7 +144,10 @@ test('issue 4: after a controller leaves, it comes back by name; another pairs w
     const next = await d.nextCode(first);
     // Once the session ends the device leaves the spent room, and the server forgets it at once.
     await waitFor(() => server.stats().rooms === rooms - 1, 3000, 'the device to leave the spent room');
-    await assert.rejects(connect({ server: server.url, code: first, stateDir: stateDir('controller'), timeoutMs: 3000 }), (e: { code?: string }) => e.code === 'unknown-room');
+    await assert.rejects(
+      connect({ server: server.url, code: first, stateDir: stateDir('controller'), timeoutMs: 3000 }),
+      (e: { code?: string }) => e.code === 'unknown-room',
+    );
     const b = await connect({ server: server.url, code: next, stateDir: stateDir('controller') });
     try {
       assert.equal(await b.read(20), 1);

@@ -2,14 +2,15 @@
 // test/setup/build-libmraa-mock.sh. The mock board has 10 pins of which only
 // pin 0 is a GPIO; its GPIO has no ISR, so edges come from the polling
 // fallback and from this process's own writes.
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openMraa, type MraaGpio } from '../../device/gpio/mraa.js';
-import { type PinChange } from '../../device/gpio/gpio.js';
-import { startServer, spawnDevice, pair, runCli } from './helpers.js';
+import type { PinChange } from '../../device/gpio/gpio.js';
+import { type MraaGpio, openMraa } from '../../device/gpio/mraa.js';
 import { PinholeError } from '../../protocol/errors.js';
+import { pair, runCli, spawnDevice, startServer } from './helpers.js';
 
 // dist/test/integration/ -> repo root
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -25,15 +26,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 const opened: MraaGpio[] = [];
 async function open(): Promise<MraaGpio> {
-  assert.ok(
-    existsSync(MOCK_LIB),
-    `mock libmraa not built at ${MOCK_LIB}: run bash test/setup/build-libmraa-mock.sh first`,
-  );
+  assert.ok(existsSync(MOCK_LIB), `mock libmraa not built at ${MOCK_LIB}: run bash test/setup/build-libmraa-mock.sh first`);
   const g = await openMraa({ libPath: MOCK_LIB });
   opened.push(g);
   return g;
 }
-after(() => { for (const g of opened) g.close(); });
+after(() => {
+  for (const g of opened) g.close();
+});
 
 test('mock board: backend, board name and GPIO pins', async () => {
   const g = await open();
@@ -88,10 +88,13 @@ test('watch: falls back to polling on the mock and reports write edges once', as
   await sleep(SETTLE_MS); // the poller must not report the same change again
   g.write(0, 0);
   await sleep(SETTLE_MS);
-  assert.deepEqual(seen.map((c) => [c.pin, c.value, c.edge]), [
-    [0, 1, 'rising'],
-    [0, 0, 'falling'],
-  ]);
+  assert.deepEqual(
+    seen.map((c) => [c.pin, c.value, c.edge]),
+    [
+      [0, 1, 'rising'],
+      [0, 0, 'falling'],
+    ],
+  );
   assert.ok(seen[0]!.ts <= seen[1]!.ts);
   off();
   assert.equal(g.edgeSource(0), undefined);

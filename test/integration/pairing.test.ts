@@ -1,14 +1,15 @@
 // Pairing end to end: real `pinhole device` and `pinhole control` processes and a real
 // signaling server on loopback. Single-use codes, pair once then by name, revocation,
 // state files, --no-pairing, a device whose identity changed, and the server's join limit.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli, spawnDevice, startServer, stateDir, pair, waitFor } from './helpers.js';
-import { CODE_ALPHABET, formatPairingCode, generatePairingCode } from '../../protocol/code.js';
+import { after, before, test } from 'node:test';
 import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
+import { CODE_ALPHABET, formatPairingCode, generatePairingCode } from '../../protocol/code.js';
 import type { SignalServer } from '../../signaling/index.js';
+import { pair, runCli, spawnDevice, startServer, stateDir, waitFor } from './helpers.js';
 
 let server: SignalServer;
 before(async () => {
@@ -77,18 +78,32 @@ test('issue 4: pair once, then `pinhole control NAME` with no code and no server
 
     // The device shows who paired, and the later sessions as known controllers.
     const fp = loadOrCreateIdentity(laptop.stateDir).fingerprint;
-    const seen = await waitFor(() => {
-      const c = dev.events().filter((e) => e.event === 'controller');
-      return c.length === 3 && c;
-    }, 3000, 'three sessions on the device');
-    assert.deepEqual(seen.map((e) => [e.name, e.fingerprint, e.paired]), [['alice', fp, true], ['alice', fp, false], ['alice', fp, false]]);
+    const seen = await waitFor(
+      () => {
+        const c = dev.events().filter((e) => e.event === 'controller');
+        return c.length === 3 && c;
+      },
+      3000,
+      'three sessions on the device',
+    );
+    assert.deepEqual(
+      seen.map((e) => [e.name, e.fingerprint, e.paired]),
+      [
+        ['alice', fp, true],
+        ['alice', fp, false],
+        ['alice', fp, false],
+      ],
+    );
 
     const list = await runCli(['device', '--state-dir', dev.stateDir, '--controllers', '--json']);
     assert.equal(list.code, 0, list.stderr);
     const l = list.json.at(-1) as { ok: boolean; device: string; controllers: { name: string; fingerprint: string; addedAt: string }[] };
     assert.equal(l.ok, true);
     assert.match(l.device, FINGERPRINT);
-    assert.deepEqual(l.controllers.map((c) => [c.name, c.fingerprint]), [['alice', fp]]);
+    assert.deepEqual(
+      l.controllers.map((c) => [c.name, c.fingerprint]),
+      [['alice', fp]],
+    );
     assert.ok(!Number.isNaN(Date.parse(l.controllers[0]!.addedAt)));
   } finally {
     assert.equal(await dev.stop(), 0);
@@ -122,7 +137,10 @@ test('issue 4: a revoked controller is refused with not-paired and changes nothi
     assert.equal(again.json.at(-1)!.error, 'unknown-controller');
     oneStderrLine(again.stderr.replace(/ \(see 'pinhole --help'\)/, ''));
     const list = await runCli(['device', '--state-dir', dev.stateDir, '--controllers', '--json']);
-    assert.deepEqual((list.json.at(-1)!.controllers as { name: string }[]).map((c) => c.name), ['bob']);
+    assert.deepEqual(
+      (list.json.at(-1)!.controllers as { name: string }[]).map((c) => c.name),
+      ['bob'],
+    );
   } finally {
     assert.equal(await dev.stop(), 0);
   }
@@ -214,7 +232,18 @@ test('issue 4: a device that lost its identity is not found under its old name (
     const refused = await runCli(['control', '--server', server.url, '--code', code, '--state-dir', laptop.stateDir, '--json', 'info']);
     assert.equal(refused.code, 3, refused.stderr);
     assert.equal(refused.json.at(-1)!.error, 'name-taken');
-    const again = await runCli(['control', '--server', server.url, '--code', await dev.nextCode(code), '--state-dir', laptop.stateDir, '--replace', '--json', 'info']);
+    const again = await runCli([
+      'control',
+      '--server',
+      server.url,
+      '--code',
+      await dev.nextCode(code),
+      '--state-dir',
+      laptop.stateDir,
+      '--replace',
+      '--json',
+      'info',
+    ]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /replacing the one saved under that name/);
     assert.equal((await runCli(byName('id-board', laptop.stateDir, 'read', '1'))).code, 0);

@@ -1,19 +1,20 @@
 // The server's clients are hostile. A real server and real device agents on loopback:
 // self-certifying device rooms, registrations retried instead of given up, a silent holder of a
 // pairing room, a server at capacity, admission, and a corrupt trust list.
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, startDevice, stateDir, waitFor, LOOPBACK_LIMITS } from './helpers.js';
-import { DeviceAgent, HANDSHAKE_START_MS, SimGpio, type DeviceEvent } from '../../device/index.js';
+import { after, test } from 'node:test';
 import { connect, type Device } from '../../controller/index.js';
-import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type ServerMessage } from '../../protocol/signaling.js';
+import { DeviceAgent, type DeviceEvent, HANDSHAKE_START_MS, SimGpio } from '../../device/index.js';
 import { SignalClient } from '../../platform/node/signal-client.js';
-import { VERSION } from '../../protocol/version.js';
-import { deviceRoom, parsePairingCode } from '../../protocol/code.js';
 import { loadOrCreateIdentity } from '../../platform/node/state-files.js';
+import { deviceRoom, parsePairingCode } from '../../protocol/code.js';
+import { CLOSE_LEAVE, makeRegisterProof, PROTOCOL_VERSION, type ServerMessage } from '../../protocol/signaling.js';
+import { VERSION } from '../../protocol/version.js';
 import type { SignalServer } from '../../signaling/index.js';
+import { LOOPBACK_LIMITS, startDevice, startServer, stateDir, waitFor } from './helpers.js';
 
 const servers: SignalServer[] = [];
 after(async () => {
@@ -49,7 +50,11 @@ test('issue 9: a squatter cannot register a device room it holds no key for (bad
     assert.equal(srv.stats().rooms, 0);
 
     const d = await startDevice(srv, { stateDir: dir, direct: false });
-    assert.deepEqual(d.events.filter((e) => e.event === 'error'), [], 'no refusal on the way up');
+    assert.deepEqual(
+      d.events.filter((e) => e.event === 'error'),
+      [],
+      'no refusal on the way up',
+    );
     const ctl = stateDir('controller');
     await (await connect({ server: srv.url, code: d.code!, stateDir: ctl, direct: false })).close();
     // By name: the controller joins the device room, where the real device answers.
@@ -67,10 +72,21 @@ test('issue 9: a device started while its previous instance still holds its room
   const a = await startDevice(srv, { direct: false });
   const events: DeviceEvent[] = [];
   const gpio = new SimGpio();
-  const starting = DeviceAgent.start({ server: srv.url, name: 'second', stateDir: a.stateDir, gpio, version: VERSION, direct: false, onEvent: (e) => events.push(e) });
+  const starting = DeviceAgent.start({
+    server: srv.url,
+    name: 'second',
+    stateDir: a.stateDir,
+    gpio,
+    version: VERSION,
+    direct: false,
+    onEvent: (e) => events.push(e),
+  });
   let b: DeviceAgent | undefined;
   let failed: unknown;
-  starting.then((x) => (b = x), (e: unknown) => (failed = e));
+  starting.then(
+    (x) => (b = x),
+    (e: unknown) => (failed = e),
+  );
   try {
     await waitFor(() => failed ?? retries(events, 'room-taken') >= 2, 8000, 'the second instance to retry its taken room twice');
     assert.equal(failed, undefined, 'start did not give up');
@@ -89,7 +105,9 @@ test('issue 9: a device started while its previous instance still holds its room
   }
 });
 
-test('issue 9: a silent holder of the pairing room: the device drops it within HANDSHAKE_START_MS and prints a new code, which pairs', { timeout: 30_000 }, async () => {
+test('issue 9: a silent holder of the pairing room: the device drops it within HANDSHAKE_START_MS and prints a new code, which pairs', {
+  timeout: 30_000,
+}, async () => {
   const srv = await server();
   const d = await startDevice(srv, { direct: false });
   const code = d.code!;
@@ -110,7 +128,10 @@ test('issue 9: a silent holder of the pairing room: the device drops it within H
     const next = await d.nextCode(code, HANDSHAKE_START_MS + 3000);
     const waited = performance.now() - t0;
     assert.ok(waited >= HANDSHAKE_START_MS - 500, `a new code after ${Math.round(waited)} ms, not before the holder had its chance`);
-    assert.ok(d.events.some((e) => e.event === 'refused' && e.code === 'bad-handshake'), 'the device says it dropped the silent controller');
+    assert.ok(
+      d.events.some((e) => e.event === 'refused' && e.code === 'bad-handshake'),
+      'the device says it dropped the silent controller',
+    );
     // The silent one lost the room with the code: the old code is gone for good.
     await waitFor(() => !holder.isOpen || srv.stats().rooms === 2, 3000, 'the spent room to be left');
     const gone = await connect({ server: srv.url, code, stateDir: stateDir('controller'), direct: false, timeoutMs: 3000 }).then(
@@ -152,7 +173,9 @@ test('issue 9: a server at room capacity: the fresh code is retried, said so, an
   }
 });
 
-test('issue 9: the device admits secured sessions, which outlive the admission timeout; a silent controller in its room is dropped', { timeout: 30_000 }, async () => {
+test('issue 9: the device admits secured sessions, which outlive the admission timeout; a silent controller in its room is dropped', {
+  timeout: 30_000,
+}, async () => {
   const ADMIT_MS = 1000;
   const srv = await server({ ...LOOPBACK_LIMITS, admitTimeoutMs: ADMIT_MS }, { tickIntervalMs: 100 });
   const d = await startDevice(srv, { direct: false });

@@ -1,27 +1,36 @@
 // Issue 5 fault tests on loopback, with the real server, agent, controller API
 // and werift: server restart, device restart, a lost answer, safe state.
 // (The WAN-outage fault needs a router and lives in test/natlab/fault.test.ts.)
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import type { SignalServer } from '../../signaling/index.js';
-import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
+import { test } from 'node:test';
 import { connect, type Device } from '../../controller/index.js';
+import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
 import { isPinholeError } from '../../protocol/errors.js';
-import { startHostileServer, parseFrameText } from './hostile-server.js';
+import type { SignalServer } from '../../signaling/index.js';
 import { startServer, stateDir, waitFor } from './helpers.js';
+import { parseFrameText, startHostileServer } from './hostile-server.js';
 
 async function server(port = 0): Promise<SignalServer> {
   return startServer(undefined, { port });
 }
 
-async function device(t: { after: (fn: () => Promise<void> | void) => void }, url: string, stateDir: string, gpio: SimGpio, extra: Partial<Parameters<typeof DeviceAgent.start>[0]> = {}) {
+async function device(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  url: string,
+  stateDir: string,
+  gpio: SimGpio,
+  extra: Partial<Parameters<typeof DeviceAgent.start>[0]> = {},
+) {
   const events: DeviceEvent[] = [];
   const agent = await DeviceAgent.start({ server: url, name: 'board', stateDir, gpio, version: 'test', onEvent: (e) => events.push(e), ...extra });
   t.after(() => agent.stop());
   return { agent, events };
 }
 
-test('issue 5: fault 1: the signaling server restarts during a direct session; the session carries on, the device re-registers, a new controller pairs', { timeout: 60_000 }, async (t) => {
+test('issue 5: fault 1: the signaling server restarts during a direct session; the session carries on, the device re-registers, a new controller pairs', {
+  timeout: 60_000,
+}, async (t) => {
   let srv = await server();
   const port = Number(new URL(srv.url).port);
   const sim = new SimGpio();
@@ -56,7 +65,9 @@ test('issue 5: fault 1: the signaling server restarts during a direct session; t
   assert.equal(dev.path, 'direct');
 });
 
-test('issue 5: fault 3: the device agent stops and starts again; the controller reconnects on its own, resends, and renews its watch', { timeout: 60_000 }, async (t) => {
+test('issue 5: fault 3: the device agent stops and starts again; the controller reconnects on its own, resends, and renews its watch', {
+  timeout: 60_000,
+}, async (t) => {
   const srv = await server();
   t.after(() => srv.close());
   const sim = new SimGpio(); // the board keeps its pins across an agent restart
@@ -116,7 +127,10 @@ test('issue 5: fault 3, safe state: with no controller for --safe-after, the con
   await waitFor(() => (sim.read(20) === 0 ? true : undefined), 5_000, 'the safe state');
   const waited = Date.now() - t0;
   assert.ok(waited >= 900, `applied after ${waited} ms, not before --safe-after`);
-  assert.deepEqual(events.filter((e) => e.event === 'safe-state'), [{ event: 'safe-state', pins: { '20': 0 } }]);
+  assert.deepEqual(
+    events.filter((e) => e.event === 'safe-state'),
+    [{ event: 'safe-state', pins: { '20': 0 } }],
+  );
 });
 
 test('issue 5: fault 4: a command whose answer is lost is retried on a new session and runs once', { timeout: 30_000 }, async (t) => {
@@ -173,7 +187,13 @@ test('issue 5: a signaling server that stops answering pings is noticed within S
   await new Promise<void>((r) => wss.once('listening', () => r()));
   const { PROTOCOL_VERSION } = await import('../../protocol/signaling.js');
   wss.on('connection', (ws) => ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, nonce: Buffer.alloc(32, 7).toString('base64url') })));
-  t.after(() => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => r());
+      }),
+  );
   const { SignalClient } = await import('../../platform/node/signal-client.js');
   const port = (wss.address() as { port: number }).port;
   const keepalive = { intervalMs: 200, misses: 3 };

@@ -2,27 +2,28 @@
  * The real signaling server on loopback: HTTP, WebSocket routing, junk
  * resistance, keepalive, slow consumers and STUN.
  */
-import { test, describe, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
-import { randomBytes, createHash } from 'node:crypto';
-import { WebSocket } from 'ws';
-import stun from 'stun';
-import { StunProtocol, Message, methods, classes } from 'werift';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { startSignalServer, WS_MAX_PAYLOAD_BYTES, type SignalServer } from '../../signaling/index.js';
-import { MAX_INVALID_PER_CONN } from '../../signaling/router.js';
+import stun from 'stun';
+import { classes, Message, methods, StunProtocol } from 'werift';
+import { WebSocket } from 'ws';
+import { deviceRoom } from '../../protocol/code.js';
 import {
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
-  PROTOCOL_VERSION,
   makeRegisterProof,
+  PROTOCOL_VERSION,
   parseServerMessage,
   type ServerMessage,
 } from '../../protocol/signaling.js';
-import { deviceRoom } from '../../protocol/code.js';
+import { type SignalServer, startSignalServer, WS_MAX_PAYLOAD_BYTES } from '../../signaling/index.js';
+import { MAX_INVALID_PER_CONN } from '../../signaling/router.js';
 import { waitFor } from './helpers.js';
 
 const HOST = '127.0.0.1';
@@ -220,7 +221,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
     c.close();
   });
 
-  test('issue 4: a pairing code\'s room (4 symbols) pairs; the old `code` field is refused as bad-message', async () => {
+  test("issue 4: a pairing code's room (4 symbols) pairs; the old `code` field is refused as bad-message", async () => {
     const room = 'W' + randomBytes(3).toString('hex').slice(0, 3).toUpperCase();
     const device = await Client.open(server.url);
     device.send({ type: 'register', v: PROTOCOL_VERSION, code: room });
@@ -560,7 +561,14 @@ describe('signaling server: half-open HTTP upgrades', { timeout: 30_000 }, () =>
   const TIMEOUT_MS = 1000;
   let server: SignalServer;
   before(async () => {
-    server = await startSignalServer({ host: HOST, port: 0, stunPort: null, log: () => undefined, maxPendingUpgradesPerAddr: CAP, upgradeTimeoutMs: TIMEOUT_MS });
+    server = await startSignalServer({
+      host: HOST,
+      port: 0,
+      stunPort: null,
+      log: () => undefined,
+      maxPendingUpgradesPerAddr: CAP,
+      upgradeTimeoutMs: TIMEOUT_MS,
+    });
   });
   after(async () => {
     await server?.close();
@@ -637,7 +645,9 @@ function rawUpgrade(port: number): Promise<net.Socket> {
       head += d.toString('latin1');
       if (!head.includes('\r\n\r\n')) return;
       s.off('data', onData);
-      const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      const accept = createHash('sha1')
+        .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+        .digest('base64');
       if (!head.startsWith('HTTP/1.1 101') || !head.includes(accept)) reject(new Error('upgrade failed'));
       else resolve(s);
       s.resume(); // keep draining pings, never answer them

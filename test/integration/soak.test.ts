@@ -2,17 +2,18 @@
 // frames at the server (raw WebSockets) and at the device (injected into its
 // session by a hostile server). Both stay up, memory stays bounded, and a valid
 // controller keeps working during and after.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
 import WebSocket from 'ws';
-import { DeviceAgent, SimGpio, type DeviceEvent } from '../../device/index.js';
 import { connect } from '../../controller/index.js';
+import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
 import { MAX_SIGNAL_BYTES, PROTOCOL_VERSION } from '../../protocol/signaling.js';
-import { startHostileServer, relayText } from './hostile-server.js';
+import { relayText, startHostileServer } from './hostile-server.js';
 
 /** Frames sent at each target. */
 const FRAMES_AT_SERVER = 20_000;
@@ -78,14 +79,24 @@ async function settledHeap(): Promise<number> {
   return low;
 }
 
-test('issue 5: soak: the server and the device survive 40 000 hostile frames with bounded memory; a valid controller works throughout', { timeout: 180_000 }, async (t) => {
+test('issue 5: soak: the server and the device survive 40 000 hostile frames with bounded memory; a valid controller works throughout', {
+  timeout: 180_000,
+}, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pinhole-soak-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const h = await startHostileServer({ record: false });
   t.after(() => h.close());
   const sim = new SimGpio();
   const events: DeviceEvent[] = [];
-  const agent = await DeviceAgent.start({ server: h.url, name: 'soak', stateDir: join(dir, 'dev'), gpio: sim, direct: false, version: 'test', onEvent: (e) => events.push(e) });
+  const agent = await DeviceAgent.start({
+    server: h.url,
+    name: 'soak',
+    stateDir: join(dir, 'dev'),
+    gpio: sim,
+    direct: false,
+    version: 'test',
+    onEvent: (e) => events.push(e),
+  });
   t.after(() => agent.stop());
   const dev = await connect({ server: h.url, code: agent.pairingCode!, stateDir: join(dir, 'ctl'), direct: false, timeoutMs: 10_000 });
   t.after(() => dev.close());
@@ -158,10 +169,16 @@ test('issue 5: soak: the server and the device survive 40 000 hostile frames wit
   assert.ok(h.real.stats().sockets <= 4, `attack sockets are gone (${h.real.stats().sockets} open: the device's rooms and the controller)`);
   const security = events.filter((e) => e.event === 'security').length;
   assert.ok(security > FRAMES_AT_DEVICE / 2, `the device dropped injected frames with codes (${security})`);
-  assert.deepEqual(events.filter((e) => e.event === 'refused'), [], 'the valid session was never refused');
+  assert.deepEqual(
+    events.filter((e) => e.event === 'refused'),
+    [],
+    'the valid session was never refused',
+  );
 
   const heap1 = await settledHeap();
   const growth = heap1 - heap0;
-  t.diagnostic(`${FRAMES_AT_SERVER} frames at the server over ${serverSockets} sockets, ${FRAMES_AT_DEVICE} at the device, ${rounds} valid rounds, ${secs.toFixed(1)} s; heap ${heap0.toFixed(1)} -> ${heap1.toFixed(1)} MB`);
+  t.diagnostic(
+    `${FRAMES_AT_SERVER} frames at the server over ${serverSockets} sockets, ${FRAMES_AT_DEVICE} at the device, ${rounds} valid rounds, ${secs.toFixed(1)} s; heap ${heap0.toFixed(1)} -> ${heap1.toFixed(1)} MB`,
+  );
   assert.ok(growth < MAX_HEAP_GROWTH_MB, `heap grew ${growth.toFixed(1)} MB (limit ${MAX_HEAP_GROWTH_MB})`);
 });

@@ -2,10 +2,11 @@
 // iceServers [], host candidates and pairs on 127.0.0.1 only), signals handed over
 // directly. One side presents a stolen certificate (the real peer's certPem) with a
 // random key: the DTLS handshake must fail and the data channel never open.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { DirectPath, generateDtlsKeys, type DtlsKeyPair, type RtcConfig } from '../../platform/node/rtc.js';
+import { test } from 'node:test';
+import { DirectPath, type DtlsKeyPair, generateDtlsKeys, type RtcConfig } from '../../platform/node/rtc.js';
 import type { SignalPayload } from '../../protocol/signaling.js';
 import { waitFor } from './helpers.js';
 
@@ -38,7 +39,10 @@ async function pair(keys: Record<Role, DtlsKeyPair>, ms: number, done: (w: Watch
   const paths = {} as Record<Role, DirectPath>;
   // Signals go through a tick, as through the relay.
   const relay = (to: Role) => (p: SignalPayload) => void setImmediate(() => void paths[to].handleSignal(p));
-  for (const [role, other] of [['offerer', 'answerer'], ['answerer', 'offerer']] as const) {
+  for (const [role, other] of [
+    ['offerer', 'answerer'],
+    ['answerer', 'offerer'],
+  ] as const) {
     // The offerer speaks first once its channel is up, the answerer answers what it receives.
     const path = new DirectPath(role, rtcConfig(keys[role]), relay(other), (data, t) => {
       w.frames[role].push(String(data));
@@ -63,7 +67,11 @@ async function pair(keys: Record<Role, DtlsKeyPair>, ms: number, done: (w: Watch
 const iceConnected = (states: string[]) => states.includes('ice-connected');
 
 test('an honest pairing opens its data channel (stored certificates, as pinhole configures werift)', async () => {
-  const w = await pair({ offerer: await generateDtlsKeys(), answerer: await generateDtlsKeys() }, OPENS_WITHIN_MS, (x) => x.frames.offerer.length > 0 && x.frames.answerer.length > 0);
+  const w = await pair(
+    { offerer: await generateDtlsKeys(), answerer: await generateDtlsKeys() },
+    OPENS_WITHIN_MS,
+    (x) => x.frames.offerer.length > 0 && x.frames.answerer.length > 0,
+  );
   assert.deepEqual(w.up, { offerer: true, answerer: true }, `states: ${JSON.stringify(w.states)}`);
   assert.deepEqual(w.frames, { offerer: ['hello from the answerer'], answerer: ['hello from the offerer'] });
 });

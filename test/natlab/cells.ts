@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createLab, type ConntrackUdp, type RouterKind } from './lab.js';
-import type { Impairment } from './impair.js';
-import { acceptWanInput, startSignal, startDevice, runDriver, deviceReaches, devicePaths, serverFrames } from './peers.js';
 import type { DriverResult } from './driver.js';
+import type { Impairment } from './impair.js';
+import { type ConntrackUdp, createLab, type RouterKind } from './lab.js';
+import { acceptWanInput, devicePaths, deviceReaches, runDriver, serverFrames, startDevice, startSignal } from './peers.js';
 
 /** How long the controller waits for a data channel; also how long a relay cell must stay relay. */
 export const DIRECT_WAIT_MS = 8_000;
@@ -34,7 +34,8 @@ export type Expected = 'direct' | 'relay';
 export function expectation(a0: RouterKind, b0: RouterKind): { path: Expected; why: string } {
   const asCone = (k: RouterKind): RouterKind => (k === 'cgnat' ? 'cone' : k);
   const [a, b] = [asCone(a0), asCone(b0)];
-  const cgnat = a0 === 'cgnat' || b0 === 'cgnat' ? ' (a carrier NAT in front of a cone router is endpoint-independent end to end: both layers keep the port)' : '';
+  const cgnat =
+    a0 === 'cgnat' || b0 === 'cgnat' ? ' (a carrier NAT in front of a cone router is endpoint-independent end to end: both layers keep the port)' : '';
   const e = expectationOf(a, b);
   return { path: e.path, why: e.why + cgnat };
 }
@@ -47,13 +48,17 @@ function expectationOf(a: RouterKind, b: RouterKind): { path: Expected; why: str
     return {
       path: 'direct',
       why:
-        (a === 'symmetric' || b === 'symmetric'
+        a === 'symmetric' || b === 'symmetric'
           ? "the NATed side's checks reach the open host's own address (no filter there); the open side answers the new mapping it learns (peer-reflexive)"
-          : "the cone side's checks reach the open host's own address; the open side's checks to the cone's srflx address pass once the cone side has sent to it (same public port for every destination)"),
+          : "the cone side's checks reach the open host's own address; the open side's checks to the cone's srflx address pass once the cone side has sent to it (same public port for every destination)",
     };
   if (a === 'cone' && b === 'cone')
-    return { path: 'direct', why: 'endpoint-independent mappings: each srflx address is valid for the peer too; the coordinated start makes both first checks cross' };
-  if (a === 'symmetric' && b === 'symmetric') return { path: 'relay', why: 'both mappings are new and random per destination: no address the peer learns is ever valid' };
+    return {
+      path: 'direct',
+      why: 'endpoint-independent mappings: each srflx address is valid for the peer too; the coordinated start makes both first checks cross',
+    };
+  if (a === 'symmetric' && b === 'symmetric')
+    return { path: 'relay', why: 'both mappings are new and random per destination: no address the peer learns is ever valid' };
   return {
     path: 'relay',
     why: "the symmetric side reaches the peer from a new, random port; the cone side's port-restricted filter admits only the srflx port it sent to (the symmetric side's STUN mapping)",
@@ -131,7 +136,15 @@ export async function runCell(opts: CellOptions): Promise<CellRun> {
       },
     );
     keepLogs(stderr);
-    return { result, devicePaths: devicePaths(dev), phase2Frames, routerStats: await lab.routerStats(), seed: lab.seed, conntrackUdp: lab.conntrackUdp, directWaitMs };
+    return {
+      result,
+      devicePaths: devicePaths(dev),
+      phase2Frames,
+      routerStats: await lab.routerStats(),
+      seed: lab.seed,
+      conntrackUdp: lab.conntrackUdp,
+      directWaitMs,
+    };
   } finally {
     await lab.destroy();
   }
@@ -201,7 +214,6 @@ export function assertRelay(run: CellRun, delayMs: number): void {
   // change may share a TCP segment.
   assert.ok(run.phase2Frames >= 6, `the signaling server saw only ${run.phase2Frames} frames during phase 2`);
 }
-
 
 /** When the direct attempt passed its milestones: `go` sent, ICE connected, the peer connection `connected` (werift: after DTLS and the SCTP start), in ms since connect() start. */
 export function timeline(r: DriverResult): string {

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import koffi from 'koffi';
-import { InFlight, impairment, type Impairment } from './impair.js';
+import { type Impairment, InFlight, impairment } from './impair.js';
 
 export interface LegConfig {
   name: string; // 'server' | 'a' | 'b'
@@ -97,7 +97,7 @@ function main(): void {
     let bestMask = -1;
     for (const leg of legs)
       for (const n of leg.nets)
-        if (((dst & n.mask) >>> 0) === n.net && n.mask >>> 0 > bestMask) {
+        if ((dst & n.mask) >>> 0 === n.net && n.mask >>> 0 > bestMask) {
           best = leg;
           bestMask = n.mask >>> 0;
         }

@@ -2,12 +2,13 @@
 // `pinhole signal --stun-alt-host <second address>`, dev (behind router A) runs
 // `pinhole doctor --json`, and the RFC 5780 classification must match the router's rules
 // (docs/natlab.md "Router kinds"). Needs root; skipped otherwise.
-import { describe, test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { createInterface } from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
-import { createLab, labAvailable, type Lab, type RouterKind } from './lab.js';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
 import { BIN } from '../integration/helpers.js';
+import { createLab, type Lab, labAvailable, type RouterKind } from './lab.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -26,9 +27,13 @@ function withDoctorLab(kind: RouterKind): () => Lab {
   before(async () => {
     lab = await createLab({ a: kind, b: 'cone' });
     const [primary, alt] = lab.serverAddrs;
-    server = lab.run('server', [process.execPath, BIN, 'signal', '--host', primary, '--port', String(SIGNAL_PORT), '--stun-port', String(STUN_PORT), '--stun-alt-host', alt], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    server = lab.run(
+      'server',
+      [process.execPath, BIN, 'signal', '--host', primary, '--port', String(SIGNAL_PORT), '--stun-port', String(STUN_PORT), '--stun-alt-host', alt],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const first = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('pinhole signal did not print its listening line')), LISTEN_TIMEOUT_MS);
       createInterface({ input: server!.stdout! }).once('line', (l) => {
@@ -119,7 +124,7 @@ describe('natlab doctor: behind udpblock', { skip, timeout: LAB_TIMEOUT_MS }, ()
 describe('natlab doctor: behind open', { skip, timeout: LAB_TIMEOUT_MS }, () => {
   const lab = withDoctorLab('open');
 
-  test('issue 3: no NAT (the public address is dev\'s own), nothing filtered, direct', async () => {
+  test("issue 3: no NAT (the public address is dev's own), nothing filtered, direct", async () => {
     const r = await doctor(lab());
     assert.equal(r.code, 0, r.stdout);
     const j = r.json;

@@ -13,7 +13,7 @@
 //      each command and any path change while they ran.
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { connect, type Change, type Device, type Path } from '../../controller/index.js';
+import { type Change, connect, type Device, type Path } from '../../controller/index.js';
 
 export interface DriverConfig {
   server: string;
@@ -140,6 +140,7 @@ async function main(): Promise<void> {
     });
     d.on('rtc', (state) => res.rtc.push({ state, atMs: since() }));
 
+    // biome-ignore lint/suspicious/noConfusingVoidType: a command resolves to a reading or to nothing
     const cmd = async (into: CommandRecord[], name: string, f: () => Promise<number | void>): Promise<number | void> => {
       const pathBefore = d.path;
       const s = performance.now();

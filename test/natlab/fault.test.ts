@@ -2,13 +2,14 @@
 // pin that the device keeps toggling. The session must recover, the edges that happened
 // meanwhile must be reported (or their loss stated with a resync), the pin's value must be
 // re-synced, and the direct path must come back. Needs root; skipped otherwise.
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLab, labAvailable } from './lab.js';
-import { CODE, Lines, controllerStateDir, serverUrl, startDevice, startSignal } from './peers.js';
 import type { FaultDriverConfig, FaultResult } from './fault-driver.js';
+import { createLab, labAvailable } from './lab.js';
+import { CODE, controllerStateDir, Lines, serverUrl, startDevice, startSignal } from './peers.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -19,7 +20,10 @@ const OUTAGE_MS = 10_000;
 const TIMES = 16;
 const INTERVAL_MS = 1_000;
 
-test('issue 5: fault 2: the controller\'s WAN goes down for 10 s during watch; the session recovers, edges are reported or their loss stated, the value re-syncs, direct comes back', { skip, timeout: 150_000 }, async () => {
+test("issue 5: fault 2: the controller's WAN goes down for 10 s during watch; the session recovers, edges are reported or their loss stated, the value re-syncs, direct comes back", {
+  skip,
+  timeout: 150_000,
+}, async () => {
   const lab = await createLab({ a: 'cone', b: 'cone', delayMs: 20 });
   after(() => lab.destroy());
   const server = await startSignal(lab);
@@ -60,7 +64,9 @@ test('issue 5: fault 2: the controller\'s WAN goes down for 10 s during watch; t
   if (!resynced) assert.equal(last, r.blink?.value);
   assert.equal(r.directAfter, true, `direct again after the outage: ${summary}`);
   assert.ok(r.finalPath === 'direct', summary);
-  process.stdout.write(`# fault 2: ${r.changes.length} edges seen of ${TIMES}, resync: ${resynced}, events: ${r.events.map((e) => `${e.atMs}:${e.event}${e.detail ? `(${e.detail})` : ''}`).join(' ')}\n`);
+  process.stdout.write(
+    `# fault 2: ${r.changes.length} edges seen of ${TIMES}, resync: ${resynced}, events: ${r.events.map((e) => `${e.atMs}:${e.event}${e.detail ? `(${e.detail})` : ''}`).join(' ')}\n`,
+  );
   server.proc.kill();
   device.proc.kill();
 });

@@ -1,10 +1,11 @@
 // The first command rides the relay and waits for nothing the direct path does: with the
 // controller's UDP blocked (its STUN gathering waits out its timeout) it must arrive as
 // fast as with UDP open. Fresh lab per attempt; medians compared. Needs root.
-import { describe, test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { assertCommands, CELL_TIMEOUT_MS, fmt, median, runCell } from './cells.js';
 import { labAvailable, type RouterKind } from './lab.js';
-import { CELL_TIMEOUT_MS, assertCommands, fmt, median, runCell } from './cells.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -30,7 +31,9 @@ async function firstCommands(b: RouterKind): Promise<number[]> {
 }
 
 describe('issue 11: the first command does not wait for the direct path', { skip }, () => {
-  test(`controller behind udpblock: first command within ${MAX_RATIO}× of a cone controller's (${ATTEMPTS} attempts each, ${DELAY_MS} ms per leg)`, { timeout: 2 * ATTEMPTS * CELL_TIMEOUT_MS }, async (t) => {
+  test(`controller behind udpblock: first command within ${MAX_RATIO}× of a cone controller's (${ATTEMPTS} attempts each, ${DELAY_MS} ms per leg)`, {
+    timeout: 2 * ATTEMPTS * CELL_TIMEOUT_MS,
+  }, async (t) => {
     const open = await firstCommands('cone');
     const blocked = await firstCommands('udpblock');
     const ratio = median(blocked) / median(open);

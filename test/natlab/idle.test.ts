@@ -2,11 +2,12 @@
 // (DEFAULT_CONNTRACK_UDP): no command for 3 minutes, only the link's keepalives (every
 // KEEPALIVE_MS) keep the mappings and filters open. It must stay direct the whole time, and
 // the next commands must go direct too. Needs root; skipped otherwise (see docs/natlab.md).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { labAvailable } from './lab.js';
+import { test } from 'node:test';
 import { KEEPALIVE_MS } from '../../transport/reliable.js';
-import { assertCommands, assertDirect, fmt, runCell, CELL_TIMEOUT_MS } from './cells.js';
+import { assertCommands, assertDirect, CELL_TIMEOUT_MS, fmt, runCell } from './cells.js';
+import { labAvailable } from './lab.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -14,7 +15,10 @@ const DELAY_MS = 20;
 /** How long the session sits idle on the direct path. */
 const IDLE_MS = 180_000;
 
-test('issue 10: an idle direct session (no commands) stays direct for 3 minutes behind short conntrack timeouts; then a command goes direct', { skip, timeout: IDLE_MS + 2 * CELL_TIMEOUT_MS }, async (t) => {
+test('issue 10: an idle direct session (no commands) stays direct for 3 minutes behind short conntrack timeouts; then a command goes direct', {
+  skip,
+  timeout: IDLE_MS + 2 * CELL_TIMEOUT_MS,
+}, async (t) => {
   const run = await runCell({ a: 'cone', b: 'cone', delayMs: DELAY_MS, idleMs: IDLE_MS });
   const r = run.result;
   const ct = run.conntrackUdp;

@@ -23,7 +23,8 @@ export const MAX_JITTER_MS = 10_000;
 export function impairment(x: Partial<Impairment> = {}): Impairment {
   const imp = { ...PERFECT_INTERNET, ...x };
   const prob = (k: 'loss' | 'duplicate'): void => {
-    if (typeof imp[k] !== 'number' || !(imp[k] >= 0 && imp[k] <= 1)) throw new RangeError(`natlab: impairment ${k} must be a probability in [0, 1], got ${imp[k]}`);
+    if (typeof imp[k] !== 'number' || !(imp[k] >= 0 && imp[k] <= 1))
+      throw new RangeError(`natlab: impairment ${k} must be a probability in [0, 1], got ${imp[k]}`);
   };
   prob('loss');
   prob('duplicate');

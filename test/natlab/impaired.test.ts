@@ -7,27 +7,28 @@
 // PINHOLE_NATLAB_IMPAIR='{"jitterMs":0,"loss":0}' (any subset) runs the same cells on another
 // internet, e.g. the perfect one as a baseline, with the same targets.
 // Needs root; skipped otherwise (see docs/natlab.md).
-import { describe, test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { labAvailable, type RouterKind } from './lab.js';
-import { impairment, mixSeed, parseSeed, type Impairment } from './impair.js';
+import os from 'node:os';
+import { after, describe, test } from 'node:test';
 import {
-  CELL_TIMEOUT_MS,
-  DIRECT_WAIT_MS,
-  MATRIX_KINDS,
   assertCommands,
   assertDirect,
   assertRelay,
+  CELL_TIMEOUT_MS,
+  type CellRun,
+  DIRECT_WAIT_MS,
+  type Expected,
   expectation,
   fmt,
+  MATRIX_KINDS,
   median,
   runCell,
   timeline,
-  type CellRun,
-  type Expected,
 } from './cells.js';
+import { type Impairment, impairment, mixSeed, parseSeed } from './impair.js';
+import { labAvailable, type RouterKind } from './lab.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -110,7 +111,19 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
   try {
     run = await runCell({ a, b, delayMs: DELAY_MS, impair: IMPAIRMENT, seed, directWaitMs: expected === 'direct' ? IMPAIRED_DIRECT_WAIT_MS : DIRECT_WAIT_MS });
   } catch (e) {
-    return { seed, ok: false, commandsOk: false, directMs: null, lost: 0, reordered: 0, forwarded: 0, dtlsMs: null, retries: 0, timeline: '—', error: `lab: ${firstLine(e)}` };
+    return {
+      seed,
+      ok: false,
+      commandsOk: false,
+      directMs: null,
+      lost: 0,
+      reordered: 0,
+      forwarded: 0,
+      dtlsMs: null,
+      retries: 0,
+      timeline: '—',
+      error: `lab: ${firstLine(e)}`,
+    };
   }
   const r = run.result;
   const st = run.routerStats;
@@ -140,7 +153,10 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
     res.ok = true;
   } catch (e) {
     // What the direct attempt got to, for the failure list: its last few states.
-    const rtc = r.rtc.map((x) => `${x.state}@${Math.round(x.atMs)}`).slice(-8).join(' ');
+    const rtc = r.rtc
+      .map((x) => `${x.state}@${Math.round(x.atMs)}`)
+      .slice(-8)
+      .join(' ');
     res.error = `${firstLine(e)} [rtc: ${rtc}]`;
   }
   return res;
@@ -148,7 +164,9 @@ async function attempt(a: RouterKind, b: RouterKind, expected: Expected, seed: n
 
 function cellTest(index: number, a: RouterKind, b: RouterKind, attempts: number, need: number): void {
   const exp = expectation(a, b);
-  test(`issue 10: ${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts on the impaired internet, commands arrive in all`, { timeout: attempts * 2 * CELL_TIMEOUT_MS }, async (t) => {
+  test(`issue 10: ${a} × ${b} → ${exp.path} in ≥ ${need}/${attempts} attempts on the impaired internet, commands arrive in all`, {
+    timeout: attempts * 2 * CELL_TIMEOUT_MS,
+  }, async (t) => {
     const results: Attempt[] = [];
     for (let i = 0; i < attempts; i++) {
       const at = await attempt(a, b, exp.path, mixSeed(BASE_SEED, index, i));
@@ -196,7 +214,9 @@ after(() => {
   );
 });
 
-describe(`pinhole on an impaired internet: ${DELAY_MS} ms per leg, 0–${IMPAIRMENT.jitterMs} ms jitter, ${IMPAIRMENT.loss * 100}% loss (base seed ${BASE_SEED})`, { skip }, () => {
+describe(`pinhole on an impaired internet: ${DELAY_MS} ms per leg, 0–${IMPAIRMENT.jitterMs} ms jitter, ${IMPAIRMENT.loss * 100}% loss (base seed ${BASE_SEED})`, {
+  skip,
+}, () => {
   DIRECT_CELLS.forEach(([a, b, attempts, need], i) => cellTest(i, a, b, attempts, need));
   RELAY_CELLS.forEach(([a, b], i) => cellTest(DIRECT_CELLS.length + i, a, b, RELAY_ATTEMPTS, RELAY_ATTEMPTS));
 

@@ -2,16 +2,16 @@
 // "internet". Every address is lab-internal (198.18.0.0/15 outside, 10.0.x.0/24 LANs,
 // 100.64.x.0/24 between a carrier-grade NAT and its customer's router); nothing is routed
 // to the host's own network. See docs/natlab.md.
-import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { RouterConfig } from './delay-router.js';
-import { impairment, parseSeed, type Impairment } from './impair.js';
+import { type Impairment, impairment, parseSeed } from './impair.js';
 
 /** `cgnat`: a `cone` router whose WAN is behind the carrier's own `cone` NAT (two MASQUERADE layers). */
 export type RouterKind = 'open' | 'cone' | 'symmetric' | 'udpblock' | 'cgnat';
@@ -479,9 +479,7 @@ class LabImpl implements Lab {
         await ipBatch(ns, lines);
         await restore(ns, kind);
         await Promise.all(
-          hosts.map(([hostNs, addr]) =>
-            ipBatch(hostNs, [`addr add ${addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${lanBase}.1`]),
-          ),
+          hosts.map(([hostNs, addr]) => ipBatch(hostNs, [`addr add ${addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${lanBase}.1`])),
         );
       }),
     ]);
@@ -685,7 +683,10 @@ export function cleanupStale(opts: { all?: boolean } = {}): { namespaces: string
   const removed: string[] = [];
   const pids: number[] = [];
   const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  for (const ns of list.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(NS_PREFIX))) {
+  for (const ns of list
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(NS_PREFIX))) {
     const id = labIdOfNs(ns);
     if (!opts.all && id && ownerAlive(id)) continue;
     if (!opts.all && ns === `${NS_PREFIX}probe-${process.pid}`) continue;

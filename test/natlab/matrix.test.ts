@@ -4,12 +4,25 @@
 // Real processes in lab namespaces: `pinhole signal` (server), `pinhole device --json` (dev,
 // simulated GPIO), the controller driver (ctl, compiled controller API). Prints a summary
 // table at the end; docs/nat.md quotes it. Needs root; skipped otherwise (see docs/natlab.md).
-import { describe, test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import os from 'node:os';
+import { after, describe, test } from 'node:test';
+import {
+  assertCommands,
+  assertDirect,
+  assertRelay,
+  CELL_TIMEOUT_MS,
+  type CellRun,
+  expectation,
+  fmt,
+  MATRIX_KINDS,
+  median,
+  runCell,
+  timeline,
+} from './cells.js';
 import { createLab, labAvailable, type RouterKind } from './lab.js';
 import { acceptWanInput, plainPunch } from './peers.js';
-import { CELL_TIMEOUT_MS, MATRIX_KINDS, assertCommands, assertDirect, assertRelay, expectation, fmt, median, runCell, timeline, type CellRun } from './cells.js';
 
 const avail = labAvailable();
 const skip: string | false = avail.ok ? false : avail.reason;
@@ -44,7 +57,9 @@ function row(label: string, expected: string, run: CellRun | undefined, error?: 
   const relayRtt = median((r?.phase1 ?? []).filter((c) => c.pathBefore === 'relay' && c.pathAfter === 'relay').map((c) => c.rttMs));
   const phase2Rtt = median((r?.phase2 ?? []).map((c) => c.rttMs));
   const path = error ? `FAIL (${r?.finalPath ?? 'none'})` : (r?.finalPath ?? '—');
-  rows.push(`| ${label} | ${expected} | ${path} | ${fmt(r?.firstCmdMs)} | ${fmt(r?.directMs)} | ${fmt(relayRtt)} | ${fmt(phase2Rtt)} | ${run ? fmt(run.phase2Frames) : '—'} | ${r ? timeline(r) : '—'} |`);
+  rows.push(
+    `| ${label} | ${expected} | ${path} | ${fmt(r?.firstCmdMs)} | ${fmt(r?.directMs)} | ${fmt(relayRtt)} | ${fmt(phase2Rtt)} | ${run ? fmt(run.phase2Frames) : '—'} | ${r ? timeline(r) : '—'} |`,
+  );
   if (error) rows.push(`|   ↳ ${error.split('\n')[0]!.replace(/\|/g, '/')} | | | | | | | | |`);
 }
 
@@ -96,7 +111,7 @@ describe(`pinhole NAT matrix: device behind A × controller behind B, ${DELAY_MS
   for (const a of KINDS) for (const b of KINDS) cellTest(a, b);
 });
 
-describe('issue 10: pinhole behind a carrier-grade NAT (a cone router behind the carrier\'s cone NAT)', { skip }, () => {
+describe("issue 10: pinhole behind a carrier-grade NAT (a cone router behind the carrier's cone NAT)", { skip }, () => {
   for (const [a, b] of CGNAT_CELLS) cellTest(a, b);
 });
 

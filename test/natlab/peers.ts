@@ -2,14 +2,14 @@
 // (compiled CLI, simulated GPIO) in `dev`, the controller driver (driver.ts, the compiled
 // controller API) in `ctl`, and optionally coturn in `server`. Used by cells.ts (the matrix,
 // impaired and idle tests), fault.test.ts and turn.test.ts. Every address is a lab address.
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { NETTOOL, type Lab } from './lab.js';
 import type { DriverConfig, DriverResult } from './driver.js';
+import { type Lab, NETTOOL } from './lab.js';
 import type { PunchResult } from './nettool.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,17 +47,19 @@ export class Lines {
   private readonly onEnd: Array<() => void> = [];
 
   constructor(stream: NodeJS.ReadableStream) {
-    createInterface({ input: stream }).on('line', (l) => {
-      this.all.push(l);
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.match(l)) return true;
-        w.resolve(l);
-        return false;
+    createInterface({ input: stream })
+      .on('line', (l) => {
+        this.all.push(l);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.match(l)) return true;
+          w.resolve(l);
+          return false;
+        });
+      })
+      .on('close', () => {
+        this.ended = true;
+        for (const f of this.onEnd.splice(0)) f();
       });
-    }).on('close', () => {
-      this.ended = true;
-      for (const f of this.onEnd.splice(0)) f();
-    });
   }
 
   /** Resolves with the first line (already seen or future) that matches; rejects on timeout or end of stream. */
@@ -180,7 +182,10 @@ export async function startDevice(lab: Lab, opts: { iceServers?: string[]; env?:
 
 /** The device's path events (from its --json output), oldest first. */
 export function devicePaths(dev: Proc): string[] {
-  return dev.out.json().filter((e) => e.event === 'path').map((e) => String(e.path));
+  return dev.out
+    .json()
+    .filter((e) => e.event === 'path')
+    .map((e) => String(e.path));
 }
 
 /**
@@ -328,9 +333,12 @@ export async function startTurn(lab: Lab): Promise<Proc & { dir: string }> {
   const p = start(lab, 'server', [
     'turnserver',
     '-n', // no configuration file
-    '--listening-ip', addr,
-    '--relay-ip', addr,
-    '--listening-port', String(TURN_PORT),
+    '--listening-ip',
+    addr,
+    '--relay-ip',
+    addr,
+    '--listening-port',
+    String(TURN_PORT),
     `--min-port=${TURN_RELAY_PORTS[0]}`,
     `--max-port=${TURN_RELAY_PORTS[1]}`,
     '--lt-cred-mech',

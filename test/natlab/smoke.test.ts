@@ -1,12 +1,13 @@
 // Physics of the NAT lab, checked with plain sockets (no pinhole code): mappings per router
 // kind, delay, TTL, a UDP hole punch, WAN outages, cleanup. Needs root; skipped otherwise.
-import { describe, test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import fs from 'node:fs';
-import { createLab, cleanupStale, labAvailable, NETTOOL, DEFAULT_CONNTRACK_UDP, type Lab, type Host } from './lab.js';
+import { after, before, describe, test } from 'node:test';
+import { cleanupStale, createLab, DEFAULT_CONNTRACK_UDP, type Host, type Lab, labAvailable, NETTOOL } from './lab.js';
 import type { ProbeResult, PunchResult } from './nettool.js';
 
 const avail = labAvailable();
@@ -113,10 +114,17 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
   const lab = withLab({ a: 'cone', b: 'cone', delayMs: DELAY_MS });
 
   test('mapping is endpoint-independent (same port towards both server addresses)', async () => {
-    for (const [host, wan] of [['dev', lab().addrs.routerA], ['ctl', lab().addrs.routerB]] as const) {
+    for (const [host, wan] of [
+      ['dev', lab().addrs.routerA],
+      ['ctl', lab().addrs.routerB],
+    ] as const) {
       const r = await probe(lab(), host, serverTargets(lab()));
       const mapped = r.results.map((x) => x.mapped);
-      assert.deepEqual(mapped.map((m) => m.length), [1, 1], `${host}: one reply per target`);
+      assert.deepEqual(
+        mapped.map((m) => m.length),
+        [1, 1],
+        `${host}: one reply per target`,
+      );
       assert.equal(mapped[0]![0], mapped[1]![0], `${host}: same mapping for both destinations`);
       assert.equal(ip(mapped[0]![0]!), wan);
     }
@@ -184,7 +192,13 @@ describe('natlab: cone ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
     );
     try {
       // One socket, two flows (one per echo port); neither sees any traffic until its reply.
-      const r = await probe(lab(), 'dev', [0, 1].map((i) => `${lab().serverAddrs[0]}:${ECHO_PORT + 10 + i}`), ['--timeout', String(IDLE_PROBE_TIMEOUT_MS)], IDLE_PROBE_TIMEOUT_MS + 5_000);
+      const r = await probe(
+        lab(),
+        'dev',
+        [0, 1].map((i) => `${lab().serverAddrs[0]}:${ECHO_PORT + 10 + i}`),
+        ['--timeout', String(IDLE_PROBE_TIMEOUT_MS)],
+        IDLE_PROBE_TIMEOUT_MS + 5_000,
+      );
       assert.equal(r.results[0]!.mapped.length, 1, `the reply after ${IDLE_REPLY_EARLY_MS} ms passes`);
       assert.deepEqual(r.results[1]!.mapped, [], `the reply after ${IDLE_REPLY_LATE_MS} ms meets no mapping`);
     } finally {
@@ -263,7 +277,9 @@ describe('natlab: impaired internet (jitter, loss)', { skip, timeout: LAB_TIMEOU
     const r = await probe(lab(), 'dev', [serverTargets(lab())[0]!], ['--count', String(IMPAIRED_PACKETS), '--interval', String(IMPAIRED_INTERVAL_MS)]);
     const rtts = r.results[0]!.rtts;
     const st = await lab().routerStats();
-    t.diagnostic(`seed ${lab().seed}: ${rtts.length}/${IMPAIRED_PACKETS} answered, RTT ${Math.min(...rtts)}–${Math.max(...rtts)} ms; router ${JSON.stringify(st)}`);
+    t.diagnostic(
+      `seed ${lab().seed}: ${rtts.length}/${IMPAIRED_PACKETS} answered, RTT ${Math.min(...rtts)}–${Math.max(...rtts)} ms; router ${JSON.stringify(st)}`,
+    );
     // A round trip crosses twice: answered with probability (1 − p)²; ± 5σ.
     const expect = (1 - IMPAIRED.loss) ** 2;
     const sigma = Math.sqrt((expect * (1 - expect)) / IMPAIRED_PACKETS);
@@ -305,7 +321,10 @@ describe('natlab: udpblock ↔ cone', { skip, timeout: LAB_TIMEOUT_MS }, () => {
 
   test('UDP behind udpblock gets no answer; the cone side does', async () => {
     const blocked = await probe(lab(), 'dev', serverTargets(lab()), ['--timeout', String(NO_REPLY_TIMEOUT_MS)]);
-    assert.deepEqual(blocked.results.map((x) => x.mapped), [[], []]);
+    assert.deepEqual(
+      blocked.results.map((x) => x.mapped),
+      [[], []],
+    );
     const fine = await probe(lab(), 'ctl', serverTargets(lab()));
     assert.equal(fine.results[0]!.mapped.length, 1);
   });
@@ -355,7 +374,10 @@ describe('natlab: same LAN behind one cone router', { skip, timeout: LAB_TIMEOUT
 
 function labNamespaces(id: string): string[] {
   const out = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  return out.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`ph-${id}-`));
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(`ph-${id}-`));
 }
 
 function routerPids(id: string): number[] {

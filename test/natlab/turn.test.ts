@@ -3,31 +3,32 @@
 // Once through the controller API (`iceServers`), once through the CLI (`--ice-server` on
 // both `device` and `control`). Needs root and coturn (`apt-get install -y coturn`);
 // skipped otherwise, with the reason.
-import { describe, test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { createLab, labAvailable, type Lab } from './lab.js';
+import fs from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { createLab, type Lab, labAvailable } from './lab.js';
 import {
   CLI,
   CODE,
-  Lines,
-  TURN_PASS,
-  TURN_PORT,
-  TURN_USER,
   controllerStateDir,
-  deviceReaches,
   devicePaths,
+  deviceReaches,
+  Lines,
   runDriver,
   serverFrames,
   serverUrl,
   startDevice,
   startSignal,
   startTurn,
+  TURN_PASS,
+  TURN_PORT,
+  TURN_USER,
   turnAddr,
   turnAvailable,
   turnRelayedPackets,
   turnUrl,
 } from './peers.js';
-import fs from 'node:fs';
 
 const avail = labAvailable();
 const skip: string | false = !avail.ok ? avail.reason : !turnAvailable() ? 'coturn not installed (apt-get install -y coturn)' : false;
@@ -95,7 +96,11 @@ describe('pinhole over TURN: symmetric × symmetric with coturn', { skip }, () =
     assert.equal(r.phase2.find((c) => c.cmd === 'read 20')?.value, 0);
     assert.equal(r.change2?.edge, 'falling');
     assert.equal(r.reachedDirect, true, `no data channel within ${WAIT_MS} ms; rtc: ${r.rtc.map((x) => x.state).join(', ')}`);
-    assert.deepEqual(r.paths.map((p) => p.path), ['turn'], 'relay → turn, never direct');
+    assert.deepEqual(
+      r.paths.map((p) => p.path),
+      ['turn'],
+      'relay → turn, never direct',
+    );
     assert.ok(devicePaths(dev).includes('turn'), `device paths: ${devicePaths(dev).join(', ')}`);
     assert.ok(!devicePaths(dev).includes('direct'), `device paths: ${devicePaths(dev).join(', ')}`);
     assert.equal(r.pathChangesInPhase2, 0);
@@ -113,9 +118,29 @@ describe('pinhole over TURN: symmetric × symmetric with coturn', { skip }, () =
   test('CLI: control --ice-server … --json shell reports path "turn"', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const lab = await turnLab(t);
     const dev = await startDevice(lab, { iceServers: [turnUrl(lab)] });
-    const ctl = lab.run('ctl', [process.execPath, CLI, 'control', '--server', serverUrl(lab), '--code', CODE, '--state-dir', controllerStateDir(lab), '--name', 'natlab-cli', '--json', '--ice-server', turnUrl(lab), 'shell'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const ctl = lab.run(
+      'ctl',
+      [
+        process.execPath,
+        CLI,
+        'control',
+        '--server',
+        serverUrl(lab),
+        '--code',
+        CODE,
+        '--state-dir',
+        controllerStateDir(lab),
+        '--name',
+        'natlab-cli',
+        '--json',
+        '--ice-server',
+        turnUrl(lab),
+        'shell',
+      ],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     ctl.stdin!.on('error', () => {});
     const out = new Lines(ctl.stdout!);
     const err = new Lines(ctl.stderr!);

@@ -1,10 +1,10 @@
-import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
-import { nobleAead, type Aead } from '../../crypto/aead.js';
-import { Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
-import { nodeAead } from '../../platform/node/aead.js';
+import { describe, test } from 'node:test';
+import { type Aead, nobleAead } from '../../crypto/aead.js';
+import { deriveSealKeys, Opener, Sealer } from '../../crypto/seal.js';
 import { browserAead } from '../../platform/browser/aead.js';
+import { nodeAead } from '../../platform/node/aead.js';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -59,7 +59,7 @@ const flip = (b: Uint8Array, i: number): Uint8Array => {
 };
 
 describe('issue 11: AEAD', () => {
-  test('the vectors are the RFC\'s sizes (a mistyped vector cannot pass silently)', () => {
+  test("the vectors are the RFC's sizes (a mistyped vector cannot pass silently)", () => {
     assert.equal(V282.key.length, 32);
     assert.equal(V282.nonce.length, 12);
     assert.equal(V282.plaintext.length, 114);
@@ -107,7 +107,7 @@ describe('issue 11: AEAD', () => {
     assert.equal(browserAead, nobleAead);
   });
 
-  test('node:crypto and noble give the same bytes and open each other\'s, 0..16 KiB', () => {
+  test("node:crypto and noble give the same bytes and open each other's, 0..16 KiB", () => {
     for (const n of SIZES) {
       const key = bytes(32);
       const nonce = bytes(12);

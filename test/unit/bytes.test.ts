@@ -1,10 +1,10 @@
-import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
+import { describe, test } from 'node:test';
 import { base32, decodeBase64url, equalBytes, fromBase64url, toBase64url, utf8ByteLength, utf8Decode, utf8Encode } from '../../protocol/bytes.js';
 
 describe('issue 11: protocol/bytes without Buffer', () => {
-  test('base64url agrees with Node\'s Buffer for every length up to 300 and a full link frame', () => {
+  test("base64url agrees with Node's Buffer for every length up to 300 and a full link frame", () => {
     for (const n of [...Array.from({ length: 301 }, (_, i) => i), 12_262, 16_384]) {
       const b = new Uint8Array(randomBytes(n));
       const s = toBase64url(b);
@@ -41,7 +41,15 @@ describe('issue 11: protocol/bytes without Buffer', () => {
   });
 
   test('base32 is RFC 4648 section 10, unpadded', () => {
-    const v: [string, string][] = [['', ''], ['f', 'MY'], ['fo', 'MZXQ'], ['foo', 'MZXW6'], ['foob', 'MZXW6YQ'], ['fooba', 'MZXW6YTB'], ['foobar', 'MZXW6YTBOI']];
+    const v: [string, string][] = [
+      ['', ''],
+      ['f', 'MY'],
+      ['fo', 'MZXQ'],
+      ['foo', 'MZXW6'],
+      ['foob', 'MZXW6YQ'],
+      ['fooba', 'MZXW6YTB'],
+      ['foobar', 'MZXW6YTBOI'],
+    ];
     for (const [i, o] of v) assert.equal(base32(utf8Encode(i)), o);
   });
 
@@ -64,7 +72,12 @@ describe('issue 11: protocol/bytes without Buffer', () => {
       assert.equal(utf8ByteLength(s), Buffer.byteLength(s), JSON.stringify(s));
       assert.equal(utf8Encode(s).length, Buffer.byteLength(s), JSON.stringify(s));
     }
-    for (const b of [[0xff, 0x00, 0x7b], [0xe2, 0x82], [0xc3, 0xa9], [0xf0, 0x9f, 0x98, 0x80]]) {
+    for (const b of [
+      [0xff, 0x00, 0x7b],
+      [0xe2, 0x82],
+      [0xc3, 0xa9],
+      [0xf0, 0x9f, 0x98, 0x80],
+    ]) {
       assert.equal(utf8Decode(new Uint8Array(b)), Buffer.from(b).toString('utf8'), JSON.stringify(b));
     }
   });

@@ -1,7 +1,8 @@
 // The Node platform's index must not load werift: only a direct path, or preloadDirect(), does.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
 
 /** A resolve hook that refuses werift, so any load of it fails where it happens. */
 const HOOK = `export async function resolve(s, c, next) { if (s === 'werift') throw new Error('werift was loaded'); return next(s, c); }`;

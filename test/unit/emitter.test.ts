@@ -1,7 +1,8 @@
 // The core's event emitter: Node's EventEmitter semantics where Link and PeerSession rely on them.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
 import { Emitter } from '../../transport/emitter.js';
 
 interface Events {

@@ -1,9 +1,10 @@
 // Device command handling on the simulated board: requests in, responses out, no sockets.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SimGpio } from '../../device/gpio/sim.js';
 import { CommandHandler } from '../../device/handler.js';
 import { RecentResults } from '../../device/recent.js';
-import { SimGpio } from '../../device/gpio/sim.js';
 import type { ChangeNotification, RpcResponse } from '../../protocol/rpc.js';
 
 function setup(allowed?: number[]) {
@@ -116,9 +117,8 @@ function dedupSetup(opts: { peer?: string; recent?: RecentResults; gpio?: SimGpi
   const gpio = opts.gpio ?? new SimGpio();
   const recent = opts.recent ?? new RecentResults();
   const notes: ChangeNotification[] = [];
-  const h = new CommandHandler(
-    { gpio, name: 'bench', version: '0.0.0', recent, peer: opts.peer ?? 'ctl-A', sleep: opts.sleep ?? (async () => {}) },
-    (n) => notes.push(n),
+  const h = new CommandHandler({ gpio, name: 'bench', version: '0.0.0', recent, peer: opts.peer ?? 'ctl-A', sleep: opts.sleep ?? (async () => {}) }, (n) =>
+    notes.push(n),
   );
   return { gpio, recent, h, notes };
 }
@@ -237,7 +237,11 @@ test('issue 5: a watch retried in a new session (same controller) subscribes tha
   assert.equal(s2.h.duplicatesAnswered, 2);
   gpio.drive(7, 1);
   assert.equal(s1.notes.length, 0);
-  assert.deepEqual(s2.notes.map((n) => [n.params.pin, n.params.value]), [[7, 1]], 'the new session gets each edge once');
+  assert.deepEqual(
+    s2.notes.map((n) => [n.params.pin, n.params.value]),
+    [[7, 1]],
+    'the new session gets each edge once',
+  );
 });
 
 test('issue 5: a blink cut short by a lost session is not resumed by the retry in the next one', async () => {

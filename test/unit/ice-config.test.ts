@@ -1,6 +1,7 @@
 // ICE configuration derived from the server URL and --ice-server values.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { iceConfigFor, parseIceServer } from '../../session/ice-config.js';
 
 test('issue 2: a loopback server gives our STUN on 127.0.0.1 and keeps ICE on loopback', () => {
@@ -11,7 +12,7 @@ test('issue 2: a remote server gives its own STUN and no host restriction', () =
   assert.deepEqual(iceConfigFor('wss://pin.example:443', 3478), { iceServers: [{ urls: 'stun:pin.example:3478' }] });
 });
 
-test('issue 2: no STUN port means no STUN server at all (never werift\'s public default)', () => {
+test("issue 2: no STUN port means no STUN server at all (never werift's public default)", () => {
   assert.deepEqual(iceConfigFor('ws://198.18.0.10:8080', 0).iceServers, []);
 });
 

@@ -1,13 +1,13 @@
-import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, renameSync } from 'node:fs';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { IDENTITY_FILE, fingerprintOf, verifyIdentitySignature } from '../../crypto/identity.js';
-import { base32 } from '../../protocol/bytes.js';
+import { fingerprintOf, IDENTITY_FILE, verifyIdentitySignature } from '../../crypto/identity.js';
 import { loadOrCreateIdentity, resolveStateDir } from '../../platform/node/state-files.js';
+import { base32 } from '../../protocol/bytes.js';
 import { PinholeError } from '../../protocol/errors.js';
 
 const posix = process.platform !== 'win32';
@@ -55,7 +55,15 @@ describe('resolveStateDir', () => {
 
 describe('fingerprints and signatures', () => {
   test('base32 is RFC 4648 (section 10 vectors, unpadded)', () => {
-    const v: [string, string][] = [['', ''], ['f', 'MY'], ['fo', 'MZXQ'], ['foo', 'MZXW6'], ['foob', 'MZXW6YQ'], ['fooba', 'MZXW6YTB'], ['foobar', 'MZXW6YTBOI']];
+    const v: [string, string][] = [
+      ['', ''],
+      ['f', 'MY'],
+      ['fo', 'MZXQ'],
+      ['foo', 'MZXW6'],
+      ['foob', 'MZXW6YQ'],
+      ['fooba', 'MZXW6YTB'],
+      ['foobar', 'MZXW6YTBOI'],
+    ];
     for (const [i, o] of v) assert.equal(base32(Buffer.from(i)), o);
   });
 
@@ -69,7 +77,10 @@ describe('fingerprints and signatures', () => {
 
   test('RFC 8032 test 1: the verifier accepts the published signature and rejects a changed one', () => {
     const pub = Buffer.from('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a', 'hex');
-    const sig = Buffer.from('e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b', 'hex');
+    const sig = Buffer.from(
+      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      'hex',
+    );
     assert.equal(verifyIdentitySignature(pub, new Uint8Array(0), sig), true);
     assert.equal(verifyIdentitySignature(pub, Uint8Array.of(0), sig), false);
     const bad = Buffer.from(sig);

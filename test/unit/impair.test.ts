@@ -1,9 +1,10 @@
 // The NAT lab's impaired internet as pure code (test/natlab/impair.ts): the seeded PRNG, the
 // per-crossing decision and the in-flight queue the delay router serves. No sockets, no clock:
 // the tests pass `now` in.
-import { describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { InFlight, PERFECT_INTERNET, crossing, impairment, mixSeed, parseSeed, prng, type Impairment } from '../natlab/impair.js';
+import { describe, test } from 'node:test';
+import { crossing, type Impairment, InFlight, impairment, mixSeed, PERFECT_INTERNET, parseSeed, prng } from '../natlab/impair.js';
 
 const SEED = 0x5eed;
 /** Packets per statistical test: the loss and duplicate rates land within TOLERANCE of p with overwhelming odds. */
@@ -40,15 +41,21 @@ describe('impairment options', () => {
   });
 
   test('issue 10: nonsense is refused with a clear error', () => {
-    for (const bad of [{ loss: 1.5 }, { loss: -0.1 }, { duplicate: Number.NaN }, { jitterMs: -1 }, { jitterMs: Infinity }, { loss: '0.1' as unknown as number }])
+    for (const bad of [
+      { loss: 1.5 },
+      { loss: -0.1 },
+      { duplicate: Number.NaN },
+      { jitterMs: -1 },
+      { jitterMs: Infinity },
+      { loss: '0.1' as unknown as number },
+    ])
       assert.throws(() => impairment(bad), RangeError, JSON.stringify(bad));
   });
 
   test('issue 10: seeds are 32-bit integers, from numbers or decimal strings', () => {
     assert.equal(parseSeed(42), 42);
     assert.equal(parseSeed(' 4294967295 '), 4294967295);
-    for (const bad of [-1, 2 ** 32, 1.5, '0x10', 'abc', ''])
-      assert.throws(() => parseSeed(bad), RangeError, String(bad));
+    for (const bad of [-1, 2 ** 32, 1.5, '0x10', 'abc', '']) assert.throws(() => parseSeed(bad), RangeError, String(bad));
   });
 });
 
@@ -121,7 +128,11 @@ describe('InFlight: packets between legs', () => {
   test('issue 10: with jitter the delivered order differs from the sent order, and nothing is lost or doubled', () => {
     // 1000 packets 0.5 ms apart with 0–5 ms of jitter: many overtake each other.
     const { order, q } = run(impairment({ jitterMs: 5 }), 1000, 0.5);
-    assert.deepEqual([...order].sort((x, y) => x - y), [...Array(1000).keys()], 'each packet exactly once');
+    assert.deepEqual(
+      [...order].sort((x, y) => x - y),
+      [...Array(1000).keys()],
+      'each packet exactly once',
+    );
     assert.notDeepEqual(order, [...Array(1000).keys()]);
     assert.ok(inversions(order) > 100, `only ${inversions(order)} inversions`);
     assert.ok(q.stats.reordered > 100, `reordered ${q.stats.reordered}`);

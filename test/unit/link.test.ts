@@ -1,11 +1,11 @@
 // The Link's path switching, with in-memory transports and manual timers: no sockets.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { Link, type Transport, type Path } from '../../transport/reliable.js';
-import { MAX_UNACKED, KEEPALIVE_MISSES, utf8Length } from '../../transport/reliable.js';
-import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
+import { test } from 'node:test';
 import { MAX_SEALED_PLAINTEXT_BYTES } from '../../crypto/seal.js';
 import { isPinholeError } from '../../protocol/errors.js';
+import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
+import { KEEPALIVE_MISSES, Link, MAX_UNACKED, type Path, type Transport, utf8Length } from '../../transport/reliable.js';
 import { ManualTimers } from './timers.js';
 
 /** A one-way-per-direction in-memory path between two links; frames wait until flushed. */
@@ -66,7 +66,10 @@ test('relay path delivers in order, exactly once', () => {
   assert.equal(a.path, 'relay');
   for (let i = 0; i < 50; i++) a.send({ i });
   r.flush();
-  assert.deepEqual(gotB, Array.from({ length: 50 }, (_, i) => ({ i })));
+  assert.deepEqual(
+    gotB,
+    Array.from({ length: 50 }, (_, i) => ({ i })),
+  );
 });
 
 test('a direct transport is used only after it answers a probe', () => {
@@ -99,7 +102,10 @@ test('moving to direct while relay frames are in flight loses and doubles nothin
   for (let i = 10; i < 20; i++) a.send(i);
   d.flush();
   r.flush(); // the slow relay copies arrive last and must be dropped
-  assert.deepEqual(gotB, Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    gotB,
+    Array.from({ length: 20 }, (_, i) => i),
+  );
 });
 
 test('when the direct path dies, unacknowledged frames are resent on the relay', () => {
@@ -142,7 +148,16 @@ test('malformed frames are reported and dropped, never thrown', () => {
   const reasons: string[] = [];
   b.on('invalid', (r) => reasons.push(r));
   const t: Transport = { path: 'relay', send: () => undefined };
-  for (const junk of ['', 'null', '{"t":"d"}', '{"t":"d","q":0,"a":0,"m":1}', '{"t":"x"}', '[[[[[[[[[[[[1]]]]]]]]]]]]', 'x'.repeat(20000), new Uint8Array([0xff, 0xfe])]) {
+  for (const junk of [
+    '',
+    'null',
+    '{"t":"d"}',
+    '{"t":"d","q":0,"a":0,"m":1}',
+    '{"t":"x"}',
+    '[[[[[[[[[[[[1]]]]]]]]]]]]',
+    'x'.repeat(20000),
+    new Uint8Array([0xff, 0xfe]),
+  ]) {
     b.receive(junk, t);
   }
   assert.equal(reasons.length, 8);
@@ -153,13 +168,19 @@ test('send() refuses past MAX_UNACKED with code overflow', () => {
   const { a } = pair();
   a.attach({ path: 'relay', send: () => undefined }); // peer never acks
   for (let i = 0; i < MAX_UNACKED; i++) a.send(i);
-  assert.throws(() => a.send('one more'), (e) => isPinholeError(e, 'overflow'));
+  assert.throws(
+    () => a.send('one more'),
+    (e) => isPinholeError(e, 'overflow'),
+  );
 });
 
 test('send() after close throws link-closed', () => {
   const { a } = pair();
   a.close();
-  assert.throws(() => a.send(1), (e) => isPinholeError(e, 'link-closed'));
+  assert.throws(
+    () => a.send(1),
+    (e) => isPinholeError(e, 'link-closed'),
+  );
 });
 
 test('a frame dropped on a live path (e.g. a rate-limited relay) is resent after RETRANSMIT_MS', () => {
@@ -179,7 +200,7 @@ test('a frame dropped on a live path (e.g. a rate-limited relay) is resent after
 });
 
 test('a silent direct path is declared dead after KEEPALIVE_MISSES keepalives and the link falls back to the relay', () => {
-  const { a, b, gotB, timers, r, d } = onDirect();
+  const { a, gotB, timers, r, d } = onDirect();
   assert.equal(a.path, 'direct');
   const dead: Transport[] = [];
   a.on('dead', (t) => dead.push(t));
@@ -234,5 +255,8 @@ test('send() measures the payload in UTF-8 bytes: multi-byte text near the limit
   a.attach({ path: 'relay', send: () => undefined });
   const fits = 'é'.repeat(Math.floor((MAX_SEALED_PLAINTEXT_BYTES - 64 - 2) / 2));
   a.send(fits);
-  assert.throws(() => a.send(`${fits}é`), (e) => isPinholeError(e, 'usage'));
+  assert.throws(
+    () => a.send(`${fits}é`),
+    (e) => isPinholeError(e, 'usage'),
+  );
 });

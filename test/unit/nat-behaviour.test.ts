@@ -1,12 +1,13 @@
 // `pinhole doctor`'s classification (doctor/nat-behaviour.ts) from synthetic RFC 5780 test
 // outcomes, every branch; plus the pure parts of the STUN server (bindingResponse) and of the
 // doctor's shell (retransmit schedule, ERROR-CODE reader). No sockets.
-import { describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
 import stun from 'stun';
-import { classifyNat, formatEndpoint, validOther, SUMMARY, type Endpoint, type NatObservations, type Probe } from '../../doctor/nat-behaviour.js';
-import { retransmitSchedule, errorCode, STUN_RTO_MS } from '../../doctor/netcheck.js';
-import { bindingResponse, altHostProblem, CHANGE_IP, CHANGE_PORT, type Rfc5780Context } from '../../signaling/stun.js';
+import { classifyNat, type Endpoint, formatEndpoint, type NatObservations, type Probe, SUMMARY, validOther } from '../../doctor/nat-behaviour.js';
+import { errorCode, retransmitSchedule, STUN_RTO_MS } from '../../doctor/netcheck.js';
+import { altHostProblem, bindingResponse, CHANGE_IP, CHANGE_PORT, type Rfc5780Context } from '../../signaling/stun.js';
 
 const ep = (address: string, port: number): Endpoint => ({ address, port });
 const PRIMARY = ep('198.18.0.10', 3478);
@@ -16,7 +17,14 @@ const ALT = ep('198.18.0.11', 3479);
 const LOCAL = ep('10.0.1.2', 40000);
 const PUBLIC = ep('198.18.1.1', 40000);
 
-const answer = (to: Endpoint, mapped: Endpoint, from: Endpoint = to, other: Endpoint | null = ALT, rttMs = 80): Probe => ({ kind: 'answer', to, from, mapped, other, rttMs });
+const answer = (to: Endpoint, mapped: Endpoint, from: Endpoint = to, other: Endpoint | null = ALT, rttMs = 80): Probe => ({
+  kind: 'answer',
+  to,
+  from,
+  mapped,
+  other,
+  rttMs,
+});
 const timeout = (to: Endpoint): Probe => ({ kind: 'timeout', to });
 const skipped: Probe = { kind: 'skipped' };
 
@@ -37,14 +45,19 @@ const publicMapping = (t2: Endpoint, t3: Probe = skipped): NatObservations['mapp
 describe('classifyNat: UDP and STUN availability', () => {
   test('a server without STUN: nothing tested, verdict unknown', () => {
     const r = classifyNat(obs({ stunAvailable: false }));
-    assert.deepEqual([r.udp, r.nat, r.discovery, r.mapping, r.filtering, r.hairpinning, r.latencyMs, r.publicAddress], ['not-tested', 'unknown', 'not-tested', 'unknown', 'unknown', 'not-tested', null, null]);
+    assert.deepEqual(
+      [r.udp, r.nat, r.discovery, r.mapping, r.filtering, r.hairpinning, r.latencyMs, r.publicAddress],
+      ['not-tested', 'unknown', 'not-tested', 'unknown', 'unknown', 'not-tested', null, null],
+    );
     assert.equal(r.verdict, 'unknown');
     assert.equal(r.summary, SUMMARY.unknown);
     assert.match(r.reasons[0]!, /runs no STUN/);
   });
 
   test('no answer to either first test: UDP blocked, relay, and says why', () => {
-    const r = classifyNat(obs({ mapping: { t1: timeout(PRIMARY), t2: skipped, t3: skipped }, filtering: { t1: timeout(PRIMARY), t2: skipped, t3: skipped }, latencySamplesMs: [] }));
+    const r = classifyNat(
+      obs({ mapping: { t1: timeout(PRIMARY), t2: skipped, t3: skipped }, filtering: { t1: timeout(PRIMARY), t2: skipped, t3: skipped }, latencySamplesMs: [] }),
+    );
     assert.equal(r.udp, 'blocked');
     assert.equal(r.verdict, 'relay');
     assert.equal(r.summary, 'relay will be used');
@@ -80,7 +93,14 @@ describe('classifyNat: UDP and STUN availability', () => {
 
 describe('classifyNat: mapping (RFC 5780 4.3)', () => {
   test('no NAT (mapped == local): endpoint-independent without further tests, direct', () => {
-    const r = classifyNat(obs({ local: PUBLIC, mapping: { t1: answer(PRIMARY, PUBLIC), t2: skipped, t3: skipped }, filtering: { t1: answer(PRIMARY, PUBLIC), t2: answer(PRIMARY, PUBLIC, ALT), t3: skipped }, hairpin: 'received' }));
+    const r = classifyNat(
+      obs({
+        local: PUBLIC,
+        mapping: { t1: answer(PRIMARY, PUBLIC), t2: skipped, t3: skipped },
+        filtering: { t1: answer(PRIMARY, PUBLIC), t2: answer(PRIMARY, PUBLIC, ALT), t3: skipped },
+        hairpin: 'received',
+      }),
+    );
     assert.deepEqual([r.nat, r.mapping, r.filtering, r.hairpinning, r.verdict], ['none', 'endpoint-independent', 'endpoint-independent', 'yes', 'direct']);
     assert.equal(r.summary, 'direct connections likely');
     assert.deepEqual(r.reasons, ['no NAT: the address the server sees is your own, so peers can reach it']);

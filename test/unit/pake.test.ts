@@ -1,9 +1,32 @@
-import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { sha512 } from '@noble/hashes/sha2.js';
+import { describe, test } from 'node:test';
 import { hmac } from '@noble/hashes/hmac.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { CPACE_DSI, CPACE_DSI_ISK, CPACE_IDENTITY, SHA512_S_IN_BYTES, calculateGenerator, confirmationKey, confirmationTag, cpaceChannelId, cpaceStart, deriveIsk, generatorHash, generatorString, lvCat, parseCpaceMessage, prependLen, sampleScalar, scalarFromBytesLE, scalarMult, scalarMultVfy, sidOutput, transcriptIr, type CpaceSession } from '../../crypto/pake.js';
+import {
+  CPACE_DSI,
+  CPACE_DSI_ISK,
+  CPACE_IDENTITY,
+  type CpaceSession,
+  calculateGenerator,
+  confirmationKey,
+  confirmationTag,
+  cpaceChannelId,
+  cpaceStart,
+  deriveIsk,
+  generatorHash,
+  generatorString,
+  lvCat,
+  parseCpaceMessage,
+  prependLen,
+  SHA512_S_IN_BYTES,
+  sampleScalar,
+  scalarFromBytesLE,
+  scalarMult,
+  scalarMultVfy,
+  sidOutput,
+  transcriptIr,
+} from '../../crypto/pake.js';
 import { PinholeError } from '../../protocol/errors.js';
 
 /*
@@ -130,7 +153,10 @@ describe('CPace ristretto255/SHA-512 steps (draft-irtf-cfrg-cpace-21 Appendix B.
     assert.equal(sampleScalar(fixedRng(TV.ya)), scalarFromBytesLE(TV.ya));
     assert.equal(sampleScalar(fixedRng(TV.yb)), scalarFromBytesLE(TV.yb));
     const ff = new Uint8Array(32).fill(0xff);
-    assert.equal(sampleScalar(() => ff.slice()), 2n ** 252n - 1n);
+    assert.equal(
+      sampleScalar(() => ff.slice()),
+      2n ** 252n - 1n,
+    );
     let calls = 0;
     const zeroThenOne = () => (++calls === 1 ? new Uint8Array(32) : Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0)));
     assert.equal(sampleScalar(zeroThenOne), 1n, 'a zero scalar is resampled');

@@ -1,7 +1,7 @@
-import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { IDENTITY_FILE, fingerprintOf, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
+import { fingerprintOf, IDENTITY_FILE, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
 import { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, TrustedControllerStore } from '../../crypto/peers.js';
 import { MemoryStateStore } from '../../crypto/state.js';
 import { PinholeError } from '../../protocol/errors.js';
@@ -28,7 +28,10 @@ describe('issue 11: the identity and pairing stores run on any StateStore', () =
   test('a corrupt identity record is refused with state-corrupt naming where it is', () => {
     const store = new MemoryStateStore();
     store.write(IDENTITY_FILE, '{"v":1,"alg":"ed25519"}');
-    assert.throws(() => openIdentity(store), (e: unknown) => isCode('state-corrupt')(e) && (e as PinholeError).path === 'memory:identity.json');
+    assert.throws(
+      () => openIdentity(store),
+      (e: unknown) => isCode('state-corrupt')(e) && (e as PinholeError).path === 'memory:identity.json',
+    );
   });
 
   test('trusted controllers: add, find, revoke, reload from the same store', () => {
@@ -37,12 +40,23 @@ describe('issue 11: the identity and pairing stores run on any StateStore', () =
     assert.equal(store.read(CONTROLLERS_FILE, 1e6), undefined, 'nothing written before the first change');
     s.add('laptop', key(1), T0);
     s.add('laptop', key(2), T0 + 1);
-    assert.deepEqual(s.list().map((e) => e.name), ['laptop', 'laptop-2']);
+    assert.deepEqual(
+      s.list().map((e) => e.name),
+      ['laptop', 'laptop-2'],
+    );
     const again = TrustedControllerStore.open(store);
     assert.deepEqual(again.list(), s.list());
     assert.equal(again.find(key(2))?.fingerprint, fingerprintOf(key(2)));
-    assert.deepEqual(again.revoke('laptop').map((e) => e.name), ['laptop']);
-    assert.deepEqual(TrustedControllerStore.open(store).list().map((e) => e.name), ['laptop-2']);
+    assert.deepEqual(
+      again.revoke('laptop').map((e) => e.name),
+      ['laptop'],
+    );
+    assert.deepEqual(
+      TrustedControllerStore.open(store)
+        .list()
+        .map((e) => e.name),
+      ['laptop-2'],
+    );
   });
 
   test('known devices: save, get, remove, reload; a record failing validation is refused and never overwritten', () => {

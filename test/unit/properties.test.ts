@@ -2,26 +2,23 @@
 // signaling messages, JSON-RPC commands, link and sealed relay frames, handshake messages,
 // pairing codes, rooms and SDP fingerprints. Each parser (a) never throws, (b) accepts and
 // round-trips every valid message, (c) rejects with its stable code where it has one.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import fc from 'fast-check';
+import { encodeHandshake, type HandshakeErrorCode, type HandshakeMessage, MAX_HANDSHAKE_BYTES, parseHandshake } from '../../crypto/handshake.js';
+import { deriveSealKeys, MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer } from '../../crypto/seal.js';
 import {
-  MAX_JSON_DEPTH,
-  MAX_LINK_FRAME_BYTES,
-  MAX_ROOM_CHARS,
-  MAX_SIGNAL_BYTES,
-  PROTOCOL_VERSION,
-  encode,
-  parseClientMessage,
-  parseJson,
-  parseServerMessage,
-  parseSignalPayload,
-  HELLO_NONCE_BYTES,
-  type ClientMessage,
-  type ServerMessage,
-  type SignalErrorCode,
-  type SignalPayload,
-} from '../../protocol/signaling.js';
+  CODE_ALPHABET,
+  formatPairingCode,
+  MAX_ROOM_LENGTH,
+  MIN_ROOM_LENGTH,
+  PAIRING_CODE_LENGTH,
+  parsePairingCode,
+  parseRoom,
+  ROOM_LENGTH,
+} from '../../protocol/code.js';
+import { encodeControl, encodeData, type LinkFrame, parseFrame } from '../../protocol/frames.js';
 import {
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
@@ -29,17 +26,30 @@ import {
   MAX_BLINK_TIMES,
   MAX_PIN,
   MIN_BLINK_INTERVAL_MS,
-  RPC_ERROR_NUMBERS,
   parseIncoming,
   parseRequest,
+  RPC_ERROR_NUMBERS,
   type RpcErrorCode,
   type RpcRequest,
 } from '../../protocol/rpc.js';
-import { encodeControl, encodeData, parseFrame, type LinkFrame } from '../../protocol/frames.js';
-import { MAX_HANDSHAKE_BYTES, encodeHandshake, parseHandshake, type HandshakeErrorCode, type HandshakeMessage } from '../../crypto/handshake.js';
-import { MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
-import { CODE_ALPHABET, PAIRING_CODE_LENGTH, MAX_ROOM_LENGTH, MIN_ROOM_LENGTH, ROOM_LENGTH, formatPairingCode, parsePairingCode, parseRoom } from '../../protocol/code.js';
 import { parseSdpFingerprint } from '../../protocol/sdp.js';
+import {
+  type ClientMessage,
+  encode,
+  HELLO_NONCE_BYTES,
+  MAX_JSON_DEPTH,
+  MAX_LINK_FRAME_BYTES,
+  MAX_ROOM_CHARS,
+  MAX_SIGNAL_BYTES,
+  PROTOCOL_VERSION,
+  parseClientMessage,
+  parseJson,
+  parseServerMessage,
+  parseSignalPayload,
+  type ServerMessage,
+  type SignalErrorCode,
+  type SignalPayload,
+} from '../../protocol/signaling.js';
 
 // ---------- settings ----------
 
@@ -49,7 +59,12 @@ const RUNS = 200;
 const HEAVY_RUNS = 40;
 
 function check<T>(arb: fc.Arbitrary<T>, pred: (v: T) => void, numRuns = RUNS): void {
-  fc.assert(fc.property(arb, (v) => { pred(v); }), { numRuns });
+  fc.assert(
+    fc.property(arb, (v) => {
+      pred(v);
+    }),
+    { numRuns },
+  );
 }
 
 /** Keys an attacker puts in JSON to reach prototypes. */
@@ -59,7 +74,7 @@ function assertPrototypesClean(): void {
   const probe: Record<string, unknown> = {};
   for (const k of ['polluted', 'type', 'jsonrpc', 'hs', 't', 'method', 'id']) {
     assert.equal(probe[k], undefined, `Object.prototype gained ${k}`);
-    assert.equal(Object.prototype.hasOwnProperty.call(Object.prototype, k), false);
+    assert.equal(Object.hasOwn(Object.prototype, k), false);
   }
 }
 
@@ -71,13 +86,16 @@ const pollutedValue: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => 
     { depthSize: 'small', withCrossShrink: true },
     fc.oneof(fc.constant(null), fc.boolean(), fc.integer(), fc.double(), fc.string({ unit: 'binary', maxLength: 20 })),
     fc.array(tie('v'), { maxLength: 4 }),
-    fc.array(fc.tuple(fc.oneof(fc.constantFrom(...POLLUTION_KEYS, 'type', 'jsonrpc', 'id', 'method', 'params', 'hs', 't'), fc.string({ maxLength: 8 })), tie('v')), { maxLength: 5 }).map(
-      (kvs) => {
+    fc
+      .array(
+        fc.tuple(fc.oneof(fc.constantFrom(...POLLUTION_KEYS, 'type', 'jsonrpc', 'id', 'method', 'params', 'hs', 't'), fc.string({ maxLength: 8 })), tie('v')),
+        { maxLength: 5 },
+      )
+      .map((kvs) => {
         // build as JSON text and parse, as a peer's frame would be, so `__proto__` becomes an own key
         const body = kvs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',');
         return JSON.parse(`{${body}}`) as unknown;
-      },
-    ),
+      }),
   ),
 })).v;
 
@@ -200,7 +218,10 @@ const signalPayload: fc.Arbitrary<SignalPayload> = fc.oneof(
 );
 
 const room = str(MAX_ROOM_CHARS).filter((s) => s.length > 0);
-const relayData = fc.oneof(str(MAX_LINK_FRAME_BYTES), fc.integer({ min: 0, max: MAX_LINK_FRAME_BYTES }).map((n) => 'A'.repeat(n)));
+const relayData = fc.oneof(
+  str(MAX_LINK_FRAME_BYTES),
+  fc.integer({ min: 0, max: MAX_LINK_FRAME_BYTES }).map((n) => 'A'.repeat(n)),
+);
 
 /** `n` random bytes as canonical base64url. */
 const bytes64url = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b).toString('base64url'));
@@ -213,8 +234,22 @@ const clientMessage: fc.Arbitrary<ClientMessage> = fc.oneof(
 );
 
 const SIGNAL_ERROR_CODES: SignalErrorCode[] = [
-  'bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full',
-  'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms',
+  'bad-message',
+  'too-large',
+  'version',
+  'bad-room',
+  'room-taken',
+  'unknown-room',
+  'join-limited',
+  'room-full',
+  'no-peer',
+  'not-joined',
+  'already-joined',
+  'expired',
+  'rate-limited',
+  'bad-proof',
+  'register-limited',
+  'too-many-rooms',
   'not-admitted',
 ];
 const port = fc.integer({ min: 0, max: 65535 });
@@ -231,17 +266,35 @@ const serverMessage: fc.Arbitrary<ServerMessage> = fc.oneof(
 
 const pin = fc.integer({ min: 0, max: MAX_PIN });
 const level = fc.constantFrom(0 as const, 1 as const);
-const rpcId = fc.oneof(fc.maxSafeNat(), str(64), fc.tuple(b64(8), fc.nat()).map(([inst, n]) => `${inst}:${n}`));
+const rpcId = fc.oneof(
+  fc.maxSafeNat(),
+  str(64),
+  fc.tuple(b64(8), fc.nat()).map(([inst, n]) => `${inst}:${n}`),
+);
 
 const rpcRequest: fc.Arbitrary<RpcRequest> = fc.oneof(
   rec({ jsonrpc: fc.constant('2.0' as const), id: rpcId, method: fc.constant('gpio.write' as const), params: rec({ pin, value: level }) }),
-  rec({ jsonrpc: fc.constant('2.0' as const), id: rpcId, method: fc.constantFrom('gpio.read' as const, 'gpio.watch' as const, 'gpio.unwatch' as const), params: rec({ pin }) }),
-  rec({ jsonrpc: fc.constant('2.0' as const), id: rpcId, method: fc.constant('gpio.mode' as const), params: rec({ pin, mode: fc.constantFrom('in' as const, 'out' as const) }) }),
+  rec({
+    jsonrpc: fc.constant('2.0' as const),
+    id: rpcId,
+    method: fc.constantFrom('gpio.read' as const, 'gpio.watch' as const, 'gpio.unwatch' as const),
+    params: rec({ pin }),
+  }),
+  rec({
+    jsonrpc: fc.constant('2.0' as const),
+    id: rpcId,
+    method: fc.constant('gpio.mode' as const),
+    params: rec({ pin, mode: fc.constantFrom('in' as const, 'out' as const) }),
+  }),
   rec({
     jsonrpc: fc.constant('2.0' as const),
     id: rpcId,
     method: fc.constant('gpio.blink' as const),
-    params: rec({ pin, times: fc.integer({ min: 1, max: MAX_BLINK_TIMES }), intervalMs: fc.integer({ min: MIN_BLINK_INTERVAL_MS, max: MAX_BLINK_INTERVAL_MS }) }),
+    params: rec({
+      pin,
+      times: fc.integer({ min: 1, max: MAX_BLINK_TIMES }),
+      intervalMs: fc.integer({ min: MIN_BLINK_INTERVAL_MS, max: MAX_BLINK_INTERVAL_MS }),
+    }),
   }),
   rec({ jsonrpc: fc.constant('2.0' as const), id: rpcId, method: fc.constant('device.info' as const), params: fc.constant({} as Record<string, never>) }),
 );
@@ -252,12 +305,21 @@ const smallJson = fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.parse(JSON.strin
 const rpcIncoming = fc.oneof(
   rec({ jsonrpc: fc.constant('2.0'), id: rpcId, result: smallJson }),
   fc.constantFrom(...RPC_CODES).chain((code) =>
-    rec({ jsonrpc: fc.constant('2.0'), id: rpcId, error: rec({ code: fc.constant(RPC_ERROR_NUMBERS[code]), message: str(500), data: fc.constant({ code }) }) }),
+    rec({
+      jsonrpc: fc.constant('2.0'),
+      id: rpcId,
+      error: rec({ code: fc.constant(RPC_ERROR_NUMBERS[code]), message: str(500), data: fc.constant({ code }) }),
+    }),
   ),
   rec({
     jsonrpc: fc.constant('2.0'),
     method: fc.constant('gpio.change'),
-    params: rec({ pin, value: level, edge: fc.constantFrom('rising', 'falling'), ts: fc.double({ noNaN: true, noDefaultInfinity: true }).map((x) => (Object.is(x, -0) ? 0 : x)) }),
+    params: rec({
+      pin,
+      value: level,
+      edge: fc.constantFrom('rising', 'falling'),
+      ts: fc.double({ noNaN: true, noDefaultInfinity: true }).map((x) => (Object.is(x, -0) ? 0 : x)),
+    }),
   }),
 );
 
@@ -276,7 +338,12 @@ const handshakeMessage: fc.Arbitrary<HandshakeMessage> = fc
 
 const seq = fc.maxSafeNat();
 const linkFrame: fc.Arbitrary<LinkFrame> = fc.oneof(
-  rec({ t: fc.constant('d' as const), q: seq.filter((q) => q > 0), a: seq, m: fc.jsonValue({ maxDepth: MAX_JSON_DEPTH - 1 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown) }),
+  rec({
+    t: fc.constant('d' as const),
+    q: seq.filter((q) => q > 0),
+    a: seq,
+    m: fc.jsonValue({ maxDepth: MAX_JSON_DEPTH - 1 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown),
+  }),
   rec({ t: fc.constant('a' as const), a: seq }),
   rec({ t: fc.constantFrom('p' as const, 'P' as const), n: seq }),
 );
@@ -344,11 +411,19 @@ test('issue 5: every valid handshake message round-trips through encodeHandshake
 
 test('issue 5: Sealer.seal -> Opener.open gives back every plaintext, counters in order', () => {
   const plaintexts = fc.array(
-    fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 100 }), fc.integer({ min: MAX_SEALED_PLAINTEXT_BYTES - 2, max: MAX_SEALED_PLAINTEXT_BYTES }).map((n) => new Uint8Array(n).fill(0xa5))),
+    fc.oneof(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.string({ unit: 'binary', maxLength: 100 }),
+      fc.integer({ min: MAX_SEALED_PLAINTEXT_BYTES - 2, max: MAX_SEALED_PLAINTEXT_BYTES }).map((n) => new Uint8Array(n).fill(0xa5)),
+    ),
     { minLength: 1, maxLength: 6 },
   );
   check(
-    fc.tuple(fc.uint8Array({ minLength: 32, maxLength: 64 }), b64(40).filter((s) => s.length > 0), plaintexts),
+    fc.tuple(
+      fc.uint8Array({ minLength: 32, maxLength: 64 }),
+      b64(40).filter((s) => s.length > 0),
+      plaintexts,
+    ),
     ([secret, sid, pts]) => {
       const keys = deriveSealKeys(secret, sid);
       const sealer = new Sealer(keys.d2c, 'd2c', sid);
@@ -366,10 +441,12 @@ test('issue 5: Sealer.seal -> Opener.open gives back every plaintext, counters i
 
 const codeSymbols = (min: number, max: number) => fc.array(fc.constantFrom(...CODE_ALPHABET), { minLength: min, maxLength: max });
 const typedLike = (symbols: string[]) =>
-  fc.tuple(
-    fc.array(fc.boolean(), { minLength: symbols.length, maxLength: symbols.length }),
-    fc.array(fc.constantFrom('', '', '', '-', ' ', '--', '\t'), { minLength: symbols.length + 1, maxLength: symbols.length + 1 }),
-  ).map(([lower, seps]) => seps[0] + symbols.map((s, i) => (lower[i] ? s.toLowerCase() : s) + seps[i + 1]).join(''));
+  fc
+    .tuple(
+      fc.array(fc.boolean(), { minLength: symbols.length, maxLength: symbols.length }),
+      fc.array(fc.constantFrom('', '', '', '-', ' ', '--', '\t'), { minLength: symbols.length + 1, maxLength: symbols.length + 1 }),
+    )
+    .map(([lower, seps]) => seps[0] + symbols.map((s, i) => (lower[i] ? s.toLowerCase() : s) + seps[i + 1]).join(''));
 
 test('issue 5: every pairing code, typed in any case with any dashes or spaces, parses to its room and secret and re-formats stably', () => {
   check(
@@ -387,7 +464,9 @@ test('issue 5: every pairing code, typed in any case with any dashes or spaces, 
 test('issue 5: every room of [A-Z0-9], typed in any case with dashes, parses to its upper-case form', () => {
   const sym = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'];
   check(
-    fc.array(fc.constantFrom(...sym), { minLength: MIN_ROOM_LENGTH, maxLength: MAX_ROOM_LENGTH }).chain((syms) => typedLike(syms).map((typed) => ({ syms, typed }))),
+    fc
+      .array(fc.constantFrom(...sym), { minLength: MIN_ROOM_LENGTH, maxLength: MAX_ROOM_LENGTH })
+      .chain((syms) => typedLike(syms).map((typed) => ({ syms, typed }))),
     ({ syms, typed }) => {
       assert.deepEqual(parseRoom(typed), { ok: true, room: syms.join('') });
     },
@@ -401,7 +480,15 @@ const eol = fc.constantFrom('\r\n', '\n', '\r');
 
 test('issue 5: an SDP announcing one SHA-256 fingerprint (any case, any line ends, repeated) yields it in upper case', () => {
   check(
-    rec({ fp: fingerprint, before: fc.array(sdpLine, { maxLength: 6 }), after: fc.array(sdpLine, { maxLength: 6 }), eol, repeat: fc.boolean(), upper: fc.boolean(), algo: fc.constantFrom('sha-256', 'SHA-256') }),
+    rec({
+      fp: fingerprint,
+      before: fc.array(sdpLine, { maxLength: 6 }),
+      after: fc.array(sdpLine, { maxLength: 6 }),
+      eol,
+      repeat: fc.boolean(),
+      upper: fc.boolean(),
+      algo: fc.constantFrom('sha-256', 'SHA-256'),
+    }),
     ({ fp, before, after, eol: nl, repeat, upper, algo }) => {
       const line = `a=fingerprint:${algo} ${upper ? fp.toUpperCase() : fp}`;
       const sdp = [...before, line, ...after, ...(repeat ? [line.toLowerCase()] : [])].join(nl);
@@ -427,7 +514,14 @@ const anyValidMessage: fc.Arbitrary<Record<string, unknown>> = fc
 
 /** Replaces, deletes or adds one field, at the top or one level down, with any JSON value. */
 const nearValid: fc.Arbitrary<string> = fc
-  .record({ m: anyValidMessage, pick: fc.nat(), deep: fc.boolean(), op: fc.constantFrom('replace', 'delete', 'add'), key: fc.oneof(fc.constantFrom(...POLLUTION_KEYS), fc.string({ maxLength: 6 })), value: fc.oneof(pollutedValue, fc.jsonValue({ maxDepth: 3 }), fc.constant({ toString: null })) })
+  .record({
+    m: anyValidMessage,
+    pick: fc.nat(),
+    deep: fc.boolean(),
+    op: fc.constantFrom('replace', 'delete', 'add'),
+    key: fc.oneof(fc.constantFrom(...POLLUTION_KEYS), fc.string({ maxLength: 6 })),
+    value: fc.oneof(pollutedValue, fc.jsonValue({ maxDepth: 3 }), fc.constant({ toString: null })),
+  })
   .map(({ m, pick, deep, op, key, value }) => {
     let target: Record<string, unknown> = m;
     const nested = Object.values(m).filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v));
@@ -442,18 +536,22 @@ const nearValid: fc.Arbitrary<string> = fc
 
 test('issue 5: no parser throws on near-valid messages (one field replaced, removed or added)', () => {
   const opener = new Opener(new Uint8Array(32).fill(1), 'c2d', 'sid');
-  check(nearValid, (text) => {
-    for (const r of [parseClientMessage(text), parseServerMessage(text)]) if (!r.ok) assert.ok(['bad-message', 'too-large', 'version'].includes(r.code));
-    parseFrame(text);
-    parseHandshake(text);
-    assert.equal(opener.open(text).ok, false);
-    const j = parseJson(text, MAX_LINK_FRAME_BYTES);
-    if (j.ok) {
-      const r = parseRequest(j.value);
-      if (!r.ok) JSON.stringify(r.reply);
-      parseIncoming(j.value);
-    }
-  }, RUNS * 2);
+  check(
+    nearValid,
+    (text) => {
+      for (const r of [parseClientMessage(text), parseServerMessage(text)]) if (!r.ok) assert.ok(['bad-message', 'too-large', 'version'].includes(r.code));
+      parseFrame(text);
+      parseHandshake(text);
+      assert.equal(opener.open(text).ok, false);
+      const j = parseJson(text, MAX_LINK_FRAME_BYTES);
+      if (j.ok) {
+        const r = parseRequest(j.value);
+        if (!r.ok) JSON.stringify(r.reply);
+        parseIncoming(j.value);
+      }
+    },
+    RUNS * 2,
+  );
   assertPrototypesClean();
 });
 
@@ -487,7 +585,13 @@ const primitive = fc.oneof(fc.constant(null), fc.boolean(), fc.integer(), fc.str
 function valueOfDepth(d: number): fc.Arbitrary<unknown> {
   if (d === 0) return primitive;
   return fc
-    .tuple(valueOfDepth(d - 1), fc.array(primitive, { maxLength: 3 }), fc.nat(), fc.boolean(), fc.array(fc.string({ maxLength: 5 }), { minLength: 4, maxLength: 4 }))
+    .tuple(
+      valueOfDepth(d - 1),
+      fc.array(primitive, { maxLength: 3 }),
+      fc.nat(),
+      fc.boolean(),
+      fc.array(fc.string({ maxLength: 5 }), { minLength: 4, maxLength: 4 }),
+    )
     .map(([child, sibs, at, asArray, keys]) => {
       const items: unknown[] = [...sibs];
       items.splice(at % (sibs.length + 1), 0, child);
@@ -520,7 +624,12 @@ test('issue 5: parseJson accepts JSON exactly as deep as MAX_JSON_DEPTH and reje
 
 test('issue 5: nesting past MAX_JSON_DEPTH is bad-message for every signaling parser, even inside valid JSON', () => {
   check(
-    rec({ depth: fc.oneof(fc.integer({ min: MAX_JSON_DEPTH - 1, max: MAX_JSON_DEPTH + 2 }), fc.integer({ min: MAX_JSON_DEPTH + 1, max: 20_000 })), kind: fc.constantFrom('[', '{"a":'), wrapped: fc.boolean(), closed: fc.boolean() }),
+    rec({
+      depth: fc.oneof(fc.integer({ min: MAX_JSON_DEPTH - 1, max: MAX_JSON_DEPTH + 2 }), fc.integer({ min: MAX_JSON_DEPTH + 1, max: 20_000 })),
+      kind: fc.constantFrom('[', '{"a":'),
+      wrapped: fc.boolean(),
+      closed: fc.boolean(),
+    }),
     ({ depth, kind, wrapped, closed }) => {
       const inner = kind.repeat(depth) + (closed ? `1${(kind === '[' ? ']' : '}').repeat(depth)}` : '');
       // wrapped: hide the nesting inside an otherwise valid relay message (one level more)
@@ -540,13 +649,10 @@ test('issue 5: nesting past MAX_JSON_DEPTH is bad-message for every signaling pa
 });
 
 test('issue 5: a register or join with any other protocol version is refused with version', () => {
-  check(
-    rec({ type: fc.constantFrom('register', 'join'), v: fc.jsonValue({ maxDepth: 2 }).filter((v) => v !== PROTOCOL_VERSION), room: str(20) }),
-    (m) => {
-      const r = parseClientMessage(JSON.stringify(m));
-      assert.equal(r.ok ? 'ok' : r.code, 'version');
-    },
-  );
+  check(rec({ type: fc.constantFrom('register', 'join'), v: fc.jsonValue({ maxDepth: 2 }).filter((v) => v !== PROTOCOL_VERSION), room: str(20) }), (m) => {
+    const r = parseClientMessage(JSON.stringify(m));
+    assert.equal(r.ok ? 'ok' : r.code, 'version');
+  });
 });
 
 test('issue 5: a register whose v has no usable toString is refused with version, not thrown', () => {
@@ -585,7 +691,12 @@ test('issue 5: prototype-pollution keys never change what a valid message means 
     assert.deepEqual(parseHandshake(text), m);
   });
   // a message that exists only on a polluted prototype is not a message
-  for (const body of ['{"type":"register","v":1,"room":"ABCD"}', '{"jsonrpc":"2.0","id":1,"method":"gpio.read","params":{"pin":1}}', '{"hs":"fail","code":"wrong-code"}', '{"t":"a","a":1}']) {
+  for (const body of [
+    '{"type":"register","v":1,"room":"ABCD"}',
+    '{"jsonrpc":"2.0","id":1,"method":"gpio.read","params":{"pin":1}}',
+    '{"hs":"fail","code":"wrong-code"}',
+    '{"t":"a","a":1}',
+  ]) {
     const text = `{"__proto__":${body}}`;
     assert.equal(parseClientMessage(text).ok, false);
     assert.equal(parseServerMessage(text).ok, false);
@@ -629,10 +740,26 @@ const overLen = (max: number, chars = 'A') => fc.integer({ min: max + 1, max: ma
 
 test('issue 5: a link frame with one field out of range is refused', () => {
   const frameBreaks: fc.Arbitrary<Breakage> = fc.oneof(
-    brk(linkFrame.filter((f) => f.t === 'd'), ['q'], fc.oneof(badSeq, fc.constant(0))),
-    brk(linkFrame.filter((f) => f.t === 'd' || f.t === 'a'), ['a'], fc.oneof(badSeq, fc.constant(undefined))),
-    brk(linkFrame.filter((f) => f.t === 'd'), ['m'], fc.constant(undefined)),
-    brk(linkFrame.filter((f) => f.t === 'p' || f.t === 'P'), ['n'], fc.oneof(badSeq, fc.constant(undefined))),
+    brk(
+      linkFrame.filter((f) => f.t === 'd'),
+      ['q'],
+      fc.oneof(badSeq, fc.constant(0)),
+    ),
+    brk(
+      linkFrame.filter((f) => f.t === 'd' || f.t === 'a'),
+      ['a'],
+      fc.oneof(badSeq, fc.constant(undefined)),
+    ),
+    brk(
+      linkFrame.filter((f) => f.t === 'd'),
+      ['m'],
+      fc.constant(undefined),
+    ),
+    brk(
+      linkFrame.filter((f) => f.t === 'p' || f.t === 'P'),
+      ['n'],
+      fc.oneof(badSeq, fc.constant(undefined)),
+    ),
     brk(linkFrame, ['t'], fc.constantFrom('D', 'x', '', 1, null, undefined)),
   );
   check(frameBreaks, (b) => {
@@ -642,12 +769,36 @@ test('issue 5: a link frame with one field out of range is refused', () => {
 
 test('issue 5: a handshake message with one field over its limit or off its alphabet is refused', () => {
   const hsBreaks: fc.Arbitrary<Breakage> = fc.oneof(
-    brk(handshakeMessage.filter((m) => m.hs === 'c1' || m.hs === 'd1'), ['e'], fc.oneof(overLen(64), fc.constantFrom('a+b', 'a=', 'é', 1, null, undefined))),
-    brk(handshakeMessage.filter((m) => m.hs === 'c1' || m.hs === 'd1'), ['pake'], fc.oneof(overLen(2048), fc.constantFrom('a/b', 1, null))),
-    brk(handshakeMessage.filter((m) => m.hs === 'd1' || m.hs === 'c2'), ['conf'], fc.oneof(overLen(128), fc.constantFrom('a b', 1, null))),
-    brk(handshakeMessage.filter((m) => m.hs === 'd1' || m.hs === 'c2'), ['box'], fc.oneof(overLen(2048), fc.constantFrom('a.b', 1, null, undefined))),
-    brk(handshakeMessage.filter((m) => m.hs === 'c1'), ['v'], fc.constantFrom(1.5, '1', null, undefined)),
-    brk(handshakeMessage.filter((m) => m.hs === 'fail'), ['code'], fc.constantFrom('timeout', '', 1, null, undefined)),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'c1' || m.hs === 'd1'),
+      ['e'],
+      fc.oneof(overLen(64), fc.constantFrom('a+b', 'a=', 'é', 1, null, undefined)),
+    ),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'c1' || m.hs === 'd1'),
+      ['pake'],
+      fc.oneof(overLen(2048), fc.constantFrom('a/b', 1, null)),
+    ),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'd1' || m.hs === 'c2'),
+      ['conf'],
+      fc.oneof(overLen(128), fc.constantFrom('a b', 1, null)),
+    ),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'd1' || m.hs === 'c2'),
+      ['box'],
+      fc.oneof(overLen(2048), fc.constantFrom('a.b', 1, null, undefined)),
+    ),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'c1'),
+      ['v'],
+      fc.constantFrom(1.5, '1', null, undefined),
+    ),
+    brk(
+      handshakeMessage.filter((m) => m.hs === 'fail'),
+      ['code'],
+      fc.constantFrom('timeout', '', 1, null, undefined),
+    ),
     brk(handshakeMessage, ['hs'], fc.constantFrom('c3', 'C1', '', 1, null, undefined)),
   );
   check(hsBreaks, (b) => {
@@ -663,10 +814,22 @@ test('issue 5: a signaling message with one field out of range is refused with b
   const ping = (p: SignalPayload) => p.kind === 'ping' || p.kind === 'pong';
   const withProof = (m: ClientMessage) => m.type === 'register' && m.proof !== undefined;
   const clientBreaks: fc.Arbitrary<Breakage> = fc.oneof(
-    brk(clientMessage.filter((m) => m.type === 'register' || m.type === 'join'), ['room'], fc.oneof(overLen(MAX_ROOM_CHARS), fc.constantFrom('', 1, null, undefined))),
+    brk(
+      clientMessage.filter((m) => m.type === 'register' || m.type === 'join'),
+      ['room'],
+      fc.oneof(overLen(MAX_ROOM_CHARS), fc.constantFrom('', 1, null, undefined)),
+    ),
     brk(clientMessage.filter(sig('relay')), ['data'], fc.oneof(overLen(MAX_LINK_FRAME_BYTES), fc.constantFrom(1, null, undefined))),
-    brk(clientMessage.filter(withProof), ['proof', 'key'], fc.oneof(overLen(43), fc.constantFrom('', 'A'.repeat(42), 'A'.repeat(42) + 'B', 1, null, undefined))),
-    brk(clientMessage.filter(withProof), ['proof', 'sig'], fc.oneof(overLen(86), fc.constantFrom('', 'A'.repeat(85), 'A'.repeat(85) + 'B', 1, null, undefined))),
+    brk(
+      clientMessage.filter(withProof),
+      ['proof', 'key'],
+      fc.oneof(overLen(43), fc.constantFrom('', 'A'.repeat(42), 'A'.repeat(42) + 'B', 1, null, undefined)),
+    ),
+    brk(
+      clientMessage.filter(withProof),
+      ['proof', 'sig'],
+      fc.oneof(overLen(86), fc.constantFrom('', 'A'.repeat(85), 'A'.repeat(85) + 'B', 1, null, undefined)),
+    ),
     brk(clientMessage.filter(withProof), ['proof'], fc.constantFrom(1, 'x', null, [])),
     brk(clientMessage.filter(sig('admit')), ['session'], fc.oneof(overLen(64), fc.constantFrom('', 1, null, undefined))),
     brk(clientMessage, ['type'], fc.constantFrom('registered', 'Register', 'signal', '', 1, null, undefined)),
@@ -686,8 +849,16 @@ test('issue 5: a signaling message with one field out of range is refused with b
   );
   check(payloadBreaks, (b) => assert.equal(typeof parseSignalPayload(broken(b)), 'string'));
   const serverBreaks: fc.Arbitrary<Breakage> = fc.oneof(
-    brk(serverMessage.filter((m) => m.type === 'registered' || m.type === 'joined'), ['stunPort'], fc.constantFrom(-1, 65536, 1.5, '80', null, undefined)),
-    brk(serverMessage.filter((m) => m.type === 'joined' || m.type === 'peer' || m.type === 'peer-left'), ['session'], fc.oneof(overLen(64), fc.constantFrom(1, null, undefined))),
+    brk(
+      serverMessage.filter((m) => m.type === 'registered' || m.type === 'joined'),
+      ['stunPort'],
+      fc.constantFrom(-1, 65536, 1.5, '80', null, undefined),
+    ),
+    brk(
+      serverMessage.filter((m) => m.type === 'joined' || m.type === 'peer' || m.type === 'peer-left'),
+      ['session'],
+      fc.oneof(overLen(64), fc.constantFrom(1, null, undefined)),
+    ),
     brk(serverMessage.filter(sig('registered')), ['ttlMs'], fc.constantFrom('1', null, undefined)),
     brk(serverMessage.filter(sig('joined')), ['waiting'], fc.constantFrom(0, 'true', null, undefined)),
     brk(serverMessage.filter(sig('error')), ['code'], fc.constantFrom('nope', 'BAD-MESSAGE', '', 1, null, undefined)),
@@ -705,17 +876,47 @@ test('issue 5: a signaling message with one field out of range is refused with b
 });
 
 test('issue 5: a JSON-RPC request with one field out of range gets the right stable error code, echoing a valid id', () => {
-  const method = (...ms: string[]) => (r: RpcRequest) => ms.includes(r.method);
+  const method =
+    (...ms: string[]) =>
+    (r: RpcRequest) =>
+      ms.includes(r.method);
   const cases: fc.Arbitrary<{ b: Breakage; code: RpcErrorCode }> = fc.oneof(
-    brk(rpcRequest, ['id'], fc.oneof(overLen(64), fc.constantFrom(-1, 1.5, 2 ** 53, null, true, [], {}, undefined))).map((b) => ({ b, code: 'invalid-request' as const })),
+    brk(rpcRequest, ['id'], fc.oneof(overLen(64), fc.constantFrom(-1, 1.5, 2 ** 53, null, true, [], {}, undefined))).map((b) => ({
+      b,
+      code: 'invalid-request' as const,
+    })),
     brk(rpcRequest, ['jsonrpc'], fc.constantFrom('2', '1.0', 2, null, undefined)).map((b) => ({ b, code: 'invalid-request' as const })),
-    brk(rpcRequest, ['method'], fc.constantFrom('gpio.explode', 'GPIO.WRITE', '', 'constructor', '__proto__', 1, null, undefined)).map((b) => ({ b, code: 'method-not-found' as const })),
-    brk(rpcRequest.filter((r) => r.method !== 'device.info'), ['params'], fc.constantFrom(1, 'x', [], null)).map((b) => ({ b, code: 'invalid-params' as const })),
-    brk(rpcRequest.filter((r) => r.method !== 'device.info'), ['params', 'pin'], fc.oneof(badPin, fc.constant(undefined))).map((b) => ({ b, code: 'invalid-params' as const })),
-    brk(rpcRequest.filter(method('gpio.write')), ['params', 'value'], fc.constantFrom(2, -1, '1', true, null, undefined)).map((b) => ({ b, code: 'invalid-params' as const })),
-    brk(rpcRequest.filter(method('gpio.mode')), ['params', 'mode'], fc.constantFrom('IN', 'output', '', 1, null, undefined)).map((b) => ({ b, code: 'invalid-params' as const })),
-    brk(rpcRequest.filter(method('gpio.blink')), ['params', 'times'], fc.constantFrom(0, -1, MAX_BLINK_TIMES + 1, 1.5, '3', false)).map((b) => ({ b, code: 'invalid-params' as const })),
-    brk(rpcRequest.filter(method('gpio.blink')), ['params', 'intervalMs'], fc.constantFrom(MIN_BLINK_INTERVAL_MS - 1, MAX_BLINK_INTERVAL_MS + 1, 100.5, '100', false)).map((b) => ({ b, code: 'invalid-params' as const })),
+    brk(rpcRequest, ['method'], fc.constantFrom('gpio.explode', 'GPIO.WRITE', '', 'constructor', '__proto__', 1, null, undefined)).map((b) => ({
+      b,
+      code: 'method-not-found' as const,
+    })),
+    brk(
+      rpcRequest.filter((r) => r.method !== 'device.info'),
+      ['params'],
+      fc.constantFrom(1, 'x', [], null),
+    ).map((b) => ({ b, code: 'invalid-params' as const })),
+    brk(
+      rpcRequest.filter((r) => r.method !== 'device.info'),
+      ['params', 'pin'],
+      fc.oneof(badPin, fc.constant(undefined)),
+    ).map((b) => ({ b, code: 'invalid-params' as const })),
+    brk(rpcRequest.filter(method('gpio.write')), ['params', 'value'], fc.constantFrom(2, -1, '1', true, null, undefined)).map((b) => ({
+      b,
+      code: 'invalid-params' as const,
+    })),
+    brk(rpcRequest.filter(method('gpio.mode')), ['params', 'mode'], fc.constantFrom('IN', 'output', '', 1, null, undefined)).map((b) => ({
+      b,
+      code: 'invalid-params' as const,
+    })),
+    brk(rpcRequest.filter(method('gpio.blink')), ['params', 'times'], fc.constantFrom(0, -1, MAX_BLINK_TIMES + 1, 1.5, '3', false)).map((b) => ({
+      b,
+      code: 'invalid-params' as const,
+    })),
+    brk(
+      rpcRequest.filter(method('gpio.blink')),
+      ['params', 'intervalMs'],
+      fc.constantFrom(MIN_BLINK_INTERVAL_MS - 1, MAX_BLINK_INTERVAL_MS + 1, 100.5, '100', false),
+    ).map((b) => ({ b, code: 'invalid-params' as const })),
   );
   check(cases, ({ b, code }) => {
     const m = broken(b);
@@ -729,10 +930,23 @@ test('issue 5: a JSON-RPC request with one field out of range gets the right sta
 
 test('issue 5: blink without times or intervalMs gets the documented defaults', () => {
   check(
-    rec({ id: rpcId, pin, times: opt(fc.integer({ min: 1, max: MAX_BLINK_TIMES })), intervalMs: opt(fc.integer({ min: MIN_BLINK_INTERVAL_MS, max: MAX_BLINK_INTERVAL_MS })) }),
+    rec({
+      id: rpcId,
+      pin,
+      times: opt(fc.integer({ min: 1, max: MAX_BLINK_TIMES })),
+      intervalMs: opt(fc.integer({ min: MIN_BLINK_INTERVAL_MS, max: MAX_BLINK_INTERVAL_MS })),
+    }),
     ({ id, pin: p, times, intervalMs }) => {
       const r = parseRequest(JSON.parse(JSON.stringify({ jsonrpc: '2.0', id, method: 'gpio.blink', params: { pin: p, times, intervalMs } })));
-      assert.deepEqual(r, { ok: true, req: { jsonrpc: '2.0', id, method: 'gpio.blink', params: { pin: p, times: times ?? DEFAULT_BLINK_TIMES, intervalMs: intervalMs ?? DEFAULT_BLINK_INTERVAL_MS } } });
+      assert.deepEqual(r, {
+        ok: true,
+        req: {
+          jsonrpc: '2.0',
+          id,
+          method: 'gpio.blink',
+          params: { pin: p, times: times ?? DEFAULT_BLINK_TIMES, intervalMs: intervalMs ?? DEFAULT_BLINK_INTERVAL_MS },
+        },
+      });
     },
   );
 });
@@ -742,18 +956,22 @@ test('issue 5: parseRoom and parsePairingCode agree with a plain model of their 
     fc.string({ unit: fc.constantFrom(...'23456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyz01OILUoilu-  \t_.é'), maxLength: 40 }),
     fc.string({ unit: 'binary', maxLength: 40 }),
   );
-  check(typedish, (t) => {
-    const norm = t.toUpperCase().replace(/[\s-]+/g, '');
-    const room = parseRoom(t);
-    assert.equal(room.ok, /^[A-Z0-9]{4,32}$/.test(norm), `parseRoom(${JSON.stringify(t)})`);
-    if (room.ok) assert.equal(room.room, norm);
-    const chars = [...t.replace(/[\s-]+/g, '')];
-    const symbols = chars.map((c) => c.toUpperCase());
-    const valid = symbols.every((c) => c.length === 1 && CODE_ALPHABET.includes(c)) && symbols.length === PAIRING_CODE_LENGTH;
-    const code = parsePairingCode(t);
-    assert.equal(code.ok, valid, `parsePairingCode(${JSON.stringify(t)})`);
-    if (code.ok) assert.equal(code.room + code.secret, symbols.join(''));
-  }, RUNS * 2);
+  check(
+    typedish,
+    (t) => {
+      const norm = t.toUpperCase().replace(/[\s-]+/g, '');
+      const room = parseRoom(t);
+      assert.equal(room.ok, /^[A-Z0-9]{4,32}$/.test(norm), `parseRoom(${JSON.stringify(t)})`);
+      if (room.ok) assert.equal(room.room, norm);
+      const chars = [...t.replace(/[\s-]+/g, '')];
+      const symbols = chars.map((c) => c.toUpperCase());
+      const valid = symbols.every((c) => c.length === 1 && CODE_ALPHABET.includes(c)) && symbols.length === PAIRING_CODE_LENGTH;
+      const code = parsePairingCode(t);
+      assert.equal(code.ok, valid, `parsePairingCode(${JSON.stringify(t)})`);
+      if (code.ok) assert.equal(code.room + code.secret, symbols.join(''));
+    },
+    RUNS * 2,
+  );
 });
 
 // ---------- (d) sealed frames: integrity and strictly increasing counters ----------
@@ -805,51 +1023,63 @@ test('issue 5: any single-character change of a sealed frame string is rejected'
 });
 
 test('issue 5: frames are accepted only with strictly increasing counters, in any delivery order', () => {
-  check(
-    rec({ n: fc.integer({ min: 1, max: 12 }), order: fc.array(fc.nat({ max: 11 }), { maxLength: 24 }) }),
-    ({ n, order }) => {
-      const sealer = new Sealer(KEYS.d2c, 'd2c', SID);
-      const frames = Array.from({ length: n }, (_, i) => sealer.seal(`frame ${i}`));
-      const opener = new Opener(KEYS.d2c, 'd2c', SID);
-      let last = -1;
-      for (const k of order.map((o) => o % n)) {
-        const r = opener.open(frames[k]!);
-        if (k > last) {
-          assert.ok(r.ok, `counter ${k} after ${last} refused`);
-          assert.equal(r.counter, BigInt(k));
-          assert.equal(Buffer.from(r.plaintext).toString(), `frame ${k}`);
-          last = k;
-        } else {
-          assert.deepEqual(r, { ok: false, code: 'replay' });
-        }
-        assert.equal(opener.lastCounter, BigInt(last));
+  check(rec({ n: fc.integer({ min: 1, max: 12 }), order: fc.array(fc.nat({ max: 11 }), { maxLength: 24 }) }), ({ n, order }) => {
+    const sealer = new Sealer(KEYS.d2c, 'd2c', SID);
+    const frames = Array.from({ length: n }, (_, i) => sealer.seal(`frame ${i}`));
+    const opener = new Opener(KEYS.d2c, 'd2c', SID);
+    let last = -1;
+    for (const k of order.map((o) => o % n)) {
+      const r = opener.open(frames[k]!);
+      if (k > last) {
+        assert.ok(r.ok, `counter ${k} after ${last} refused`);
+        assert.equal(r.counter, BigInt(k));
+        assert.equal(Buffer.from(r.plaintext).toString(), `frame ${k}`);
+        last = k;
+      } else {
+        assert.deepEqual(r, { ok: false, code: 'replay' });
       }
-    },
-  );
+      assert.equal(opener.lastCounter, BigInt(last));
+    }
+  });
 });
 
 test('issue 5: Opener refuses oversized, non-canonical and short frames as malformed, random ones never open', () => {
   const opener = new Opener(KEYS.c2d, 'c2d', SID);
-  check(fc.integer({ min: MAX_LINK_FRAME_BYTES + 1, max: MAX_LINK_FRAME_BYTES + 8 }), (n) => {
-    // a well-formed header in front, so only the length is wrong
-    const frame = new Sealer(KEYS.c2d, 'c2d', SID).seal('x');
-    assert.deepEqual(opener.open(frame + 'A'.repeat(n - frame.length)), { ok: false, code: 'malformed' });
-  }, HEAVY_RUNS);
-  check(fc.oneof(b64(64), fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b).toString('base64url')), fc.string({ maxLength: 40 })), (t) => {
-    const r = opener.open(t);
-    assert.equal(r.ok, false);
-    if (!/^[A-Za-z0-9_-]*$/.test(t) || t.length < 35) assert.equal(r.ok ? 'ok' : r.code, 'malformed'); // under 26 bytes: header + tag
-  });
+  check(
+    fc.integer({ min: MAX_LINK_FRAME_BYTES + 1, max: MAX_LINK_FRAME_BYTES + 8 }),
+    (n) => {
+      // a well-formed header in front, so only the length is wrong
+      const frame = new Sealer(KEYS.c2d, 'c2d', SID).seal('x');
+      assert.deepEqual(opener.open(frame + 'A'.repeat(n - frame.length)), { ok: false, code: 'malformed' });
+    },
+    HEAVY_RUNS,
+  );
+  check(
+    fc.oneof(
+      b64(64),
+      fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b).toString('base64url')),
+      fc.string({ maxLength: 40 }),
+    ),
+    (t) => {
+      const r = opener.open(t);
+      assert.equal(r.ok, false);
+      if (!/^[A-Za-z0-9_-]*$/.test(t) || t.length < 35) assert.equal(r.ok ? 'ok' : r.code, 'malformed'); // under 26 bytes: header + tag
+    },
+  );
   assert.equal(opener.lastCounter, -1n, 'no failed frame moved the counter');
 });
 
 test('issue 5: a frame sealed for the other direction, session or key never opens', () => {
   const other = deriveSealKeys(new Uint8Array(32).fill(10), SID);
-  check(fc.uint8Array({ maxLength: 100 }), (pt) => {
-    const c2d = new Sealer(KEYS.c2d, 'c2d', SID).seal(pt);
-    assert.deepEqual(new Opener(KEYS.c2d, 'd2c', SID).open(c2d), { ok: false, code: 'wrong-direction' });
-    assert.deepEqual(new Opener(KEYS.c2d, 'c2d', 'session-2').open(c2d), { ok: false, code: 'bad-mac' });
-    assert.deepEqual(new Opener(other.c2d, 'c2d', SID).open(c2d), { ok: false, code: 'bad-mac' });
-    assert.deepEqual(new Opener(KEYS.d2c, 'c2d', SID).open(c2d), { ok: false, code: 'bad-mac' });
-  }, HEAVY_RUNS);
+  check(
+    fc.uint8Array({ maxLength: 100 }),
+    (pt) => {
+      const c2d = new Sealer(KEYS.c2d, 'c2d', SID).seal(pt);
+      assert.deepEqual(new Opener(KEYS.c2d, 'd2c', SID).open(c2d), { ok: false, code: 'wrong-direction' });
+      assert.deepEqual(new Opener(KEYS.c2d, 'c2d', 'session-2').open(c2d), { ok: false, code: 'bad-mac' });
+      assert.deepEqual(new Opener(other.c2d, 'c2d', SID).open(c2d), { ok: false, code: 'bad-mac' });
+      assert.deepEqual(new Opener(KEYS.d2c, 'c2d', SID).open(c2d), { ok: false, code: 'bad-mac' });
+    },
+    HEAVY_RUNS,
+  );
 });

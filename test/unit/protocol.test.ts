@@ -1,17 +1,17 @@
-import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
 import {
-  MAX_ROOM_CHARS,
+  type ClientMessage,
+  encode,
   MAX_JSON_DEPTH,
   MAX_LINK_FRAME_BYTES,
+  MAX_ROOM_CHARS,
   MAX_SIGNAL_BYTES,
   PROTOCOL_VERSION,
-  encode,
   parseClientMessage,
   parseJson,
   parseServerMessage,
   parseSignalPayload,
-  type ClientMessage,
   type ServerMessage,
   type SignalPayload,
 } from '../../protocol/signaling.js';
@@ -79,15 +79,33 @@ describe('parseSignalPayload (WebRTC set-up, carried sealed inside relay)', () =
 
   test('wrong payloads get a reason, never a throw', () => {
     const bad: unknown[] = [
-      undefined, null, 'offer', 1, [], [{ kind: 'bye' }],
-      {}, { kind: 'nope' }, { kind: 1 }, { kind: null },
-      { kind: 'offer' }, { kind: 'offer', sdp: 1 }, { kind: 'answer', sdp: null }, { kind: 'answer', sdp: ['v=0'] },
+      undefined,
+      null,
+      'offer',
+      1,
+      [],
+      [{ kind: 'bye' }],
+      {},
+      { kind: 'nope' },
+      { kind: 1 },
+      { kind: null },
+      { kind: 'offer' },
+      { kind: 'offer', sdp: 1 },
+      { kind: 'answer', sdp: null },
+      { kind: 'answer', sdp: ['v=0'] },
       { kind: 'offer', sdp: 'x'.repeat(MAX_SIGNAL_BYTES + 1) },
-      { kind: 'candidate' }, { kind: 'candidate', candidate: 1 }, { kind: 'candidate', candidate: 'x'.repeat(1025) },
-      { kind: 'candidate', candidate: 'c', sdpMid: 1 }, { kind: 'candidate', candidate: 'c', sdpMid: 'x'.repeat(65) },
-      { kind: 'candidate', candidate: 'c', sdpMLineIndex: -1 }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 1.5 },
-      { kind: 'candidate', candidate: 'c', sdpMLineIndex: '0' }, { kind: 'candidate', candidate: 'c', sdpMLineIndex: 64 },
-      { kind: 'ping' }, { kind: 'pong', n: -1 }, { kind: 'ping', n: 1.5 },
+      { kind: 'candidate' },
+      { kind: 'candidate', candidate: 1 },
+      { kind: 'candidate', candidate: 'x'.repeat(1025) },
+      { kind: 'candidate', candidate: 'c', sdpMid: 1 },
+      { kind: 'candidate', candidate: 'c', sdpMid: 'x'.repeat(65) },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: -1 },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: 1.5 },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: '0' },
+      { kind: 'candidate', candidate: 'c', sdpMLineIndex: 64 },
+      { kind: 'ping' },
+      { kind: 'pong', n: -1 },
+      { kind: 'ping', n: 1.5 },
     ];
     for (const p of bad) assert.equal(typeof parseSignalPayload(p), 'string', JSON.stringify(p)?.slice(0, 60));
   });
@@ -148,15 +166,36 @@ describe('parseClientMessage: invalid messages', () => {
   });
 
   test('issue 9: register: a malformed proof is bad-message; admit needs a session', () => {
-    for (const proof of [null, 1, 'x', [], {}, { key: KEY }, { sig: SIG }, { key: KEY.slice(1), sig: SIG }, { key: KEY, sig: SIG.slice(1) },
-      { key: KEY + '=', sig: SIG }, { key: KEY.slice(0, -1) + 'B', sig: SIG }, { key: KEY, sig: SIG.slice(0, -1) + '+' }, { key: 1, sig: SIG }]) {
+    for (const proof of [
+      null,
+      1,
+      'x',
+      [],
+      {},
+      { key: KEY },
+      { sig: SIG },
+      { key: KEY.slice(1), sig: SIG },
+      { key: KEY, sig: SIG.slice(1) },
+      { key: KEY + '=', sig: SIG },
+      { key: KEY.slice(0, -1) + 'B', sig: SIG },
+      { key: KEY, sig: SIG.slice(0, -1) + '+' },
+      { key: 1, sig: SIG },
+    ]) {
       assert.equal(code(client({ type: 'register', v: V, room: 'K7QM', proof })), 'bad-message', JSON.stringify(proof));
     }
     for (const session of [undefined, null, 1, '', 'x'.repeat(65)]) assert.equal(code(client({ type: 'admit', session })), 'bad-message', String(session));
   });
 
   test('unknown or missing type is bad-message', () => {
-    for (const m of [{}, { type: 'hello' }, { type: 'REGISTER', v: V, room: 'ABCDEF' }, { type: 1 }, { type: null }, { type: ['relay'], data: 'a' }, { type: 'registered', room: 'ABCDEF', ttlMs: 1, stunPort: 1 }]) {
+    for (const m of [
+      {},
+      { type: 'hello' },
+      { type: 'REGISTER', v: V, room: 'ABCDEF' },
+      { type: 1 },
+      { type: null },
+      { type: ['relay'], data: 'a' },
+      { type: 'registered', room: 'ABCDEF', ttlMs: 1, stunPort: 1 },
+    ]) {
       assert.equal(code(client(m)), 'bad-message', JSON.stringify(m));
     }
   });
@@ -195,8 +234,13 @@ describe('parseClientMessage: invalid messages', () => {
   });
 
   test('binary garbage and invalid UTF-8 are bad-message, never a throw', () => {
-    const bufs: Buffer[] = [Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from([0xc3, 0x28]), Buffer.alloc(100, 0), Buffer.from('{"type":"relay","data":"\xff"}', 'latin1')];
-    for (let i = 0; i < 200; i++) bufs.push(randomBytes(1 + (i * 37) % 500, i));
+    const bufs: Buffer[] = [
+      Buffer.from([0xff, 0xfe, 0xfd]),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.alloc(100, 0),
+      Buffer.from('{"type":"relay","data":"\xff"}', 'latin1'),
+    ];
+    for (let i = 0; i < 200; i++) bufs.push(randomBytes(1 + ((i * 37) % 500), i));
     for (const b of bufs) {
       const r = parseClientMessage(b);
       if (r.ok) continue; // a random buffer could in theory be valid JSON of the right shape; it is then a real message
@@ -232,7 +276,25 @@ describe('parseServerMessage', () => {
   }
 
   test('every SignalErrorCode is accepted', () => {
-    for (const c of ['bad-message', 'too-large', 'version', 'bad-room', 'room-taken', 'unknown-room', 'join-limited', 'room-full', 'no-peer', 'not-joined', 'already-joined', 'expired', 'rate-limited', 'bad-proof', 'register-limited', 'too-many-rooms', 'not-admitted']) {
+    for (const c of [
+      'bad-message',
+      'too-large',
+      'version',
+      'bad-room',
+      'room-taken',
+      'unknown-room',
+      'join-limited',
+      'room-full',
+      'no-peer',
+      'not-joined',
+      'already-joined',
+      'expired',
+      'rate-limited',
+      'bad-proof',
+      'register-limited',
+      'too-many-rooms',
+      'not-admitted',
+    ]) {
       assert.equal(server({ type: 'error', code: c, message: 'm' }).ok, true, c);
     }
   });
@@ -255,14 +317,29 @@ describe('parseServerMessage', () => {
       { type: 'joined', session: 's', waiting: 'yes', stunPort: 1 },
       { type: 'joined', session: 's', waiting: true, stunPort: '1' },
       { type: 'joined', session: 'x'.repeat(65), waiting: true, stunPort: 1 },
-      { type: 'peer' }, { type: 'peer', session: null }, { type: 'peer-left', session: 3 },
-      { type: 'relay' }, { type: 'relay', data: 1 }, { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES + 1) },
-      { type: 'signal', payload: { kind: 'bye' } }, { type: 'signal' },
-      { type: 'hello', v: V }, { type: 'hello', v: '2', nonce: NONCE }, { type: 'hello', v: 0, nonce: NONCE }, { type: 'hello', v: V, nonce: NONCE.slice(1) },
-      { type: 'hello', v: V, nonce: NONCE + 'AA' }, { type: 'hello', v: V, nonce: 1 },
-      { type: 'error', code: 'not-a-code', message: 'm' }, { type: 'error', code: 'expired' },
-      { type: 'error', code: 'expired', message: 'x'.repeat(1025) }, { type: 'error', code: 1, message: 'm' },
-      { type: 'register', v: V, room: 'ABCDEF' }, { type: 'nope' }, [], null, 5,
+      { type: 'peer' },
+      { type: 'peer', session: null },
+      { type: 'peer-left', session: 3 },
+      { type: 'relay' },
+      { type: 'relay', data: 1 },
+      { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES + 1) },
+      { type: 'signal', payload: { kind: 'bye' } },
+      { type: 'signal' },
+      { type: 'hello', v: V },
+      { type: 'hello', v: '2', nonce: NONCE },
+      { type: 'hello', v: 0, nonce: NONCE },
+      { type: 'hello', v: V, nonce: NONCE.slice(1) },
+      { type: 'hello', v: V, nonce: NONCE + 'AA' },
+      { type: 'hello', v: V, nonce: 1 },
+      { type: 'error', code: 'not-a-code', message: 'm' },
+      { type: 'error', code: 'expired' },
+      { type: 'error', code: 'expired', message: 'x'.repeat(1025) },
+      { type: 'error', code: 1, message: 'm' },
+      { type: 'register', v: V, room: 'ABCDEF' },
+      { type: 'nope' },
+      [],
+      null,
+      5,
     ];
     for (const m of bad) assert.equal(code(server(m)), 'bad-message', JSON.stringify(m)?.slice(0, 60));
   });
@@ -298,9 +375,11 @@ function randomBytes(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
   let x = (seed * 2654435761) >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     b[i] = x & 0xff;
   }
   return b;

@@ -1,7 +1,8 @@
 // RecentResults: the bounded memory behind at-most-once execution. No sockets, no clock.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { RecentResults, MAX_RECENT_RESULTS } from '../../device/recent.js';
+import { test } from 'node:test';
+import { MAX_RECENT_RESULTS, RecentResults } from '../../device/recent.js';
 import type { RpcResponse } from '../../protocol/rpc.js';
 
 const ok = (id: number | string, result: unknown = null): RpcResponse => ({ jsonrpc: '2.0', id, result });
@@ -92,7 +93,10 @@ test('issue 5: perPeerLimit keeps one busy controller from flushing another', as
   for (let id = 1; id <= 20; id++) r.run('busy', id, c.exec(id));
   assert.ok(r.has('quiet', 1), "the quiet controller's id survives");
   assert.equal(r.size, 4);
-  assert.deepEqual([18, 19, 20].map((id) => r.has('busy', id)), [true, true, true]);
+  assert.deepEqual(
+    [18, 19, 20].map((id) => r.has('busy', id)),
+    [true, true, true],
+  );
   assert.equal(r.has('busy', 17), false);
 });
 

@@ -1,29 +1,38 @@
-import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { deviceRoom } from '../../protocol/code.js';
 import {
-  Router,
-  addressKey,
+  type ClientMessage,
+  encode,
+  HELLO_NONCE_BYTES,
+  makeRegisterProof,
+  PROTOCOL_VERSION,
+  parseServerMessage,
+  type RegisterProof,
+  type ServerMessage,
+} from '../../protocol/signaling.js';
+import {
+  type Action,
   ADMIT_TIMEOUT_MS,
+  addressKey,
+  CLOSE_POLICY,
+  CLOSE_TRY_AGAIN,
+  CODE_UNUSED_TTL_MS,
+  type ConnId,
+  DEFAULT_ROUTER_LIMITS,
+  DEVICE_GRACE_MS,
+  JOIN_BURST,
+  JOIN_RATE_PER_MIN,
+  MAX_INVALID_PER_CONN,
   MAX_ROOMS,
   MAX_ROOMS_PER_ADDR,
   REGISTER_BURST,
   REGISTER_RATE_PER_MIN,
-  UNGUESSABLE_ROOM_LENGTH,
-  CODE_UNUSED_TTL_MS,
-  DEVICE_GRACE_MS,
-  MAX_INVALID_PER_CONN,
-  CLOSE_POLICY,
-  CLOSE_TRY_AGAIN,
-  DEFAULT_ROUTER_LIMITS,
-  JOIN_BURST,
-  JOIN_RATE_PER_MIN,
-  type Action,
-  type ConnId,
+  Router,
   type RouterLimits,
+  UNGUESSABLE_ROOM_LENGTH,
 } from '../../signaling/router.js';
-import { HELLO_NONCE_BYTES, PROTOCOL_VERSION, encode, makeRegisterProof, parseServerMessage, type ClientMessage, type RegisterProof, type ServerMessage } from '../../protocol/signaling.js';
-import { deviceRoom } from '../../protocol/code.js';
 
 /** An Ed25519 key pair shaped like an Identity (publicKey + sign), for registration proofs. */
 interface Key {
@@ -132,7 +141,10 @@ describe('router: register and join', () => {
     h.open(1);
     const out = h.register(1);
     assert.deepEqual(sent(out, 1), [{ type: 'registered', room: ROOM, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN }]);
-    assert.deepEqual(logs(out).map((l) => l.event), ['register']);
+    assert.deepEqual(
+      logs(out).map((l) => l.event),
+      ['register'],
+    );
   });
 
   test('a malformed room is bad-room, for register and for join', () => {
@@ -246,7 +258,10 @@ describe('router: leaving and coming back', () => {
     h.pair();
     let out = h.close(2);
     assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }]);
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.role]), [['leave', 'controller']]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.role]),
+      [['leave', 'controller']],
+    );
     h.open(3);
     out = h.join(3);
     assert.deepEqual(sent(out, 3), [{ type: 'joined', session: 's2', waiting: false, stunPort: STUN }]);
@@ -325,7 +340,10 @@ describe('router: expiry', () => {
     h.now += 1;
     const out = h.tick();
     assert.equal(errorCode(out, 1), 'expired');
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'unused']]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['expire', 'unused']],
+    );
     assert.equal(h.router.stats.rooms, 0);
     h.open(2);
     assert.equal(errorCode(h.join(2), 2), 'unknown-room');
@@ -367,7 +385,10 @@ describe('router: expiry', () => {
     h.now += 1;
     const out = h.tick();
     assert.equal(errorCode(out, 2), 'expired');
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['expire', 'device-gone']]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['expire', 'device-gone']],
+    );
     assert.equal(h.router.stats.rooms, 0);
     // the controller is out of the room and may try again
     assert.equal(errorCode(h.join(2), 2), 'unknown-room');
@@ -406,7 +427,10 @@ describe('router: hostile input', () => {
     h.pair();
     for (let i = 0; i < MAX_INVALID_PER_CONN; i++) assert.deepEqual(closes(h.run({ kind: 'invalid', conn: 2, code: 'bad-message', reason: 'x' })), []);
     const out = h.run({ kind: 'invalid', conn: 2, code: 'bad-message', reason: 'x' });
-    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[2, CLOSE_POLICY]],
+    );
     assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }], 'the device learns the controller is gone');
     assert.deepEqual(h.msg(2, { type: 'relay', data: 'x' }), [], 'a kicked socket is forgotten');
     assert.deepEqual(h.close(2), []);
@@ -435,7 +459,10 @@ describe('router: hostile input', () => {
     assert.equal(errorCode(out, 2), 'rate-limited');
     assert.deepEqual(closes(out), []);
     out = h.msg(2, { type: 'relay', data: 'x' }); // fourth > rateAbuseMaxDrops: closed
-    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[2, CLOSE_POLICY]],
+    );
     assert.equal(logs(out).find((l) => l.event === 'refuse')?.fields?.reason, 'rate-limited');
     // the other socket was not affected
     assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'no-peer');
@@ -456,8 +483,14 @@ describe('router: hostile input', () => {
     assert.deepEqual(closes(h.open(1, '203.0.113.1')), []);
     assert.deepEqual(closes(h.open(2, '203.0.113.1')), []);
     const out = h.open(3, '203.0.113.1');
-    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[3, CLOSE_TRY_AGAIN]]);
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'addr-cap']]);
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[3, CLOSE_TRY_AGAIN]],
+    );
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['refuse', 'addr-cap']],
+    );
     assert.deepEqual(sent(out, 3), [], 'a refused socket gets no hello');
     assert.deepEqual(h.register(3), [], 'a refused socket is ignored');
     assert.deepEqual(h.close(3), []);
@@ -471,7 +504,10 @@ describe('router: hostile input', () => {
     const h = new Harness({ maxConns: 2, maxRooms: 1 });
     h.open(1, 'a');
     h.open(2, 'b');
-    assert.deepEqual(closes(h.open(3, 'c')).map((c) => c.code), [CLOSE_TRY_AGAIN]);
+    assert.deepEqual(
+      closes(h.open(3, 'c')).map((c) => c.code),
+      [CLOSE_TRY_AGAIN],
+    );
     h.register(1, 'ROOMONE1');
     const out = h.register(2, 'ROOMTWO2');
     assert.equal(errorCode(out, 2), 'rate-limited');
@@ -502,7 +538,10 @@ describe('router: hostile input', () => {
     assert.ok(all.length >= 8, `expected many log actions, got ${all.length}`);
     const events = new Set(all.map((l) => l.event));
     for (const e of ['register', 'join', 'leave', 'expire', 'refuse']) assert.ok(events.has(e as never), `no ${e} log`);
-    assert.ok(all.some((l) => l.fields?.reason === 'join-limited'), 'join-limited is logged');
+    assert.ok(
+      all.some((l) => l.fields?.reason === 'join-limited'),
+      'join-limited is logged',
+    );
     const text = JSON.stringify(all);
     for (const needle of [ROOM, TYPED, 'WRONGROOM1', 'wrong-room-1', secret, 's1', 's2', '198.51.100.7']) {
       assert.ok(!text.toUpperCase().includes(needle.toUpperCase()), `log contains ${needle}`);
@@ -550,7 +589,10 @@ describe('router: join limit per source address', () => {
     assert.equal(errorCode(out, 1), 'join-limited');
     assert.deepEqual(closes(out), [], 'the socket stays open');
     assert.equal(h.router.stats.joinLimited, 1);
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'join-limited']]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['refuse', 'join-limited']],
+    );
     // a run of refusals is logged once, counted every time
     assert.deepEqual(logs(h.join(1, 'ZZZZ')), []);
     assert.equal(h.router.stats.joinLimited, 2);
@@ -580,12 +622,20 @@ describe('router: join limit per source address', () => {
     for (let i = 0; i < JOIN_BURST; i++) probe(h, 2);
     const late = h.join(2);
     assert.equal(errorCode(late, 2), 'join-limited');
-    assert.deepEqual(logs(late).filter((l) => l.event === 'expire'), []);
+    assert.deepEqual(
+      logs(late).filter((l) => l.event === 'expire'),
+      [],
+    );
     assert.equal(h.router.stats.rooms, 1, 'not looked up, so not expired');
     h.now += TOKEN_MS;
     const looked = h.join(2); // with a token the lookup runs and expires it
     assert.equal(errorCode(looked, 2), 'unknown-room');
-    assert.deepEqual(logs(looked).filter((l) => l.event === 'expire').map((l) => l.fields?.reason), ['device-gone']);
+    assert.deepEqual(
+      logs(looked)
+        .filter((l) => l.event === 'expire')
+        .map((l) => l.fields?.reason),
+      ['device-gone'],
+    );
     assert.equal(h.router.stats.rooms, 0);
   });
 
@@ -838,7 +888,10 @@ describe('router: issue 9, hostile clients of the server', () => {
     h.open(2, A);
     const out = h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room: deviceRoom(key.publicKey), proof: h.proof(2, key) });
     assert.equal(errorCode(out, 2), 'register-limited', 'not room-taken: the room was not looked up');
-    assert.deepEqual(logs(out).map((l) => [l.event, l.fields?.reason]), [['refuse', 'register-limited']]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['refuse', 'register-limited']],
+    );
     h.now += TOKEN_MS;
     assert.equal(errorCode(h.msg(2, { type: 'register', v: PROTOCOL_VERSION, room: deviceRoom(key.publicKey), proof: h.proof(2, key) }), 2), 'room-taken');
     assert.equal(errorCode(h.registerHome(2, newKey()), 2), 'register-limited', 'one token per TOKEN_MS');
@@ -884,7 +937,11 @@ describe('router: issue 9, hostile clients of the server', () => {
     // Connections.
     const c = new Harness({ maxConnsPerAddr: 3 });
     for (let i = 0; i < 3; i++) assert.deepEqual(closes(c.open(i + 1, inP(i))), []);
-    assert.deepEqual(closes(c.open(9, inP(9))).map((x) => x.code), [CLOSE_TRY_AGAIN], 'a fourth address of the /64');
+    assert.deepEqual(
+      closes(c.open(9, inP(9))).map((x) => x.code),
+      [CLOSE_TRY_AGAIN],
+      'a fourth address of the /64',
+    );
     assert.deepEqual(closes(c.open(10, '2001:db8:7:8::1')), [], 'the next /64 is another address');
     // Joins (and short-room registers): one bucket for the /64.
     const j = new Harness();
@@ -924,7 +981,10 @@ describe('router: issue 9, hostile clients of the server', () => {
     h.now += 1;
     const out = h.tick();
     assert.equal(errorCode(out, 2), 'not-admitted');
-    assert.deepEqual(closes(out).map((c) => [c.conn, c.code]), [[2, CLOSE_POLICY]]);
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[2, CLOSE_POLICY]],
+    );
     assert.deepEqual(sent(out, 1), [{ type: 'peer-left', session: 's1' }]);
     assert.equal(logs(out).find((l) => l.event === 'refuse')?.fields?.reason, 'not-admitted');
     assert.equal(h.router.stats.notAdmitted, 1);

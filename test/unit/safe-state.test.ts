@@ -1,13 +1,13 @@
 // Safe state: pins set when no controller has been connected for a while. Manual timers, sim board.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { SafeState, parseSafeState, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, MAX_SAFE_AFTER_MS, type SafeStateOptions } from '../../device/safe-state.js';
+import { test } from 'node:test';
 import { SimGpio } from '../../device/gpio/sim.js';
+import { DEFAULT_SAFE_AFTER_MS, MAX_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState, SafeState, type SafeStateOptions } from '../../device/safe-state.js';
+import { isPinholeError, PinholeError } from '../../protocol/errors.js';
 import type { Level } from '../../protocol/rpc.js';
-import { isPinholeError } from '../../protocol/errors.js';
 import { MAX_PIN } from '../../protocol/rpc.js';
 import { ManualTimers } from './timers.js';
-import { PinholeError } from '../../protocol/errors.js';
 
 const AFTER = 10_000;
 const PINS = new Map<number, Level>([
@@ -117,12 +117,22 @@ test('issue 5: applied once per outage, and again after the next controller leav
 
 test('issue 5: a pin that fails is reported and the others are still set', () => {
   const gpio = new SimGpio({ pins: [13, 20] });
-  const { timers, applied, errors } = setup({ gpio, pins: new Map<number, Level>([[99, 1], [20, 1], [13, 0]]) });
+  const { timers, applied, errors } = setup({
+    gpio,
+    pins: new Map<number, Level>([
+      [99, 1],
+      [20, 1],
+      [13, 0],
+    ]),
+  });
   timers.advance(AFTER);
   assert.equal(errors.length, 1);
   assert.equal(errors[0]![0], 99);
   assert.ok(errors[0]![1] instanceof PinholeError && errors[0]![1].code === 'no-such-pin');
-  assert.deepEqual([...applied[0]!].sort(), [[13, 0], [20, 1]]);
+  assert.deepEqual([...applied[0]!].sort(), [
+    [13, 0],
+    [20, 1],
+  ]);
   assert.equal(gpio.read(20), 1);
   assert.equal(gpio.read(13), 0);
 });
@@ -155,19 +165,55 @@ test('issue 5: bad options are refused with the usage code', () => {
     { pins: new Map([[-1, 0 as Level]]) },
     { pins: new Map([[3, 2 as unknown as Level]]) },
   ];
-  for (const b of bad) assert.throws(() => setup(b), (e) => isPinholeError(e, 'usage'), JSON.stringify(b, (_k, v) => (v instanceof Map ? [...v] : v)));
+  for (const b of bad)
+    assert.throws(
+      () => setup(b),
+      (e) => isPinholeError(e, 'usage'),
+      JSON.stringify(b, (_k, v) => (v instanceof Map ? [...v] : v)),
+    );
   const { safe } = setup({ afterMs: undefined });
   assert.equal(safe.afterMs, DEFAULT_SAFE_AFTER_MS);
 });
 
 test('issue 5: parseSafeState reads PIN=LEVEL lists', () => {
-  assert.deepEqual(parseSafeState('20=0,13=1'), new Map([[20, 0], [13, 1]]));
-  assert.deepEqual(parseSafeState(' 20 = 1 , 0=0 '), new Map([[20, 1], [0, 0]]));
+  assert.deepEqual(
+    parseSafeState('20=0,13=1'),
+    new Map([
+      [20, 0],
+      [13, 1],
+    ]),
+  );
+  assert.deepEqual(
+    parseSafeState(' 20 = 1 , 0=0 '),
+    new Map([
+      [20, 1],
+      [0, 0],
+    ]),
+  );
   assert.deepEqual(parseSafeState(`${MAX_PIN}=1`), new Map([[MAX_PIN, 1]]));
 });
 
 test('issue 5: parseSafeState refuses bad specs with a reason, never throwing', () => {
-  const bad = ['', '   ', '20', '20=2', '20=', '=1', '20=0,', ',20=0', '20=0,20=1', '20=0;13=1', '-1=0', '1.5=0', `${MAX_PIN + 1}=0`, '99999999999999999999=1', 'x=1', '20=01', '20=0=1', 'x'.repeat(100_000)];
+  const bad = [
+    '',
+    '   ',
+    '20',
+    '20=2',
+    '20=',
+    '=1',
+    '20=0,',
+    ',20=0',
+    '20=0,20=1',
+    '20=0;13=1',
+    '-1=0',
+    '1.5=0',
+    `${MAX_PIN + 1}=0`,
+    '99999999999999999999=1',
+    'x=1',
+    '20=01',
+    '20=0=1',
+    'x'.repeat(100_000),
+  ];
   for (const s of bad) {
     const r = parseSafeState(s);
     assert.equal(typeof r, 'string', `expected a reason for ${JSON.stringify(s.slice(0, 40))}`);

@@ -1,14 +1,31 @@
 // What a hostile server or peer sends must not reach the terminal as escape sequences or hidden text.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import fc from 'fast-check';
-import { MAX_TERMINAL_FIELD_CHARS, sanitizeForTerminal as clean, toJsonLine } from '../../cli/sanitize.js';
+import { sanitizeForTerminal as clean, MAX_TERMINAL_FIELD_CHARS, toJsonLine } from '../../cli/sanitize.js';
 
 /** Anything a terminal acts on, or that hides or reorders text. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
 const DANGEROUS = /[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2028\u2029\u2060-\u2064\u2066-\u2069\ufeff]/u;
 
 test('issue 9: plain text, letters of any script and emoji survive unchanged', () => {
-  for (const s of ['pin 20 = 1', 'kitchen-board (rev. 2)', 'Küche ÄÖÜ ß', 'Доска', '板子 ボード', 'לוח בית', 'مجلس', 'देवनागरी', '🎉 party', '👩🏽‍💻 dev', '🇫🇷', '❤️', 'e\u0301', '   spaced   ']) {
+  for (const s of [
+    'pin 20 = 1',
+    'kitchen-board (rev. 2)',
+    'Küche ÄÖÜ ß',
+    'Доска',
+    '板子 ボード',
+    'לוח בית',
+    'مجلس',
+    'देवनागरी',
+    '🎉 party',
+    '👩🏽‍💻 dev',
+    '🇫🇷',
+    '❤️',
+    'e\u0301',
+    '   spaced   ',
+  ]) {
     assert.equal(clean(s), s, JSON.stringify(s));
   }
 });
@@ -76,7 +93,29 @@ test('issue 9: length is capped, in code points, with an ellipsis', () => {
 });
 
 test('issue 9: property: nothing dangerous survives, and clean text is a fixed point', () => {
-  const nasty = fc.constantFrom('\u001b', '[', ']', '\u0007', '\\', '\u009b', '\u009d', '\u009c', '\n', '\r', '\u202e', '\u200b', '\u200d', '\ufeff', '2J', '0;', '52;c;', 'P', 'a', '👩', '\ud800');
+  const nasty = fc.constantFrom(
+    '\u001b',
+    '[',
+    ']',
+    '\u0007',
+    '\\',
+    '\u009b',
+    '\u009d',
+    '\u009c',
+    '\n',
+    '\r',
+    '\u202e',
+    '\u200b',
+    '\u200d',
+    '\ufeff',
+    '2J',
+    '0;',
+    '52;c;',
+    'P',
+    'a',
+    '👩',
+    '\ud800',
+  );
   fc.assert(
     fc.property(fc.array(fc.oneof(nasty, fc.string({ unit: 'binary' })), { maxLength: 30 }), (parts) => {
       const out = clean(parts.join(''));

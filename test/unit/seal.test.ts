@@ -1,12 +1,12 @@
-import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
+import { describe, test } from 'node:test';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { MAX_SEALED_PLAINTEXT_BYTES, MAX_SEAL_COUNTER, Opener, Sealer, deriveSealKeys, type OpenResult } from '../../crypto/seal.js';
-import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
+import { deriveSealKeys, MAX_SEAL_COUNTER, MAX_SEALED_PLAINTEXT_BYTES, Opener, type OpenResult, Sealer } from '../../crypto/seal.js';
 import { PinholeError } from '../../protocol/errors.js';
+import { MAX_LINK_FRAME_BYTES } from '../../protocol/signaling.js';
 
 const SECRET = Uint8Array.from({ length: 64 }, (_, i) => i);
 const SID = 'session-0123456789';
@@ -58,8 +58,14 @@ describe('key derivation', () => {
   });
 
   test('refuses short secrets and empty session ids', () => {
-    assert.throws(() => deriveSealKeys(new Uint8Array(16), SID), (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage');
-    assert.throws(() => deriveSealKeys(SECRET, ''), (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage');
+    assert.throws(
+      () => deriveSealKeys(new Uint8Array(16), SID),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage',
+    );
+    assert.throws(
+      () => deriveSealKeys(SECRET, ''),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage',
+    );
   });
 });
 
@@ -83,7 +89,10 @@ describe('seal / open', () => {
     assert.ok(!f.includes('write'));
     const max = sealer.seal(new Uint8Array(MAX_SEALED_PLAINTEXT_BYTES));
     assert.equal(max.length, MAX_LINK_FRAME_BYTES);
-    assert.throws(() => sealer.seal(new Uint8Array(MAX_SEALED_PLAINTEXT_BYTES + 1)), (e: unknown) => e instanceof PinholeError && e.code === 'seal-too-large');
+    assert.throws(
+      () => sealer.seal(new Uint8Array(MAX_SEALED_PLAINTEXT_BYTES + 1)),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-too-large',
+    );
   });
 
   test('the same plaintext twice gives different frames (counter nonce)', () => {
@@ -187,11 +196,23 @@ describe('seal / open', () => {
     const s = new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 2n });
     s.seal('0');
     s.seal('1');
-    assert.throws(() => s.seal('2'), (e: unknown) => e instanceof PinholeError && e.code === 'seal-exhausted');
-    assert.throws(() => s.seal('3'), (e: unknown) => e instanceof PinholeError && e.code === 'seal-exhausted');
+    assert.throws(
+      () => s.seal('2'),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-exhausted',
+    );
+    assert.throws(
+      () => s.seal('3'),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-exhausted',
+    );
     assert.equal(s.sent, 2n);
-    assert.throws(() => new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 2n ** 64n + 1n }), (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage');
-    assert.throws(() => new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 0n }), (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage');
+    assert.throws(
+      () => new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 2n ** 64n + 1n }),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage',
+    );
+    assert.throws(
+      () => new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 0n }),
+      (e: unknown) => e instanceof PinholeError && e.code === 'seal-usage',
+    );
     new Sealer(keys.c2d, 'c2d', SID, { maxFrames: 2n ** 64n }); // the default: every counter value
   });
 

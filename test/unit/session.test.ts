@@ -1,13 +1,14 @@
 // PeerSession's security shell: handshake, sealed relay, fingerprint check, phases and the
 // direct path's redials, with in-memory signaling, a fake dialer and manual timers. No sockets, no werift.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import type { ClientMessage, ServerMessage } from '../../protocol/signaling.js';
+import { ATTEMPT_BASE_MS, type Dialer, type DirectAttempt, type DirectAttemptEvents, REDIAL_BASE_MS } from '../../session/direct.js';
 import { PeerSession, type RelaySocket } from '../../session/session.js';
-import { ATTEMPT_BASE_MS, REDIAL_BASE_MS, type Dialer, type DirectAttempt, type DirectAttemptEvents } from '../../session/direct.js';
 import { Emitter } from '../../transport/emitter.js';
 import type { Transport } from '../../transport/reliable.js';
-import type { ClientMessage, ServerMessage } from '../../protocol/signaling.js';
 import { ManualTimers } from './timers.js';
 
 const FP_C = Array.from({ length: 32 }, (_, i) => (i + 16).toString(16).toUpperCase().padStart(2, '0')).join(':');
@@ -31,7 +32,7 @@ function wire(c: PeerSession, d: PeerSession) {
       send(m: ClientMessage) {
         log.push({ from, m });
         const t = tamper.fn(from, m);
-        if (!t || t.type !== 'relay') return;
+        if (t?.type !== 'relay') return;
         queueMicrotask(() => to.handleServerMessage(t as ServerMessage));
       },
     }) satisfies RelaySocket;
@@ -42,7 +43,9 @@ function wire(c: PeerSession, d: PeerSession) {
 
 const settle = () => new Promise((r) => setImmediate(r));
 
-function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean; dialer?: Dialer; deviceDialer?: Dialer | null } = {}) {
+function pair(
+  opts: { controllerDirect?: boolean; trusted?: boolean; secret?: string; spentAlready?: boolean; dialer?: Dialer; deviceDialer?: Dialer | null } = {},
+) {
   const timers = new ManualTimers();
   const dialer = opts.dialer ?? fakeDialer().dialer;
   const deviceDialer = opts.deviceDialer === null ? undefined : (opts.deviceDialer ?? dialer);
@@ -94,7 +97,10 @@ function pair(opts: { controllerDirect?: boolean; trusted?: boolean; secret?: st
   });
   const w = wire(controller, device);
   const events = { c: [] as string[], d: [] as string[], dMessages: [] as unknown[], cMessages: [] as unknown[] };
-  for (const [k, s] of [['c', controller], ['d', device]] as const) {
+  for (const [k, s] of [
+    ['c', controller],
+    ['d', device],
+  ] as const) {
     s.on('secured', (r) => events[k].push(`secured paired=${r.paired}`));
     s.on('refused', (code, _m, remote) => events[k].push(`refused ${code}${remote ? ' remote' : ''}`));
     s.on('security', (code) => events[k].push(`security ${code}`));
@@ -165,7 +171,11 @@ test('a command reaches the device before any offer; an offer with a rewritten f
   assert.equal(p.device.directPhase, 'idle', 'no offer has arrived');
   p.controller.send({ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } });
   await settle();
-  assert.deepEqual(p.events.dMessages, [{ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } }], 'delivered without waiting for the offer');
+  assert.deepEqual(
+    p.events.dMessages,
+    [{ jsonrpc: '2.0', id: 1, method: 'gpio.write', params: { pin: 20, value: 1 } }],
+    'delivered without waiting for the offer',
+  );
   assert.equal(p.timers.now, 0, 'no timer had to fire');
   // An offer whose fingerprint is not the one the controller signed (the server can no longer
   // inject one: signaling is sealed; this is the second line of defence).
@@ -269,7 +279,13 @@ test('after the handshake, plain text (even a fail) and replayed sealed frames a
   p.w.deliverToDevice({ type: 'relay', data: '{"hs":"fail","code":"not-paired"}' }); // the device has seen sealed frames: a fail now is forged
   p.w.deliverToDevice({ type: 'relay', data: Buffer.from([1, 1, 0, 0, 0, 0, 0, 0, 0, 99, ...new Array(30).fill(7)]).toString('base64url') });
   await settle();
-  assert.deepEqual(p.events.d, ['secured paired=false', 'security relay-replay', 'security relay-unsealed', 'security relay-unsealed', 'security relay-bad-mac']);
+  assert.deepEqual(p.events.d, [
+    'secured paired=false',
+    'security relay-replay',
+    'security relay-unsealed',
+    'security relay-unsealed',
+    'security relay-bad-mac',
+  ]);
   assert.deepEqual(p.events.dMessages, [{ n: 1 }]);
   // The session still works.
   p.controller.send({ n: 3 });

@@ -1,13 +1,18 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SimGpio, SIM_DEFAULT_TRACE_LIMIT } from '../../device/gpio/sim.js';
-import { type PinChange } from '../../device/gpio/gpio.js';
+import { test } from 'node:test';
+import type { PinChange } from '../../device/gpio/gpio.js';
+import { SIM_DEFAULT_TRACE_LIMIT, SimGpio } from '../../device/gpio/sim.js';
 import { PinholeError } from '../../protocol/errors.js';
 
 /** A clock the test advances by hand. */
 function fakeClock(start = 1000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
-  return { now: () => t, advance: (ms) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 function code(c: string): (e: unknown) => boolean {
@@ -18,7 +23,10 @@ test('default board: name sim, backend sim, pins 0..63', () => {
   const g = new SimGpio();
   assert.equal(g.backend, 'sim');
   assert.equal(g.board, 'sim');
-  assert.deepEqual(g.pins(), Array.from({ length: 64 }, (_, i) => i));
+  assert.deepEqual(
+    g.pins(),
+    Array.from({ length: 64 }, (_, i) => i),
+  );
 });
 
 test('pin count and pin list options', () => {
@@ -125,7 +133,10 @@ test('watch: writing the same value gives no edge', () => {
   g.write(2, 1);
   g.write(2, 1);
   g.write(2, 1);
-  assert.deepEqual(seen.map((c) => c.edge), ['rising']);
+  assert.deepEqual(
+    seen.map((c) => c.edge),
+    ['rising'],
+  );
 });
 
 test('watch: driven inputs give edges, not on same level', () => {
@@ -137,10 +148,13 @@ test('watch: driven inputs give edges, not on same level', () => {
   g.drive(7, 1);
   g.drive(7, 1);
   g.drive(7, 0);
-  assert.deepEqual(seen.map((c) => [c.pin, c.value, c.edge]), [
-    [7, 1, 'rising'],
-    [7, 0, 'falling'],
-  ]);
+  assert.deepEqual(
+    seen.map((c) => [c.pin, c.value, c.edge]),
+    [
+      [7, 1, 'rising'],
+      [7, 0, 'falling'],
+    ],
+  );
 });
 
 test('watch: only the watched pin reports', () => {
@@ -158,7 +172,10 @@ test('watch: a mode switch exposing another level is an edge', () => {
   g.watch(3, (c) => seen.push(c));
   g.write(3, 1); // rising
   g.setMode(3, 'in'); // driven level 0 shows: falling
-  assert.deepEqual(seen.map((c) => c.edge), ['rising', 'falling']);
+  assert.deepEqual(
+    seen.map((c) => c.edge),
+    ['rising', 'falling'],
+  );
 });
 
 test('unsubscribe stops delivery to that watcher only; close drops all', () => {
@@ -181,7 +198,9 @@ test('unsubscribe stops delivery to that watcher only; close drops all', () => {
 test('the same function subscribed twice is called twice and unsubscribed separately', () => {
   const g = new SimGpio();
   let n = 0;
-  const fn = (): void => { n++; };
+  const fn = (): void => {
+    n++;
+  };
   const off1 = g.watch(0, fn);
   g.watch(0, fn);
   g.write(0, 1);
@@ -194,12 +213,18 @@ test('the same function subscribed twice is called twice and unsubscribed separa
 test('a throwing watcher neither fails the write nor starves other watchers', async () => {
   const g = new SimGpio();
   let other = 0;
-  g.watch(0, () => { throw new Error('watcher bug'); });
-  g.watch(0, () => { other++; });
+  g.watch(0, () => {
+    throw new Error('watcher bug');
+  });
+  g.watch(0, () => {
+    other++;
+  });
   // The error is rethrown in a microtask; capture it (this bypasses the test
   // runner's own uncaughtException listener) so the process survives.
   let captured: unknown;
-  process.setUncaughtExceptionCaptureCallback((err) => { captured = err; });
+  process.setUncaughtExceptionCaptureCallback((err) => {
+    captured = err;
+  });
   try {
     g.write(0, 1);
     assert.equal(g.read(0), 1);
@@ -231,7 +256,7 @@ test('trace keeps only the last 1000 changes by default', () => {
   const clock = fakeClock(0);
   const g = new SimGpio({ now: clock.now });
   for (let i = 0; i < 1500; i++) {
-    g.write(0, (i % 2 === 0 ? 1 : 0));
+    g.write(0, i % 2 === 0 ? 1 : 0);
     clock.advance(1);
   }
   const t = g.trace(0);
@@ -246,7 +271,10 @@ test('traceLimit option bounds the trace; trace returns a copy', () => {
   g.write(0, 0);
   g.write(0, 1);
   const t = g.trace(0);
-  assert.deepEqual(t.map((e) => e.value), [0, 1]);
+  assert.deepEqual(
+    t.map((e) => e.value),
+    [0, 1],
+  );
   t.push({ ts: 0, value: 0 });
   assert.equal(g.trace(0).length, 2);
 });

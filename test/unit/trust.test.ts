@@ -1,20 +1,20 @@
-import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CipherContext, RTCPeerConnection, type DtlsKeys } from 'werift';
+import { after, before, describe, test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { CipherContext, type DtlsKeys, RTCPeerConnection } from 'werift';
+import { fingerprintOf } from '../../crypto/identity.js';
+import { CONTROLLERS_FILE, DEVICES_FILE } from '../../crypto/peers.js';
+import { DTLS_FILE, type DtlsKeyPair, loadOrCreateDtlsCert } from '../../platform/node/dtls-cert.js';
+import { KnownDevices, TrustedControllers } from '../../platform/node/peer-files.js';
+import { createSecureFile, ensureStateDir as ensureDir, loadOrCreateIdentity, readSecureFile, writeSecureFile } from '../../platform/node/state-files.js';
 import { PinholeError } from '../../protocol/errors.js';
 import { isValidPeerName } from '../../protocol/names.js';
-import { fingerprintOf } from '../../crypto/identity.js';
-import { ensureStateDir as ensureDir, loadOrCreateIdentity, readSecureFile, writeSecureFile, createSecureFile } from '../../platform/node/state-files.js';
-import { CONTROLLERS_FILE, DEVICES_FILE } from '../../crypto/peers.js';
-import { KnownDevices, TrustedControllers } from '../../platform/node/peer-files.js';
-import { DTLS_FILE, loadOrCreateDtlsCert, type DtlsKeyPair } from '../../platform/node/dtls-cert.js';
 import { parseSdpFingerprint } from '../../protocol/sdp.js';
 
 const posix = process.platform !== 'win32';
@@ -158,8 +158,24 @@ describe('file modes and refusals (all three stores)', () => {
 describe('corrupt and non-regular state files', () => {
   /** Each store's file and its list key, with one valid entry to damage. */
   const stores = [
-    { file: CONTROLLERS_FILE, list: 'controllers', load: (dir: string) => TrustedControllers.load(dir), entry: (k: Uint8Array) => ({ name: 'laptop', publicKey: Buffer.from(k).toString('base64url'), fingerprint: fingerprintOf(k), addedAt: T0 }) },
-    { file: DEVICES_FILE, list: 'devices', load: (dir: string) => KnownDevices.load(dir), entry: (k: Uint8Array) => ({ name: 'board', publicKey: Buffer.from(k).toString('base64url'), fingerprint: fingerprintOf(k), server: 'wss://pinhole.example/ws', pairedAt: T0 }) },
+    {
+      file: CONTROLLERS_FILE,
+      list: 'controllers',
+      load: (dir: string) => TrustedControllers.load(dir),
+      entry: (k: Uint8Array) => ({ name: 'laptop', publicKey: Buffer.from(k).toString('base64url'), fingerprint: fingerprintOf(k), addedAt: T0 }),
+    },
+    {
+      file: DEVICES_FILE,
+      list: 'devices',
+      load: (dir: string) => KnownDevices.load(dir),
+      entry: (k: Uint8Array) => ({
+        name: 'board',
+        publicKey: Buffer.from(k).toString('base64url'),
+        fingerprint: fingerprintOf(k),
+        server: 'wss://pinhole.example/ws',
+        pairedAt: T0,
+      }),
+    },
   ];
   // 32 bytes that are no curve point, and the encoding of a small-order point (the identity).
   const NOT_A_POINT = new Uint8Array(32).fill(2);
@@ -185,8 +201,14 @@ describe('corrupt and non-regular state files', () => {
         ['time as a string', { v: 1, [list]: [{ ...good, [file === DEVICES_FILE ? 'pairedAt' : 'addedAt']: '2024' }] }],
         ['key not base64url', { v: 1, [list]: [{ ...good, publicKey: '!!!' }] }],
         ['key too short', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(key(1)).subarray(1).toString('base64url') }] }],
-        ['key not a curve point', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(NOT_A_POINT).toString('base64url'), fingerprint: fingerprintOf(NOT_A_POINT) }] }],
-        ['key of small order', { v: 1, [list]: [{ ...good, publicKey: Buffer.from(SMALL_ORDER).toString('base64url'), fingerprint: fingerprintOf(SMALL_ORDER) }] }],
+        [
+          'key not a curve point',
+          { v: 1, [list]: [{ ...good, publicKey: Buffer.from(NOT_A_POINT).toString('base64url'), fingerprint: fingerprintOf(NOT_A_POINT) }] },
+        ],
+        [
+          'key of small order',
+          { v: 1, [list]: [{ ...good, publicKey: Buffer.from(SMALL_ORDER).toString('base64url'), fingerprint: fingerprintOf(SMALL_ORDER) }] },
+        ],
         ['fingerprint of another key', { v: 1, [list]: [{ ...good, fingerprint: fingerprintOf(key(2)) }] }],
         ['duplicate entry', { v: 1, [list]: [good, good] }],
       ];
@@ -293,7 +315,10 @@ describe('TrustedControllers', () => {
     const a = s.add('zeta', key(1), T0);
     assert.deepEqual(a, { name: 'zeta', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
     s.add('alpha', key(2), T0 + 1);
-    assert.deepEqual(s.list().map((e) => e.name), ['alpha', 'zeta']);
+    assert.deepEqual(
+      s.list().map((e) => e.name),
+      ['alpha', 'zeta'],
+    );
     assert.equal(s.find(key(2))?.name, 'alpha');
     assert.equal(s.find(key(3)), undefined);
     assert.equal(s.find(new Uint8Array(31)), undefined);
@@ -325,7 +350,9 @@ describe('TrustedControllers', () => {
     const suffixed = s.add(long, key(6), T0).name;
     assert.equal(suffixed, `${'x'.repeat(62)}-2`, 'shortened to stay within 64 characters');
     assert.ok(isValidPeerName(suffixed));
-    const names = TrustedControllers.load(dir).list().map((e) => e.name);
+    const names = TrustedControllers.load(dir)
+      .list()
+      .map((e) => e.name);
     assert.equal(new Set(names).size, names.length);
   });
 
@@ -339,7 +366,7 @@ describe('TrustedControllers', () => {
     assert.equal(e.addedAt, T0);
     assert.equal(s.list().length, 2);
     assert.equal(s.add('work laptop', key(1), T0 + 9000).name, 'work laptop', 'its own name is not a clash');
-    assert.equal(s.add('phone', key(1), T0).name, 'phone-2', 'renaming onto another key\'s name is suffixed');
+    assert.equal(s.add('phone', key(1), T0).name, 'phone-2', "renaming onto another key's name is suffixed");
     assert.deepEqual(TrustedControllers.load(dir).find(key(1)), { name: 'phone-2', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
   });
 
@@ -352,21 +379,36 @@ describe('TrustedControllers', () => {
     assert.deepEqual(s.revoke('Laptop'), [], 'names are exact');
     assert.deepEqual(s.revoke('nobody'), []);
     assert.deepEqual(s.revoke(''), []);
-    assert.deepEqual(s.revoke('laptop').map((e) => e.name), ['laptop']);
+    assert.deepEqual(
+      s.revoke('laptop').map((e) => e.name),
+      ['laptop'],
+    );
     const fp = fingerprintOf(key(2));
-    assert.deepEqual(s.revoke(fp.toLowerCase().replace(/-/g, '')).map((e) => e.name), ['phone']);
+    assert.deepEqual(
+      s.revoke(fp.toLowerCase().replace(/-/g, '')).map((e) => e.name),
+      ['phone'],
+    );
     assert.deepEqual(s.revoke(fp.slice(0, 9)), [], 'a fingerprint prefix matches nothing');
-    assert.deepEqual(s.revoke(fingerprintOf(key(3))).map((e) => e.name), ['tablet']);
+    assert.deepEqual(
+      s.revoke(fingerprintOf(key(3))).map((e) => e.name),
+      ['tablet'],
+    );
     assert.deepEqual(s.list(), []);
     assert.deepEqual(TrustedControllers.load(dir).list(), []);
   });
 
-  test('a controller named after another\'s fingerprint cannot shield it from revocation', () => {
+  test("a controller named after another's fingerprint cannot shield it from revocation", () => {
     const s = TrustedControllers.load(freshDir());
     s.add('laptop', key(1), T0);
     const fp = fingerprintOf(key(1));
     s.add(fp, key(2), T0);
-    assert.deepEqual(s.revoke(fp).map((e) => e.name).sort(), [fp, 'laptop'].sort());
+    assert.deepEqual(
+      s
+        .revoke(fp)
+        .map((e) => e.name)
+        .sort(),
+      [fp, 'laptop'].sort(),
+    );
   });
 
   test('invalid names, keys and times are refused with state-bad-input; nothing is written', () => {
@@ -394,11 +436,19 @@ describe('TrustedControllers', () => {
     mkdirSync(join(dir, CONTROLLERS_FILE, 'x'), { recursive: true });
     expectCode(() => s.add('phone', key(2), T0), 'state-io');
     expectCode(() => s.revoke('laptop'), 'state-io');
-    assert.deepEqual(s.list().map((e) => e.name), ['laptop']);
+    assert.deepEqual(
+      s.list().map((e) => e.name),
+      ['laptop'],
+    );
     assert.deepEqual(readdirSync(dir), [CONTROLLERS_FILE], 'no temp files left behind');
     rmSync(join(dir, CONTROLLERS_FILE), { recursive: true });
     writeFileSync(join(dir, CONTROLLERS_FILE), before, { mode: 0o600 });
-    assert.deepEqual(TrustedControllers.load(dir).list().map((e) => e.name), ['laptop']);
+    assert.deepEqual(
+      TrustedControllers.load(dir)
+        .list()
+        .map((e) => e.name),
+      ['laptop'],
+    );
   });
 
   const valid = () => ({ name: 'laptop', publicKey: Buffer.from(key(1)).toString('base64url'), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
@@ -410,7 +460,10 @@ describe('TrustedControllers', () => {
     ['short key', { v: 1, controllers: [{ ...valid(), publicKey: Buffer.alloc(31).toString('base64url') }] }],
     ['control character in name', { v: 1, controllers: [{ ...valid(), name: 'a\x1b[2J' }] }],
     ['fractional addedAt', { v: 1, controllers: [{ ...valid(), addedAt: 1.5 }] }],
-    ['duplicate name', { v: 1, controllers: [valid(), { ...valid(), publicKey: Buffer.from(key(2)).toString('base64url'), fingerprint: fingerprintOf(key(2)) }] }],
+    [
+      'duplicate name',
+      { v: 1, controllers: [valid(), { ...valid(), publicKey: Buffer.from(key(2)).toString('base64url'), fingerprint: fingerprintOf(key(2)) }] },
+    ],
     ['duplicate key', { v: 1, controllers: [valid(), { ...valid(), name: 'other' }] }],
   ];
   for (const [what, body] of bad) {
@@ -444,7 +497,10 @@ describe('KnownDevices', () => {
     assert.deepEqual(r.replaced, []);
     assert.deepEqual(r.entry, { name: 'garage', publicKey: key(1), fingerprint: fingerprintOf(key(1)), server: URL_A, pairedAt: T0 });
     s.save('attic', key(2), URL_B, T0 + 1);
-    assert.deepEqual(s.list().map((e) => e.name), ['attic', 'garage']);
+    assert.deepEqual(
+      s.list().map((e) => e.name),
+      ['attic', 'garage'],
+    );
     assert.equal(s.get('attic')?.server, URL_B);
     assert.equal(s.get('cellar'), undefined);
     const again = KnownDevices.load(dir);
@@ -480,8 +536,16 @@ describe('KnownDevices', () => {
     for (const name of ['garage', 'GARAGE', 'ｇａｒａｇｅ']) assert.throws(() => s.save(name, key(2), URL_A, T0), isNameTaken, name);
     // The same key again (a re-pair) needs no flag and leaves one entry, with the new spelling.
     const r = s.save('garage', key(1), URL_B, T0 + 5);
-    assert.deepEqual(r.replaced.map((e) => e.name), ['Garage']);
-    assert.deepEqual(KnownDevices.load(dir).list().map((e) => [e.name, e.server]), [['garage', URL_B]]);
+    assert.deepEqual(
+      r.replaced.map((e) => e.name),
+      ['Garage'],
+    );
+    assert.deepEqual(
+      KnownDevices.load(dir)
+        .list()
+        .map((e) => [e.name, e.server]),
+      [['garage', URL_B]],
+    );
     // Another name for the same key is another entry, as before.
     s.save('garage-2', key(1), URL_A, T0);
     assert.equal(s.list().length, 2);
@@ -502,7 +566,12 @@ describe('KnownDevices', () => {
     assert.equal(old.get('GARAGE'), undefined, 'ambiguous case-insensitive match: none');
     // Saving under that name with replace clears both spellings.
     old.save('GARAGE', key(3), URL_A, T0, { replace: true });
-    assert.deepEqual(KnownDevices.load(dir).list().map((e) => e.name), ['GARAGE']);
+    assert.deepEqual(
+      KnownDevices.load(dir)
+        .list()
+        .map((e) => e.name),
+      ['GARAGE'],
+    );
   });
 
   test('remove, by exact or unique case-insensitive name; persists', () => {
@@ -513,7 +582,12 @@ describe('KnownDevices', () => {
     assert.equal(s.remove('cellar'), false);
     assert.equal(s.remove('GARAGE'), true);
     assert.equal(s.get('garage'), undefined);
-    assert.deepEqual(KnownDevices.load(dir).list().map((e) => e.name), ['attic']);
+    assert.deepEqual(
+      KnownDevices.load(dir)
+        .list()
+        .map((e) => e.name),
+      ['attic'],
+    );
     assert.equal(s.remove('attic'), true);
     assert.deepEqual(KnownDevices.load(dir).list(), []);
   });

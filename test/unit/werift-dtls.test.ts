@@ -1,11 +1,12 @@
 // werift's DTLS (DtlsServer, DtlsClient) over an in-memory datagram wire we control,
 // so flights can be reordered, duplicated, dropped, replayed and tampered with
 // deterministically. Checks pinhole's patch to werift (patches/, docs/werift.md).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { test } from 'node:test';
 import { CipherContext, DtlsClient, DtlsServer } from 'werift';
-import { generateDtlsKeys, type DtlsKeyPair } from '../../platform/node/rtc.js';
+import { type DtlsKeyPair, generateDtlsKeys } from '../../platform/node/rtc.js';
 
 type DtlsOptions = ConstructorParameters<typeof DtlsServer>[0];
 type DtlsTransport = DtlsOptions['transport'];
@@ -82,7 +83,10 @@ const CT_CHANGE_CIPHER_SPEC = 20;
 const CT_HANDSHAKE = 22;
 const isPlainHandshake = (r: Buffer) => r[0] === CT_HANDSHAKE && r.readUInt16BE(3) === 0;
 /** Handshake message types in a datagram's plaintext records. */
-const msgTypes = (d: Buffer) => records(d).filter(isPlainHandshake).map((r) => r[13]!);
+const msgTypes = (d: Buffer) =>
+  records(d)
+    .filter(isPlainHandshake)
+    .map((r) => r[13]!);
 const hasChangeCipherSpec = (batch: Buffer[]) => batch.some((d) => records(d).some((r) => r[0] === CT_CHANGE_CIPHER_SPEC));
 
 /** A plaintext handshake record holding the fragment [start, end) of the message in `r` (one whole message). */
@@ -183,7 +187,10 @@ async function run(o: RunOptions = {}): Promise<Outcome> {
   const keys = (k: DtlsKeyPair) => ({ cert: k.certPem, key: k.keyPem, signatureHash: k.signatureHash as DtlsOptions['signatureHash'] });
   const server = new DtlsServer({ transport: serverT, ...keys(serverKeys), ...common, certificateRequest: o.certificateRequest ?? true });
   const client = new DtlsClient({ transport: clientT, ...keys(clientKeys), ...common });
-  for (const [side, s] of [['server', server], ['client', client]] as const) {
+  for (const [side, s] of [
+    ['server', server],
+    ['client', client],
+  ] as const) {
     s.onConnect.subscribe(() => {
       out.connected[side] = true;
       if (out.connected.server && out.connected.client) {
@@ -209,7 +216,13 @@ async function run(o: RunOptions = {}): Promise<Outcome> {
 }
 
 function assertCompleted(o: Outcome): void {
-  assert.deepEqual(o.errors, {}, `handshake errors: ${Object.values(o.errors).map((e) => e?.message).join('; ')}`);
+  assert.deepEqual(
+    o.errors,
+    {},
+    `handshake errors: ${Object.values(o.errors)
+      .map((e) => e?.message)
+      .join('; ')}`,
+  );
   assert.deepEqual(o.connected, { server: true, client: true });
   assert.ok(o.received.server.includes('from client'), 'server received the client data');
   assert.ok(o.received.client.includes('from server'), 'client received the server data');
@@ -319,7 +332,10 @@ test('issue 9: a second Certificate in the client flight, after its CertificateV
     const cv = batch.flatMap(records).find((r) => isPlainHandshake(r) && r[13] === HT.certificateVerify)!;
     const finishedSeq = cv.readUInt16BE(13 + 4) + 1;
     const length = cert.readUIntBE(14, 3);
-    return [...batch.filter((d) => !hasChangeCipherSpec([d]) && records(d).every((r) => r.readUInt16BE(3) === 0)), fragmentRecord(cert, 0, length, finishedSeq)];
+    return [
+      ...batch.filter((d) => !hasChangeCipherSpec([d]) && records(d).every((r) => r.readUInt16BE(3) === 0)),
+      fragmentRecord(cert, 0, length, finishedSeq),
+    ];
   };
   const o = await run({ toServer: swap });
   assert.ok(done, 'the client flight was changed');
