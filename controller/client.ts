@@ -24,6 +24,7 @@ import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { iceConfigFor } from '../session/index.js';
 import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
+import { nodeCurve25519 } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 import { type PeerInfo } from '../crypto/index.js';
 
@@ -541,6 +542,7 @@ async function openSession(
       direct: plan.direct,
       dialer: weriftDialer,
       aead: nodeAead,
+      curve25519: nodeCurve25519,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',

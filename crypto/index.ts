@@ -1,6 +1,8 @@
 /** crypto: what other folders use. */
 export type { Aead } from './aead.js';
 export { AEAD_TAG_BYTES, nobleAead } from './aead.js';
+export type { Curve25519, Ed25519Key, X25519Key } from './curve25519.js';
+export { nobleCurve25519 } from './curve25519.js';
 export type { HandshakeErrorCode, HandshakeResult, LocalInfo, PeerInfo } from './handshake.js';
 export { ControllerHandshake, DeviceHandshake, HandshakeError, encodeHandshake, isHandshakeText, parseHandshake } from './handshake.js';
 export type { Identity, IdentityErrorCode } from './identity.js';

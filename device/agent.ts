@@ -36,6 +36,7 @@ import { iceConfigFor } from '../session/index.js';
 import { fingerprintOf, type Identity } from '../crypto/index.js';
 import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
 import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
+import { nodeCurve25519 } from '../platform/node/index.js';
 import { type Path } from '../transport/index.js';
 
 /** First reconnect delay after the server connection drops or a registration is refused, in ms. */
@@ -302,6 +303,7 @@ class Registration {
       direct: cfg.direct ?? true,
       dialer: weriftDialer,
       aead: nodeAead,
+      curve25519: nodeCurve25519,
       rtc: { ...iceConfigFor(cfg.server, this.stunPort, cfg.iceServers), ...(state.dtls ? { dtlsKeys: state.dtls.keys } : {}) },
       security: {
         role: 'device',

@@ -33,6 +33,7 @@ import {
   type PeerInfo,
 } from '../crypto/index.js';
 import { Opener, Sealer, deriveSealKeys, type Aead, type OpenErrorCode, type SealPath } from '../crypto/index.js';
+import type { Curve25519 } from '../crypto/index.js';
 import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
 import { parseSdpFingerprint } from '../protocol/index.js';
 
@@ -95,6 +96,8 @@ export interface SessionOptions {
   log?: (line: string) => void;
   /** ChaCha20-Poly1305 for the seals (default: the pure one; Node roles pass platform/node's nodeAead, which is faster). */
   aead?: Aead;
+  /** X25519 and Ed25519 verification for the handshake (default: the pure one; Node roles pass platform/node's nodeCurve25519). */
+  curve25519?: Curve25519;
 }
 
 /** Events of a session. */
@@ -314,6 +317,7 @@ export class PeerSession extends Emitter<SessionEvents> {
         name: sec.name,
         certFp: this.wantDirect ? sec.certFp : null,
         direct: this.wantDirect,
+        curve25519: this.opts.curve25519,
         ...(sec.pairingSecret !== undefined ? { pairingSecret: sec.pairingSecret } : {}),
         ...(sec.expectDevice !== undefined ? { expectDevice: sec.expectDevice } : {}),
       });
@@ -391,6 +395,7 @@ export class PeerSession extends Emitter<SessionEvents> {
           certFp: this.wantDirect ? sec.certFp : null,
           ...(secret !== undefined ? { pairingSecret: secret } : {}),
           isTrusted: (k) => sec.isTrusted(k),
+          curve25519: this.opts.curve25519,
         });
         this.setPhase({ name: 'handshaking', hs, held: ph.held });
         this.signal?.send({ type: 'relay', data: hs.onC1(m) });

@@ -4,6 +4,7 @@ export type { DirectPathEvents } from './rtc.js';
 export { preloadDirect, weriftDialer } from './direct.js';
 export { SignalClient } from './signal-client.js';
 export { nodeAead } from './aead.js';
+export { nodeCurve25519 } from './curve25519.js';
 export { loadOrCreateDtlsCert } from './dtls-cert.js';
 export { KnownDevices, TrustedControllers } from './peer-files.js';
 export { FileStateStore, loadOrCreateIdentity, resolveStateDir } from './state-files.js';

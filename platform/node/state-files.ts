@@ -21,6 +21,7 @@ import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdir
 import { randomBytes } from 'node:crypto';
 import { join, isAbsolute } from 'node:path';
 import { IdentityError, openIdentity, type Identity, type StateStore } from '../../crypto/index.js';
+import { nodeCurve25519 } from './curve25519.js';
 
 /** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
 export const SECURE_FILE_MODE = 0o600;
@@ -304,8 +305,9 @@ export class FileStateStore implements StateStore {
 
 /**
  * Loads the identity in `dir`, creating the dir (0700) and a fresh key
- * (0600) on first use. Throws IdentityError with a stable code.
+ * (0600) on first use; it signs with OpenSSL. Throws IdentityError with a
+ * stable code.
  */
 export function loadOrCreateIdentity(dir: string): Identity {
-  return openIdentity(FileStateStore.open(dir));
+  return openIdentity(FileStateStore.open(dir), undefined, nodeCurve25519);
 }
