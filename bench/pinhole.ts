@@ -14,19 +14,20 @@ import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { connect, Device } from '../controller/index.js';
 import type { HandshakeIdentity } from '../crypto/handshake.js';
-import { loadOrCreateIdentity } from '../platform/node/state-files.js';
 import { deriveSealKeys, Opener, Sealer } from '../crypto/seal.js';
 import { CommandHandler, DeviceAgent, type DeviceEvent, SimGpio } from '../device/index.js';
 import { nodeAead } from '../platform/node/aead.js';
-import { SignalClient } from '../platform/node/signal-client.js';
+import { nodeCurve25519 } from '../platform/node/curve25519.js';
+import { preloadDirect } from '../platform/node/direct.js';
 import { loadOrCreateDtlsCert } from '../platform/node/dtls-cert.js';
+import { SignalClient } from '../platform/node/signal-client.js';
+import { loadOrCreateIdentity } from '../platform/node/state-files.js';
 import { deviceRoom, generatePairingCode, parsePairingCode } from '../protocol/code.js';
 import { PinholeError } from '../protocol/errors.js';
 import { encodeData } from '../protocol/frames.js';
 import type { Level } from '../protocol/rpc.js';
 import { PROTOCOL_VERSION, type ServerMessage } from '../protocol/signaling.js';
 import { VERSION } from '../protocol/version.js';
-import { preloadDirect } from '../platform/node/direct.js';
 import { PeerSession, type SessionSecurity } from '../session/session.js';
 import { resolveSignalConfig, type SignalServer, startSignalServer } from '../signaling/index.js';
 import { LOOPBACK } from './baselines.js';
@@ -290,10 +291,9 @@ class MemorySignal extends EventEmitter {
   }
 }
 
-/** An Ed25519 identity held in memory (what crypto/identity.ts keeps in identity.json). */
+/** An Ed25519 identity held in memory (what crypto/identity.ts keeps in identity.json), signing as a Node role's does. */
 function memoryIdentity(): HandshakeIdentity {
-  const secretKey = ed25519.utils.randomSecretKey();
-  return { publicKey: ed25519.getPublicKey(secretKey), sign: (msg) => ed25519.sign(msg, secretKey) };
+  return nodeCurve25519.ed25519(ed25519.utils.randomSecretKey());
 }
 
 /** Session id of the in-memory sessions (the server would mint one per join). */
@@ -340,8 +340,16 @@ function memorySessions(pairing: boolean): {
         }
       : {}),
   };
-  const controller = new PeerSession({ role: 'controller', sid, direct: false, rtc: { iceServers: [] }, security: ctlSecurity, aead: nodeAead });
-  const device = new PeerSession({ role: 'device', sid, direct: false, rtc: { iceServers: [] }, security: devSecurity });
+  const controller = new PeerSession({
+    role: 'controller',
+    sid,
+    direct: false,
+    rtc: { iceServers: [] },
+    security: ctlSecurity,
+    aead: nodeAead,
+    curve25519: nodeCurve25519,
+  });
+  const device = new PeerSession({ role: 'device', sid, direct: false, rtc: { iceServers: [] }, security: devSecurity, curve25519: nodeCurve25519 });
   const toDevice = new MemorySignal();
   const toController = new MemorySignal();
   toDevice.deliver = (m) => device.handleServerMessage(m);
@@ -451,7 +459,7 @@ async function timeJoinToSecured(url: string, room: string, security: SessionSec
     if (r.type === 'error') throw new PinholeError(r.code, r.message);
     if (r.waiting) throw new Error(`room ${room}: the device is not connected`);
     const t0 = performance.now();
-    const s = new PeerSession({ role: 'controller', sid: r.session, direct: false, rtc: { iceServers: [] }, security });
+    const s = new PeerSession({ role: 'controller', sid: r.session, direct: false, rtc: { iceServers: [] }, security, curve25519: nodeCurve25519 });
     session = s;
     signal.on('message', (m) => s.handleServerMessage(m));
     const secured = new Promise<number>((resolve, reject) => {

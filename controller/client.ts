@@ -11,21 +11,42 @@
  * (crypto/handshake.ts); commands then go over the sealed relay at once and move
  * to the direct path when it opens; `dev.path` tells which is in use.
  */
+
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
-import { DEFAULT_BLINK_INTERVAL_MS, DEFAULT_BLINK_TIMES, parseIncoming, type ChangeNotification, type Level, type Methods, type Method, type PinMode } from '../protocol/index.js';
-import { PROTOCOL_VERSION } from '../protocol/index.js';
-import { Backoff, PeerSession, type SessionEvents } from '../session/index.js';
-import { PinholeError, isErrorCode } from '../protocol/index.js';
-import { SignalClient, routeSignal } from '../platform/node/index.js';
-import { deviceRoom, parsePairingCode, type PairingCode } from '../protocol/index.js';
-import { fingerprintOf, type Identity } from '../crypto/index.js';
-import { iceConfigFor } from '../session/index.js';
-import { loadOrCreateDtlsCert, loadOrCreateIdentity, KnownDevices, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
-import { type IceServer, type DtlsKeyPair } from '../platform/node/index.js';
-import { type Path } from '../transport/index.js';
-import { type PeerInfo } from '../crypto/index.js';
+import { fingerprintOf, type Identity, type PeerInfo } from '../crypto/index.js';
+import {
+  type DtlsKeyPair,
+  type IceServer,
+  KnownDevices,
+  loadOrCreateDtlsCert,
+  loadOrCreateIdentity,
+  nodeAead,
+  nodeCurve25519,
+  preloadDirect,
+  routeSignal,
+  SignalClient,
+  weriftDialer,
+} from '../platform/node/index.js';
+import {
+  type ChangeNotification,
+  DEFAULT_BLINK_INTERVAL_MS,
+  DEFAULT_BLINK_TIMES,
+  deviceRoom,
+  isErrorCode,
+  type Level,
+  type Method,
+  type Methods,
+  type PairingCode,
+  PinholeError,
+  type PinMode,
+  PROTOCOL_VERSION,
+  parseIncoming,
+  parsePairingCode,
+} from '../protocol/index.js';
+import { Backoff, iceConfigFor, PeerSession, type SessionEvents } from '../session/index.js';
+import type { Path } from '../transport/index.js';
 
 /** Default time for connecting and for each command, in ms: long enough for a slow relay, short enough for a person. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -131,7 +152,16 @@ export interface Opened {
 export type Reopen = () => Promise<Opened>;
 
 /** Errors after which reconnecting cannot help. */
-const FATAL: ReadonlySet<string> = new Set(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch', 'version', 'usage']);
+const FATAL: ReadonlySet<string> = new Set([
+  'wrong-code',
+  'code-spent',
+  'not-paired',
+  'device-changed',
+  'bad-handshake',
+  'fingerprint-mismatch',
+  'version',
+  'usage',
+]);
 
 /**
  * The error for a refusal. The code may come from the peer: one this build
@@ -473,7 +503,8 @@ function whenSecured(session: PeerSession, ms: number): Promise<void> {
 export async function connect(opts: ConnectOptions): Promise<Device> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const direct = opts.direct ?? true;
-  if ((opts.code === undefined) === (opts.device === undefined)) throw new PinholeError('usage', 'give a pairing code (first time) or the name of a paired device');
+  if ((opts.code === undefined) === (opts.device === undefined))
+    throw new PinholeError('usage', 'give a pairing code (first time) or the name of a paired device');
   const identity = loadOrCreateIdentity(opts.stateDir);
   const known = KnownDevices.load(opts.stateDir);
   let target: Target;
@@ -551,11 +582,7 @@ interface SessionPlan {
 }
 
 /** Joins the target's room, waits for the device, runs the handshake. Resolves with a secured session. */
-async function openSession(
-  plan: SessionPlan,
-  target: Target,
-  dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined,
-): Promise<Opened> {
+async function openSession(plan: SessionPlan, target: Target, dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined): Promise<Opened> {
   const { timeoutMs, server } = plan;
   const deadline = Date.now() + timeoutMs;
   const signal = await SignalClient.connect(server, timeoutMs);
@@ -563,10 +590,15 @@ async function openSession(
     signal.send({ type: 'join', v: PROTOCOL_VERSION, room: target.room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');
     if (r.type === 'error') {
-      if (r.code === 'unknown-room' && target.pairingSecret === undefined) throw new PinholeError('device-offline', `${target.label} is not connected to the server`);
+      if (r.code === 'unknown-room' && target.pairingSecret === undefined)
+        throw new PinholeError('device-offline', `${target.label} is not connected to the server`);
       // Someone is in the pairing room: they hold this code's one attempt.
-      if (r.code === 'room-full' && target.pairingSecret !== undefined) throw new PinholeError('code-spent', 'another controller is using this code (codes are single-use); use the new code the device printed');
-      throw new PinholeError(r.code, r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message);
+      if (r.code === 'room-full' && target.pairingSecret !== undefined)
+        throw new PinholeError('code-spent', 'another controller is using this code (codes are single-use); use the new code the device printed');
+      throw new PinholeError(
+        r.code,
+        r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message,
+      );
     }
     if (r.waiting) {
       // The room is known but its device is not connected now: wait for it, up to the timeout.
@@ -586,6 +618,7 @@ async function openSession(
       direct: plan.direct,
       dialer: weriftDialer,
       aead: nodeAead,
+      curve25519: nodeCurve25519,
       rtc: { ...iceConfigFor(server, r.stunPort, plan.iceServers), ...(cert ? { dtlsKeys: cert.keys } : {}) },
       security: {
         role: 'controller',

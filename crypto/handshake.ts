@@ -38,15 +38,25 @@
  *   secret = HKDF(salt = th2, ikm = DH || ISK, info = "pinhole/1 session", 32)
  *   (ISK is empty without a PAKE.) The secret feeds deriveSealKeys (crypto/seal.ts).
  */
-import { x25519 } from '@noble/curves/ed25519.js';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { extract, expand, hkdf } from '@noble/hashes/hkdf.js';
+
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { expand, extract, hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { cpaceChannelId, cpaceStart, lvCat, type CpaceSession, type CpaceStart } from './pake.js';
-import { verifyIdentitySignature } from './identity.js';
-import { equalBytes, fromBase64url, isValidPeerName, MAX_PEER_NAME_CHARS, toBase64url, utf8Decode, type HandshakeErrorCode } from '../protocol/index.js';
-import { PinholeError, isPinholeError, isErrorCode } from '../protocol/index.js';
+import {
+  equalBytes,
+  fromBase64url,
+  type HandshakeErrorCode,
+  isErrorCode,
+  isPinholeError,
+  isValidPeerName,
+  MAX_PEER_NAME_CHARS,
+  PinholeError,
+  toBase64url,
+  utf8Decode,
+} from '../protocol/index.js';
+import { type Curve25519, nobleCurve25519, type X25519Key } from './curve25519.js';
+import { type CpaceSession, type CpaceStart, cpaceChannelId, cpaceStart, lvCat } from './pake.js';
 
 /** Version of the handshake messages; a peer with another one is refused with `bad-handshake`. */
 export const HANDSHAKE_VERSION = 1;
@@ -71,7 +81,6 @@ export type HandshakeMessage =
   | { hs: 'd1'; e: string; pake?: string; conf?: string; box: string }
   | { hs: 'c2'; conf?: string; box: string }
   | { hs: 'fail'; code: HandshakeErrorCode };
-
 
 /** True if a relay `data` string is a handshake message rather than a sealed frame. */
 export function isHandshakeText(data: string): boolean {
@@ -100,7 +109,13 @@ export function parseHandshake(text: string): HandshakeMessage | undefined {
       return { hs: 'c1', v: o.v as number, e: o.e, ...(o.pake !== undefined ? { pake: o.pake as string } : {}) };
     case 'd1':
       if (!b64(o.e, 64) || !optB64('pake', 2048) || !optB64('conf', 128) || !b64(o.box, 2048)) return undefined;
-      return { hs: 'd1', e: o.e, box: o.box, ...(o.pake !== undefined ? { pake: o.pake as string } : {}), ...(o.conf !== undefined ? { conf: o.conf as string } : {}) };
+      return {
+        hs: 'd1',
+        e: o.e,
+        box: o.box,
+        ...(o.pake !== undefined ? { pake: o.pake as string } : {}),
+        ...(o.conf !== undefined ? { conf: o.conf as string } : {}),
+      };
     case 'c2':
       if (!optB64('conf', 128) || !b64(o.box, 2048)) return undefined;
       return { hs: 'c2', box: o.box, ...(o.conf !== undefined ? { conf: o.conf as string } : {}) };
@@ -161,10 +176,10 @@ function dec(s: string | undefined, len?: number): Uint8Array {
 const lv = (...parts: Uint8Array[]): Uint8Array => lvCat(...parts);
 const FP = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
 
-function dh(secret: Uint8Array, peerPublic: Uint8Array): Uint8Array {
+function dh(key: X25519Key, peerPublic: Uint8Array): Uint8Array {
   let shared: Uint8Array;
   try {
-    shared = x25519.getSharedSecret(secret, peerPublic);
+    shared = key.sharedSecret(peerPublic);
   } catch {
     throw new PinholeError('bad-handshake', 'peer key share is not a valid X25519 point');
   }
@@ -195,7 +210,7 @@ function sealBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller',
   return enc(chacha20poly1305(key, NONCE0, th).encrypt(utf8ToBytes(body)));
 }
 
-function openBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller', box: string): PeerInfo {
+function openBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller', box: string, curve: Curve25519): PeerInfo {
   let body: Obj;
   try {
     const pt = chacha20poly1305(key, NONCE0, th).decrypt(dec(box));
@@ -205,10 +220,11 @@ function openBox(key: Uint8Array, th: Uint8Array, role: 'device' | 'controller',
   }
   const { id, name, fp, direct, sig } = body ?? {};
   if (!isValidPeerName(name)) throw new PinholeError('bad-handshake', `bad ${role} name`);
-  if (!(fp === null || (typeof fp === 'string' && FP.test(fp))) || typeof direct !== 'boolean') throw new PinholeError('bad-handshake', `bad ${role} identity fields`);
+  if (!(fp === null || (typeof fp === 'string' && FP.test(fp))) || typeof direct !== 'boolean')
+    throw new PinholeError('bad-handshake', `bad ${role} identity fields`);
   const publicKey = dec(typeof id === 'string' ? id : undefined, 32);
   const signature = dec(typeof sig === 'string' ? sig : undefined, 64);
-  if (!verifyIdentitySignature(publicKey, signedStatement(role, th, publicKey, name, fp, direct), signature)) {
+  if (!curve.ed25519Verify(publicKey, signedStatement(role, th, publicKey, name, fp, direct), signature)) {
     throw new PinholeError('bad-handshake', `the ${role}'s signature does not verify`);
   }
   return { publicKey, name, certFp: fp, direct };
@@ -239,21 +255,25 @@ export interface ControllerHandshakeOptions extends LocalInfo {
   expectDevice?: Uint8Array;
   /** Randomness for the X25519 key and the CPace scalar (default crypto.getRandomValues, via noble's randomBytes). */
   rng?: (n: number) => Uint8Array;
+  /** X25519 and Ed25519 verification (default: the pure one; Node roles pass platform/node's nodeCurve25519). */
+  curve25519?: Curve25519;
 }
 
 /** The controller's side: start() gives c1; onD1() checks the device and gives c2 plus the result. */
 export class ControllerHandshake {
-  private readonly e: Uint8Array;
+  private readonly curve: Curve25519;
+  private readonly e: X25519Key;
   private readonly ec: Uint8Array;
   private readonly cpace: CpaceStart | undefined;
-  private c1: HandshakeMessage & { hs: 'c1' } | undefined;
+  private c1: (HandshakeMessage & { hs: 'c1' }) | undefined;
   private done = false;
 
   constructor(private readonly o: ControllerHandshakeOptions) {
     if ((o.pairingSecret === undefined) === (o.expectDevice === undefined)) throw new TypeError('give exactly one of pairingSecret and expectDevice');
     const rng = o.rng ?? randomBytes;
-    this.e = rng(32);
-    this.ec = x25519.getPublicKey(this.e);
+    this.curve = o.curve25519 ?? nobleCurve25519;
+    this.e = this.curve.x25519(rng(32));
+    this.ec = this.e.publicKey;
     this.cpace =
       o.pairingSecret === undefined
         ? undefined
@@ -281,15 +301,26 @@ export class ControllerHandshake {
         cpaceFail(e);
       }
       checkAd(session.peerAd, ed);
-      if (!session.verifyConfirm(dec(m.conf))) throw new PinholeError('wrong-code', 'wrong pairing code (or the exchange was tampered with); the device has printed a new code');
+      if (!session.verifyConfirm(dec(m.conf)))
+        throw new PinholeError('wrong-code', 'wrong pairing code (or the exchange was tampered with); the device has printed a new code');
       isk = session.key();
     } else if (m.pake !== undefined || m.conf !== undefined) throw new PinholeError('bad-handshake', 'device answered with a PAKE nobody asked for');
     const shared = dh(this.e, ed);
-    const th1 = th1Of(this.o.sid, this.ec, ed, this.cpace?.message ?? new Uint8Array(0), m.pake ? dec(m.pake) : new Uint8Array(0), m.conf ? dec(m.conf) : new Uint8Array(0));
+    const th1 = th1Of(
+      this.o.sid,
+      this.ec,
+      ed,
+      this.cpace?.message ?? new Uint8Array(0),
+      m.pake ? dec(m.pake) : new Uint8Array(0),
+      m.conf ? dec(m.conf) : new Uint8Array(0),
+    );
     const { kc, kd } = boxKeys(shared, th1);
-    const peer = openBox(kd, th1, 'device', m.box);
+    const peer = openBox(kd, th1, 'device', m.box, this.curve);
     if (this.o.expectDevice && !equalBytes(peer.publicKey, this.o.expectDevice)) {
-      throw new PinholeError('device-changed', `device "${peer.name}" answered with an identity key other than the one saved at pairing; pair again with a code if this is expected`);
+      throw new PinholeError(
+        'device-changed',
+        `device "${peer.name}" answered with an identity key other than the one saved at pairing; pair again with a code if this is expected`,
+      );
     }
     const ta = session ? session.confirm : new Uint8Array(0);
     const th2 = sha256(concatBytes(th1, lv(dec(m.box), ta)));
@@ -312,6 +343,8 @@ export interface DeviceHandshakeOptions extends LocalInfo {
   isTrusted(publicKey: Uint8Array): boolean;
   /** Randomness for the X25519 key and the CPace scalar (default crypto.getRandomValues, via noble's randomBytes). */
   rng?: (n: number) => Uint8Array;
+  /** X25519 and Ed25519 verification (default: the pure one; Node roles pass platform/node's nodeCurve25519). */
+  curve25519?: Curve25519;
 }
 
 /** The device's side: onC1() gives d1; onC2() checks the controller and gives the result. */
@@ -335,14 +368,21 @@ export class DeviceHandshake {
     if (m.v !== HANDSHAKE_VERSION) throw new PinholeError('bad-handshake', `handshake version ${m.v} not supported (want ${HANDSHAKE_VERSION})`);
     const ec = dec(m.e, 32);
     const rng = this.o.rng ?? randomBytes;
-    const e = rng(32);
-    const ed = x25519.getPublicKey(e);
+    const e = (this.o.curve25519 ?? nobleCurve25519).x25519(rng(32));
+    const ed = e.publicKey;
     let pakeB: Uint8Array = new Uint8Array(0);
     let tb: Uint8Array = new Uint8Array(0);
     if (m.pake !== undefined) {
       if (this.o.pairingSecret === undefined) throw new PinholeError('bad-handshake', 'pairing attempted in a room that does not take codes');
       this.pakeAttempted = true;
-      const start = cpaceStart({ password: utf8ToBytes(this.o.pairingSecret), role: 'responder', sid: utf8ToBytes(this.o.sid), ci: CPACE_CI, ad: adFor(ed), rng });
+      const start = cpaceStart({
+        password: utf8ToBytes(this.o.pairingSecret),
+        role: 'responder',
+        sid: utf8ToBytes(this.o.sid),
+        ci: CPACE_CI,
+        ad: adFor(ed),
+        rng,
+      });
       try {
         this.cpace = start.finish(dec(m.pake));
       } catch (err) {
@@ -363,7 +403,8 @@ export class DeviceHandshake {
 
   /** Processes c2. Throws PinholeError; returns the result. */
   onC2(m: HandshakeMessage): HandshakeResult {
-    if (this.state !== 'c2' || m.hs !== 'c2' || !this.shared || !this.th1 || !this.kc || !this.boxD) throw new PinholeError('bad-handshake', `unexpected handshake message ${m.hs}`);
+    if (this.state !== 'c2' || m.hs !== 'c2' || !this.shared || !this.th1 || !this.kc || !this.boxD)
+      throw new PinholeError('bad-handshake', `unexpected handshake message ${m.hs}`);
     this.state = 'done';
     let isk: Uint8Array = new Uint8Array(0);
     let ta: Uint8Array = new Uint8Array(0);
@@ -374,8 +415,9 @@ export class DeviceHandshake {
       isk = this.cpace.key();
     } else if (m.conf !== undefined) throw new PinholeError('bad-handshake', 'unexpected PAKE confirmation');
     const th2 = sha256(concatBytes(this.th1, lv(this.boxD, ta)));
-    const peer = openBox(this.kc, th2, 'controller', m.box);
-    if (!this.cpace && !this.o.isTrusted(peer.publicKey)) throw new PinholeError('not-paired', `controller "${peer.name}" is not paired with this device (or was revoked); pair it with a code`);
+    const peer = openBox(this.kc, th2, 'controller', m.box, this.o.curve25519 ?? nobleCurve25519);
+    if (!this.cpace && !this.o.isTrusted(peer.publicKey))
+      throw new PinholeError('not-paired', `controller "${peer.name}" is not paired with this device (or was revoked); pair it with a code`);
     return { peer, secret: sessionSecret(this.shared, isk, th2), paired: this.cpace !== undefined };
   }
 }

@@ -5,17 +5,19 @@
  *
  *   identity.json   {"v":1,"alg":"ed25519","secretKey":"<32 bytes base64url>","publicKey":"<32 bytes base64url>"}
  *
- * Signatures are plain Ed25519 (RFC 8032) from @noble/curves; verification is
- * strict RFC 8032 (no ZIP-215 leniency, small-order keys refused). Callers
- * must domain-separate what they sign (e.g. a fixed "pinhole/1 dtls-fp" prefix)
- * so that one signature can never be replayed as another kind of statement.
+ * Signatures are plain Ed25519 (RFC 8032), made by the injected Curve25519
+ * (crypto/curve25519.ts: @noble/curves unless the platform gives another);
+ * verification is strict RFC 8032 (no ZIP-215 leniency, small-order keys
+ * refused). Callers must domain-separate what they sign (e.g. a fixed
+ * "pinhole/1 dtls-fp" prefix) so that one signature can never be replayed as
+ * another kind of statement.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
-import { base32, decodeBase64url, equalBytes, toBase64url, type StateErrorCode } from '../protocol/index.js';
+import { base32, decodeBase64url, equalBytes, PinholeError, type StateErrorCode, toBase64url } from '../protocol/index.js';
+import { type Curve25519, type Ed25519Key, nobleCurve25519 } from './curve25519.js';
 import type { StateStore } from './state.js';
-import { PinholeError } from '../protocol/index.js';
 
 export type { StateErrorCode };
 
@@ -41,7 +43,9 @@ export interface Identity {
 
 /** The short human form of a public key: base32 of the first 10 bytes of SHA-256(publicKey), in groups of four. */
 export function fingerprintOf(publicKey: Uint8Array): string {
-  return base32(sha256(publicKey).subarray(0, FINGERPRINT_BYTES)).match(/.{1,4}/g)!.join('-');
+  return base32(sha256(publicKey).subarray(0, FINGERPRINT_BYTES))
+    .match(/.{1,4}/g)!
+    .join('-');
 }
 
 /**
@@ -60,13 +64,7 @@ export function isValidIdentityKey(publicKey: unknown): publicKey is Uint8Array 
 
 /** Strict RFC 8032 Ed25519 verification; false (never a throw) for anything malformed. */
 export function verifyIdentitySignature(publicKey: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
-  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
-  if (!(sig instanceof Uint8Array) || sig.length !== 64 || !(msg instanceof Uint8Array)) return false;
-  try {
-    return ed25519.verify(sig, msg, publicKey, { zip215: false });
-  } catch {
-    return false;
-  }
+  return nobleCurve25519.ed25519Verify(publicKey, msg, sig);
 }
 
 /** A 32-byte key from its canonical unpadded base64url form (43 characters); undefined for anything else. */
@@ -78,8 +76,13 @@ function encodeIdentity(secretKey: Uint8Array, publicKey: Uint8Array): string {
   return `${JSON.stringify({ v: 1, alg: 'ed25519', secretKey: toBase64url(secretKey), publicKey: toBase64url(publicKey) })}\n`;
 }
 
-function parseIdentity(text: string, path: string): { secretKey: Uint8Array; publicKey: Uint8Array } {
-  const corrupt = (why: string) => new PinholeError('state-corrupt', `identity file ${path} is corrupt (${why}); move it away to create a new identity (peers paired with the old one must pair again)`, path);
+function parseIdentity(text: string, path: string, curve: Curve25519): Ed25519Key {
+  const corrupt = (why: string) =>
+    new PinholeError(
+      'state-corrupt',
+      `identity file ${path} is corrupt (${why}); move it away to create a new identity (peers paired with the old one must pair again)`,
+      path,
+    );
   let j: unknown;
   try {
     j = JSON.parse(text);
@@ -92,44 +95,44 @@ function parseIdentity(text: string, path: string): { secretKey: Uint8Array; pub
   const secretKey = decodeKey32(o.secretKey);
   const publicKey = decodeKey32(o.publicKey);
   if (!secretKey || !publicKey) throw corrupt('keys are not 32-byte base64url');
-  if (!equalBytes(ed25519.getPublicKey(secretKey), publicKey)) throw corrupt('public key does not match the secret key');
-  return { secretKey, publicKey };
+  const key = curve.ed25519(secretKey);
+  if (!equalBytes(key.publicKey, publicKey)) throw corrupt('public key does not match the secret key');
+  return key;
 }
 
-function makeIdentity(secretKey: Uint8Array, publicKey: Uint8Array, path: string, created: boolean): Identity {
-  const sk = secretKey.slice();
+function makeIdentity(key: Ed25519Key, path: string, created: boolean): Identity {
   return {
-    publicKey: publicKey.slice(),
-    fingerprint: fingerprintOf(publicKey),
+    publicKey: key.publicKey.slice(),
+    fingerprint: fingerprintOf(key.publicKey),
     path,
     created,
     sign: (msg: Uint8Array) => {
       if (!(msg instanceof Uint8Array)) throw new TypeError('msg must be a Uint8Array');
-      return ed25519.sign(msg, sk);
+      return key.sign(msg);
     },
   };
 }
 
 /**
  * Loads the identity in `store`, creating a fresh key on first use.
- * `rng` gives the secret key's 32 bytes (default crypto.getRandomValues).
+ * `rng` gives the secret key's 32 bytes (default crypto.getRandomValues);
+ * `curve` makes the key pair and signs (default the pure one).
  * Throws PinholeError with a stable code.
  */
-export function openIdentity(store: StateStore, rng: (n: number) => Uint8Array = randomBytes): Identity {
+export function openIdentity(store: StateStore, rng: (n: number) => Uint8Array = randomBytes, curve: Curve25519 = nobleCurve25519): Identity {
   const path = store.where(IDENTITY_FILE);
   const label = 'identity file';
   for (let attempt = 0; attempt < 2; attempt++) {
     const text = store.read(IDENTITY_FILE, MAX_IDENTITY_FILE_BYTES, label);
     if (text !== undefined) {
-      const { secretKey, publicKey } = parseIdentity(text, path);
-      return makeIdentity(secretKey, publicKey, path, false);
+      return makeIdentity(parseIdentity(text, path, curve), path, false);
     }
     const secretKey = rng(32);
     if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) throw new TypeError('rng must return 32 bytes');
-    const publicKey = ed25519.getPublicKey(secretKey);
-    const fresh = encodeIdentity(secretKey, publicKey);
+    const key = curve.ed25519(secretKey);
+    const fresh = encodeIdentity(secretKey, key.publicKey);
     const created = store.create ? store.create(IDENTITY_FILE, fresh, label) : (store.write(IDENTITY_FILE, fresh, label), true);
-    if (created) return makeIdentity(secretKey, publicKey, path, true);
+    if (created) return makeIdentity(key, path, true);
     // another process created it between our read and our create: load theirs
   }
   throw new PinholeError('state-io', `identity file ${path} keeps appearing and disappearing`, path);

@@ -22,20 +22,42 @@
  * valid code.
  */
 import { EventEmitter } from 'node:events';
+import { fingerprintOf, type Identity } from '../crypto/index.js';
+import {
+  type DtlsKeyPair,
+  type IceServer,
+  loadOrCreateDtlsCert,
+  loadOrCreateIdentity,
+  nodeAead,
+  nodeCurve25519,
+  preloadDirect,
+  routeServerMessage,
+  routeSignal,
+  type ServerRoutes,
+  SignalClient,
+  TrustedControllers,
+  weriftDialer,
+} from '../platform/node/index.js';
+import {
+  CLOSE_LEAVE,
+  deviceRoom,
+  type ErrorCode,
+  formatPairingCode,
+  generatePairingCode,
+  type Level,
+  makeRegisterProof,
+  type PairingCode,
+  PinholeError,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  type SignalErrorCode,
+} from '../protocol/index.js';
+import { Backoff, iceConfigFor, PeerSession } from '../session/index.js';
+import type { Path } from '../transport/index.js';
 import type { Gpio } from './gpio/gpio.js';
 import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
 import { SafeState } from './safe-state.js';
-import { CLOSE_LEAVE, PROTOCOL_VERSION, makeRegisterProof, type Level, type ServerMessage, type SignalErrorCode } from '../protocol/index.js';
-import { Backoff, PeerSession } from '../session/index.js';
-import { PinholeError, type ErrorCode } from '../protocol/index.js';
-import { SignalClient, routeServerMessage, routeSignal, type ServerRoutes } from '../platform/node/index.js';
-import { deviceRoom, formatPairingCode, generatePairingCode, type PairingCode } from '../protocol/index.js';
-import { iceConfigFor } from '../session/index.js';
-import { fingerprintOf, type Identity } from '../crypto/index.js';
-import { loadOrCreateDtlsCert, loadOrCreateIdentity, TrustedControllers, nodeAead, preloadDirect, weriftDialer } from '../platform/node/index.js';
-import { type DtlsKeyPair, type IceServer } from '../platform/node/index.js';
-import { type Path } from '../transport/index.js';
 
 /** First reconnect delay after the server connection drops or a registration is refused, in ms. */
 export const RECONNECT_BASE_MS = 500;
@@ -67,7 +89,15 @@ const ROOM_TAKEN_RETRIES = 5;
  * (DeviceAgent.start waits); any other error then ends the start. Once the
  * device is running, every error is retried.
  */
-const RETRY_AT_START: ReadonlySet<string> = new Set<ErrorCode>(['room-taken', 'rate-limited', 'register-limited', 'too-many-rooms', 'join-limited', 'expired', 'timeout']);
+const RETRY_AT_START: ReadonlySet<string> = new Set<ErrorCode>([
+  'room-taken',
+  'rate-limited',
+  'register-limited',
+  'too-many-rooms',
+  'join-limited',
+  'expired',
+  'timeout',
+]);
 
 /** Configuration of a device agent. */
 export interface DeviceConfig {
@@ -213,7 +243,8 @@ class Registration {
           const err = e instanceof PinholeError ? e : new PinholeError('server-unreachable', (e as Error).message);
           if (fatal(err)) return reject(err);
           const delay = this.backoff.next();
-          const why = err.code === 'room-taken' && this.kind.kind === 'home' ? 'another instance of this device (same state dir) is still connected' : err.message;
+          const why =
+            err.code === 'room-taken' && this.kind.kind === 'home' ? 'another instance of this device (same state dir) is still connected' : err.message;
           this.deps.emit({ event: 'error', code: err.code, message: `${this.label}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s` });
           if (this.kind.kind === 'home' && err.code === 'server-unreachable') this.deps.emit({ event: 'disconnected', retryMs: delay });
           this.retryTimer = setTimeout(attempt, delay);
@@ -300,7 +331,11 @@ class Registration {
       if (signal) {
         this.register(signal).catch((e: Error) => {
           // Closing the socket reconnects with backoff, retrying until registered.
-          this.deps.emit({ event: 'error', code: e instanceof PinholeError ? e.code : 'server-unreachable', message: `${this.label}: ${e.message}; reconnecting` });
+          this.deps.emit({
+            event: 'error',
+            code: e instanceof PinholeError ? e.code : 'server-unreachable',
+            message: `${this.label}: ${e.message}; reconnecting`,
+          });
           signal.close();
         });
       }
@@ -321,6 +356,7 @@ class Registration {
       direct: deps.direct,
       dialer: weriftDialer,
       aead: nodeAead,
+      curve25519: nodeCurve25519,
       rtc: { ...iceConfigFor(deps.server, this.stunPort, deps.iceServers), ...(deps.dtls ? { dtlsKeys: deps.dtls.keys } : {}) },
       security: {
         role: 'device',
@@ -562,7 +598,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
   }
 
   private report(e: unknown): void {
-    const code = e instanceof PinholeError ? e.code : ((e as { code?: unknown })?.code as string | undefined) ?? 'internal-error';
+    const code = e instanceof PinholeError ? e.code : (((e as { code?: unknown })?.code as string | undefined) ?? 'internal-error');
     this.emit('event', { event: 'error', code: String(code), message: (e as Error).message });
   }
 

@@ -18,13 +18,38 @@
  * one writer (setPhase, DirectDriver.set) and one `log` line per change.
  * docs/architecture.md#states has the diagrams.
  */
-import { Emitter, Link, realTimers, type Path, type Timers, type Transport } from '../transport/index.js';
-import { parseSignalPayload, type ClientMessage, type ServerMessage, type SignalPayload } from '../protocol/index.js';
-import { ControllerHandshake, DeviceHandshake, encodeHandshake, isHandshakeText, parseHandshake, type HandshakeErrorCode, type HandshakeResult, type LocalInfo, type PeerInfo } from '../crypto/index.js';
-import { Opener, Sealer, deriveSealKeys, type Aead, type OpenErrorCode, type SealPath } from '../crypto/index.js';
-import { DirectDriver, type Dialer, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
-import { parseSdpFingerprint } from '../protocol/index.js';
-import { PinholeError, isPinholeError, isErrorCode, toErrorCode } from '../protocol/index.js';
+
+import type { Curve25519 } from '../crypto/index.js';
+import {
+  type Aead,
+  ControllerHandshake,
+  DeviceHandshake,
+  deriveSealKeys,
+  encodeHandshake,
+  type HandshakeErrorCode,
+  type HandshakeResult,
+  isHandshakeText,
+  type LocalInfo,
+  type OpenErrorCode,
+  Opener,
+  type PeerInfo,
+  parseHandshake,
+  Sealer,
+  type SealPath,
+} from '../crypto/index.js';
+import {
+  type ClientMessage,
+  isErrorCode,
+  isPinholeError,
+  PinholeError,
+  parseSdpFingerprint,
+  parseSignalPayload,
+  type ServerMessage,
+  type SignalPayload,
+  toErrorCode,
+} from '../protocol/index.js';
+import { Emitter, Link, type Path, realTimers, type Timers, type Transport } from '../transport/index.js';
+import { type Dialer, DirectDriver, type DirectFailedInfo, type DirectPhase, type PathSeal, type RtcConfig } from './direct.js';
 
 /** Signals of the prepared offer held until the handshake ends: an offer, its candidates and end-of-candidates. */
 export const MAX_HELD_SIGNALS = 256;
@@ -85,6 +110,8 @@ export interface SessionOptions {
   log?: (line: string) => void;
   /** ChaCha20-Poly1305 for the seals (default: the pure one; Node roles pass platform/node's nodeAead, which is faster). */
   aead?: Aead;
+  /** X25519 and Ed25519 verification for the handshake (default: the pure one; Node roles pass platform/node's nodeCurve25519). */
+  curve25519?: Curve25519;
 }
 
 /** Events of a session. */
@@ -304,6 +331,7 @@ export class PeerSession extends Emitter<SessionEvents> {
         name: sec.name,
         certFp: this.wantDirect ? sec.certFp : null,
         direct: this.wantDirect,
+        curve25519: this.opts.curve25519,
         ...(sec.pairingSecret !== undefined ? { pairingSecret: sec.pairingSecret } : {}),
         ...(sec.expectDevice !== undefined ? { expectDevice: sec.expectDevice } : {}),
       });
@@ -381,6 +409,7 @@ export class PeerSession extends Emitter<SessionEvents> {
           certFp: this.wantDirect ? sec.certFp : null,
           ...(secret !== undefined ? { pairingSecret: secret } : {}),
           isTrusted: (k) => sec.isTrusted(k),
+          curve25519: this.opts.curve25519,
         });
         this.setPhase({ name: 'handshaking', hs, held: ph.held });
         this.signal?.send({ type: 'relay', data: hs.onC1(m) });
@@ -405,7 +434,13 @@ export class PeerSession extends Emitter<SessionEvents> {
       const aead = this.opts.aead ? { aead: this.opts.aead } : {};
       return { sealer: new Sealer(keys[out], out, this.opts.sid, aead), opener: new Opener(keys[inn], inn, this.opts.sid, aead) };
     };
-    const secured: SessionPhase = { name: 'secured', seals: { relay: seal('relay'), direct: seal('direct') }, peer: result.peer, relay: undefined, peerSealed: false };
+    const secured: SessionPhase = {
+      name: 'secured',
+      seals: { relay: seal('relay'), direct: seal('direct') },
+      peer: result.peer,
+      relay: undefined,
+      peerSealed: false,
+    };
     result.secret.fill(0);
     this.setPhase(secured);
     this.emit('secured', result);
@@ -462,7 +497,10 @@ export class PeerSession extends Emitter<SessionEvents> {
     if (this.direct.phase.name === 'off') return;
     const isPeerDescription = (p.kind === 'offer' && this.opts.role === 'device') || (p.kind === 'answer' && this.opts.role === 'controller');
     if (isPeerDescription && !this.checkFingerprint(p.sdp)) {
-      this.refuse('fingerprint-mismatch', `the ${p.kind}'s DTLS fingerprint is not the one the ${this.opts.role === 'controller' ? 'device' : 'controller'} signed`);
+      this.refuse(
+        'fingerprint-mismatch',
+        `the ${p.kind}'s DTLS fingerprint is not the one the ${this.opts.role === 'controller' ? 'device' : 'controller'} signed`,
+      );
       return;
     }
     this.direct.signal(p);

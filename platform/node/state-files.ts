@@ -17,11 +17,29 @@
  * createSecureFile (create once) do the checks; FileStateStore offers them to
  * the core as a StateStore (crypto/state.ts).
  */
-import { closeSync, fchmodSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync, chmodSync, constants as fsc, type Stats } from 'node:fs';
+
 import { randomBytes } from 'node:crypto';
-import { join, isAbsolute } from 'node:path';
-import { openIdentity, type Identity, type StateStore } from '../../crypto/index.js';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  constants as fsc,
+  fstatSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  type Stats,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { type Identity, openIdentity, type StateStore } from '../../crypto/index.js';
 import { PinholeError } from '../../protocol/index.js';
+import { nodeCurve25519 } from './curve25519.js';
 
 /** Mode of every state file written by writeSecureFile/createSecureFile; a file read with any other bit set is refused. */
 export const SECURE_FILE_MODE = 0o600;
@@ -69,7 +87,7 @@ function checkFileName(name: unknown): asserts name is string {
  * exist.
  */
 function checkStateDir(dir: string): boolean {
-  let st;
+  let st: Stats;
   try {
     st = lstatSync(dir);
   } catch (e) {
@@ -79,8 +97,14 @@ function checkStateDir(dir: string): boolean {
   if (!st.isDirectory()) throw new PinholeError('state-io', `state directory ${dir} is not a directory`, dir);
   if (isWindows) return true;
   const uid = myUid();
-  if (uid !== undefined && st.uid !== uid) throw new PinholeError('state-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
-  if ((st.mode & 0o022) !== 0) throw new PinholeError('state-dir-permissions', `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`, dir);
+  if (uid !== undefined && st.uid !== uid)
+    throw new PinholeError('state-owner', `state directory ${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`, dir);
+  if ((st.mode & 0o022) !== 0)
+    throw new PinholeError(
+      'state-dir-permissions',
+      `state directory ${dir} has mode ${modeString(st.mode)}: others can write to it; run: chmod 700 ${dir}`,
+      dir,
+    );
   return true;
 }
 
@@ -158,12 +182,14 @@ export function readSecureFile(dir: string, name: string, maxBytes: number, labe
     if (!st.isFile()) throw notRegular(label, path, st);
     if (!isWindows) {
       const uid = myUid();
-      if (uid !== undefined && st.uid !== uid) throw new PinholeError('state-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
+      if (uid !== undefined && st.uid !== uid)
+        throw new PinholeError('state-owner', `${label} ${path} is owned by uid ${st.uid}, not by this user (uid ${uid})`, path);
       if ((st.mode & 0o777 & ~SECURE_FILE_MODE) !== 0) {
         throw new PinholeError('state-permissions', `${label} ${path} has mode ${modeString(st.mode)}, wider than 0600; run: chmod 600 ${path}`, path);
       }
     }
-    if (st.size > maxBytes) throw new PinholeError('state-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
+    if (st.size > maxBytes)
+      throw new PinholeError('state-corrupt', `${label} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed; move it away`, path);
     // read up to maxBytes + 1: the file may grow between fstat and read
     const buf = Buffer.alloc(maxBytes + 1);
     let n = 0;
@@ -305,8 +331,9 @@ export class FileStateStore implements StateStore {
 
 /**
  * Loads the identity in `dir`, creating the dir (0700) and a fresh key
- * (0600) on first use. Throws PinholeError with a stable code.
+ * (0600) on first use; it signs with OpenSSL. Throws PinholeError with a
+ * stable code.
  */
 export function loadOrCreateIdentity(dir: string): Identity {
-  return openIdentity(FileStateStore.open(dir));
+  return openIdentity(FileStateStore.open(dir), undefined, nodeCurve25519);
 }

@@ -1,14 +1,30 @@
-import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { describe, test } from 'node:test';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { extract, expand, hkdf } from '@noble/hashes/hkdf.js';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { expand, extract, hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { ControllerHandshake, DeviceHandshake, HANDSHAKE_VERSION, MAX_HANDSHAKE_BYTES, MAX_PEER_NAME, SESSION_SECRET_BYTES, encodeHandshake, isHandshakeText, parseHandshake, type ControllerHandshakeOptions, type DeviceHandshakeOptions, type HandshakeErrorCode, type HandshakeIdentity, type HandshakeMessage, type HandshakeResult } from '../../crypto/handshake.js';
+import {
+  ControllerHandshake,
+  type ControllerHandshakeOptions,
+  DeviceHandshake,
+  type DeviceHandshakeOptions,
+  encodeHandshake,
+  HANDSHAKE_VERSION,
+  type HandshakeErrorCode,
+  type HandshakeIdentity,
+  type HandshakeMessage,
+  type HandshakeResult,
+  isHandshakeText,
+  MAX_HANDSHAKE_BYTES,
+  MAX_PEER_NAME,
+  parseHandshake,
+  SESSION_SECRET_BYTES,
+} from '../../crypto/handshake.js';
 import { cpaceChannelId, cpaceStart, lvCat, parseCpaceMessage } from '../../crypto/pake.js';
-import { Opener, Sealer, deriveSealKeys } from '../../crypto/seal.js';
-import { PinholeError, type ErrorCode } from '../../protocol/errors.js';
+import { deriveSealKeys, Opener, Sealer } from '../../crypto/seal.js';
+import { type ErrorCode, PinholeError } from '../../protocol/errors.js';
 
 /*
  * Both sides are driven through the real message strings, as the relay
@@ -44,7 +60,10 @@ const DEV: Side = { identity: makeIdentity(), name: 'pi-zero-garage', certFp: fi
 const OTHER: Side = { identity: makeIdentity(), name: 'intruder', certFp: fingerprint(3) };
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
-const trusts = (...keys: Uint8Array[]) => (k: Uint8Array): boolean => keys.some((t) => sameBytes(t, k));
+const trusts =
+  (...keys: Uint8Array[]) =>
+  (k: Uint8Array): boolean =>
+    keys.some((t) => sameBytes(t, k));
 
 /** Controller at first pairing (by code). */
 function pairCtl(o: Partial<ControllerHandshakeOptions> = {}): ControllerHandshake {
@@ -177,7 +196,7 @@ function assertSealWorks(ctlSecret: Uint8Array, devSecret: Uint8Array, sid = SID
 // ---------------------------------------------------------------------------
 
 describe('handshake: pairing by code', () => {
-  test('issue 4: pairing with the right secret gives both sides the same secret and each other\'s identity', () => {
+  test("issue 4: pairing with the right secret gives both sides the same secret and each other's identity", () => {
     const dev = pairDev();
     assert.equal(dev.pakeAttempted, false);
     const r = run(pairCtl({ direct: true }), dev);
@@ -222,7 +241,10 @@ describe('handshake: pairing by code', () => {
       const dev = pairDev({ pairingSecret: devSecret });
       const d1 = dev.onC1(parse(ctl.start()));
       assert.equal(dev.pakeAttempted, true, 'the code is spent once c1 carried a PAKE');
-      assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'wrong-code');
+      assert.equal(
+        codeOf(() => ctl.onD1(parse(d1))),
+        'wrong-code',
+      );
     }
   });
 
@@ -270,7 +292,10 @@ describe('handshake: later sessions (pinned keys)', () => {
     const dev = laterDev();
     const d1 = dev.onC1(parse(ctl.start()));
     const { reply: c2 } = ctl.onD1(parse(d1)); // the controller cannot tell yet
-    assert.equal(codeOf(() => dev.onC2(parse(c2))), 'not-paired');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2))),
+      'not-paired',
+    );
   });
 
   test('issue 4: a revoked controller (isTrusted now false) is refused with not-paired', () => {
@@ -278,10 +303,13 @@ describe('handshake: later sessions (pinned keys)', () => {
     const dev = laterDev({ isTrusted: () => false });
     const d1 = dev.onC1(parse(ctl.start()));
     const { reply: c2 } = ctl.onD1(parse(d1));
-    assert.equal(codeOf(() => dev.onC2(parse(c2))), 'not-paired');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2))),
+      'not-paired',
+    );
   });
 
-  test('issue 4: isTrusted is asked about the controller\'s proven key', () => {
+  test("issue 4: isTrusted is asked about the controller's proven key", () => {
     const asked: Uint8Array[] = [];
     run(laterCtl(), laterDev({ isTrusted: (k) => (asked.push(k), true) }));
     assert.equal(asked.length, 1);
@@ -291,14 +319,20 @@ describe('handshake: later sessions (pinned keys)', () => {
   test('issue 4: a controller expecting another device key fails with device-changed', () => {
     const ctl = laterCtl({ expectDevice: OTHER.identity.publicKey });
     const d1 = laterDev().onC1(parse(ctl.start()));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'device-changed');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1))),
+      'device-changed',
+    );
   });
 
   test('issue 4: a server answering as the device with its own identity gets device-changed, not a session', () => {
     const ctl = laterCtl();
     const impostor = new DeviceHandshake({ ...OTHER, sid: SID, isTrusted: () => true });
     const d1 = impostor.onC1(parse(ctl.start()));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'device-changed');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1))),
+      'device-changed',
+    );
   });
 
   test('issue 4: a controller without a code in a pairing room, or with one in the persistent room, is refused', () => {
@@ -371,7 +405,7 @@ describe('handshake: a server in the middle (pairing)', () => {
     assertCode(() => ctl.onD1(parse(d1x)), 'wrong-code', 'bad-handshake');
   });
 
-  test('issue 4: replacing d1.e and sealing the attacker\'s own identity box (device PAKE relayed) is refused', () => {
+  test("issue 4: replacing d1.e and sealing the attacker's own identity box (device PAKE relayed) is refused", () => {
     // Tb is the real device's and verifies; only the PAKE AD (which carries Ed) ties it to the X25519 share.
     // Without that check the controller would pair with the attacker's identity key.
     const ctl = pairCtl();
@@ -406,7 +440,10 @@ describe('handshake: a server in the middle (pairing)', () => {
     const ctl = pairCtl();
     const d1 = pairDev().onC1(parse(ctl.start()));
     const d1x = edit(d1, (o) => (o.box = flipChar(o.box as string)));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1x))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1x))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: one character changed in c2.box fails with bad-handshake', () => {
@@ -415,7 +452,10 @@ describe('handshake: a server in the middle (pairing)', () => {
     const d1 = dev.onC1(parse(ctl.start()));
     const { reply: c2 } = ctl.onD1(parse(d1));
     const c2x = edit(c2, (o) => (o.box = flipChar(o.box as string)));
-    assert.equal(codeOf(() => dev.onC2(parse(c2x))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2x))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: one character changed in the first or last position of a box fails with bad-handshake', () => {
@@ -425,40 +465,56 @@ describe('handshake: a server in the middle (pairing)', () => {
       const d1 = dev.onC1(parse(ctl.start()));
       const at = (s: string) => (pos === 'first' ? 0 : s.length - 1);
       const d1x = edit(d1, (o) => (o.box = flipChar(o.box as string, at(o.box as string))));
-      assert.equal(codeOf(() => ctl.onD1(parse(d1x))), 'bad-handshake', `d1.box ${pos}`);
+      assert.equal(
+        codeOf(() => ctl.onD1(parse(d1x))),
+        'bad-handshake',
+        `d1.box ${pos}`,
+      );
     }
   });
 
-  test('issue 4: d1.conf swapped for another run\'s tag fails with wrong-code', () => {
+  test("issue 4: d1.conf swapped for another run's tag fails with wrong-code", () => {
     const other = run(pairCtl(), pairDev());
     const ctl = pairCtl();
     const d1 = pairDev().onC1(parse(ctl.start()));
     const d1x = edit(d1, (o) => (o.conf = field(other.d1, 'conf')));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1x))), 'wrong-code');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1x))),
+      'wrong-code',
+    );
   });
 
-  test('issue 4: c2.conf swapped for another run\'s tag fails with wrong-code', () => {
+  test("issue 4: c2.conf swapped for another run's tag fails with wrong-code", () => {
     const other = run(pairCtl(), pairDev());
     const ctl = pairCtl();
     const dev = pairDev();
     const d1 = dev.onC1(parse(ctl.start()));
     const { reply: c2 } = ctl.onD1(parse(d1));
     const c2x = edit(c2, (o) => (o.conf = field(other.c2, 'conf')));
-    assert.equal(codeOf(() => dev.onC2(parse(c2x))), 'wrong-code');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2x))),
+      'wrong-code',
+    );
   });
 
   test('issue 4: dropping d1.conf or c2.conf fails with bad-handshake', () => {
     const ctl = pairCtl();
     const dev = pairDev();
     const d1 = dev.onC1(parse(ctl.start()));
-    assert.equal(codeOf(() => pairCtl().onD1(parse(edit(d1, (o) => delete o.conf)))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => pairCtl().onD1(parse(edit(d1, (o) => delete o.conf)))),
+      'bad-handshake',
+    );
     const { reply: c2 } = ctl.onD1(parse(d1));
-    assert.equal(codeOf(() => dev.onC2(parse(edit(c2, (o) => delete o.conf)))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(edit(c2, (o) => delete o.conf)))),
+      'bad-handshake',
+    );
   });
 });
 
 describe('handshake: a server in the middle (later sessions)', () => {
-  test('issue 4: swapping c1.e and re-encrypting the device\'s identity box is caught by its signature', () => {
+  test("issue 4: swapping c1.e and re-encrypting the device's identity box is caught by its signature", () => {
     const ctl = laterCtl();
     const dev = laterDev();
     const c1 = ctl.start();
@@ -476,16 +532,25 @@ describe('handshake: a server in the middle (later sessions)', () => {
     const A2 = x25519.getPublicKey(a2);
     const th1c = th1Of(SID, ec, A2, new Uint8Array(0), new Uint8Array(0), new Uint8Array(0));
     const box = sealBoxRaw(boxKeysOf(x25519.getSharedSecret(a2, ec), th1c).kd, th1c, body);
-    assert.equal(codeOf(() => ctl.onD1(parse(encodeHandshake({ hs: 'd1', e: b64(A2), box })))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(encodeHandshake({ hs: 'd1', e: b64(A2), box })))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: one character changed in d1.box or c2.box fails with bad-handshake', () => {
     const ctl = laterCtl();
     const dev = laterDev();
     const d1 = dev.onC1(parse(ctl.start()));
-    assert.equal(codeOf(() => laterCtl().onD1(parse(edit(d1, (o) => (o.box = flipChar(o.box as string)))))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => laterCtl().onD1(parse(edit(d1, (o) => (o.box = flipChar(o.box as string)))))),
+      'bad-handshake',
+    );
     const { reply: c2 } = ctl.onD1(parse(d1));
-    assert.equal(codeOf(() => dev.onC2(parse(edit(c2, (o) => (o.box = flipChar(o.box as string)))))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(edit(c2, (o) => (o.box = flipChar(o.box as string)))))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: a PAKE or confirmation nobody asked for is refused', () => {
@@ -497,9 +562,15 @@ describe('handshake: a server in the middle (later sessions)', () => {
       o.pake = field(paired.d1, 'pake');
       o.conf = field(paired.d1, 'conf');
     });
-    assert.equal(codeOf(() => laterCtl().onD1(parse(withPake))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => laterCtl().onD1(parse(withPake))),
+      'bad-handshake',
+    );
     const { reply: c2 } = ctl.onD1(parse(d1));
-    assert.equal(codeOf(() => dev.onC2(parse(edit(c2, (o) => (o.conf = field(paired.c2, 'conf')))))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(edit(c2, (o) => (o.conf = field(paired.c2, 'conf')))))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: low-order, short or non-canonical X25519 shares are refused with bad-handshake', () => {
@@ -512,10 +583,18 @@ describe('handshake: a server in the middle (later sessions)', () => {
     ];
     for (const e of bad) {
       const c1 = edit(laterCtl().start(), (o) => (o.e = e));
-      assert.equal(codeOf(() => laterDev().onC1(parse(c1))), 'bad-handshake', `c1.e = ${e}`);
+      assert.equal(
+        codeOf(() => laterDev().onC1(parse(c1))),
+        'bad-handshake',
+        `c1.e = ${e}`,
+      );
       const ctl = laterCtl();
       const d1 = edit(laterDev().onC1(parse(ctl.start())), (o) => (o.e = e));
-      assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'bad-handshake', `d1.e = ${e}`);
+      assert.equal(
+        codeOf(() => ctl.onD1(parse(d1))),
+        'bad-handshake',
+        `d1.e = ${e}`,
+      );
     }
   });
 });
@@ -523,13 +602,19 @@ describe('handshake: a server in the middle (later sessions)', () => {
 describe('handshake: mismatched rooms, versions and sessions', () => {
   test('issue 4: a PAKE in the persistent room (device without pairingSecret) fails with bad-handshake', () => {
     const dev = new DeviceHandshake({ ...DEV, sid: SID, isTrusted: () => true });
-    assert.equal(codeOf(() => dev.onC1(parse(pairCtl().start()))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC1(parse(pairCtl().start()))),
+      'bad-handshake',
+    );
     assert.equal(dev.pakeAttempted, false);
   });
 
   test('issue 4: no PAKE in a pairing room fails with bad-handshake', () => {
     const dev = pairDev({ isTrusted: () => true }); // even a trusted controller needs the code here
-    assert.equal(codeOf(() => dev.onC1(parse(laterCtl().start()))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC1(parse(laterCtl().start()))),
+      'bad-handshake',
+    );
     assert.equal(dev.pakeAttempted, false);
   });
 
@@ -538,13 +623,22 @@ describe('handshake: mismatched rooms, versions and sessions', () => {
     const c1 = ctl.start();
     // A device in its persistent room would never answer; the server forges a PAKE-less d1.
     const d1 = laterDev().onC1(parse(edit(c1, (o) => delete o.pake)));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: handshake version 2 (or 0) in c1 fails with bad-handshake', () => {
     for (const v of [2, 0, HANDSHAKE_VERSION + 1]) {
-      assert.equal(codeOf(() => pairDev().onC1(parse(edit(pairCtl().start(), (o) => (o.v = v))))), 'bad-handshake');
-      assert.equal(codeOf(() => laterDev().onC1(parse(edit(laterCtl().start(), (o) => (o.v = v))))), 'bad-handshake');
+      assert.equal(
+        codeOf(() => pairDev().onC1(parse(edit(pairCtl().start(), (o) => (o.v = v))))),
+        'bad-handshake',
+      );
+      assert.equal(
+        codeOf(() => laterDev().onC1(parse(edit(laterCtl().start(), (o) => (o.v = v))))),
+        'bad-handshake',
+      );
     }
   });
 
@@ -568,27 +662,58 @@ describe('handshake: mismatched rooms, versions and sessions', () => {
     // Controller: d1 before start(), a non-d1, and d1 twice.
     const honest = pairCtl();
     const d1 = pairDev().onC1(parse(honest.start()));
-    assert.equal(codeOf(() => pairCtl().onD1(parse(d1))), 'bad-handshake', 'd1 before start()');
-    assert.equal(codeOf(() => honest.onD1(fail)), 'bad-handshake', 'fail instead of d1');
+    assert.equal(
+      codeOf(() => pairCtl().onD1(parse(d1))),
+      'bad-handshake',
+      'd1 before start()',
+    );
+    assert.equal(
+      codeOf(() => honest.onD1(fail)),
+      'bad-handshake',
+      'fail instead of d1',
+    );
     const ctl = pairCtl();
     const dev = pairDev();
     const d1b = dev.onC1(parse(ctl.start()));
     const { reply: c2 } = ctl.onD1(parse(d1b));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1b))), 'bad-handshake', 'd1 twice');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1b))),
+      'bad-handshake',
+      'd1 twice',
+    );
     // Device: c2 before c1, c1 twice, c2 twice.
-    assert.equal(codeOf(() => pairDev().onC2(parse(c2))), 'bad-handshake', 'c2 before c1');
-    assert.equal(codeOf(() => dev.onC1(parse(pairCtl().start()))), 'bad-handshake', 'c1 twice');
+    assert.equal(
+      codeOf(() => pairDev().onC2(parse(c2))),
+      'bad-handshake',
+      'c2 before c1',
+    );
+    assert.equal(
+      codeOf(() => dev.onC1(parse(pairCtl().start()))),
+      'bad-handshake',
+      'c1 twice',
+    );
     const result = dev.onC2(parse(c2));
     assert.equal(result.paired, true);
-    assert.equal(codeOf(() => dev.onC2(parse(c2))), 'bad-handshake', 'c2 twice');
-    assert.equal(codeOf(() => laterDev().onC1(parse(d1b))), 'bad-handshake', 'd1 to a device');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2))),
+      'bad-handshake',
+      'c2 twice',
+    );
+    assert.equal(
+      codeOf(() => laterDev().onC1(parse(d1b))),
+      'bad-handshake',
+      'd1 to a device',
+    );
   });
 
   test('issue 4: a device whose onC1 failed refuses any c2 afterwards', () => {
     const dev = pairDev();
     assertCode(() => dev.onC1(parse(edit(pairCtl().start(), (o) => (o.v = 2)))), 'bad-handshake');
     const good = run(pairCtl(), pairDev());
-    assert.equal(codeOf(() => dev.onC2(parse(good.c2))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(good.c2))),
+      'bad-handshake',
+    );
   });
 
   test('issue 4: the controller needs exactly one of pairingSecret and expectDevice', () => {
@@ -600,11 +725,17 @@ describe('handshake: mismatched rooms, versions and sessions', () => {
     const long = 'n'.repeat(MAX_PEER_NAME + 1);
     const ctl = laterCtl();
     const d1 = laterDev({ name: long }).onC1(parse(ctl.start()));
-    assert.equal(codeOf(() => ctl.onD1(parse(d1))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => ctl.onD1(parse(d1))),
+      'bad-handshake',
+    );
     const dev = laterDev();
     const ctl2 = laterCtl({ name: long });
     const { reply: c2 } = ctl2.onD1(parse(dev.onC1(parse(ctl2.start()))));
-    assert.equal(codeOf(() => dev.onC2(parse(c2))), 'bad-handshake');
+    assert.equal(
+      codeOf(() => dev.onC2(parse(c2))),
+      'bad-handshake',
+    );
   });
 });
 
@@ -660,12 +791,16 @@ describe('handshake: key schedule as documented', () => {
     const { kc, kd } = boxKeysOf(dh, th1);
     const bodyD = openBoxRaw(kd, th1, field(r.d1, 'box'));
     assert.deepEqual(bodyD, { id: b64(DEV.identity.publicKey), name: DEV.name, fp: DEV.certFp, direct: false, sig: bodyD.sig });
-    assert.ok(ed25519.verify(unb64(bodyD.sig as string), statement('device', th1, DEV.identity.publicKey, DEV.name, DEV.certFp, false), DEV.identity.publicKey));
+    assert.ok(
+      ed25519.verify(unb64(bodyD.sig as string), statement('device', th1, DEV.identity.publicKey, DEV.name, DEV.certFp, false), DEV.identity.publicKey),
+    );
     const th2 = sha256(concatBytes(th1, lvCat(unb64(field(r.d1, 'box')), empty)));
     const bodyC = openBoxRaw(kc, th2, field(r.c2, 'box'));
     assert.equal(bodyC.id, b64(CTL.identity.publicKey));
     assert.equal(bodyC.direct, true);
-    assert.ok(ed25519.verify(unb64(bodyC.sig as string), statement('controller', th2, CTL.identity.publicKey, CTL.name, CTL.certFp, true), CTL.identity.publicKey));
+    assert.ok(
+      ed25519.verify(unb64(bodyC.sig as string), statement('controller', th2, CTL.identity.publicKey, CTL.name, CTL.certFp, true), CTL.identity.publicKey),
+    );
     const secret = hkdf(sha256, dh, th2, utf8ToBytes('pinhole/1 session'), 32);
     assert.deepEqual(r.ctlResult.secret, secret);
     assert.deepEqual(r.devResult.secret, secret);
@@ -740,7 +875,10 @@ describe('parseHandshake / isHandshakeText', () => {
       { hs: 'd1', e: E, pake: PAKE, conf: CONF, box: BOX },
       { hs: 'c2', box: BOX },
       { hs: 'c2', conf: CONF, box: BOX },
-      ...(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch'] as const).map((code) => ({ hs: 'fail' as const, code })),
+      ...(['wrong-code', 'code-spent', 'not-paired', 'device-changed', 'bad-handshake', 'fingerprint-mismatch'] as const).map((code) => ({
+        hs: 'fail' as const,
+        code,
+      })),
     ];
     for (const m of valid) {
       const text = encodeHandshake(m);
