@@ -1,5 +1,5 @@
 /**
- * Stored DTLS certificate vs werift's own (issue 4): what a peer connection
+ * Stored DTLS certificate vs werift's own: what a peer connection
  * costs to set up, on loopback, with and without `dtls: { keys }`.
  *
  *   node dist/bench/dtls.js [--runs N] [--cold-runs N] [--json]
@@ -17,10 +17,10 @@
  *            processes they are in real use: the first connection of a
  *            `pinhole control` process, or of a device agent).
  *   cached   no `dtls.keys`, werift's per-process certificate already made:
- *            every later connection of a long-running process before issue 4
+ *            every later connection of a long-running process before certificates were stored
  *            (and the bench's old "werift DC setup" row after its warm-up).
  *   stored   `dtls: { keys }`, each peer its own pair from generateDtlsKeys()
- *            made before timing (what platform/node/trust.ts loads from dtls.json).
+ *            made before timing (what platform/node/dtls-cert.ts loads from dtls.json).
  *
  * Modes take turns run by run (own, cached, stored, own, ...). Milestones,
  * from just before createOffer: the offer and the answer set (createOffer

@@ -1,5 +1,5 @@
 /**
- * Pairing codes and room names (issue 4).
+ * Pairing codes and room names.
  *
  * A pairing code, as the device prints it, is `RRRR-SSS-SSS`: 10 symbols of
  * CODE_ALPHABET, generated with nanoid's custom alphabet (crypto random).
@@ -36,7 +36,7 @@ export const CODE_ALPHABET = '23456789ABCDEFGHJKMNPQRSTVWXYZ';
 /** Symbols of the public room at the start of a pairing code: 4 x log2(30) = 19.6 bits, a rendezvous name only. */
 export const ROOM_LENGTH = 4;
 
-/** Symbols of the secret in a generated pairing code: 6 x log2(30) = 29.4 bits, above the 20 issue 4 asks for. */
+/** Symbols of the secret in a generated pairing code: 6 x log2(30) = 29.4 bits, well above what one guess per code needs. */
 export const SECRET_LENGTH = 6;
 
 /** Symbols in a generated pairing code (room + secret). */

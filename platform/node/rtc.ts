@@ -54,7 +54,7 @@ const HASH_SHA256 = 4;
 const SIG_ECDSA = 3;
 const CURVE_P256 = 23;
 
-/** Makes a new self-signed DTLS certificate (4-6 ms at p50: `npm run bench`, generateDtlsKeys()). Stored once per installation by platform/node/trust.ts. */
+/** Makes a new self-signed DTLS certificate (`npm run bench` times it). Stored once per installation by platform/node/dtls-cert.ts. */
 export async function generateDtlsKeys(): Promise<DtlsKeyPair> {
   const k = await CipherContext.createSelfSignedCertificateWithKey({ hash: HASH_SHA256, signature: SIG_ECDSA }, CURVE_P256);
   return { certPem: k.certPem, keyPem: k.keyPem, signatureHash: { hash: k.signatureHash.hash, signature: k.signatureHash.signature } };
