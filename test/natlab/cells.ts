@@ -14,6 +14,12 @@ import { acceptWanInput, devicePaths, deviceReaches, runDriver, serverFrames, st
 export const DIRECT_WAIT_MS = 8_000;
 /** Each side moves to the channel when its own probe is answered; the device may land a little later. */
 export const DEVICE_SWITCH_MS = 3_000;
+/**
+ * Wait after both sides moved before phase 2's frame count starts: a relay segment
+ * sent just before a side moved can still be on its way to the server (two legs plus
+ * jitter, or a TCP retransmission after a loss: Linux's minimum RTO is 200 ms).
+ */
+export const IN_FLIGHT_MS = 1_000;
 /** Time one cell may take in all (lab, processes, driver, teardown). */
 export const CELL_TIMEOUT_MS = 60_000;
 /** The router kinds of the matrix (rows and columns). */
@@ -127,7 +133,10 @@ export async function runCell(opts: CellOptions): Promise<CellRun> {
         ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
         // Phase 2 must use the channel both ways: let the device's side switch too.
         beforePhase2: async (path) => {
-          if (path === 'direct' || path === 'turn') await deviceReaches(dev, ['direct', 'turn'], DEVICE_SWITCH_MS);
+          if (path === 'direct' || path === 'turn') {
+            await deviceReaches(dev, ['direct', 'turn'], DEVICE_SWITCH_MS);
+            await new Promise((r) => setTimeout(r, IN_FLIGHT_MS));
+          }
           before = await serverFrames(lab);
         },
         afterPhase2: async () => {
