@@ -196,6 +196,16 @@ export interface ConnectTimes {
 /** Fewest timed connections kept even when they overrun the time budget. */
 const MIN_CONNECTIONS = 3;
 
+/** Times, from `t0`, a first write's ack and the switch to the direct path (which must happen). */
+async function firstAckAndDirect(dev: Device, t0: number): Promise<{ ack: number; direct: number }> {
+  const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
+  await dev.write(BENCH_PIN, 1);
+  const ack = performance.now() - t0;
+  const direct = await directAt;
+  if (Number.isNaN(direct)) throw new Error('the direct path did not open');
+  return { ack, direct };
+}
+
 /**
  * Connects `n` times (plus `warmup` untimed) to a fresh device each time,
  * pairing with its code (CPace and the signed handshake included); times the
@@ -214,12 +224,7 @@ export async function connectTimes(url: string, n: number, warmup: number, maxMs
       Object.assign(p, await startDevice(url, true));
       const t0 = performance.now();
       p.dev = await connect({ server: url, code: p.agent!.pairingCode!, stateDir, name: 'bench-laptop', replace: true, timeoutMs: COMMAND_TIMEOUT_MS });
-      const dev = p.dev;
-      const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
-      await dev.write(BENCH_PIN, 1);
-      const ack = performance.now() - t0;
-      const d = await directAt;
-      if (Number.isNaN(d)) throw new Error('the direct path did not open');
+      const { ack, direct: d } = await firstAckAndDirect(p.dev, t0);
       if (i >= warmup) {
         acks.push(ack);
         directs.push(d);
@@ -257,11 +262,7 @@ export async function pairedConnectTimes(url: string, n: number, warmup: number,
       left = nextDeviceEvent(agent, (e) => e.event === 'controller-left', COMMAND_TIMEOUT_MS, 'the controller leaving');
       left.catch(() => undefined); // awaited below; not an unhandled rejection if a write fails first
       try {
-        const directAt = dev.whenDirect(DIRECT_TIMEOUT_MS).then((ok) => (ok ? performance.now() - t0 : NaN));
-        await dev.write(BENCH_PIN, 1);
-        const ack = performance.now() - t0;
-        const d = await directAt;
-        if (Number.isNaN(d)) throw new Error('the direct path did not open');
+        const { ack, direct: d } = await firstAckAndDirect(dev, t0);
         if (i >= warmup) {
           acks.push(ack);
           directs.push(d);
