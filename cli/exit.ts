@@ -47,6 +47,7 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'peer-left': EXIT.unreachable,
   'link-closed': EXIT.unreachable,
   'room-full': EXIT.unreachable,
+  'device-busy': EXIT.unreachable,
   'rate-limited': EXIT.unreachable,
   'register-limited': EXIT.unreachable,
   'too-many-rooms': EXIT.unreachable,
@@ -58,7 +59,8 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'no-such-pin': EXIT.rejected,
   'invalid-params': EXIT.rejected,
   'method-not-found': EXIT.rejected,
-  busy: EXIT.rejected,
+  'not-allowed': EXIT.rejected,
+  preempted: EXIT.rejected,
   hardware: EXIT.rejected,
 };
 

@@ -9,6 +9,7 @@
 
 import type { Level } from '../protocol/index.js';
 import {
+  BY_INPUT,
   type ChangeNotification,
   isErrorCode,
   isPinholeError,
@@ -139,13 +140,13 @@ export class CommandHandler {
     this.checkPin(pin);
     switch (req.method) {
       case 'gpio.write':
-        if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is blinking`);
+        if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is blinking`);
         gpio.write(pin, req.params.value);
         return { pin, value: req.params.value };
       case 'gpio.read':
         return { pin, value: gpio.read(pin) };
       case 'gpio.mode':
-        if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is blinking`);
+        if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is blinking`);
         gpio.setMode(pin, req.params.mode);
         return { pin, mode: req.params.mode };
       case 'gpio.blink':
@@ -164,14 +165,14 @@ export class CommandHandler {
   private subscribe(pin: number): void {
     this.watches.get(pin)?.();
     const off = this.opts.gpio.watch(pin, (c) =>
-      this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts } }),
+      this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts, by: BY_INPUT } }),
     );
     this.watches.set(pin, off);
   }
 
   /** The original script's loop: toggle `times` times, `intervalMs` apart, on the device's own clock. */
   private async blink(pin: number, times: number, intervalMs: number): Promise<{ pin: number; toggles: number; value: Level }> {
-    if (this.blinking.has(pin)) throw new Refusal('busy', `pin ${pin} is already blinking`);
+    if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is already blinking`);
     const { gpio } = this.opts;
     if (gpio.mode(pin) === 'in') throw new PinholeError('pin-mode', `pin ${pin} is an input`);
     this.blinking.add(pin);
@@ -203,7 +204,7 @@ export class CommandHandler {
 
 class Refusal extends Error {
   constructor(
-    readonly code: 'pin-not-allowed' | 'busy',
+    readonly code: 'pin-not-allowed' | 'not-allowed' | 'preempted',
     message: string,
   ) {
     super(message);

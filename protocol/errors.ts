@@ -17,7 +17,8 @@ export type HandshakeErrorCode =
   | 'not-paired' // the device does not trust this controller (never paired, or revoked)
   | 'device-changed' // the device's identity key is not the one saved at pairing
   | 'bad-handshake' // malformed, out of order, wrong version, or a signature/box that does not verify
-  | 'fingerprint-mismatch'; // an SDP carried a DTLS fingerprint other than the one the peer signed
+  | 'fingerprint-mismatch' // an SDP carried a DTLS fingerprint other than the one the peer signed
+  | 'device-busy'; // the device already serves as many controllers as it takes
 
 /** Why the identity or another state file could not be used (IdentityError, crypto/identity.ts). */
 export type StateErrorCode =
@@ -40,7 +41,8 @@ export const ERROR_SOURCES = {
     'bad-room': 'the room name is malformed',
     'room-taken': 'a device already holds this room',
     'unknown-room': 'no device has this room (a wrong or spent code)',
-    'room-full': 'another controller is connected to this device',
+    'room-full': 'another controller is already in this pairing room',
+    'device-busy': 'the device already serves as many controllers as it takes (--max-controllers)',
     'join-limited': 'too many joins of pairing rooms from this address',
     'no-peer': 'relay while the other side is absent',
     'not-joined': 'relay or admit before register/join',
@@ -73,6 +75,7 @@ export const ERROR_SOURCES = {
     'device-changed': "the device's identity key is not the one saved at pairing",
     'bad-handshake': 'malformed, out of order, wrong version, or a signature/box that does not verify',
     'fingerprint-mismatch': 'an SDP carried a DTLS fingerprint other than the one the peer signed',
+    'device-busy': 'the device already serves as many controllers as it takes (--max-controllers)',
   },
   /** The state files (IdentityError). */
   state: {
@@ -96,7 +99,8 @@ export const ERROR_SOURCES = {
     'pin-mode': 'the operation does not fit the pin direction',
     'no-such-pin': 'the board has no such GPIO',
     hardware: 'the GPIO backend reported a failure',
-    busy: 'the pin is blinking',
+    'not-allowed': "this controller's rights on the device do not cover the command (read-only, or outside its pins)",
+    preempted: 'a later write, mode or blink on the pin (from any controller) stopped this blink',
   },
   /** A GPIO backend (GpioError). */
   gpio: {

@@ -5,12 +5,15 @@ export type { CodeIn, ErrorCode, ErrorSource, HandshakeErrorCode, SecurityCode, 
 export { ERROR_SOURCES, ERRORS, isErrorCode, isPinholeError, isSecurityCode, PinholeError, SECURITY_CODES, toErrorCode } from './errors.js';
 export { encodeControl, encodeData, parseFrame } from './frames.js';
 export { foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS } from './names.js';
-export type { ChangeNotification, Level, Method, Methods, PinMode, RpcRequest, RpcResponse } from './rpc.js';
+export type { ChangeNotification, Level, Method, Methods, PinMode, Rights, RpcRequest, RpcResponse } from './rpc.js';
 export {
+  BY_INPUT,
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
+  FULL_RIGHTS,
   MAX_BLINK_INTERVAL_MS,
   MAX_BLINK_TIMES,
+  MAX_BY_CHARS,
   MAX_PIN,
   MIN_BLINK_INTERVAL_MS,
   parseIncoming,
@@ -21,8 +24,10 @@ export { parseSdpFingerprint } from './sdp.js';
 export type { ClientMessage, RegisterProof, Role, ServerMessage, SignalErrorCode, SignalPayload } from './signaling.js';
 export {
   CLOSE_LEAVE,
+  DEFAULT_ROOM_CONTROLLERS,
   encode,
   HELLO_NONCE_BYTES,
+  MAX_CONTROLLERS_LIMIT,
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
   makeRegisterProof,

@@ -35,7 +35,8 @@ export type RpcErrorCode =
   | 'pin-mode'
   | 'no-such-pin'
   | 'hardware'
-  | 'busy';
+  | 'not-allowed'
+  | 'preempted';
 
 /** JSON-RPC numeric code for each string code. */
 export const RPC_ERROR_NUMBERS: Readonly<Record<RpcErrorCode, number>> = {
@@ -48,8 +49,28 @@ export const RPC_ERROR_NUMBERS: Readonly<Record<RpcErrorCode, number>> = {
   'pin-mode': -32002,
   'no-such-pin': -32003,
   hardware: -32004,
-  busy: -32005,
+  'not-allowed': -32006,
+  preempted: -32007,
 };
+
+/** Longest `by` in a change notification: a controller's name (1..64 chars) or BY_INPUT. */
+export const MAX_BY_CHARS = 64;
+/** `by` of an edge no controller caused (an external signal on an input). */
+export const BY_INPUT = 'input';
+
+/**
+ * What one controller may do on a device, stored with the trust list.
+ * `access`: 'full' runs every method; 'read-only' only gpio.read, gpio.watch,
+ * gpio.unwatch and device.info. `pins`: the pins it may touch (within the
+ * device's own allowed pins); null = every pin the device allows.
+ */
+export interface Rights {
+  access: 'full' | 'read-only';
+  pins: number[] | null;
+}
+
+/** Rights of a controller paired with no restriction. */
+export const FULL_RIGHTS: Readonly<Rights> = Object.freeze({ access: 'full', pins: null });
 
 export type Level = 0 | 1;
 export type PinMode = 'in' | 'out';
@@ -67,7 +88,8 @@ export interface Methods {
   'gpio.unwatch': { params: { pin: number }; result: { pin: number } };
   'device.info': {
     params: Record<string, never>;
-    result: { name: string; backend: string; board: string; pins: number[]; protocol: number; version: string };
+    /** `controllers`: sessions connected now, the caller's included; `rights`: the caller's own. */
+    result: { name: string; backend: string; board: string; pins: number[]; protocol: number; version: string; controllers: number; rights: Rights };
   };
 }
 export type Method = keyof Methods;
@@ -77,11 +99,15 @@ export type RpcRequest = {
   [M in Method]: { jsonrpc: '2.0'; id: number | string; method: M; params: Methods[M]['params'] };
 }[Method];
 
-/** The one notification: an edge on a watched pin. `ts` is the device's clock in ms. */
+/**
+ * The one notification: an edge on a watched pin. `ts` is the device's clock
+ * in ms; `by` who caused it: the name (in the device's trust list) of the
+ * controller whose write it was, or BY_INPUT for an external edge.
+ */
 export interface ChangeNotification {
   jsonrpc: '2.0';
   method: 'gpio.change';
-  params: { pin: number; value: Level; edge: 'rising' | 'falling'; ts: number };
+  params: { pin: number; value: Level; edge: 'rising' | 'falling'; ts: number; by: string };
 }
 
 export interface RpcErrorObject {
@@ -163,7 +189,8 @@ export function parseIncoming(m: unknown): Incoming | undefined {
     const p = m.params;
     if (!isObj(p) || !isPin(p.pin) || (p.value !== 0 && p.value !== 1)) return undefined;
     if ((p.edge !== 'rising' && p.edge !== 'falling') || typeof p.ts !== 'number') return undefined;
-    return { kind: 'change', change: { pin: p.pin, value: p.value, edge: p.edge, ts: p.ts } };
+    if (typeof p.by !== 'string' || p.by.length === 0 || p.by.length > MAX_BY_CHARS) return undefined;
+    return { kind: 'change', change: { pin: p.pin, value: p.value, edge: p.edge, ts: p.ts, by: p.by } };
   }
   if (!isId(m.id)) return undefined;
   if ('error' in m) {

@@ -17,8 +17,10 @@
  *     |                           |<------------- join{room} -----|   (or error{unknown-room},
  *     |<-- peer{session} ---------|---- joined{session} --------->|    error{join-limited})
  *     |                           |                               |
- *     |== relay{data} ===========>|==== relay{data} =============>|   handshake, then sealed frames (WebRTC
- *     |<========================= |<==============================|   set-up travels sealed here too)
+ *     |== relay{session,data} ===>|==== relay{data} =============>|   handshake, then sealed frames (WebRTC
+ *     |<== relay{session,data} ===|<==============================|   set-up travels sealed here too); the
+ *     |                           |                               |   device names the session, a controller
+ *     |                           |                               |   has only one
  *     |-- admit{session} -------->|                               |   session secured: the controller may stay
  *     |                           |                               |   (else dropped after ADMIT_TIMEOUT_MS)
  *     |<=============== werift data channel (direct) ============>|   link frames move here
@@ -26,7 +28,8 @@
  *     |<-- peer-left -------------|<-------------- (ws closes) ---|
  *
  * The server never reads `relay` payloads; it checks their size and forwards
- * them to the other member of the room. `relay` data is either a handshake
+ * them: a controller's to the device (tagged with the controller's session),
+ * a device's to the controller of the session it names. `relay` data is either a handshake
  * message (PAKE or identity proof, crypto/handshake.ts) or an end-to-end sealed
  * link frame (crypto/seal.ts) that the server cannot read or forge; inside the seal
  * are link frames (./frames.ts) carrying JSON-RPC 2.0 (./rpc.ts) and the
@@ -41,8 +44,20 @@ import { isErrorCode } from './errors.js';
  * refused with `version`. 2: the server greets with `hello`, a device room is
  * registered with a proof of its key, the device `admit`s a secured session,
  * and WebRTC set-up travels sealed inside `relay` (no `signal` message).
+ * 3: a device room serves many controllers at once: `register` carries the
+ * device's `maxControllers`, and a device's `relay` names its `session`.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+
+/**
+ * Most controllers a device may ask to serve at once (`register.maxControllers`).
+ * Each is a session with its own keys and, on direct, its own WebRTC peer (a few
+ * MB each): 64 is far past a household and still bounded on a small board.
+ */
+export const MAX_CONTROLLERS_LIMIT = 64;
+
+/** A device's `maxControllers` when its `register` names none: the one-controller rooms of protocol 2. */
+export const DEFAULT_ROOM_CONTROLLERS = 1;
 
 /** Largest signaling frame, in bytes (UTF-8). SDP with many candidates stays well under it. */
 export const MAX_SIGNAL_BYTES = 64 * 1024;
@@ -78,7 +93,8 @@ export type SignalErrorCode =
   | 'room-taken' // a device already holds this room
   | 'unknown-room' // no device registered this room
   | 'join-limited' // too many join attempts from this address
-  | 'room-full' // a controller is already connected to this device
+  | 'room-full' // a controller is already in this pairing room
+  | 'device-busy' // the device already serves as many controllers as it takes
   | 'no-peer' // relay sent while alone in the room
   | 'not-joined' // relay/admit before register/join
   | 'already-joined' // a second register/join on one socket
@@ -110,9 +126,9 @@ export interface RegisterProof {
 
 /** Messages a peer sends to the server. */
 export type ClientMessage =
-  | { type: 'register'; v: number; room: string; proof?: RegisterProof }
+  | { type: 'register'; v: number; room: string; proof?: RegisterProof; maxControllers?: number }
   | { type: 'join'; v: number; room: string }
-  | { type: 'relay'; data: string }
+  | { type: 'relay'; data: string; session?: string } // a device names the session; a controller sends none
   | { type: 'admit'; session: string };
 
 /** Messages the server sends to a peer. */
@@ -122,7 +138,7 @@ export type ServerMessage =
   | { type: 'joined'; session: string; waiting: boolean; stunPort: number }
   | { type: 'peer'; session: string }
   | { type: 'peer-left'; session: string }
-  | { type: 'relay'; data: string }
+  | { type: 'relay'; data: string; session?: string } // to a device: the session it came from
   | { type: 'error'; code: SignalErrorCode; message: string };
 
 /**
@@ -185,6 +201,7 @@ const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !
 const isStr = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max;
 const isPort = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 65535;
 const bad = (reason: string): Parsed<never> => ({ ok: false, code: 'bad-message', reason });
+const isSession = (x: unknown): x is string => isStr(x, 64) && x.length > 0;
 
 /** Longest room accepted on the wire (normalised or typed, dashes included); the router then allows 4..32 after normalising. */
 export const MAX_ROOM_CHARS = 64;
@@ -240,18 +257,25 @@ export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMess
           reason: `protocol version ${typeof m.v === 'number' ? m.v : typeof m.v} not supported (want ${PROTOCOL_VERSION})`,
         };
       if (!isStr(m.room, MAX_ROOM_CHARS) || m.room.length === 0) return bad('room must be a non-empty string');
-      if (m.type === 'join' || m.proof === undefined) return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
+      if (m.type === 'join') return { ok: true, value: { type: m.type, v: m.v, room: m.room } };
+      const mc = m.maxControllers;
+      if (mc !== undefined && !(Number.isInteger(mc) && (mc as number) >= 1 && (mc as number) <= MAX_CONTROLLERS_LIMIT))
+        return bad(`maxControllers must be an integer 1..${MAX_CONTROLLERS_LIMIT}`);
+      const cap = mc === undefined ? {} : { maxControllers: mc as number };
+      if (m.proof === undefined) return { ok: true, value: { type: 'register', v: m.v, room: m.room, ...cap } };
       const pr = m.proof;
       if (!isObj(pr)) return bad('proof must be an object');
       if (decodeBase64url(pr.key, 32) === undefined) return bad('proof.key must be a 32-byte key, base64url');
       if (decodeBase64url(pr.sig, 64) === undefined) return bad('proof.sig must be a 64-byte signature, base64url');
-      return { ok: true, value: { type: 'register', v: m.v, room: m.room, proof: { key: pr.key as string, sig: pr.sig as string } } };
+      return { ok: true, value: { type: 'register', v: m.v, room: m.room, proof: { key: pr.key as string, sig: pr.sig as string }, ...cap } };
     }
     case 'relay':
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad(`data must be a string of at most ${MAX_LINK_FRAME_BYTES} chars`);
-      return { ok: true, value: { type: 'relay', data: m.data } };
+      if (m.session === undefined) return { ok: true, value: { type: 'relay', data: m.data } };
+      if (!isSession(m.session)) return bad('session must be a non-empty string of at most 64 chars');
+      return { ok: true, value: { type: 'relay', data: m.data, session: m.session } };
     case 'admit':
-      if (!isStr(m.session, 64) || m.session.length === 0) return bad('session must be a non-empty string of at most 64 chars');
+      if (!isSession(m.session)) return bad('session must be a non-empty string of at most 64 chars');
       return { ok: true, value: { type: 'admit', session: m.session } };
     default:
       return bad('unknown message type');
@@ -281,7 +305,9 @@ export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMess
       return { ok: true, value: { type: m.type, session: m.session } };
     case 'relay':
       if (!isStr(m.data, MAX_LINK_FRAME_BYTES)) return bad('bad relay');
-      return { ok: true, value: { type: 'relay', data: m.data } };
+      if (m.session === undefined) return { ok: true, value: { type: 'relay', data: m.data } };
+      if (!isSession(m.session)) return bad('bad relay session');
+      return { ok: true, value: { type: 'relay', data: m.data, session: m.session } };
     case 'error':
       if (!isErrorCode(m.code, 'signal') || !isStr(m.message, 1024)) return bad('bad error');
       return { ok: true, value: { type: 'error', code: m.code, message: m.message } };

@@ -162,8 +162,8 @@ describe('error code registry', () => {
     // Within groups: a real code from the wrong group is refused too.
     const fromServer: SignalErrorCode = toErrorCode('timeout', 'bad-message', 'signal');
     assert.equal(fromServer, 'bad-message');
-    const fromDevice: RpcErrorCode = toErrorCode('busy', 'internal-error', 'rpc');
-    assert.equal(fromDevice, 'busy');
+    const fromDevice: RpcErrorCode = toErrorCode('preempted', 'internal-error', 'rpc');
+    assert.equal(fromDevice, 'preempted');
     const refusal: HandshakeErrorCode = toErrorCode('expired', 'bad-handshake', ['handshake']);
     assert.equal(refusal, 'bad-handshake');
   });
