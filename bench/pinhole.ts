@@ -36,9 +36,9 @@ import { type Runner, type Summary, summarize, withTimeout } from './stats.js';
 /** The pin the commands drive. */
 export const BENCH_PIN = 20;
 /** Timeout of connect() and of each command, in ms. */
-const COMMAND_TIMEOUT_MS = 10_000;
+export const COMMAND_TIMEOUT_MS = 10_000;
 /** Longest wait for the direct path on both ends, in ms. */
-const DIRECT_TIMEOUT_MS = 15_000;
+export const DIRECT_TIMEOUT_MS = 15_000;
 /**
  * Per-socket message rate given to the bench's server. The default (1000/s)
  * is a flood guard that a back-to-back loop on loopback would hit; the bench
@@ -94,7 +94,7 @@ export function removeBenchState(): void {
  * so that timed connections do not include creating them (a controller does
  * that once per installation).
  */
-async function controllerState(): Promise<string> {
+export async function controllerState(): Promise<string> {
   const dir = benchStateDir('controller');
   loadOrCreateIdentity(dir);
   await loadOrCreateDtlsCert(dir, (await preloadDirect()).generateDtlsKeys);

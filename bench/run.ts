@@ -8,7 +8,7 @@
  *   --quick        short run (fewer iterations and connections)
  *   --json         print one JSON object instead of the table
  *   --only LIST    only these groups of rows, comma-separated: rtt, connect,
- *                  handshake, dtls, cli (default: all)
+ *                  handshake, dtls, cli, many (default: all)
  */
 import os from 'node:os';
 import { iceConfigFor } from '../session/ice-config.js';
@@ -16,6 +16,7 @@ import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, wer
 import { cliTimes } from './cli.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
 import { firstCommandFloorTimes } from './floor.js';
+import { EDGE_HZ, type ManyPlan, manyControllers, type ResourceFigure, WATCH_PINS } from './many.js';
 import {
   BENCH_PIN,
   connectTimes,
@@ -39,6 +40,10 @@ export const TARGET_DIRECT_VS_WERIFT = 1.5;
 export const TARGET_FIRST_ACK_VS_FLOOR = 1.2;
 /** A one-shot `pinhole control NAME write` should exit within this many ms of `pinhole --help`. */
 export const TARGET_ONESHOT_OVER_HELP_MS = 60;
+/** Each direct session past the first should add at most this much to the device's RSS, in MB (10^6 bytes). */
+export const TARGET_RSS_PER_DIRECT_MB = 10;
+/** One controller's command round trip with seven others watching should be within this factor of its round trip alone (p50). */
+export const TARGET_LOADED_VS_ALONE = 1.5;
 /** Blocks in which the round-trip figures take turns. */
 const INTERLEAVE_ROUNDS = 10;
 /** Untimed floor connections first (the server's and ws's code paths warm up). */
@@ -59,6 +64,8 @@ interface Plan {
   memoryHandshakes: number;
   /** Runs of each CLI figure (--help, one-shot write), after one warm-up each. */
   cliRuns: number;
+  /** The many-controllers group. */
+  many: ManyPlan;
 }
 
 const FULL: Plan = {
@@ -69,6 +76,7 @@ const FULL: Plan = {
   handshakes: 20,
   memoryHandshakes: 200,
   cliRuns: 8,
+  many: { settleMs: 2_000, idleWindowMs: 8_000, warmup: 1_000, warmupMaxMs: 2_000, blockMs: 2_000, rounds: 4 },
 };
 const QUICK: Plan = {
   rtt: { warmup: 100, warmupMaxMs: 300, iterations: 500, maxMs: 1_000 },
@@ -78,6 +86,7 @@ const QUICK: Plan = {
   handshakes: 5,
   memoryHandshakes: 20,
   cliRuns: 3,
+  many: { settleMs: 1_000, idleWindowMs: 3_000, warmup: 500, warmupMaxMs: 1_000, blockMs: 1_000, rounds: 2 },
 };
 
 /** A round-trip figure to measure. */
@@ -99,7 +108,7 @@ interface Row {
 }
 
 /** Groups of rows, in the order they run. */
-const GROUPS = ['rtt', 'connect', 'handshake', 'dtls', 'cli'] as const;
+const GROUPS = ['rtt', 'connect', 'handshake', 'dtls', 'cli', 'many'] as const;
 type Group = (typeof GROUPS)[number];
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only ${GROUPS.join(',')}]`;
@@ -157,9 +166,44 @@ function table(rows: Row[]): string {
     r.vsId && r.ratio !== undefined ? `${r.ratio.toFixed(2)}× ${byId.get(r.vsId)?.figure ?? r.vsId}` : '',
   ]);
   const head = ['figure', 'n', 'mean ms', 'p50 ms', 'p99 ms', 'vs baseline (p50)'];
+  return markdown(head, cells, (i) => i >= 1 && i <= 4);
+}
+
+/** A Markdown table; columns where `right(i)` are right-aligned. */
+function markdown(head: string[], cells: string[][], right: (i: number) => boolean): string {
   const width = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]): string => `| ${c.map((x, i) => (i >= 1 && i <= 4 ? x.padStart(width[i]!) : x.padEnd(width[i]!))).join(' | ')} |`;
-  return [line(head), `|${width.map((w, i) => (i >= 1 && i <= 4 ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`, ...cells.map(line)].join('\n');
+  const line = (c: string[]): string => `| ${c.map((x, i) => (right(i) ? x.padStart(width[i]!) : x.padEnd(width[i]!))).join(' | ')} |`;
+  return [line(head), `|${width.map((w, i) => (right(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`, ...cells.map(line)].join('\n');
+}
+
+/** Bytes in the MB of the RSS figures. */
+const MB = 1e6;
+
+/** The device's idle RSS and CPU, each beside the same device process with no controller. */
+function resourceTable(figures: readonly ResourceFigure[], perExtraMb: number | undefined): string {
+  const versus = (x: number, base: number, unit: string, digits: number): string =>
+    Number.isFinite(x) && Number.isFinite(base) && base > 0 ? `${(x / base).toFixed(2)}× (${x >= base ? '+' : ''}${(x - base).toFixed(digits)}${unit})` : '';
+  const cells = figures.map((f) => {
+    const base = figures.find((b) => b.path === f.path && b.count === 0);
+    const label =
+      f.count === 0
+        ? `device, no controller (${f.path} run's baseline)`
+        : `device, ${f.count} controller${f.count > 1 ? 's' : ''} ${f.path === 'direct' ? 'on direct' : 'idle on relay'}`;
+    const cpu = f.cpuPct.toFixed(2);
+    return f === base || !base
+      ? [label, (f.rssBytes / MB).toFixed(1), '', cpu, '']
+      : [label, (f.rssBytes / MB).toFixed(1), versus(f.rssBytes / MB, base.rssBytes / MB, ' MB', 1), cpu, versus(f.cpuPct, base.cpuPct, ' pts', 2)];
+  });
+  if (perExtraMb !== undefined) {
+    cells.push([
+      'RSS per extra direct session ((8 direct − 1 direct) / 7)',
+      perExtraMb.toFixed(1),
+      `${(perExtraMb / TARGET_RSS_PER_DIRECT_MB).toFixed(2)}× the target ${TARGET_RSS_PER_DIRECT_MB} MB`,
+      '',
+      '',
+    ]);
+  }
+  return markdown(['figure', 'RSS MB', 'RSS vs no controller', 'CPU % of a core', 'CPU vs no controller'], cells, (i) => i === 1 || i === 3);
 }
 
 async function main(): Promise<void> {
@@ -183,6 +227,8 @@ async function main(): Promise<void> {
     }
     for (const [i, s] of specs.entries()) add(s.id, s.figure, sums[i]!, s.vsId);
   };
+
+  let many: Awaited<ReturnType<typeof manyControllers>> | undefined;
 
   const server = await startBenchServer();
   const stunPort = server.stunPort ?? 0;
@@ -257,6 +303,15 @@ async function main(): Promise<void> {
         add('cli-help', 'pinhole --help (process wall time)', cli.help);
         add('cli-write', `pinhole control NAME write ${BENCH_PIN} 1 (one-shot)`, cli.oneShot, 'cli-help');
       }
+
+      if (wanted('many')) {
+        progress('many controllers: the device in a process of its own, idle RSS and CPU by count, round trips with watchers');
+        many = await manyControllers(server.url, plan.many, progress);
+        for (const r of many.rtt) {
+          add(`many-alone-${r.path}`, `${r.path}: one controller, the others gone`, r.alone);
+          add(`many-loaded-${r.path}`, `${r.path}: one controller, ${WATCH_PINS.length} others watching at ${EDGE_HZ} Hz`, r.loaded, `many-alone-${r.path}`);
+        }
+      }
     } finally {
       await proxy.close();
     }
@@ -303,13 +358,33 @@ async function main(): Promise<void> {
       oneShotOverHelpMet: over <= TARGET_ONESHOT_OVER_HELP_MS,
     });
   }
+  const rss = (path: string, count: number): number => many?.resources.find((f) => f.path === path && f.count === count)?.rssBytes ?? NaN;
+  const perExtraMb = many ? (rss('direct', 8) - rss('direct', 1)) / 7 / MB : undefined;
+  if (perExtraMb !== undefined) {
+    Object.assign(target, {
+      rssPerExtraDirectMb: perExtraMb,
+      rssPerExtraDirectLimitMb: TARGET_RSS_PER_DIRECT_MB,
+      rssPerExtraDirectMet: perExtraMb <= TARGET_RSS_PER_DIRECT_MB,
+    });
+  }
+  const loadedPaths = (many?.rtt ?? []).map((r) => r.path);
+  for (const path of loadedPaths) {
+    const ratio = row(`many-loaded-${path}`)?.ratio ?? NaN;
+    const key = path === 'direct' ? 'Direct' : 'Relay';
+    Object.assign(target, {
+      [`loadedVsAlone${key}`]: ratio,
+      [`loadedVsAlone${key}P99`]: (row(`many-loaded-${path}`)?.summary.p99 ?? NaN) / (row(`many-alone-${path}`)?.summary.p99 ?? NaN),
+      [`loadedVsAlone${key}Met`]: ratio <= TARGET_LOADED_VS_ALONE,
+    });
+  }
+  if (loadedPaths.length) target.loadedVsAloneLimit = TARGET_LOADED_VS_ALONE;
   const totalS = (performance.now() - t0) / 1000;
   const m = machine();
   const groups = GROUPS.filter(wanted);
   if (json) {
     const figures = Object.fromEntries(rows.map((r) => [r.id, { figure: r.figure, ...r.summary, ...(r.vsId ? { vs: r.vsId, ratio: r.ratio } : {}) }]));
     process.stdout.write(
-      `${JSON.stringify({ machine: m, quick: plan === QUICK, groups, farOneWayMs: FAR_ONE_WAY_MS, farIce, figures, target, totalS }, null, 2)}\n`,
+      `${JSON.stringify({ machine: m, quick: plan === QUICK, groups, farOneWayMs: FAR_ONE_WAY_MS, farIce, figures, ...(many ? { many } : {}), target, totalS }, null, 2)}\n`,
     );
     return;
   }
@@ -322,6 +397,14 @@ async function main(): Promise<void> {
     table(rows),
     '',
   ];
+  if (many) {
+    out.push(
+      `device process (many): RSS after a full GC, MB = 10^6 bytes; CPU = its user + system time over ${plan.many.idleWindowMs / 1000} s idle, ${plan.many.settleMs / 1000} s after the last controller connected`,
+      '',
+      resourceTable(many.resources, perExtraMb),
+      '',
+    );
+  }
   if (has('direct', 'werift')) {
     out.push(
       `pinhole direct / bare werift echo: ${x(target.directVsWerift)}× at p50, ${x(target.directVsWeriftP99)}× at p99 (target ≤ ${TARGET_DIRECT_VS_WERIFT}×: ${met(target.directVsWeriftMet as boolean)})`,
@@ -363,6 +446,17 @@ async function main(): Promise<void> {
   if (has('cli-help', 'cli-write')) {
     out.push(
       `one-shot CLI: control write ${ms(p50('cli-write'))} ms vs --help ${ms(p50('cli-help'))} ms at p50: +${ms(target.oneShotOverHelpMs as number)} ms, ${x(target.oneShotVsHelp)}× (target ≤ --help + ${TARGET_ONESHOT_OVER_HELP_MS} ms: ${met(target.oneShotOverHelpMet as boolean)})`,
+    );
+  }
+  if (perExtraMb !== undefined) {
+    out.push(
+      `RSS per extra direct session: (${(rss('direct', 8) / MB).toFixed(1)} − ${(rss('direct', 1) / MB).toFixed(1)} MB) / 7 = ${perExtraMb.toFixed(1)} MB (target ≤ ${TARGET_RSS_PER_DIRECT_MB} MB: ${met(target.rssPerExtraDirectMet === true)})`,
+    );
+  }
+  for (const r of many?.rtt ?? []) {
+    const key = r.path === 'direct' ? 'Direct' : 'Relay';
+    out.push(
+      `${r.path}: one controller's write with ${WATCH_PINS.length} others watching at ${EDGE_HZ} Hz / alone: ${x(target[`loadedVsAlone${key}`])}× at p50 (${ms(r.loaded.p50)} vs ${ms(r.alone.p50)} ms), ${x(target[`loadedVsAlone${key}P99`])}× at p99; watchers saw ${r.edgesSeen} of ${r.edgesDriven} edges (target p50 ≤ ${TARGET_LOADED_VS_ALONE}×: ${met(target[`loadedVsAlone${key}Met`] === true)})`,
     );
   }
   if (wanted('rtt') || wanted('connect')) out.push(`  ICE config derived from the proxy's URL: ${farIce}`);

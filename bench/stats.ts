@@ -51,24 +51,30 @@ export interface Runner {
  * and maxMs/rounds of time per block; round trips run one at a time.
  */
 export async function timeInterleaved(runners: readonly Runner[], o: LoopOptions, rounds: number): Promise<Summary[]> {
-  for (const r of runners) {
-    const warmEnd = performance.now() + o.warmupMaxMs;
-    for (let i = 0; i < o.warmup && performance.now() < warmEnd; i++) await r.roundTrip();
-  }
+  for (const r of runners) await warmUp(() => r.roundTrip(), o);
   const samples: number[][] = runners.map(() => []);
   const perBlock = Math.ceil(o.iterations / rounds);
   const blockMs = o.maxMs / rounds;
   for (let k = 0; k < rounds; k++) {
-    for (const [i, r] of runners.entries()) {
-      const end = performance.now() + blockMs;
-      for (let j = 0; j < perBlock && performance.now() < end; j++) {
-        const t = performance.now();
-        await r.roundTrip();
-        samples[i]!.push(performance.now() - t);
-      }
-    }
+    for (const [i, r] of runners.entries()) await timeBlock(() => r.roundTrip(), samples[i]!, perBlock, blockMs);
   }
   return samples.map(summarize);
+}
+
+/** Untimed round trips: o.warmup of them, or fewer once o.warmupMaxMs is spent. */
+export async function warmUp(roundTrip: () => Promise<unknown>, o: Pick<LoopOptions, 'warmup' | 'warmupMaxMs'>): Promise<void> {
+  const end = performance.now() + o.warmupMaxMs;
+  for (let i = 0; i < o.warmup && performance.now() < end; i++) await roundTrip();
+}
+
+/** Times round trips one at a time, pushing each (ms) onto `samples`, until `n` ran or `ms` passed. */
+export async function timeBlock(roundTrip: () => Promise<unknown>, samples: number[], n: number, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  for (let j = 0; j < n && performance.now() < end; j++) {
+    const t = performance.now();
+    await roundTrip();
+    samples.push(performance.now() - t);
+  }
 }
 
 /** Rejects with `what` after `ms` unless `p` settles first. */
