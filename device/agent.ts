@@ -54,6 +54,7 @@ import {
 } from '../protocol/index.js';
 import { Backoff, iceConfigFor, PeerSession } from '../session/index.js';
 import type { Path } from '../transport/index.js';
+import { Board } from './board.js';
 import type { Gpio } from './gpio/gpio.js';
 import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
@@ -171,8 +172,8 @@ interface RoomDeps {
   name: string;
   /** The trust list as the state dir holds it now. */
   trusted: () => TrustedControllers;
-  /** A command handler for a secured controller (its fingerprint), answering through `send`. */
-  newHandler: (peer: string, send: (payload: unknown) => void) => CommandHandler;
+  /** A command handler for a secured controller (its fingerprint, its name in the trust list), answering through `send`. */
+  newHandler: (peer: string, who: string, send: (payload: unknown) => void) => CommandHandler;
   /** The safe-state watchdog, told when a controller comes and goes; undefined when not configured. */
   watchdog: Pick<SafeState, 'connected' | 'disconnected'> | undefined;
   /** Reports an event. */
@@ -414,7 +415,7 @@ class Registration {
           /* link closed or overflowing: the controller times out and says so */
         }
       };
-      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), send);
+      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), name, send);
       cur.counted = true;
       deps.watchdog?.connected();
       const handler = cur.handler;
@@ -511,6 +512,12 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       });
     }
     const { gpio, allowedPins, name, version, stateDir } = cfg;
+    // One board for every session: preemption and `by` need to see all of them.
+    const board = new Board(gpio);
+    // Sessions secured and not yet ended (counted where the safe-state watchdog is told).
+    let secured = 0;
+    // The trust list as rights are read from it, at every command: parsed again only when the file changed.
+    const rightsList = TrustedControllers.reader(stateDir);
     this.deps = {
       server: cfg.server,
       identity: state.identity,
@@ -519,8 +526,33 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       iceServers: cfg.iceServers,
       name,
       trusted: () => TrustedControllers.load(stateDir),
-      newHandler: (peer, send) => new CommandHandler({ gpio, allowedPins, name, version, recent: this.recent, peer }, send),
-      watchdog: this.safe,
+      newHandler: (peer, who, send) =>
+        new CommandHandler(
+          {
+            board,
+            allowedPins,
+            name,
+            version,
+            recent: this.recent,
+            peer,
+            who,
+            // Re-read at every command, so `pinhole device --allow/--read-only` applies at the next one. A controller
+            // revoked while connected is no longer in the list: it may then only ask for info.
+            rights: () => rightsList().findFingerprint(peer)?.rights ?? { access: 'read-only', pins: [] },
+            controllers: () => secured,
+          },
+          send,
+        ),
+      watchdog: {
+        connected: () => {
+          secured++;
+          this.safe?.connected();
+        },
+        disconnected: () => {
+          secured--;
+          this.safe?.disconnected();
+        },
+      },
       emit: (e) => this.emit('event', e),
       codeSpent: () => this.offerNewCode(),
       stopped: (r) => this.forget(r),
