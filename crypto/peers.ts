@@ -19,7 +19,17 @@
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the record itself is always whole).
  */
-import { equalBytes, foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS, PinholeError, toBase64url } from '../protocol/index.js';
+import {
+  equalBytes,
+  FULL_RIGHTS,
+  foldPeerName,
+  isValidPeerName,
+  MAX_PEER_NAME_CHARS,
+  MAX_PIN,
+  PinholeError,
+  type Rights,
+  toBase64url,
+} from '../protocol/index.js';
 import { decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
 import type { StateStore } from './state.js';
 
@@ -42,6 +52,8 @@ export interface TrustedController {
   readonly fingerprint: string;
   /** When it was first added, ms since the epoch. Kept when the same key is added again. */
   readonly addedAt: number;
+  /** What it may do (SHIM for the CLI branch; the rights store proper comes with the device branch). */
+  readonly rights: Rights;
 }
 
 /** A device this controller has paired with. */
@@ -150,6 +162,8 @@ interface PeerListSpec<E extends PeerEntry> {
   advice: string;
   /** The exact fields of one entry, in the order written. */
   fields: readonly string[];
+  /** Fields an entry may lack (older files). */
+  optional?: readonly string[];
   /** Checks the fields beyond name, publicKey and fingerprint; the entry, or the reason it is invalid. */
   entry(o: Record<string, unknown>, peer: PeerEntry): E | string;
   /** Set if two entries holding one key make the record corrupt: names an entry in that message. */
@@ -188,7 +202,8 @@ abstract class PeerList<E extends PeerEntry> {
     const list = o[spec.listKey];
     if (!Array.isArray(list)) throw corrupt(`"${spec.listKey}" is not an array`);
     const entry = (v: unknown): E | string => {
-      const o = exactObject(v, spec.fields);
+      const required = spec.fields.filter((f) => !spec.optional?.includes(f));
+      const o = exactObject(v, spec.fields) ?? exactObject(v, required);
       if (!o) return `not an object with exactly ${spec.fields.join(', ')}`;
       const peer = parsePeerFields(o);
       return typeof peer === 'string' ? peer : spec.entry(o, peer);
@@ -227,6 +242,7 @@ abstract class PeerList<E extends PeerEntry> {
     const list = next.map((e) => {
       const o: Record<string, unknown> = {};
       for (const f of this.spec.fields) o[f] = f === 'publicKey' ? toBase64url(e.publicKey) : (e as Record<string, unknown>)[f];
+      if (isFullRights(o.rights)) delete o.rights;
       return o;
     });
     this.store.write(this.spec.record, `${JSON.stringify({ v: 1, [this.spec.listKey]: list }, null, 1)}\n`, this.spec.label);
@@ -234,13 +250,28 @@ abstract class PeerList<E extends PeerEntry> {
   }
 }
 
+const isFullRights = (r: unknown): boolean => isRights(r) && r.access === 'full' && r.pins === null;
+const copyRights = (r: Rights): Rights => Object.freeze({ access: r.access, pins: r.pins === null ? null : (Object.freeze([...r.pins]) as number[]) });
+function isRights(r: unknown): r is Rights {
+  const o = exactObject(r, ['access', 'pins']);
+  if (!o || (o.access !== 'full' && o.access !== 'read-only')) return false;
+  if (o.pins === null) return true;
+  const p = o.pins;
+  return Array.isArray(p) && p.length <= MAX_PIN + 1 && p.every((x, i) => Number.isInteger(x) && x >= 0 && x <= MAX_PIN && (i === 0 || x > p[i - 1]));
+}
+
 const CONTROLLERS: PeerListSpec<TrustedController> = {
   record: CONTROLLERS_FILE,
   listKey: 'controllers',
   label: 'trusted controllers file',
   advice: 'fix it or move it away (moving it away forgets every paired controller: they must pair again)',
-  fields: ['name', 'publicKey', 'fingerprint', 'addedAt'],
-  entry: (o, peer) => (isTime(o.addedAt) ? { ...peer, addedAt: o.addedAt } : 'invalid addedAt'),
+  fields: ['name', 'publicKey', 'fingerprint', 'addedAt', 'rights'],
+  optional: ['rights'],
+  entry: (o, peer) => {
+    if (!isTime(o.addedAt)) return 'invalid addedAt';
+    const rights = o.rights === undefined ? FULL_RIGHTS : o.rights;
+    return isRights(rights) ? { ...peer, addedAt: o.addedAt, rights: copyRights(rights) } : 'invalid rights';
+  },
   uniqueKey: 'controller',
 };
 
@@ -274,17 +305,17 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
    * the returned entry carries the name actually stored. `now` is ms since
    * the epoch. Throws 'state-bad-input' for an invalid name, key or time.
    */
-  add(name: string, publicKey: Uint8Array, now: number): TrustedController {
+  add(name: string, publicKey: Uint8Array, now: number, rights: Rights = FULL_RIGHTS): TrustedController {
     checkName(name, 'controller name');
     checkKey(publicKey);
     checkTime(now, 'now');
+    if (!isRights(rights)) throw badInput('rights must be {access: full|read-only, pins: null or sorted pins}');
     const old = this.entries.find((x) => equalBytes(x.publicKey, publicKey));
     const others = this.entries.filter((x) => x !== old);
     const stored = uniqueName(name, new Set(others.map((x) => x.name)));
-    if (old && old.name === stored) return this.copy(old);
     const entry: TrustedController = old
-      ? { ...old, name: stored }
-      : { name: stored, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), addedAt: now };
+      ? { ...old, name: stored, rights: copyRights(rights) }
+      : { name: stored, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), addedAt: now, rights: copyRights(rights) };
     this.commit([...others, entry]);
     return this.copy(entry);
   }
@@ -297,15 +328,30 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
    * once so that a controller cannot dodge revocation by naming itself after
    * another's fingerprint.
    */
+  /** SHIM: sets the rights of the controller named `who` (or with that fingerprint); unknown: 'unknown-controller'. */
+  setRights(who: string, rights: Rights): TrustedController {
+    if (!isRights(rights)) throw badInput('rights must be {access: full|read-only, pins: null or sorted pins}');
+    const matches = whoMatches(who);
+    const e = this.entries.find(matches);
+    if (!e) throw new PinholeError('unknown-controller', `no trusted controller named "${who}" (see pinhole device --controllers)`);
+    const entry = { ...e, rights: copyRights(rights) };
+    this.commit([...this.entries.filter((x) => x !== e), entry]);
+    return this.copy(entry);
+  }
+
   revoke(nameOrFingerprint: string): TrustedController[] {
     if (typeof nameOrFingerprint !== 'string' || nameOrFingerprint === '') return [];
-    const fp = nameOrFingerprint.replace(/-/g, '').toUpperCase();
-    const matches = (e: TrustedController) => e.name === nameOrFingerprint || e.fingerprint.replace(/-/g, '') === fp;
+    const matches = whoMatches(nameOrFingerprint);
     const removed = this.entries.filter(matches);
     if (removed.length === 0) return [];
     this.commit(this.entries.filter((e) => !matches(e)));
     return removed.map((e) => this.copy(e)).sort(byName);
   }
+}
+
+function whoMatches(who: string): (e: TrustedController) => boolean {
+  const fp = who.replace(/-/g, '').toUpperCase();
+  return (e) => e.name === who || e.fingerprint.replace(/-/g, '') === fp;
 }
 
 const DEVICES: PeerListSpec<KnownDevice> = {
