@@ -15,7 +15,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { connect, Device } from '../controller/index.js';
 import type { HandshakeIdentity } from '../crypto/handshake.js';
 import { deriveSealKeys, Opener, Sealer } from '../crypto/seal.js';
-import { CommandHandler, DeviceAgent, type DeviceEvent, SimGpio } from '../device/index.js';
+import { Board, CommandHandler, DeviceAgent, type DeviceEvent, SimGpio } from '../device/index.js';
 import { nodeAead } from '../platform/node/aead.js';
 import { nodeCurve25519 } from '../platform/node/curve25519.js';
 import { preloadDirect } from '../platform/node/direct.js';
@@ -391,7 +391,7 @@ export async function openInMemory(): Promise<Runner> {
   const m = memorySessions(false);
   const dev = new Device(m.toDevice as unknown as SignalClient, m.controller, COMMAND_TIMEOUT_MS);
   const send = (payload: unknown): void => m.device.send(payload);
-  const handler = new CommandHandler({ gpio: sim, name: 'bench-board', version: VERSION }, send);
+  const handler = new CommandHandler({ board: new Board(sim), name: 'bench-board', version: VERSION, who: 'bench' }, send);
   m.device.on('message', (msg) => void handler.handle(msg).then(send));
   const close = async (): Promise<void> => {
     await dev.close();

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import type { Change, Device } from '../controller/index.js';
 import {
+  BY_INPUT,
   DEFAULT_BLINK_INTERVAL_MS,
   DEFAULT_BLINK_TIMES,
   MAX_BLINK_INTERVAL_MS,
@@ -139,8 +140,8 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
         if (ch.pin !== c.pin || (c.count !== undefined && edges >= c.count)) return;
         edges++;
         out.line(
-          { event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, path: dev.path },
-          `pin ${ch.pin} ${ch.edge} -> ${ch.value}   (${dev.path})`,
+          { event: 'change', pin: ch.pin, value: ch.value, edge: ch.edge, ts: ch.ts, by: ch.by, path: dev.path },
+          `pin ${ch.pin} ${ch.edge} -> ${ch.value} by ${byText(ch.by)}   (${dev.path})`,
         );
         if (c.count !== undefined && edges >= c.count) finish();
       };
@@ -181,13 +182,34 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
         // The device's fields cannot overwrite ours.
         Object.assign({ ok: true, cmd: 'info' }, i, { ok: true, cmd: 'info', path: dev.path, rttMs: rtt() }),
         `${safe(i.name)}: ${safe(i.backend)} backend on ${safe(i.board)}, pinhole ${safe(i.version)}\n` +
-          `pins: ${Array.isArray(pins) && pins.every((p) => Number.isSafeInteger(p)) ? compactPins(pins) : safe(pins)}\npath: ${dev.path}`,
+          `pins: ${pinsText(pins)}\ncontrollers: ${safe(i.controllers)} connected (this one included)\nyour rights: ${rightsText(i.rights)}\npath: ${dev.path}`,
       );
       return;
     }
     case 'shell':
       throw usage('shell cannot be nested');
   }
+}
+
+/** Who caused an edge: a controller's name, quoted (it came from the device), or `input`. */
+function byText(by: string): string {
+  return by === BY_INPUT ? BY_INPUT : `"${safe(by)}"`;
+}
+
+/** A pin list from the network: compact if it is one, else shown safely as it came. */
+function pinsText(pins: unknown): string {
+  return Array.isArray(pins) && pins.every((p) => Number.isSafeInteger(p)) ? compactPins(pins) : safe(pins);
+}
+
+/**
+ * Rights for people: `full access, all pins`, `read-only, pins 13,20-23`.
+ * Takes unknown: `info` carries the device's word for them.
+ */
+export function rightsText(r: unknown): string {
+  if (typeof r !== 'object' || r === null) return safe(r);
+  const { access, pins } = r as Record<string, unknown>;
+  const a = access === 'full' ? 'full access' : access === 'read-only' ? 'read-only' : safe(access);
+  return `${a}, ${pins === null ? 'all pins' : `pins ${pinsText(pins)}`}`;
 }
 
 /** `[1,2,3,7]` -> `1-3,7`. */

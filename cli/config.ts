@@ -5,9 +5,18 @@
  */
 import { hostname } from 'node:os';
 import { DEFAULT_DOCTOR_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../controller/index.js';
-import { DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState } from '../device/index.js';
+import { DEFAULT_MAX_CONTROLLERS, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState } from '../device/index.js';
 import { type IceServer, resolveStateDir } from '../platform/node/index.js';
-import { isValidPeerName, MAX_PIN, type PairingCode, PinholeError, parsePairingCode } from '../protocol/index.js';
+import {
+  FULL_RIGHTS,
+  isValidPeerName,
+  MAX_CONTROLLERS_LIMIT,
+  MAX_PIN,
+  type PairingCode,
+  PinholeError,
+  parsePairingCode,
+  type Rights,
+} from '../protocol/index.js';
 import { parseIceServer } from '../session/index.js';
 import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
 
@@ -45,11 +54,25 @@ export interface DoctorCliConfig {
   timeoutMs: number;
 }
 
+/**
+ * What `pinhole device` does besides serving: work on the trust list, no server needed.
+ * `who` is a controller's name or fingerprint.
+ */
+export type TrustAction =
+  /** --controllers: list the trusted controllers and their rights. */
+  | { kind: 'list' }
+  /** --revoke NAME: remove one. */
+  | { kind: 'revoke'; who: string }
+  /** --allow NAME [--pins LIST]: full access on those pins (null: every pin the device allows). */
+  | { kind: 'allow'; who: string; pins: number[] | null }
+  /** --read-only NAME [--pins LIST]: read-only; `pins` undefined keeps the pins it has. */
+  | { kind: 'read-only'; who: string; pins: number[] | undefined };
+
 /** `pinhole device` settings. */
 export interface DeviceCliConfig {
-  /** What to do: serve (default), list trusted controllers (--controllers), or remove one (--revoke). */
-  action: { kind: 'run' } | { kind: 'list' } | { kind: 'revoke'; who: string };
-  /** Server URL; '' for list/revoke, which need none. */
+  /** What to do: serve (default), or one of the trust-list actions. */
+  action: { kind: 'run' } | TrustAction;
+  /** Server URL; '' for the trust-list actions, which need none. */
   server: string;
   /** First pairing code, parsed; undefined = generate one. */
   code: PairingCode | undefined;
@@ -61,8 +84,12 @@ export interface DeviceCliConfig {
   gpio: 'sim' | 'mraa';
   /** Name shown by `info` (default: this host's name). */
   name: string;
-  /** Allowed pins; undefined = all. */
+  /** Allowed pins; undefined = all (with --allow/--read-only, --pins is the controller's and this stays undefined). */
   pins: Set<number> | undefined;
+  /** Controllers served at once (--max-controllers, default DEFAULT_MAX_CONTROLLERS, 1..MAX_CONTROLLERS_LIMIT). */
+  maxControllers: number;
+  /** Rights the pairing codes give (--pair-rights, --pair-pins; default FULL_RIGHTS). */
+  pairRights: Rights;
   json: boolean;
   /** Try the direct path (default true). */
   direct: boolean;
@@ -135,22 +162,58 @@ function serverUrl(f: Flags, env: Env): string {
   return s;
 }
 
-/** Parses `--pins 13,20-23`. */
-export function parsePins(list: string): Set<number> {
+/** Parses `--pins 13,20-23` (or another pin-list flag, named in errors). */
+export function parsePins(list: string, flag = 'pins'): Set<number> {
   const pins = new Set<number>();
   for (const part of list
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) throw usage(`--pins: cannot read "${part}"; use a list like 13,20-23`);
+    if (!m) throw usage(`--${flag}: cannot read "${part}"; use a list like 13,20-23`);
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a || b > MAX_PIN) throw usage(`--pins: bad range "${part}"`);
+    if (b < a || b > MAX_PIN) throw usage(`--${flag}: bad range "${part}"`);
     for (let p = a; p <= b; p++) pins.add(p);
   }
-  if (pins.size === 0) throw usage('--pins is empty');
+  if (pins.size === 0) throw usage(`--${flag} is empty`);
   return pins;
+}
+
+/** A pin set as Rights keeps it: sorted. */
+const sortedPins = (pins: Set<number>): number[] => [...pins].sort((a, b) => a - b);
+
+/** Trust-list flags; at most one per run. */
+const TRUST_FLAGS = ['controllers', 'revoke', 'allow', 'read-only'] as const;
+/** Flags that only mean something to a running device. */
+const RUN_ONLY_FLAGS = ['max-controllers', 'pair-rights', 'pair-pins'] as const;
+
+/** The trust-list action the flags ask for, or undefined to serve. */
+function trustAction(f: Flags): TrustAction | undefined {
+  const given = TRUST_FLAGS.filter((k) => f[k] !== undefined);
+  if (given.length > 1) throw usage(`--${given[0]} and --${given[1]} do not go together`);
+  const ignored = RUN_ONLY_FLAGS.find((k) => f[k] !== undefined);
+  if (given.length === 1 && ignored) throw usage(`--${ignored} applies to a running device, not to --${given[0]}`);
+  const pins = str(f, 'pins');
+  const allow = str(f, 'allow');
+  if (allow !== undefined) return { kind: 'allow', who: allow, pins: pins === undefined ? null : sortedPins(parsePins(pins)) };
+  const readOnly = str(f, 'read-only');
+  if (readOnly !== undefined) return { kind: 'read-only', who: readOnly, pins: pins === undefined ? undefined : sortedPins(parsePins(pins)) };
+  const revoke = str(f, 'revoke');
+  if (revoke !== undefined) return { kind: 'revoke', who: revoke };
+  return f.controllers === true ? { kind: 'list' } : undefined;
+}
+
+/** --pair-rights and --pair-pins: what the pairing codes give; pair pins must lie within the device's --pins. */
+function pairRights(f: Flags, devicePins: Set<number> | undefined): Rights {
+  const access = str(f, 'pair-rights') ?? 'full';
+  if (access !== 'full' && access !== 'read-only') throw usage(`--pair-rights must be read-only or full, not ${access}`);
+  const list = str(f, 'pair-pins');
+  if (list === undefined) return access === 'full' ? FULL_RIGHTS : { access, pins: null };
+  const pins = parsePins(list, 'pair-pins');
+  const outside = devicePins && [...pins].find((p) => !devicePins.has(p));
+  if (outside !== undefined) throw usage(`--pair-pins: pin ${outside} is not in --pins`);
+  return { access, pins: sortedPins(pins) };
 }
 
 /** Parses repeated `--ice-server` values. */
@@ -200,11 +263,10 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   const gpio = str(f, 'gpio') ?? 'sim';
   if (gpio !== 'sim' && gpio !== 'mraa') throw usage(`--gpio must be sim or mraa, not ${gpio}`);
   const code = codeFlag(f);
-  const revoke = str(f, 'revoke');
-  if (revoke !== undefined && f.controllers === true) throw usage('--controllers and --revoke do not go together');
-  const action: DeviceCliConfig['action'] =
-    revoke !== undefined ? { kind: 'revoke', who: revoke } : f.controllers === true ? { kind: 'list' } : { kind: 'run' };
-  const pins = str(f, 'pins');
+  const action: DeviceCliConfig['action'] = trustAction(f) ?? { kind: 'run' };
+  // With --allow or --read-only, --pins names the controller's pins (read by trustAction), not the device's.
+  const pinList = action.kind === 'allow' || action.kind === 'read-only' ? undefined : str(f, 'pins');
+  const pins = pinList === undefined ? undefined : parsePins(pinList);
   const safeSpec = str(f, 'safe-state');
   let safeState: DeviceCliConfig['safeState'];
   if (safeSpec !== undefined) {
@@ -221,7 +283,9 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
     stateDir: stateDirOf(f, env),
     gpio,
     name: peerName(f),
-    pins: pins === undefined ? undefined : parsePins(pins),
+    pins,
+    maxControllers: intFlag(f, 'max-controllers', DEFAULT_MAX_CONTROLLERS, 1, MAX_CONTROLLERS_LIMIT),
+    pairRights: pairRights(f, pins),
     json: f.json === true,
     direct: f['no-direct'] !== true,
     libmraa: env.PINHOLE_LIBMRAA,

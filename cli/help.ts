@@ -6,7 +6,10 @@ Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa] [--pins LIST] [--json]
+                 [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
   pinhole device --controllers | --revoke NAME      list or remove trusted controllers
+  pinhole device --allow NAME [--pins LIST] | --read-only NAME [--pins LIST]
+                                                    set a trusted controller's rights
   pinhole control --server URL --code CODE COMMAND  first time: pair with the code the device printed
   pinhole control NAME COMMAND                      afterwards: by the device's name, no code
       COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
@@ -14,8 +17,8 @@ Usage:
   pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
 
 Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (wrong or
-spent code, not paired, tampering detected), 4 server or device unreachable or timed out,
-5 command refused by the device.`;
+spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
+5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
 const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
 
@@ -31,12 +34,15 @@ The first output line is JSON with the bound addresses; every later line is one 
 Codes and message bodies are never logged.`;
 
 const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
-                [--pins LIST] [--json] [--no-direct] [--no-pairing] [--safe-state L [--safe-after S]]
-pinhole device [--state-dir DIR] --controllers | --revoke NAME
+                [--pins LIST] [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
+                [--json] [--no-direct] [--no-pairing] [--safe-state L [--safe-after S]]
+pinhole device [--state-dir DIR] [--json] --controllers | --revoke NAME
+pinhole device [--state-dir DIR] [--json] --allow NAME [--pins LIST] | --read-only NAME [--pins LIST]
 
-Registers this board with the server, prints 'pairing code: CODE', then serves controllers until
-SIGINT/SIGTERM. A code is good for ONE attempt: whoever tries it spends it, and a new code is
-printed at once. Paired controllers come back with no code ('pinhole control NAME ...').
+Registers this board with the server, prints 'pairing code: CODE', then serves up to
+--max-controllers controllers at once until SIGINT/SIGTERM, one line as each connects and leaves.
+A code is good for ONE attempt: whoever tries it spends it, and a new code is printed at once.
+Paired controllers come back with no code ('pinhole control NAME ...').
   --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
   --code CODE     the first pairing code (RRRR-SSS-SSS: 10 symbols of
                   23456789ABCDEFGHJKMNPQRSTVWXYZ); later codes are generated
@@ -46,6 +52,11 @@ printed at once. Paired controllers come back with no code ('pinhole control NAM
   --gpio KIND     sim (default): a simulated board; mraa: real pins through libmraa
                   (set PINHOLE_LIBMRAA=/path/to/libmraa.so if it is not on the loader path)
   --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all)
+  --max-controllers N  controllers served at once, 1 to 64 (default 8); one more is refused
+                  with device-busy
+  --pair-rights R read-only or full (default): the rights the codes this run prints give; a
+                  read-only controller may read, watch and info only
+  --pair-pins LIST the pins the codes this run prints give (default: all; within --pins)
   --json          one JSON object per line ({"event":"code","code":"..."} first)
   --no-direct     relay only: never open a WebRTC data channel
   --no-pairing    print no code: only controllers paired before may connect
@@ -55,9 +66,15 @@ printed at once. Paired controllers come back with no code ('pinhole control NAM
   --ice-server S  extra ICE server, repeatable: stun:HOST:PORT or turn:USER:PASS@HOST:PORT
                   (werift uses the first STUN and the first TURN server; a stun: here replaces
                   the signaling server's own)
-  --controllers   list the trusted controllers and exit (no server needed)
+  --controllers   list the trusted controllers and their rights and exit (no server needed)
   --revoke NAME   remove a trusted controller (by name or fingerprint) and exit; its next
-                  connection is refused`;
+                  connection is refused
+  --allow NAME    give a trusted controller (by name or fingerprint) full access, on the pins
+                  of --pins LIST if given, else on all pins; prints its rights and exits
+  --read-only NAME  make a trusted controller read-only (read, watch, info), keeping its pins
+                  unless --pins LIST is given; prints its rights and exits
+                  A running device applies --allow and --read-only from the controller's next
+                  command; an unknown NAME exits 2 (unknown-controller)`;
 
 const control = `pinhole control NAME [--state-dir DIR] [--json] [--timeout MS] COMMAND
 pinhole control --server URL --code CODE [--name ME] [--as NAME] [--replace] [--state-dir DIR]
@@ -69,8 +86,10 @@ saves it under its name (or --as NAME), then runs COMMAND:
   write PIN 0|1                         drive an output
   read PIN                              read a pin
   blink PIN [--times N] [--interval MS] toggle N times (default 20), MS apart (default 300)
-  watch PIN [--count N]                 print edges until Ctrl-C or N edges
-  info                                  device name, backend, pins and current path
+  watch PIN [--count N]                 print edges until Ctrl-C or N edges, each with who caused
+                                        it: a controller's name, or input
+  info                                  device name, backend, pins, connected controllers, your
+                                        rights and current path
   shell                                 interactive prompt running these commands on one session
 Options:
   --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER); with NAME, default:
@@ -91,8 +110,10 @@ Options:
   --ice-server S  extra ICE server, repeatable (as for 'pinhole device'); with TURN the path
                   may be "turn"
 Exit codes: 0 ok, 2 usage, 3 refused (wrong, spent or unknown code; not paired or revoked; device
-identity changed; tampering detected), 4 device unreachable or timed out, 5 the device refused
-the command (pin not allowed, bad value).`;
+identity changed; tampering detected), 4 device unreachable, timed out or busy (device-busy: it
+already serves as many controllers as it takes), 5 the device refused the command (pin not
+allowed, bad value; not-allowed: your rights do not cover it; preempted: another command on
+the pin stopped this blink).`;
 
 const demo = `pinhole demo [--times N] [--interval MS] [--json] [--no-direct]
 

@@ -4,13 +4,13 @@
  * passed in, then resolved config objects.
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { connect, type Device } from '../controller/index.js';
+import { connect, type Device, type Path } from '../controller/index.js';
 import { DeviceAgent, type DeviceEvent, type Gpio, openMraa, SimGpio } from '../device/index.js';
 import { loadOrCreateIdentity, TrustedControllers } from '../platform/node/index.js';
-import { PinholeError, VERSION } from '../protocol/index.js';
+import { PinholeError, type Rights, VERSION } from '../protocol/index.js';
 import { startSignalServer } from '../signaling/index.js';
-import { buildCommand, COMMAND_OPTIONS, type Command, type Output, runCommand } from './commands.js';
-import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolveSignal } from './config.js';
+import { buildCommand, COMMAND_OPTIONS, type Command, type Output, rightsText, runCommand } from './commands.js';
+import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolveSignal, type TrustAction } from './config.js';
 import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -145,6 +145,11 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     'state-dir': { type: 'string' },
     controllers: { type: 'boolean' },
     revoke: { type: 'string' },
+    allow: { type: 'string' },
+    'read-only': { type: 'string' },
+    'max-controllers': { type: 'string' },
+    'pair-rights': { type: 'string' },
+    'pair-pins': { type: 'string' },
     'no-pairing': { type: 'boolean' },
     'safe-state': { type: 'string' },
     'safe-after': { type: 'string' },
@@ -160,38 +165,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   const c = resolveDevice(values, io.env);
   if (c.action.kind !== 'run') return trustCmd(c.action, c.stateDir, c.json, io);
   const gpio = await openGpio(c.gpio, c.libmraa);
-  // Names, codes and messages in events may come from the controller or the server.
-  const print = (e: DeviceEvent): void => {
-    if (c.json) return io.stdout(toJsonLine(e));
-    switch (e.event) {
-      case 'code':
-        return io.stdout(`pairing code: ${e.code}`);
-      case 'controller':
-        return io.stdout(
-          e.paired
-            ? `paired with controller "${safe(e.name)}" (${e.fingerprint}); it is now trusted`
-            : `controller "${safe(e.name)}" connected (${e.fingerprint})`,
-        );
-      case 'refused':
-        return io.stderr(`pinhole: refused a controller: ${safe(e.code)}: ${safe(e.message)}`);
-      case 'security':
-        return io.stderr(`pinhole: ${securityText(e.code, 'controller')}`);
-      case 'safe-state':
-        return io.stdout(
-          `no controller for a while: safe state set (${Object.entries(e.pins)
-            .map(([p, v]) => `${p}=${v}`)
-            .join(', ')})`,
-        );
-      case 'controller-left':
-        return io.stdout('controller left');
-      case 'path':
-        return io.stdout(`path: ${e.previous} -> ${e.path}`);
-      case 'disconnected':
-        return io.stderr(`pinhole: lost the signaling server; retrying in ${e.retryMs} ms`);
-      case 'error':
-        return io.stderr(`pinhole: ${safe(e.code)}: ${safe(e.message)}`);
-    }
-  };
+  const print = deviceEventPrinter(io, c);
   // Listen before start() resolves so the first `code` line is not missed.
   const agent = await DeviceAgent.start({
     server: c.server,
@@ -202,6 +176,8 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     name: c.name,
     gpio,
     allowedPins: c.pins,
+    maxControllers: c.maxControllers,
+    pairRights: c.pairRights,
     direct: c.direct,
     iceServers: c.iceServers,
     version: VERSION,
@@ -214,34 +190,112 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   return EXIT.ok;
 }
 
-/** `pinhole device --controllers` and `--revoke NAME`: edit the trust list, no server needed. */
-function trustCmd(action: { kind: 'list' } | { kind: 'revoke'; who: string }, stateDir: string, json: boolean, io: Io): number {
+/**
+ * Prints a running device's events: with --json each event as it is, else one
+ * line each. Names, codes and messages may come from a controller or the server.
+ */
+export function deviceEventPrinter(
+  io: Pick<Io, 'stdout' | 'stderr'>,
+  c: { json: boolean; maxControllers: number; pairRights: Rights },
+): (e: DeviceEvent) => void {
+  // Each connected controller's last live path, for its leave line.
+  const paths = new Map<string, Path>();
+  const count = (n: number): string => `${n} of ${c.maxControllers} connected`;
+  return (e) => {
+    if (c.json) return io.stdout(toJsonLine(e));
+    switch (e.event) {
+      case 'code':
+        return io.stdout(`pairing code: ${e.code}`);
+      case 'controller':
+        paths.set(e.session, e.path);
+        return io.stdout(
+          e.paired
+            ? `paired with controller "${safe(e.name)}" (${e.fingerprint}); it is now trusted with ${rightsText(c.pairRights)}; on ${e.path}, ${count(e.controllers)}`
+            : `controller "${safe(e.name)}" connected (${e.fingerprint}) on ${e.path}; ${count(e.controllers)}`,
+        );
+      case 'controller-left': {
+        const path = paths.get(e.session);
+        paths.delete(e.session);
+        return io.stdout(
+          e.name === undefined
+            ? `a controller left before its handshake finished; ${count(e.controllers)}`
+            : `controller "${safe(e.name)}" left${path ? ` (was on ${path})` : ''}; ${count(e.controllers)}`,
+        );
+      }
+      case 'path':
+        // A session's path drops to none as it ends: its leave line still tells the path it had.
+        if (paths.has(e.session) && e.path !== 'none') paths.set(e.session, e.path);
+        return io.stdout(`${e.name ? `controller "${safe(e.name)}": ` : ''}path: ${e.previous} -> ${e.path}`);
+      case 'busy':
+        return io.stderr(`pinhole: refused a controller: device-busy: ${count(e.controllers)} already (--max-controllers)`);
+      case 'refused':
+        return io.stderr(`pinhole: refused a controller: ${safe(e.code)}: ${safe(e.message)}`);
+      case 'security':
+        return io.stderr(`pinhole: ${securityText(e.code, 'controller')}`);
+      case 'safe-state':
+        return io.stdout(
+          `no controller for a while: safe state set (${Object.entries(e.pins)
+            .map(([p, v]) => `${p}=${v}`)
+            .join(', ')})`,
+        );
+      case 'disconnected':
+        return io.stderr(`pinhole: lost the signaling server; retrying in ${e.retryMs} ms`);
+      case 'error':
+        return io.stderr(`pinhole: ${safe(e.code)}: ${safe(e.message)}`);
+    }
+  };
+}
+
+/** `pinhole device --controllers`, `--revoke`, `--allow` and `--read-only`: work on the trust list, no server needed. */
+function trustCmd(action: TrustAction, stateDir: string, json: boolean, io: Io): number {
   const me = loadOrCreateIdentity(stateDir);
   const trusted = TrustedControllers.load(stateDir);
-  if (action.kind === 'list') {
-    const list = trusted.list();
-    if (json)
+  switch (action.kind) {
+    case 'list': {
+      const list = trusted.list();
+      if (json)
+        io.stdout(
+          toJsonLine({
+            ok: true,
+            device: me.fingerprint,
+            controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString(), rights: e.rights })),
+          }),
+        );
+      else if (list.length === 0) io.stdout('no trusted controllers (pair one: run the device and give its pairing code to the controller)');
+      // Names were chosen by the controllers.
+      else for (const e of list) io.stdout(`${safe(e.name)}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}\t${rightsText(e.rights)}`);
+      return EXIT.ok;
+    }
+    case 'revoke': {
+      const removed = trusted.revoke(action.who);
+      if (removed.length === 0) throw new PinholeError('unknown-controller', `no trusted controller named "${action.who}" (see pinhole device --controllers)`);
+      for (const e of removed)
+        io.stdout(
+          json
+            ? toJsonLine({ ok: true, revoked: e.name, fingerprint: e.fingerprint })
+            : `revoked "${safe(e.name)}" (${e.fingerprint}); its next connection is refused`,
+        );
+      return EXIT.ok;
+    }
+    case 'allow':
+    case 'read-only': {
+      let pins = action.pins;
+      if (pins === undefined) {
+        // --read-only without --pins keeps the pins it had (an unknown NAME is setRights' to refuse).
+        const fp = action.who.replace(/-/g, '').toUpperCase();
+        const list = trusted.list();
+        const old = list.find((e) => e.name === action.who) ?? list.find((e) => e.fingerprint.replace(/-/g, '') === fp);
+        pins = old?.rights.pins ?? null;
+      }
+      const e = trusted.setRights(action.who, { access: action.kind === 'allow' ? 'full' : 'read-only', pins });
       io.stdout(
-        toJsonLine({
-          ok: true,
-          device: me.fingerprint,
-          controllers: list.map((e) => ({ name: e.name, fingerprint: e.fingerprint, addedAt: new Date(e.addedAt).toISOString() })),
-        }),
+        json
+          ? toJsonLine({ ok: true, controller: e.name, fingerprint: e.fingerprint, rights: e.rights })
+          : `"${safe(e.name)}" (${e.fingerprint}): ${rightsText(e.rights)}; a running device applies it from the next command`,
       );
-    else if (list.length === 0) io.stdout('no trusted controllers (pair one: run the device and give its pairing code to the controller)');
-    // Names were chosen by the controllers.
-    else for (const e of list) io.stdout(`${safe(e.name)}\t${e.fingerprint}\tpaired ${new Date(e.addedAt).toISOString()}`);
-    return EXIT.ok;
+      return EXIT.ok;
+    }
   }
-  const removed = trusted.revoke(action.who);
-  if (removed.length === 0) throw new PinholeError('unknown-controller', `no trusted controller named "${action.who}" (see pinhole device --controllers)`);
-  for (const e of removed)
-    io.stdout(
-      json
-        ? toJsonLine({ ok: true, revoked: e.name, fingerprint: e.fingerprint })
-        : `revoked "${safe(e.name)}" (${e.fingerprint}); its next connection is refused`,
-    );
-  return EXIT.ok;
 }
 
 /** Commands that send one request and exit: they run on the relay alone. */

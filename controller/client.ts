@@ -44,6 +44,7 @@ import {
   PROTOCOL_VERSION,
   parseIncoming,
   parsePairingCode,
+  type SignalErrorCode,
 } from '../protocol/index.js';
 import { Backoff, iceConfigFor, PeerSession, type SessionEvents } from '../session/index.js';
 import type { Path } from '../transport/index.js';
@@ -95,11 +96,25 @@ export interface ConnectOptions {
   log?: (line: string) => void;
 }
 
-/** A pin change pushed by the device. `ts` is the device's clock, in ms. */
+/**
+ * A pin change pushed by the device. `ts` is the device's clock, in ms; `by`
+ * who caused it: the name (in the device's trust list) of the controller whose
+ * write it was, this one or another, or BY_INPUT (`'input'`) for an external edge.
+ */
 export type Change = ChangeNotification['params'];
 
-/** Result of device.info. */
+/**
+ * Result of device.info: name, backend, board, allowed pins, protocol and
+ * version, `controllers` (connected now, this one included) and `rights`
+ * (this controller's own: `pinhole device --allow`, `--read-only`).
+ */
 export type DeviceInfo = Methods['device.info']['result'];
+
+/**
+ * What a controller is told past the device's cap, whether the server said it
+ * or the device did: one line of ours, not the peer's words.
+ */
+const DEVICE_BUSY_TEXT = 'device-busy: the device already serves as many controllers as it takes; try again later';
 
 export interface DeviceEvents {
   change: [c: Change];
@@ -169,6 +184,7 @@ const FATAL: ReadonlySet<string> = new Set([
  * `bad-handshake`, a refusal we cannot read. @internal
  */
 export function refusalError(code: string, message: string): PinholeError {
+  if (code === 'device-busy') return new PinholeError(code, DEVICE_BUSY_TEXT);
   if (isErrorCode(code, 'handshake')) return new PinholeError(code, message);
   return new PinholeError('bad-handshake', `the device refused the session with a code this build does not know: ${JSON.stringify(String(code).slice(0, 64))}`);
 }
@@ -327,7 +343,7 @@ export class Device extends EventEmitter<DeviceEvents> {
     await this.call('gpio.unwatch', { pin });
   }
 
-  /** Device name, backend, board and allowed pins. */
+  /** Device name, backend, board, allowed pins, connected controllers and this controller's rights. */
   info(): Promise<DeviceInfo> {
     return this.call('device.info', {});
   }
@@ -473,6 +489,11 @@ function describe(p: DevicePhase): string {
   }
 }
 
+/** A server's error as ours: its code, and its words except where we have our own. */
+function serverError(code: SignalErrorCode, message: string): PinholeError {
+  return new PinholeError(code, code === 'device-busy' ? DEVICE_BUSY_TEXT : message);
+}
+
 /** Resolves once the session is secured; rejects with the refusal, or `timeout`. */
 function whenSecured(session: PeerSession, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -496,7 +517,8 @@ function whenSecured(session: PeerSession, ms: number): Promise<void> {
  * device under its name in `stateDir`), or finds a paired `device` by name.
  * Rejects with PinholeError: `usage`, `unknown-device`, `bad-room`/`unknown-room`
  * (no such code), `wrong-code`, `code-spent`, `not-paired`, `device-changed`,
- * `fingerprint-mismatch`, `device-offline`, `room-full`, `not-admitted` (the
+ * `fingerprint-mismatch`, `device-offline`, `room-full`, `device-busy` (the
+ * device already serves as many controllers as it takes), `not-admitted` (the
  * server dropped us: the device did not complete the handshake in time),
  * `server-unreachable`, `timeout`, or an `state-*` code for unusable state files.
  */
@@ -595,10 +617,9 @@ async function openSession(plan: SessionPlan, target: Target, dtls: Promise<{ ke
       // Someone is in the pairing room: they hold this code's one attempt.
       if (r.code === 'room-full' && target.pairingSecret !== undefined)
         throw new PinholeError('code-spent', 'another controller is using this code (codes are single-use); use the new code the device printed');
-      throw new PinholeError(
-        r.code,
-        r.code === 'unknown-room' ? 'unknown code: no device has it (codes are single-use; use the one the device printed last)' : r.message,
-      );
+      if (r.code === 'unknown-room')
+        throw new PinholeError(r.code, 'unknown code: no device has it (codes are single-use; use the one the device printed last)');
+      throw serverError(r.code, r.message);
     }
     if (r.waiting) {
       // The room is known but its device is not connected now: wait for it, up to the timeout.
@@ -609,7 +630,7 @@ async function openSession(plan: SessionPlan, target: Target, dtls: Promise<{ ke
         .catch((e: PinholeError) => {
           throw e.code === 'timeout' ? offline() : e;
         });
-      if (w.type === 'error') throw w.code === 'expired' ? offline() : new PinholeError(w.code, w.message);
+      if (w.type === 'error') throw w.code === 'expired' ? offline() : serverError(w.code, w.message);
     }
     const cert = await dtls;
     const session = new PeerSession({
@@ -636,7 +657,7 @@ async function openSession(plan: SessionPlan, target: Target, dtls: Promise<{ ke
     const unroute = routeSignal(signal, {
       relay: (m) => session.handleServerMessage(m),
       error: (code, message) => {
-        if (code === 'not-admitted') dropped(new PinholeError('not-admitted', message));
+        if (code === 'not-admitted' || code === 'device-busy') dropped(serverError(code, message));
       },
     });
     session.attachSignal(signal);

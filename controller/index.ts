@@ -17,7 +17,7 @@ export {
   STUN_RTO_MS,
   type Verdict,
 } from '../doctor/index.js';
-export { type ErrorCode, isPinholeError, PinholeError } from '../protocol/index.js';
+export { BY_INPUT, type ErrorCode, isPinholeError, PinholeError, type Rights } from '../protocol/index.js';
 export type { Path } from '../transport/index.js';
 export {
   type Change,

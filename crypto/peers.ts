@@ -4,7 +4,7 @@
  * kept as one JSON record in a StateStore (crypto/state.ts; on Node a 0600
  * file in the state dir, platform/node/peer-files.ts):
  *
- *   controllers.json  {"v":1,"controllers":[{name, publicKey, fingerprint, addedAt}]}   device side
+ *   controllers.json  {"v":1,"controllers":[{name, publicKey, fingerprint, addedAt, rights?}]}   device side
  *   devices.json      {"v":1,"devices":[{name, publicKey, fingerprint, server, pairedAt}]}   controller side
  *
  * A record that fails validation is refused with PinholeError
@@ -16,10 +16,27 @@
  * 'state-bad-input' and change nothing. A failed write throws and leaves
  * both the record and the in-memory store unchanged.
  *
+ * A controller's `rights` ({access, pins}, protocol/rpc.ts) are written only
+ * when they grant less than FULL_RIGHTS; an entry without them (every file
+ * written before rights existed) has full rights. So a list with no
+ * restriction stays readable by an older pinhole, and one with restrictions
+ * is refused by it (unknown field) rather than read as full rights.
+ *
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the record itself is always whole).
  */
-import { equalBytes, foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS, PinholeError, toBase64url } from '../protocol/index.js';
+import {
+  BY_INPUT,
+  equalBytes,
+  FULL_RIGHTS,
+  foldPeerName,
+  isValidPeerName,
+  MAX_PEER_NAME_CHARS,
+  MAX_PIN,
+  PinholeError,
+  type Rights,
+  toBase64url,
+} from '../protocol/index.js';
 import { decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
 import type { StateStore } from './state.js';
 
@@ -42,7 +59,12 @@ export interface TrustedController {
   readonly fingerprint: string;
   /** When it was first added, ms since the epoch. Kept when the same key is added again. */
   readonly addedAt: number;
+  /** What it may do on this device (FULL_RIGHTS unless restricted); read by the device at every command. */
+  readonly rights: Readonly<Rights>;
 }
+
+/** Most pins one controller's rights may list: every pin number 0..MAX_PIN once. */
+export const MAX_RIGHTS_PINS = MAX_PIN + 1;
 
 /** A device this controller has paired with. */
 export interface KnownDevice {
@@ -101,13 +123,45 @@ function uniqueName(base: string, taken: ReadonlySet<string>): string {
   }
 }
 
-/** Strict JSON object check: exactly these keys, no more, no fewer. */
-export function exactObject(v: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
+/** Strict JSON object check: exactly these keys, no more, no fewer (besides any of `optional`). */
+export function exactObject(v: unknown, keys: readonly string[], optional: readonly string[] = []): Record<string, unknown> | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const o = v as Record<string, unknown>;
   const have = Object.keys(o);
-  if (have.length !== keys.length || !keys.every((k) => Object.hasOwn(o, k))) return undefined;
+  if (!keys.every((k) => Object.hasOwn(o, k))) return undefined;
+  if (have.length - keys.length > optional.filter((k) => Object.hasOwn(o, k)).length) return undefined;
   return o;
+}
+
+const isFull = (r: Readonly<Rights>): boolean => r.access === 'full' && r.pins === null;
+/** A frozen copy of `r`, sharing nothing with it. */
+const freezeRights = (r: Readonly<Rights>): Readonly<Rights> =>
+  Object.freeze({ access: r.access, pins: r.pins === null ? null : (Object.freeze([...r.pins]) as number[]) });
+
+/** Stored rights: exactly {access, pins}, pins null or sorted unique integers 0..MAX_PIN; the reason as a string when invalid. */
+function parseRights(v: unknown): Readonly<Rights> | string {
+  const o = exactObject(v, ['access', 'pins']);
+  if (!o) return 'rights is not an object with exactly access, pins';
+  if (o.access !== 'full' && o.access !== 'read-only') return 'rights.access is not "full" or "read-only"';
+  if (o.pins === null) return freezeRights({ access: o.access, pins: null });
+  const pins = o.pins;
+  if (!Array.isArray(pins) || pins.length > MAX_RIGHTS_PINS) return `rights.pins is not null or an array of at most ${MAX_RIGHTS_PINS} pins`;
+  for (let i = 0; i < pins.length; i++) {
+    const p: unknown = pins[i];
+    if (!Number.isInteger(p) || (p as number) < 0 || (p as number) > MAX_PIN) return `rights.pins holds ${JSON.stringify(p)}, not a pin 0..${MAX_PIN}`;
+    if (i > 0 && (p as number) <= pins[i - 1]) return 'rights.pins is not sorted without repeats';
+  }
+  return freezeRights({ access: o.access, pins: pins as number[] });
+}
+
+/** Rights given by a caller: pins are sorted and deduplicated; throws 'state-bad-input' for anything else invalid. */
+function checkRights(r: unknown): Readonly<Rights> {
+  if (typeof r !== 'object' || r === null) throw badInput('rights must be an object {access, pins}');
+  const { access, pins } = r as Partial<Rights>;
+  const sorted = Array.isArray(pins) ? [...new Set(pins)].sort((a, b) => a - b) : pins;
+  const parsed = parseRights({ access, pins: sorted });
+  if (typeof parsed === 'string') throw badInput(parsed);
+  return parsed;
 }
 
 /** Builds the 'state-corrupt' error of one state record: `<what> <where> is corrupt (<why>); <advice>`. */
@@ -150,6 +204,10 @@ interface PeerListSpec<E extends PeerEntry> {
   advice: string;
   /** The exact fields of one entry, in the order written. */
   fields: readonly string[];
+  /** Fields an entry may leave out (written after `fields`, and only when `encode` gives something other than undefined). */
+  optional?: readonly string[];
+  /** What is written for a field beyond publicKey (default: its value as is; undefined leaves it out). */
+  encode?(field: string, value: unknown): unknown;
   /** Checks the fields beyond name, publicKey and fingerprint; the entry, or the reason it is invalid. */
   entry(o: Record<string, unknown>, peer: PeerEntry): E | string;
   /** Set if two entries holding one key make the record corrupt: names an entry in that message. */
@@ -188,8 +246,8 @@ abstract class PeerList<E extends PeerEntry> {
     const list = o[spec.listKey];
     if (!Array.isArray(list)) throw corrupt(`"${spec.listKey}" is not an array`);
     const entry = (v: unknown): E | string => {
-      const o = exactObject(v, spec.fields);
-      if (!o) return `not an object with exactly ${spec.fields.join(', ')}`;
+      const o = exactObject(v, spec.fields, spec.optional);
+      if (!o) return `not an object with exactly ${spec.fields.join(', ')}${spec.optional ? ` (and optionally ${spec.optional.join(', ')})` : ''}`;
       const peer = parsePeerFields(o);
       return typeof peer === 'string' ? peer : spec.entry(o, peer);
     };
@@ -224,9 +282,13 @@ abstract class PeerList<E extends PeerEntry> {
   /** Writes first, then swaps the in-memory list: a failed write changes nothing. */
   protected commit(next: E[]): void {
     next.sort(byName);
+    const { fields, optional = [], encode = (_f: string, v: unknown) => v } = this.spec;
     const list = next.map((e) => {
       const o: Record<string, unknown> = {};
-      for (const f of this.spec.fields) o[f] = f === 'publicKey' ? toBase64url(e.publicKey) : (e as Record<string, unknown>)[f];
+      for (const f of [...fields, ...optional]) {
+        const v = f === 'publicKey' ? toBase64url(e.publicKey) : encode(f, (e as Record<string, unknown>)[f]);
+        if (v !== undefined) o[f] = v;
+      }
       return o;
     });
     this.store.write(this.spec.record, `${JSON.stringify({ v: 1, [this.spec.listKey]: list }, null, 1)}\n`, this.spec.label);
@@ -240,9 +302,23 @@ const CONTROLLERS: PeerListSpec<TrustedController> = {
   label: 'trusted controllers file',
   advice: 'fix it or move it away (moving it away forgets every paired controller: they must pair again)',
   fields: ['name', 'publicKey', 'fingerprint', 'addedAt'],
-  entry: (o, peer) => (isTime(o.addedAt) ? { ...peer, addedAt: o.addedAt } : 'invalid addedAt'),
+  optional: ['rights'],
+  // Full rights are left out: see the top of this file.
+  encode: (f, v) => (f === 'rights' && isFull(v as Rights) ? undefined : v),
+  entry: (o, peer) => {
+    if (!isTime(o.addedAt)) return 'invalid addedAt';
+    const rights = Object.hasOwn(o, 'rights') ? parseRights(o.rights) : FULL_RIGHTS;
+    return typeof rights === 'string' ? rights : { ...peer, addedAt: o.addedAt, rights };
+  },
   uniqueKey: 'controller',
 };
+
+/**
+ * Names a controller cannot be stored under: BY_INPUT is what a change
+ * notification says for an edge no controller caused, so a controller
+ * called that could pass its writes off as the outside world's.
+ */
+const RESERVED_CONTROLLER_NAMES: readonly string[] = [BY_INPUT];
 
 /**
  * Device side: the controllers this device accepts. Keyed by public key;
@@ -267,26 +343,59 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
     return e && this.copy(e);
   }
 
+  /** The entry whose fingerprint is exactly `fingerprint` (as fingerprintOf writes it), or undefined. */
+  findFingerprint(fingerprint: string): TrustedController | undefined {
+    const e = this.entries.find((x) => x.fingerprint === fingerprint);
+    return e && this.copy(e);
+  }
+
   /**
-   * Trusts `publicKey` under `name` and writes the record. The same key
-   * again keeps its entry and addedAt and takes the new name. A name already
-   * used by another key gets a suffix (-2, -3, ...) so names stay unique;
-   * the returned entry carries the name actually stored. `now` is ms since
-   * the epoch. Throws 'state-bad-input' for an invalid name, key or time.
+   * Trusts `publicKey` under `name` with `rights` and writes the record. The
+   * same key again keeps its entry and addedAt and takes the new name and
+   * rights. A name already used by another key, or reserved (BY_INPUT), gets
+   * a suffix (-2, -3, ...) so names stay unique; the returned entry carries
+   * the name actually stored. `now` is ms since the epoch. Throws
+   * 'state-bad-input' for an invalid name, key, time or rights (pins are
+   * sorted and deduplicated first).
    */
-  add(name: string, publicKey: Uint8Array, now: number): TrustedController {
+  add(name: string, publicKey: Uint8Array, now: number, rights: Readonly<Rights> = FULL_RIGHTS): TrustedController {
     checkName(name, 'controller name');
     checkKey(publicKey);
     checkTime(now, 'now');
+    const granted = checkRights(rights);
     const old = this.entries.find((x) => equalBytes(x.publicKey, publicKey));
     const others = this.entries.filter((x) => x !== old);
-    const stored = uniqueName(name, new Set(others.map((x) => x.name)));
-    if (old && old.name === stored) return this.copy(old);
+    const stored = uniqueName(name, new Set([...others.map((x) => x.name), ...RESERVED_CONTROLLER_NAMES]));
+    if (old && old.name === stored && sameRights(old.rights, granted)) return this.copy(old);
     const entry: TrustedController = old
-      ? { ...old, name: stored }
-      : { name: stored, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), addedAt: now };
+      ? { ...old, name: stored, rights: granted }
+      : { name: stored, publicKey: publicKey.slice(), fingerprint: fingerprintOf(publicKey), addedAt: now, rights: granted };
     this.commit([...others, entry]);
     return this.copy(entry);
+  }
+
+  /**
+   * Gives the controller `who` names new rights and writes the record at
+   * once; returns its entry. `who` is matched as revoke() matches it, but
+   * a fingerprint match wins over a name match: a name is what a controller
+   * called itself at pairing, so one named after another's fingerprint must
+   * not receive that one's rights. Throws PinholeError 'unknown-controller'
+   * when nothing matches, 'state-bad-input' for invalid rights.
+   */
+  setRights(who: string, rights: Readonly<Rights>): TrustedController {
+    const granted = checkRights(rights);
+    const fp = typeof who === 'string' ? who.replace(/-/g, '').toUpperCase() : '';
+    const e = this.entries.find((x) => x.fingerprint.replace(/-/g, '') === fp) ?? this.entries.find((x) => x.name === who);
+    if (!e) throw new PinholeError('unknown-controller', `no trusted controller is named ${JSON.stringify(String(who))} or has that fingerprint`);
+    if (sameRights(e.rights, granted)) return this.copy(e);
+    const entry: TrustedController = { ...e, rights: granted };
+    this.commit([...this.entries.filter((x) => x !== e), entry]);
+    return this.copy(entry);
+  }
+
+  /** A frozen copy, its rights too. */
+  protected override copy(e: TrustedController): TrustedController {
+    return Object.freeze({ ...e, publicKey: e.publicKey.slice(), rights: freezeRights(e.rights) });
   }
 
   /**
@@ -306,6 +415,12 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
     this.commit(this.entries.filter((e) => !matches(e)));
     return removed.map((e) => this.copy(e)).sort(byName);
   }
+}
+
+function sameRights(a: Readonly<Rights>, b: Readonly<Rights>): boolean {
+  if (a.access !== b.access) return false;
+  if (a.pins === null || b.pins === null) return a.pins === b.pins;
+  return a.pins.length === b.pins.length && a.pins.every((p, i) => p === b.pins![i]);
 }
 
 const DEVICES: PeerListSpec<KnownDevice> = {

@@ -49,11 +49,13 @@ import {
   type PairingCode,
   PinholeError,
   PROTOCOL_VERSION,
+  type Rights,
   type ServerMessage,
   type SignalErrorCode,
 } from '../protocol/index.js';
 import { Backoff, iceConfigFor, PeerSession } from '../session/index.js';
 import type { Path } from '../transport/index.js';
+import { Board } from './board.js';
 import type { Gpio } from './gpio/gpio.js';
 import { CommandHandler } from './handler.js';
 import { RecentResults } from './recent.js';
@@ -81,6 +83,9 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  * code (the one the silent one may know is given up too).
  */
 export const HANDSHAKE_START_MS = 5_000;
+/** SHIM (device branch): controllers served at once unless DeviceConfig.maxControllers says otherwise. */
+export const DEFAULT_MAX_CONTROLLERS = 8;
+
 /** Fresh codes tried when the server says a room is taken (4-symbol rooms collide once in ~800k). */
 const ROOM_TAKEN_RETRIES = 5;
 
@@ -128,16 +133,21 @@ export interface DeviceConfig {
   safeState?: { pins: ReadonlyMap<number, Level>; afterMs: number };
   /** Receives every DeviceEvent, from the first `code` on. */
   onEvent?: (e: DeviceEvent) => void;
+  /** SHIM (device branch): sessions served at once, 1..MAX_CONTROLLERS_LIMIT (default DEFAULT_MAX_CONTROLLERS). */
+  maxControllers?: number;
+  /** SHIM (device branch): rights of controllers that pair from now on (default FULL_RIGHTS). */
+  pairRights?: Rights;
 }
 
 /** What the agent reports as it runs (the CLI prints these). */
 export type DeviceEvent =
   | { event: 'code'; code: string }
-  | { event: 'controller'; session: string; name: string; fingerprint: string; paired: boolean }
-  | { event: 'controller-left'; session: string }
+  | { event: 'controller'; session: string; name: string; fingerprint: string; paired: boolean; path: Path; controllers: number }
+  | { event: 'controller-left'; session: string; name?: string; controllers: number }
+  | { event: 'busy'; session: string; controllers: number }
   | { event: 'refused'; session: string; code: string; message: string }
   | { event: 'security'; session: string; code: string }
-  | { event: 'path'; session: string; path: Path; previous: Path }
+  | { event: 'path'; session: string; name: string; path: Path; previous: Path }
   | { event: 'disconnected'; retryMs: number }
   | { event: 'safe-state'; pins: Record<string, Level> }
   | { event: 'error'; code: string; message: string };
@@ -152,6 +162,8 @@ interface Current {
   handler: CommandHandler | undefined;
   /** Counted in the safe-state watchdog (secured, not yet ended). */
   counted: boolean;
+  /** SHIM: its name once secured. */
+  name?: string;
 }
 
 /** What a room is for. */
@@ -171,8 +183,10 @@ interface RoomDeps {
   name: string;
   /** The trust list as the state dir holds it now. */
   trusted: () => TrustedControllers;
-  /** A command handler for a secured controller (its fingerprint), answering through `send`. */
-  newHandler: (peer: string, send: (payload: unknown) => void) => CommandHandler;
+  /** Rights of controllers that pair from now on. */
+  pairRights: Rights | undefined;
+  /** A command handler for a secured controller (its fingerprint, its name in the trust list), answering through `send`. */
+  newHandler: (peer: string, who: string, send: (payload: unknown) => void) => CommandHandler;
   /** The safe-state watchdog, told when a controller comes and goes; undefined when not configured. */
   watchdog: Pick<SafeState, 'connected' | 'disconnected'> | undefined;
   /** Reports an event. */
@@ -201,7 +215,7 @@ class Registration {
     peer: (session) => this.onPeer(session),
     peerLeft: (session) => {
       if (this.current?.id !== session) return;
-      this.deps.emit({ event: 'controller-left', session });
+      this.deps.emit({ event: 'controller-left', session, ...(this.current.name !== undefined ? { name: this.current.name } : {}), controllers: 0 });
       void this.endSession();
     },
     error: (code, message) => this.onError(code, message),
@@ -406,7 +420,9 @@ class Registration {
       this.signal?.send({ type: 'admit', session: id });
       // The name we show is the one in our trust list, not whatever the controller calls itself today.
       const trusted = deps.trusted();
-      const name = r.paired ? trusted.add(r.peer.name, r.peer.publicKey, Date.now()).name : (trusted.find(r.peer.publicKey)?.name ?? r.peer.name);
+      const name = r.paired
+        ? trusted.add(r.peer.name, r.peer.publicKey, Date.now(), deps.pairRights).name
+        : (trusted.find(r.peer.publicKey)?.name ?? r.peer.name);
       const send = (payload: unknown): void => {
         try {
           session.send(payload);
@@ -414,19 +430,28 @@ class Registration {
           /* link closed or overflowing: the controller times out and says so */
         }
       };
-      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), send);
+      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), name, send);
       cur.counted = true;
       deps.watchdog?.connected();
       const handler = cur.handler;
       session.on('message', (m) => void handler.handle(m).then(send));
-      this.deps.emit({ event: 'controller', session: id, name, fingerprint: fingerprintOf(r.peer.publicKey), paired: r.paired });
+      cur.name = name;
+      this.deps.emit({
+        event: 'controller',
+        session: id,
+        name,
+        fingerprint: fingerprintOf(r.peer.publicKey),
+        paired: r.paired,
+        path: session.path,
+        controllers: 1,
+      });
     });
     session.on('refused', (code, message) => {
       this.deps.emit({ event: 'refused', session: id, code, message });
       if (this.current === cur) void this.endSession();
     });
     session.on('security', (code) => this.deps.emit({ event: 'security', session: id, code }));
-    session.on('path', (path, previous) => this.deps.emit({ event: 'path', session: id, path, previous }));
+    session.on('path', (path, previous) => this.deps.emit({ event: 'path', session: id, name: cur.name ?? '', path, previous }));
     this.current = cur;
     if (this.signal) session.attachSignal(this.signal);
   }
@@ -511,6 +536,12 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       });
     }
     const { gpio, allowedPins, name, version, stateDir } = cfg;
+    // One board for every session: preemption and `by` need to see all of them.
+    const board = new Board(gpio);
+    // Sessions secured and not yet ended (counted where the safe-state watchdog is told).
+    let secured = 0;
+    // The trust list as rights are read from it, at every command: parsed again only when the file changed.
+    const rightsList = TrustedControllers.reader(stateDir);
     this.deps = {
       server: cfg.server,
       identity: state.identity,
@@ -519,8 +550,34 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       iceServers: cfg.iceServers,
       name,
       trusted: () => TrustedControllers.load(stateDir),
-      newHandler: (peer, send) => new CommandHandler({ gpio, allowedPins, name, version, recent: this.recent, peer }, send),
-      watchdog: this.safe,
+      pairRights: cfg.pairRights,
+      newHandler: (peer, who, send) =>
+        new CommandHandler(
+          {
+            board,
+            allowedPins,
+            name,
+            version,
+            recent: this.recent,
+            peer,
+            who,
+            // Re-read at every command, so `pinhole device --allow/--read-only` applies at the next one. A controller
+            // revoked while connected is no longer in the list: it may then only ask for info.
+            rights: () => rightsList().findFingerprint(peer)?.rights ?? { access: 'read-only', pins: [] },
+            controllers: () => secured,
+          },
+          send,
+        ),
+      watchdog: {
+        connected: () => {
+          secured++;
+          this.safe?.connected();
+        },
+        disconnected: () => {
+          secured--;
+          this.safe?.disconnected();
+        },
+      },
       emit: (e) => this.emit('event', e),
       codeSpent: () => this.offerNewCode(),
       stopped: (r) => this.forget(r),

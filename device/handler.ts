@@ -1,38 +1,47 @@
 /**
- * Command handling: one JSON-RPC request in, one response out, with the GPIO
- * backend injected. No sockets here; the agent feeds it from a link.
+ * Command handling: one JSON-RPC request in, one response out, on the
+ * device's shared Board (./board.ts). No sockets here; the agent feeds it
+ * from a link, one handler per controller session.
+ *
+ * Rights: the controller's rights (protocol/rpc.ts Rights) are read at every
+ * command, so a change made while the device runs applies at the next one.
  *
  * At-most-once: given a RecentResults and the controller's
  * identity, a request whose (controller, id) was seen before is answered
  * with the stored response and not run again.
  */
 
-import type { Level } from '../protocol/index.js';
+import type { Rights } from '../protocol/index.js';
 import {
-  BY_INPUT,
   type ChangeNotification,
+  FULL_RIGHTS,
   isErrorCode,
   isPinholeError,
-  PinholeError,
   PROTOCOL_VERSION,
   parseRequest,
   type RpcRequest,
   type RpcResponse,
   rpcError,
 } from '../protocol/index.js';
-import type { Gpio } from './gpio/gpio.js';
+import type { Board } from './board.js';
 import type { RecentResults } from './recent.js';
 
 /** Options of a CommandHandler. */
 export interface HandlerOptions {
-  /** The GPIO backend. */
-  gpio: Gpio;
+  /** The device's board, shared by all its sessions. */
+  board: Board;
   /** Pins a controller may touch; undefined allows every pin of the backend. */
   allowedPins?: ReadonlySet<number>;
   /** Device name reported by device.info. */
   name: string;
   /** pinhole version reported by device.info. */
   version: string;
+  /** The controller's name in the device's trust list: the `by` of the edges its commands cause. */
+  who: string;
+  /** The controller's rights, read at every command (default: FULL_RIGHTS). */
+  rights?: () => Readonly<Rights>;
+  /** Controller sessions connected to the device now, this one included, for device.info (default: 1). */
+  controllers?: () => number;
   /** Sleep used by blink, in ms (default: a real timer). */
   sleep?: (ms: number) => Promise<void>;
   /**
@@ -47,10 +56,12 @@ export interface HandlerOptions {
 
 const realSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Methods a read-only controller may not run. */
+const CHANGES_THE_BOARD: ReadonlySet<string> = new Set(['gpio.write', 'gpio.mode', 'gpio.blink']);
+
 /** Handles the requests of one controller session; dispose() drops its watches and stops its blinks. */
 export class CommandHandler {
   private readonly watches = new Map<number, () => void>();
-  private readonly blinking = new Set<number>();
   private disposed = false;
   private dups = 0;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -94,7 +105,7 @@ export class CommandHandler {
     const response = await run.response;
     if (req.method === 'gpio.watch' && 'result' in response && !this.watches.has(req.params.pin) && !this.disposed) {
       try {
-        this.checkPin(req.params.pin);
+        this.check(req, this.rights());
         this.subscribe(req.params.pin);
       } catch {
         // the pin was allowed and present when the watch first ran; if it no longer is, there is nothing to attach
@@ -109,6 +120,7 @@ export class CommandHandler {
       return { jsonrpc: '2.0', id: req.id, result: await this.run(req) };
     } catch (e) {
       if (e instanceof Refusal) return rpcError(req.id, e.code, e.message);
+      if (isPinholeError(e, 'preempted')) return rpcError(req.id, 'preempted', e.message);
       if (isPinholeError(e) && isErrorCode(e.code, 'gpio')) {
         const code = e.code === 'pin-mode' || e.code === 'no-such-pin' ? e.code : 'hardware';
         return rpcError(req.id, code, e.message);
@@ -124,36 +136,39 @@ export class CommandHandler {
     this.watches.clear();
   }
 
+  /** Runs a request synchronously up to its first wait, so commands reach the board in the order they came. */
   private async run(req: RpcRequest): Promise<unknown> {
-    const { gpio } = this.opts;
+    const { board, who } = this.opts;
+    const rights = this.rights();
+    this.dropWatchesOutside(rights);
     if (req.method === 'device.info') {
       return {
         name: this.opts.name,
-        backend: gpio.backend,
-        board: gpio.board,
+        backend: board.backend,
+        board: board.name,
         pins: this.allowedList(),
         protocol: PROTOCOL_VERSION,
         version: this.opts.version,
+        controllers: this.opts.controllers?.() ?? 1,
+        rights: { access: rights.access, pins: rights.pins === null ? null : [...rights.pins] },
       };
     }
+    this.check(req, rights);
     const pin = req.params.pin;
-    this.checkPin(pin);
     switch (req.method) {
       case 'gpio.write':
-        if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is blinking`);
-        gpio.write(pin, req.params.value);
+        board.write(pin, req.params.value, who);
         return { pin, value: req.params.value };
       case 'gpio.read':
-        return { pin, value: gpio.read(pin) };
+        return { pin, value: board.read(pin) };
       case 'gpio.mode':
-        if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is blinking`);
-        gpio.setMode(pin, req.params.mode);
+        board.setMode(pin, req.params.mode, who);
         return { pin, mode: req.params.mode };
       case 'gpio.blink':
-        return this.blink(pin, req.params.times, req.params.intervalMs);
+        return board.blink(pin, req.params.times, req.params.intervalMs, who, this.sleep, () => this.disposed);
       case 'gpio.watch':
         this.subscribe(pin);
-        return { pin, value: gpio.read(pin) };
+        return { pin, value: board.read(pin) };
       case 'gpio.unwatch':
         this.watches.get(pin)?.();
         this.watches.delete(pin);
@@ -161,42 +176,47 @@ export class CommandHandler {
     }
   }
 
+  private rights(): Readonly<Rights> {
+    return this.opts.rights?.() ?? FULL_RIGHTS;
+  }
+
+  /**
+   * Refuses a pin request outside the device's pins (pin-not-allowed, checked
+   * first) or outside this controller's rights (not-allowed): a change by a
+   * read-only controller, or a pin not in its rights.pins.
+   */
+  private check(req: Exclude<RpcRequest, { method: 'device.info' }>, rights: Readonly<Rights>): void {
+    const pin = req.params.pin;
+    const allowed = this.opts.allowedPins;
+    if (allowed && !allowed.has(pin)) throw new Refusal('pin-not-allowed', `pin ${pin} is not allowed on this device`);
+    if (rights.access === 'read-only' && CHANGES_THE_BOARD.has(req.method))
+      throw new Refusal('not-allowed', `controller ${this.opts.who} is read-only on this device: it may read, watch and ask for info`);
+    if (rights.pins !== null && !rights.pins.includes(pin))
+      throw new Refusal('not-allowed', `pin ${pin} is outside the pins controller ${this.opts.who} may use (${rights.pins.join(', ') || 'none'})`);
+  }
+
+  /** A watch on a pin the controller's rights no longer cover ends (rights are read per command, so at the next one). */
+  private dropWatchesOutside(rights: Readonly<Rights>): void {
+    const pins = rights.pins;
+    if (pins === null) return;
+    for (const [pin, off] of this.watches) {
+      if (pins.includes(pin)) continue;
+      off();
+      this.watches.delete(pin);
+    }
+  }
+
   /** Subscribes this session to a pin's edges, replacing any earlier subscription of it to that pin. */
   private subscribe(pin: number): void {
     this.watches.get(pin)?.();
-    const off = this.opts.gpio.watch(pin, (c) =>
-      this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts, by: BY_INPUT } }),
+    const off = this.opts.board.watch(pin, (c) =>
+      this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts, by: c.by } }),
     );
     this.watches.set(pin, off);
   }
 
-  /** The original script's loop: toggle `times` times, `intervalMs` apart, on the device's own clock. */
-  private async blink(pin: number, times: number, intervalMs: number): Promise<{ pin: number; toggles: number; value: Level }> {
-    if (this.blinking.has(pin)) throw new Refusal('not-allowed', `pin ${pin} is already blinking`);
-    const { gpio } = this.opts;
-    if (gpio.mode(pin) === 'in') throw new PinholeError('pin-mode', `pin ${pin} is an input`);
-    this.blinking.add(pin);
-    let toggles = 0;
-    try {
-      let value: Level = gpio.mode(pin) === 'out' ? gpio.read(pin) : 0;
-      for (; toggles < times && !this.disposed; toggles++) {
-        value = value === 1 ? 0 : 1;
-        gpio.write(pin, value);
-        if (toggles < times - 1) await this.sleep(intervalMs);
-      }
-      return { pin, toggles, value };
-    } finally {
-      this.blinking.delete(pin);
-    }
-  }
-
-  private checkPin(pin: number): void {
-    const allowed = this.opts.allowedPins;
-    if (allowed && !allowed.has(pin)) throw new Refusal('pin-not-allowed', `pin ${pin} is not allowed on this device`);
-  }
-
   private allowedList(): number[] {
-    const all = this.opts.gpio.pins();
+    const all = this.opts.board.pins();
     const allowed = this.opts.allowedPins;
     return allowed ? all.filter((p) => allowed.has(p)) : all;
   }
@@ -204,7 +224,7 @@ export class CommandHandler {
 
 class Refusal extends Error {
   constructor(
-    readonly code: 'pin-not-allowed' | 'not-allowed' | 'preempted',
+    readonly code: 'pin-not-allowed' | 'not-allowed',
     message: string,
   ) {
     super(message);

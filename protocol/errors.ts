@@ -65,7 +65,7 @@ export const ERROR_SOURCES = {
     overflow: 'too many frames unacknowledged or out of order',
     'unknown-device': 'controller: no paired device by that name in the state dir',
     'name-taken': 'controller: pairing would save a device under the name of another device',
-    'unknown-controller': 'device: --revoke named no trusted controller',
+    'unknown-controller': 'device: --revoke, --allow or --read-only named no trusted controller',
   },
   /** Handshake refusals (HandshakeError, and `fail`/`abort` from the peer). */
   handshake: {

@@ -10,6 +10,7 @@
  * non-regular file 'state-not-file', other owner 'state-owner',
  * group/other-writable dir 'state-dir-permissions'.
  */
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, TrustedControllerStore } from '../../crypto/index.js';
 import { FileStateStore } from './state-files.js';
@@ -35,6 +36,40 @@ export class TrustedControllers extends TrustedControllerStore {
    */
   static load(dir: string): TrustedControllers {
     return new TrustedControllers(dir);
+  }
+
+  /**
+   * A loader for `dir` that loads again only when the file or the dir may
+   * have changed, else returns the store it loaded last: what a device reads
+   * at every command. Loading checks every key (a curve point decode, about
+   * 0.1 ms each on a laptop, far more on a small board); a stat is a few
+   * microseconds. Every write replaces the file by rename (a new inode and
+   * change time), and a chmod, chown or hand edit changes the change time
+   * too, so no change goes unseen. Throws as load() does.
+   */
+  static reader(dir: string): () => TrustedControllers {
+    let last: { stamp: string; store: TrustedControllers } | undefined;
+    return () => {
+      const d = stampOf(dir);
+      const f = stampOf(join(dir, CONTROLLERS_FILE));
+      const stamp = d !== undefined && f !== undefined ? `${d}|${f}` : undefined;
+      if (stamp === undefined || last?.stamp !== stamp) {
+        const store = TrustedControllers.load(dir);
+        last = stamp === undefined ? undefined : { stamp, store };
+        return store;
+      }
+      return last.store;
+    };
+  }
+}
+
+/** What changes whenever a file or dir is replaced, edited, chmod'ed or chown'ed; '-' if absent; undefined if it cannot be told (load() then says why). */
+function stampOf(path: string): string | undefined {
+  try {
+    const s = lstatSync(path, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.ctimeNs}:${s.mtimeNs}:${s.size}:${s.mode}:${s.uid}`;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? '-' : undefined;
   }
 }
 

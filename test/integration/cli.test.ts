@@ -1,7 +1,7 @@
 // The CLI contract on loopback: real signaling server, real device agent, real controller processes.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -13,7 +13,7 @@ import { WebSocketServer } from 'ws';
 import { DTLS_FILE } from '../../platform/node/dtls-cert.js';
 import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
 import type { SignalServer } from '../../signaling/index.js';
-import { exited, pair, runCli, spawnUntil, startDevice, startServer, stateDir, type TestDevice, waitFor } from './helpers.js';
+import { BIN, exited, pair, runCli, spawnDevice, spawnUntil, startDevice, startServer, stateDir, type TestDevice, waitFor } from './helpers.js';
 
 /** The --import hook that logs every module a CLI process resolves (./module-log.ts). */
 const MODULE_LOG_HOOK = join(dirname(fileURLToPath(import.meta.url)), 'module-log.js');
@@ -180,6 +180,13 @@ test('issue 2: usage errors exit 2 with a one-line reason', async () => {
     ['control'],
     ['device', '--server', server.url, '--gpio', 'arduino'],
     ['device', '--controllers', '--revoke', 'x'],
+    ['device', '--server', server.url, '--max-controllers', '0'],
+    ['device', '--server', server.url, '--max-controllers', '65'],
+    ['device', '--server', server.url, '--pair-rights', 'admin'],
+    ['device', '--server', server.url, '--pins', '13', '--pair-pins', '20'],
+    ['device', '--allow', 'x', '--read-only', 'x'],
+    ['device', '--allow', 'x', '--pins', 'seven'],
+    ['device', '--read-only', 'x', '--max-controllers', '2'],
     ['nonsense'],
   ]) {
     const r = await runCli(args);
@@ -206,7 +213,11 @@ test('issue 2: device CLI prints its code, serves a controller, and exits 0 on S
   assert.equal(r.json.at(-1)!.name, 'cli-board');
   // Pairing is reported on both sides, and the device offers a new code at once.
   assert.match(r.stderr, /^pinhole: paired with device "cli-board" \([A-Z2-7]{4}(-[A-Z2-7]{4}){3}\); from now on: pinhole control cli-board COMMAND\n$/);
-  await waitFor(() => /^paired with controller ".+" \(.+\); it is now trusted$/m.test(d.out()), 3000, 'the device to report the pairing');
+  await waitFor(
+    () => /^paired with controller ".+" \(.+\); it is now trusted with full access, all pins; on \w+, 1 of 8 connected$/m.test(d.out()),
+    3000,
+    'the device to report the pairing',
+  );
   const next = await waitFor(
     () =>
       d
@@ -306,7 +317,8 @@ test("issue 9: a hostile device's info fields reach the human output without esc
     assert.doesNotMatch(human.stdout, TERMINAL_CONTROL, JSON.stringify(human.stdout));
     assert.ok(!human.stdout.includes('pwned') && !human.stdout.includes('52;c'), 'whole sequences are gone');
     assert.match(human.stdout, /^evil-board: sim backend on board, pinhole 1\.0 fake: line$/m, 'the text around them stays, on one line');
-    assert.equal(human.stdout.split('\n').filter(Boolean).length, 3, 'no line added by the device');
+    // name, pins, controllers, your rights, path
+    assert.equal(human.stdout.split('\n').filter(Boolean).length, 5, 'no line added by the device');
 
     const json = await runCli(['control', 'evil-board', '--state-dir', p.stateDir, '--json', 'info']);
     assert.equal(json.code, 0, json.stderr);
@@ -465,4 +477,214 @@ test('issue 9: --as and --replace need --code, and a bad --as is refused before 
     assert.doesNotMatch(r.stderr, TERMINAL_CONTROL);
   }
   assert.equal(dev.code, code, 'no code was spent');
+});
+
+// ---- many controllers, each with its own rights ----
+
+/** JSON objects among a process's stdout lines (a line still being written is skipped). */
+const jsonOf = (text: string): Record<string, unknown>[] =>
+  text.split('\n').flatMap((l) => {
+    try {
+      return l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [];
+    } catch {
+      return [];
+    }
+  });
+
+/** The rights `pinhole device --controllers --json` lists, by controller name. */
+async function listedRights(dir: string): Promise<Record<string, unknown>> {
+  const r = await runCli(['device', '--controllers', '--state-dir', dir, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const list = r.json.at(-1)!.controllers as { name: string; rights: unknown }[];
+  return Object.fromEntries(list.map((c) => [c.name, c.rights]));
+}
+
+/** `pinhole device --allow/--read-only ... --json` on a device's state dir; resolves with the rights it printed. */
+async function setRights(dir: string, ...args: string[]): Promise<unknown> {
+  const r = await runCli(['device', '--state-dir', dir, '--json', ...args]);
+  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  assert.equal(r.json.at(-1)!.ok, true);
+  return r.json.at(-1)!.rights;
+}
+
+test('issue 12: --pair-rights and --pair-pins pair with less; --allow, --read-only and --controllers edit and show the rights', async () => {
+  const d = await spawnDevice(server, { name: 'shared-board', args: ['--no-direct', '--pair-rights', 'read-only', '--pair-pins', '13,20'] });
+  try {
+    await pair(server, d, { name: 'viewer' });
+    assert.deepEqual(await listedRights(d.stateDir), { viewer: { access: 'read-only', pins: [13, 20] } }, 'the code gave what --pair-* said');
+
+    assert.deepEqual(await setRights(d.stateDir, '--allow', 'viewer', '--pins', '5'), { access: 'full', pins: [5] });
+    assert.deepEqual(await listedRights(d.stateDir), { viewer: { access: 'full', pins: [5] } }, 'saved in controllers.json');
+    // --read-only alone keeps the pins; --allow alone opens every pin.
+    assert.deepEqual(await setRights(d.stateDir, '--read-only', 'viewer'), { access: 'read-only', pins: [5] });
+    assert.deepEqual(await setRights(d.stateDir, '--allow', 'viewer'), { access: 'full', pins: null });
+    // By fingerprint too, as --revoke.
+    const listing = await runCli(['device', '--controllers', '--state-dir', d.stateDir, '--json']);
+    const fp = String((listing.json.at(-1)!.controllers as { fingerprint: string }[])[0]!.fingerprint);
+    assert.deepEqual(await setRights(d.stateDir, '--read-only', fp.toLowerCase(), '--pins', '8,7'), { access: 'read-only', pins: [7, 8] });
+
+    // Human forms: one line each.
+    for (const args of [['--controllers'], ['--read-only', 'viewer']]) {
+      const h = await runCli(['device', '--state-dir', d.stateDir, ...args]);
+      assert.equal(h.code, 0, h.stderr);
+      assert.equal(h.lines.length, 1, h.stdout);
+    }
+
+    // An unknown controller: exit 2, unknown-controller, and nothing changes.
+    for (const args of [
+      ['--allow', 'nobody'],
+      ['--read-only', 'nobody', '--pins', '1'],
+      ['--allow', 'AAAA-AAAA-AAAA-AAAA'],
+    ]) {
+      const r = await runCli(['device', '--state-dir', d.stateDir, '--json', ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.json.at(-1)!.error, 'unknown-controller');
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    }
+    assert.deepEqual(await listedRights(d.stateDir), { viewer: { access: 'read-only', pins: [7, 8] } });
+  } finally {
+    await d.stop();
+  }
+});
+
+/** `pinhole control ... --json shell` with stdin kept open: send one line, wait for its result. */
+function openShell(args: string[]): { proc: ChildProcess; run: (line: string) => Promise<Record<string, unknown>>; close: () => Promise<number | null> } {
+  const { PINHOLE_SERVER: _ignored, ...env } = process.env;
+  const proc = spawn(process.execPath, [BIN, ...args, '--json', 'shell'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...env, XDG_CONFIG_HOME: stateDir('xdg') },
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.resume();
+  let seen = 0;
+  const run = async (line: string): Promise<Record<string, unknown>> => {
+    proc.stdin!.write(`${line}\n`);
+    const [i, result] = await waitFor(
+      () => {
+        const all = jsonOf(out);
+        const i = all.findIndex((j, k) => k >= seen && j.ok !== undefined);
+        return i < 0 ? undefined : ([i, all[i]!] as const);
+      },
+      10_000,
+      `the shell's answer to ${line}`,
+    );
+    seen = i + 1;
+    return result;
+  };
+  const close = (): Promise<number | null> => {
+    proc.stdin!.end('quit\n');
+    return exited(proc);
+  };
+  return { proc, run, close };
+}
+
+test('issue 12: a read-only controller may read and info, its write and blink exit 5 (not-allowed); new rights apply at its next command', async () => {
+  // Needs the device side (rights checked per command): not-allowed comes from the device's handler.
+  const d = await spawnDevice(server, { name: 'ro-board', args: ['--no-direct', '--pair-rights', 'read-only'] });
+  try {
+    const v = await pair(server, d, { name: 'viewer' });
+    assert.deepEqual(v.info.rights, { access: 'read-only', pins: null }, 'info tells the caller its rights');
+    assert.equal(v.info.controllers, 1, 'info tells how many are connected');
+    const ctl = (...args: string[]) => runCli(['control', 'ro-board', '--state-dir', v.stateDir, '--json', ...args]);
+    for (const args of [
+      ['write', '13', '1'],
+      ['blink', '13', '--times', '2', '--interval', '20'],
+    ]) {
+      const r = await ctl(...args);
+      assert.equal(r.code, 5, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.json.at(-1)!.error, 'not-allowed');
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    }
+    // (Not pin 13: reading an unconfigured pin makes it an input, and 13 is written below.)
+    const read = await ctl('read', '20');
+    assert.equal(read.code, 0, read.stderr);
+
+    // One session across changes of rights made while the device runs: each applies at the next command.
+    const sh = openShell(['control', 'ro-board', '--state-dir', v.stateDir]);
+    try {
+      assert.equal((await sh.run('write 13 1')).error, 'not-allowed');
+      await setRights(d.stateDir, '--allow', 'viewer', '--pins', '13');
+      assert.equal((await sh.run('write 13 1')).ok, true, 'allowed now, same session');
+      assert.equal((await sh.run('write 20 1')).error, 'not-allowed', 'outside its pins');
+      const info = await sh.run('info');
+      assert.deepEqual(info.rights, { access: 'full', pins: [13] });
+      await setRights(d.stateDir, '--read-only', 'viewer');
+      assert.equal((await sh.run('write 13 0')).error, 'not-allowed');
+      assert.equal((await sh.run('read 13')).value, 1, 'the refused write changed nothing');
+    } finally {
+      assert.equal(await sh.close(), 0);
+    }
+
+    // The device printed a connect and a leave for each session, naming the controller.
+    // (pair, write, blink, read, shell: five sessions)
+    const named = (kind: string) => d.events().filter((e) => e.event === kind && e.name === 'viewer');
+    await waitFor(() => named('controller-left').length >= 5, 5000, 'the leave events');
+    assert.equal(named('controller').length, 5, JSON.stringify(d.events()));
+    for (const e of named('controller')) assert.ok(typeof e.path === 'string' && typeof e.controllers === 'number', JSON.stringify(e));
+  } finally {
+    await d.stop();
+  }
+});
+
+test("issue 12: `pinhole control board watch 13` in one process sees both edges of another controller's writes, marked with its name", async () => {
+  // Needs the server and device sides of many controllers per device (two sessions at once).
+  const d = await spawnDevice(server, { name: 'board' });
+  try {
+    const watcher = await pair(server, d, { name: 'watcher' });
+    const screen = await pair(server, d, { name: 'screen' });
+    const writer = await pair(server, d, { name: 'writer' });
+    const write = (v: string) => runCli(['control', 'board', '--state-dir', writer.stateDir, '--json', 'write', '13', v]);
+    // An output at 1 first: a watch on an unconfigured pin would make it an input.
+    assert.equal((await write('1')).code, 0);
+    const json = await spawnUntil(['control', 'board', '--state-dir', watcher.stateDir, '--json', 'watch', '13', '--count', '2'], /"event":"watching"/);
+    const human = await spawnUntil(['control', 'board', '--state-dir', screen.stateDir, 'watch', '13', '--count', '2'], /^watching pin 13/);
+    for (const v of ['0', '1']) {
+      const r = await write(v);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.equal(await exited(json.proc), 0, json.err());
+    assert.equal(await exited(human.proc), 0, human.err());
+    const edges = jsonOf(json.out())
+      .filter((j) => j.event === 'change')
+      .map((j) => [j.edge, j.value, j.by]);
+    assert.deepEqual(edges, [
+      ['falling', 0, 'writer'],
+      ['rising', 1, 'writer'],
+    ]);
+    const lines = human
+      .out()
+      .split('\n')
+      .filter((l) => l.startsWith('pin 13 '));
+    assert.equal(lines.length, 2, human.out());
+    for (const l of lines) assert.ok(l.includes('"writer"'), l);
+    // Three at once at most: the watchers and the writer.
+    assert.ok(d.events().some((e) => e.event === 'controller' && e.name === 'writer' && (e.controllers as number) >= 2));
+  } finally {
+    await d.stop();
+  }
+});
+
+test('issue 12: past --max-controllers a controller exits 4 with device-busy and one line; it gets in once a slot is free', async () => {
+  // Needs the server and device sides of many controllers per device.
+  const d = await spawnDevice(server, { name: 'solo', args: ['--no-direct', '--max-controllers', '1'] });
+  try {
+    const left = (name: string) => waitFor(() => d.events().some((e) => e.event === 'controller-left' && e.name === name), 5000, `${name} to leave`);
+    const one = await pair(server, d, { name: 'one' });
+    await left('one'); // its one slot is free again before the next pairs
+    const two = await pair(server, d, { name: 'two' });
+    await left('two');
+    const holder = await spawnUntil(['control', 'solo', '--state-dir', one.stateDir, '--json', 'watch', '20'], /"event":"watching"/);
+    const r = await runCli(['control', 'solo', '--state-dir', two.stateDir, '--json', '--timeout', '5000', 'read', '20']);
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.json.at(-1)!.error, 'device-busy');
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    holder.proc.kill('SIGINT');
+    assert.equal(await exited(holder.proc), 0);
+    await waitFor(() => d.events().filter((e) => e.event === 'controller-left' && e.name === 'one').length >= 2, 5000, 'the holder to leave');
+    const again = await runCli(['control', 'solo', '--state-dir', two.stateDir, '--json', 'read', '20']);
+    assert.equal(again.code, 0, again.stderr);
+  } finally {
+    await d.stop();
+  }
 });

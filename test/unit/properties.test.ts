@@ -24,6 +24,7 @@ import {
   DEFAULT_BLINK_TIMES,
   MAX_BLINK_INTERVAL_MS,
   MAX_BLINK_TIMES,
+  MAX_BY_CHARS,
   MAX_PIN,
   MIN_BLINK_INTERVAL_MS,
   parseIncoming,
@@ -319,6 +320,7 @@ const rpcIncoming = fc.oneof(
       value: level,
       edge: fc.constantFrom('rising', 'falling'),
       ts: fc.double({ noNaN: true, noDefaultInfinity: true }).map((x) => (Object.is(x, -0) ? 0 : x)),
+      by: fc.string({ minLength: 1, maxLength: MAX_BY_CHARS }),
     }),
   }),
 );

@@ -15,6 +15,7 @@ import { KnownDevices, TrustedControllers } from '../../platform/node/peer-files
 import { createSecureFile, ensureStateDir as ensureDir, loadOrCreateIdentity, readSecureFile, writeSecureFile } from '../../platform/node/state-files.js';
 import { PinholeError } from '../../protocol/errors.js';
 import { isValidPeerName } from '../../protocol/names.js';
+import { FULL_RIGHTS } from '../../protocol/rpc.js';
 import { parseSdpFingerprint } from '../../protocol/sdp.js';
 
 const posix = process.platform !== 'win32';
@@ -313,7 +314,7 @@ describe('TrustedControllers', () => {
     assert.deepEqual(s.list(), []);
     assert.equal(readdirSync(dir).length, 0, 'loading an empty store writes nothing');
     const a = s.add('zeta', key(1), T0);
-    assert.deepEqual(a, { name: 'zeta', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
+    assert.deepEqual(a, { name: 'zeta', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0, rights: FULL_RIGHTS });
     s.add('alpha', key(2), T0 + 1);
     assert.deepEqual(
       s.list().map((e) => e.name),
@@ -367,7 +368,13 @@ describe('TrustedControllers', () => {
     assert.equal(s.list().length, 2);
     assert.equal(s.add('work laptop', key(1), T0 + 9000).name, 'work laptop', 'its own name is not a clash');
     assert.equal(s.add('phone', key(1), T0).name, 'phone-2', "renaming onto another key's name is suffixed");
-    assert.deepEqual(TrustedControllers.load(dir).find(key(1)), { name: 'phone-2', publicKey: key(1), fingerprint: fingerprintOf(key(1)), addedAt: T0 });
+    assert.deepEqual(TrustedControllers.load(dir).find(key(1)), {
+      name: 'phone-2',
+      publicKey: key(1),
+      fingerprint: fingerprintOf(key(1)),
+      addedAt: T0,
+      rights: FULL_RIGHTS,
+    });
   });
 
   test('revoke by exact name, by fingerprint (case-insensitive, dashes optional); persists', () => {
@@ -482,6 +489,36 @@ describe('TrustedControllers', () => {
     TrustedControllers.load(dir);
     writeFileSync(join(dir, CONTROLLERS_FILE), JSON.stringify({ v: 1, controllers: [valid()] }), { mode: 0o600 });
     assert.equal(TrustedControllers.load(dir).find(key(1))?.name, 'laptop');
+  });
+});
+
+describe('issue 12: rights in controllers.json', () => {
+  test('issue 12: setRights writes the file at once; a load sees it', () => {
+    const dir = freshDir();
+    TrustedControllers.load(dir).add('laptop', key(1), T0);
+    TrustedControllers.load(dir).setRights('laptop', { access: 'read-only', pins: [13] });
+    const j = JSON.parse(readFileSync(join(dir, CONTROLLERS_FILE), 'utf8'));
+    assert.deepEqual(j.controllers[0].rights, { access: 'read-only', pins: [13] });
+    assert.deepEqual(TrustedControllers.load(dir).find(key(1))?.rights, { access: 'read-only', pins: [13] });
+    expectCode(() => TrustedControllers.load(dir).setRights('phone', { access: 'full', pins: null }), 'unknown-controller');
+  });
+
+  test('issue 12: reader() parses the file again only when it changed, and sees every change', { skip: !posix }, () => {
+    const dir = freshDir();
+    const read = TrustedControllers.reader(dir);
+    assert.deepEqual(read().list(), [], 'absent file: empty');
+    TrustedControllers.load(dir).add('laptop', key(1), T0);
+    const a = read();
+    assert.equal(a.find(key(1))?.name, 'laptop');
+    assert.equal(read(), a, 'unchanged: the same store, not parsed again');
+    TrustedControllers.load(dir).setRights('laptop', { access: 'read-only', pins: null });
+    assert.equal(read().find(key(1))?.rights.access, 'read-only', 'a change by another process is seen at the next read');
+    chmodSync(join(dir, CONTROLLERS_FILE), 0o644);
+    expectCode(() => read(), 'state-permissions');
+    chmodSync(join(dir, CONTROLLERS_FILE), 0o600);
+    assert.equal(read().find(key(1))?.rights.access, 'read-only');
+    rmSync(join(dir, CONTROLLERS_FILE));
+    assert.deepEqual(read().list(), [], 'removed: empty again');
   });
 });
 
