@@ -31,7 +31,8 @@ export type ToChild =
 export type FromChild =
   | { type: 'ready'; pid: number; code: string }
   | { type: 'event'; e: DeviceEvent }
-  | { type: 'memory'; rss: number; heapUsed: number; gc: boolean }
+  /** process.memoryUsage() after the GC, in bytes; `gc`: whether a GC ran (--expose-gc). */
+  | { type: 'memory'; rss: number; heapUsed: number; external: number; gc: boolean }
   | { type: 'cpu'; userUs: number; systemUs: number }
   | { type: 'toggling' }
   | { type: 'toggled'; edges: number; errors: number }
@@ -96,10 +97,12 @@ async function onMessage(m: ToChild): Promise<void> {
       send({ type: 'ready', pid: process.pid, code: agent.pairingCode ?? '' });
       return;
     }
-    case 'memory':
+    case 'memory': {
       globalThis.gc?.();
-      send({ type: 'memory', rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, gc: globalThis.gc !== undefined });
+      const { rss, heapUsed, external } = process.memoryUsage();
+      send({ type: 'memory', rss, heapUsed, external, gc: globalThis.gc !== undefined });
       return;
+    }
     case 'cpu': {
       const u = process.cpuUsage();
       send({ type: 'cpu', userUs: u.user, systemUs: u.system });

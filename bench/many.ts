@@ -38,6 +38,12 @@ const EDGE_LEAD_MS = 200;
 const EDGE_DRAIN_MS = 200;
 /** Watchers must see at least this share of the edges driven (the rest can only be in flight at the end). */
 const MIN_EDGES_SEEN = 0.9;
+/**
+ * A fresh device process waits this long before its baseline, in ms: V8's memory
+ * reducer first runs about 8 s after start-up and hands back pages the start-up used,
+ * which would otherwise come off the RSS of whichever count happens to be measured then.
+ */
+const FRESH_SETTLE_MS = 10_000;
 /** Longest wait for the device process to start, register and offer a code, in ms (it loads werift and makes a DTLS certificate). */
 const CHILD_START_TIMEOUT_MS = 20_000;
 /** Longest wait for the device process to answer a request or to exit, in ms. */
@@ -64,6 +70,11 @@ export interface ResourceFigure {
   count: number;
   /** process.memoryUsage().rss in the device process right after a full GC, in bytes. */
   rssBytes: number;
+  /**
+   * heapUsed + external (Buffers and ArrayBuffers) at the same moment, in bytes: what the
+   * device's JS holds, without the pages V8 and malloc keep or return at their own pace.
+   */
+  heapBytes: number;
   /** User + system CPU time of the device process over the idle window, as % of one core. */
   cpuPct: number;
 }
@@ -233,15 +244,15 @@ async function closeAll(child: DeviceChild, devs: Device[]): Promise<void> {
 }
 
 /** The device's RSS after a full GC and its CPU over an idle window, after settling. */
-async function idle(child: DeviceChild, plan: ManyPlan): Promise<{ rssBytes: number; cpuPct: number }> {
-  await sleep(plan.settleMs);
+async function idle(child: DeviceChild, plan: ManyPlan, settleMs = plan.settleMs): Promise<Omit<ResourceFigure, 'path' | 'count'>> {
+  await sleep(settleMs);
   const cpu0 = await child.cpuUs();
   const t0 = performance.now();
   await sleep(plan.idleWindowMs);
   const cpuPct = (100 * ((await child.cpuUs()) - cpu0)) / 1000 / (performance.now() - t0);
   const mem = await child.request({ type: 'memory' }, 'memory');
   if (!mem.gc) throw new Error('the device process has no gc() (started without --expose-gc)');
-  return { rssBytes: mem.rss, cpuPct };
+  return { rssBytes: mem.rss, heapBytes: mem.heapUsed + mem.external, cpuPct };
 }
 
 /**
@@ -321,7 +332,7 @@ async function onPath(
   try {
     const resources: ResourceFigure[] = [];
     progress(`many (${path}): device pid ${child.pid}, idle with 0 controllers`);
-    resources.push({ path, count: 0, ...(await idle(child, plan)) });
+    resources.push({ path, count: 0, ...(await idle(child, plan, FRESH_SETTLE_MS)) });
     for (const count of MANY_COUNTS) {
       while (devs.length < count) devs.push(await connectOn(child, controllers[devs.length]!, path));
       progress(`many (${path}): idle with ${count} connected`);

@@ -16,7 +16,7 @@ import { LOOPBACK, openUdpEcho, openWeriftEcho, openWsEcho, openWsRelayEcho, wer
 import { cliTimes } from './cli.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
 import { firstCommandFloorTimes } from './floor.js';
-import { EDGE_HZ, type ManyPlan, manyControllers, type ResourceFigure, WATCH_PINS } from './many.js';
+import { EDGE_HZ, MANY_COUNTS, type ManyPlan, manyControllers, type ResourceFigure, WATCH_PINS } from './many.js';
 import {
   BENCH_PIN,
   connectTimes,
@@ -176,11 +176,20 @@ function markdown(head: string[], cells: string[][], right: (i: number) => boole
   return [line(head), `|${width.map((w, i) => (right(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`, ...cells.map(line)].join('\n');
 }
 
-/** Bytes in the MB of the RSS figures. */
+/** Bytes in the MB of the memory figures. */
 const MB = 1e6;
+/** The per-extra-session figure compares the most controllers with the fewest (both on direct). */
+const MANY_MOST = MANY_COUNTS[MANY_COUNTS.length - 1];
+const MANY_FEWEST = MANY_COUNTS[0];
 
-/** The device's idle RSS and CPU, each beside the same device process with no controller. */
-function resourceTable(figures: readonly ResourceFigure[], perExtraMb: number | undefined): string {
+/** Memory per extra direct session: (figure at the most direct sessions − at one) / the sessions between, in MB. */
+interface PerExtra {
+  rssMb: number;
+  heapMb: number;
+}
+
+/** The device's idle RSS, JS memory and CPU, each beside the same device process with no controller. */
+function resourceTable(figures: readonly ResourceFigure[], perExtra: PerExtra | undefined): string {
   const versus = (x: number, base: number, unit: string, digits: number): string =>
     Number.isFinite(x) && Number.isFinite(base) && base > 0 ? `${(x / base).toFixed(2)}× (${x >= base ? '+' : ''}${(x - base).toFixed(digits)}${unit})` : '';
   const cells = figures.map((f) => {
@@ -189,21 +198,31 @@ function resourceTable(figures: readonly ResourceFigure[], perExtraMb: number | 
       f.count === 0
         ? `device, no controller (${f.path} run's baseline)`
         : `device, ${f.count} controller${f.count > 1 ? 's' : ''} ${f.path === 'direct' ? 'on direct' : 'idle on relay'}`;
-    const cpu = f.cpuPct.toFixed(2);
-    return f === base || !base
-      ? [label, (f.rssBytes / MB).toFixed(1), '', cpu, '']
-      : [label, (f.rssBytes / MB).toFixed(1), versus(f.rssBytes / MB, base.rssBytes / MB, ' MB', 1), cpu, versus(f.cpuPct, base.cpuPct, ' pts', 2)];
+    const [rss, heap, cpu] = [f.rssBytes / MB, f.heapBytes / MB, f.cpuPct];
+    const vs = (x: number, b: number | undefined, unit: string, digits: number): string => (f === base || b === undefined ? '' : versus(x, b, unit, digits));
+    return [
+      label,
+      rss.toFixed(1),
+      vs(rss, base && base.rssBytes / MB, ' MB', 1),
+      heap.toFixed(1),
+      vs(heap, base && base.heapBytes / MB, ' MB', 1),
+      cpu.toFixed(2),
+      vs(cpu, base?.cpuPct, ' pts', 2),
+    ];
   });
-  if (perExtraMb !== undefined) {
+  if (perExtra) {
     cells.push([
-      'RSS per extra direct session ((8 direct − 1 direct) / 7)',
-      perExtraMb.toFixed(1),
-      `${(perExtraMb / TARGET_RSS_PER_DIRECT_MB).toFixed(2)}× the target ${TARGET_RSS_PER_DIRECT_MB} MB`,
+      `per extra direct session ((${MANY_MOST} direct − ${MANY_FEWEST} direct) / ${MANY_MOST - MANY_FEWEST})`,
+      perExtra.rssMb.toFixed(1),
+      `${(perExtra.rssMb / TARGET_RSS_PER_DIRECT_MB).toFixed(2)}× the target ${TARGET_RSS_PER_DIRECT_MB} MB`,
+      perExtra.heapMb.toFixed(2),
+      '',
       '',
       '',
     ]);
   }
-  return markdown(['figure', 'RSS MB', 'RSS vs no controller', 'CPU % of a core', 'CPU vs no controller'], cells, (i) => i === 1 || i === 3);
+  const head = ['figure', 'RSS MB', 'RSS vs no controller', 'heap+ext MB', 'heap+ext vs no controller', 'CPU % of a core', 'CPU vs no controller'];
+  return markdown(head, cells, (i) => i === 1 || i === 3 || i === 5);
 }
 
 async function main(): Promise<void> {
@@ -358,13 +377,21 @@ async function main(): Promise<void> {
       oneShotOverHelpMet: over <= TARGET_ONESHOT_OVER_HELP_MS,
     });
   }
-  const rss = (path: string, count: number): number => many?.resources.find((f) => f.path === path && f.count === count)?.rssBytes ?? NaN;
-  const perExtraMb = many ? (rss('direct', 8) - rss('direct', 1)) / 7 / MB : undefined;
-  if (perExtraMb !== undefined) {
+  const directFigure = (count: number): ResourceFigure | undefined => many?.resources.find((f) => f.path === 'direct' && f.count === count);
+  const [most, fewest] = [directFigure(MANY_MOST), directFigure(MANY_FEWEST)];
+  const perExtra: PerExtra | undefined =
+    most && fewest
+      ? {
+          rssMb: (most.rssBytes - fewest.rssBytes) / (MANY_MOST - MANY_FEWEST) / MB,
+          heapMb: (most.heapBytes - fewest.heapBytes) / (MANY_MOST - MANY_FEWEST) / MB,
+        }
+      : undefined;
+  if (perExtra) {
     Object.assign(target, {
-      rssPerExtraDirectMb: perExtraMb,
+      rssPerExtraDirectMb: perExtra.rssMb,
+      heapPerExtraDirectMb: perExtra.heapMb,
       rssPerExtraDirectLimitMb: TARGET_RSS_PER_DIRECT_MB,
-      rssPerExtraDirectMet: perExtraMb <= TARGET_RSS_PER_DIRECT_MB,
+      rssPerExtraDirectMet: perExtra.rssMb <= TARGET_RSS_PER_DIRECT_MB,
     });
   }
   const loadedPaths = (many?.rtt ?? []).map((r) => r.path);
@@ -399,9 +426,9 @@ async function main(): Promise<void> {
   ];
   if (many) {
     out.push(
-      `device process (many): RSS after a full GC, MB = 10^6 bytes; CPU = its user + system time over ${plan.many.idleWindowMs / 1000} s idle, ${plan.many.settleMs / 1000} s after the last controller connected`,
+      `device process (many): RSS and heap+ext (heapUsed + external) after a full GC, MB = 10^6 bytes; CPU = its user + system time over ${plan.many.idleWindowMs / 1000} s idle, ${plan.many.settleMs / 1000} s after the last controller connected`,
       '',
-      resourceTable(many.resources, perExtraMb),
+      resourceTable(many.resources, perExtra),
       '',
     );
   }
@@ -448,9 +475,9 @@ async function main(): Promise<void> {
       `one-shot CLI: control write ${ms(p50('cli-write'))} ms vs --help ${ms(p50('cli-help'))} ms at p50: +${ms(target.oneShotOverHelpMs as number)} ms, ${x(target.oneShotVsHelp)}× (target ≤ --help + ${TARGET_ONESHOT_OVER_HELP_MS} ms: ${met(target.oneShotOverHelpMet as boolean)})`,
     );
   }
-  if (perExtraMb !== undefined) {
+  if (perExtra && most && fewest) {
     out.push(
-      `RSS per extra direct session: (${(rss('direct', 8) / MB).toFixed(1)} − ${(rss('direct', 1) / MB).toFixed(1)} MB) / 7 = ${perExtraMb.toFixed(1)} MB (target ≤ ${TARGET_RSS_PER_DIRECT_MB} MB: ${met(target.rssPerExtraDirectMet === true)})`,
+      `RSS per extra direct session: (${(most.rssBytes / MB).toFixed(1)} − ${(fewest.rssBytes / MB).toFixed(1)} MB) / ${MANY_MOST - MANY_FEWEST} = ${perExtra.rssMb.toFixed(1)} MB; heap+ext ${perExtra.heapMb.toFixed(2)} MB (target RSS ≤ ${TARGET_RSS_PER_DIRECT_MB} MB: ${met(target.rssPerExtraDirectMet === true)})`,
     );
   }
   for (const r of many?.rtt ?? []) {
