@@ -19,7 +19,7 @@
  * The stores are not locked across processes: two processes changing the same
  * store at once can lose one update (the record itself is always whole).
  */
-import { equalBytes, foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS, PinholeError, toBase64url } from '../protocol/index.js';
+import { equalBytes, foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS, PinholeError, type Rights, toBase64url } from '../protocol/index.js';
 import { decodeKey32, fingerprintOf, isValidIdentityKey } from './identity.js';
 import type { StateStore } from './state.js';
 
@@ -273,8 +273,9 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
    * used by another key gets a suffix (-2, -3, ...) so names stay unique;
    * the returned entry carries the name actually stored. `now` is ms since
    * the epoch. Throws 'state-bad-input' for an invalid name, key or time.
+   * (merge: `rights` is stored by the trust-list rights change; taken here so the device can pass them.)
    */
-  add(name: string, publicKey: Uint8Array, now: number): TrustedController {
+  add(name: string, publicKey: Uint8Array, now: number, _rights?: Readonly<Rights>): TrustedController {
     checkName(name, 'controller name');
     checkKey(publicKey);
     checkTime(now, 'now');

@@ -1,7 +1,16 @@
 /** The device side: the agent, the command handler and the GPIO backends. */
 
 export type { Level, PinMode } from '../protocol/index.js';
-export { DeviceAgent, type DeviceConfig, type DeviceEvent, HANDSHAKE_START_MS, HANDSHAKE_TIMEOUT_MS, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './agent.js';
+export {
+  DEFAULT_MAX_CONTROLLERS,
+  DeviceAgent,
+  type DeviceConfig,
+  type DeviceEvent,
+  HANDSHAKE_START_MS,
+  HANDSHAKE_TIMEOUT_MS,
+  RECONNECT_BASE_MS,
+  RECONNECT_MAX_MS,
+} from './agent.js';
 export type { Gpio, GpioErrorCode, PinChange } from './gpio/gpio.js';
 export { type MraaOptions, openMraa } from './gpio/mraa.js';
 export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
