@@ -9,10 +9,19 @@
  *     the first controller that tries the code spends it (one guess per
  *     code), and a fresh code is printed at once for the next one.
  *
- * Each room serves one controller session at a time over a PeerSession
- * (handshake, sealed relay, direct when the data channel opens). Once the
- * handshake has secured a session the device `admit`s it, so the server
- * keeps the controller (it drops one left unadmitted). GPIO and sockets come
+ * The device serves many controller sessions at once: up to
+ * `maxControllers` across both rooms (the home room registers with that
+ * cap, the pairing room with 1; the device enforces its own count too, so a
+ * server that ignores the cap cannot make it exceed it: a session past it is
+ * refused with a plain handshake `fail{device-busy}`). Each session is its
+ * own PeerSession (handshake, keys, sealed relay, direct path) with its own
+ * CommandHandler (watches); the server tags every relay with its session and
+ * the device names the session in every relay it sends. Once the handshake
+ * has secured a session the device `admit`s it, so the server keeps the
+ * controller (it drops one left unadmitted). A session ends when its
+ * controller leaves (`peer-left`), is refused, or has no path left (its
+ * relay went with the server socket and it has no data channel): no
+ * session outlives every way to reach its controller. GPIO and sockets come
  * from outside; state files from the state dir.
  *
  * A refused registration that can clear up (the room is still held by an
@@ -22,7 +31,7 @@
  * valid code.
  */
 import { EventEmitter } from 'node:events';
-import { fingerprintOf, type Identity } from '../crypto/index.js';
+import { encodeHandshake, fingerprintOf, type Identity } from '../crypto/index.js';
 import {
   type DtlsKeyPair,
   type IceServer,
@@ -31,6 +40,7 @@ import {
   nodeAead,
   nodeCurve25519,
   preloadDirect,
+  type RelayMessage,
   routeServerMessage,
   routeSignal,
   type ServerRoutes,
@@ -42,9 +52,11 @@ import {
   CLOSE_LEAVE,
   deviceRoom,
   type ErrorCode,
+  FULL_RIGHTS,
   formatPairingCode,
   generatePairingCode,
   type Level,
+  MAX_CONTROLLERS_LIMIT,
   makeRegisterProof,
   type PairingCode,
   PinholeError,
@@ -53,7 +65,7 @@ import {
   type ServerMessage,
   type SignalErrorCode,
 } from '../protocol/index.js';
-import { Backoff, iceConfigFor, PeerSession } from '../session/index.js';
+import { Backoff, iceConfigFor, PeerSession, type RelaySocket } from '../session/index.js';
 import type { Path } from '../transport/index.js';
 import { Board } from './board.js';
 import type { Gpio } from './gpio/gpio.js';
@@ -70,9 +82,10 @@ const RECONNECT_JITTER = 0.5;
 /** Time to wait for `registered`, in ms: the server answers at once unless it is overloaded. */
 export const REGISTER_TIMEOUT_MS = 5_000;
 /**
- * Time a controller has to finish the handshake, in ms: 1.5 relay round trips
- * plus key generation take well under a second; a peer that stalls must not
- * hold the room (and, for a pairing room, its one attempt) for longer.
+ * Time a controller has to finish the handshake, in ms (each session its
+ * own): 1.5 relay round trips plus key generation take well under a second;
+ * a peer that stalls must not hold a place among the device's sessions (and,
+ * for a pairing room, its one attempt) for longer.
  */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
@@ -83,11 +96,25 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  * code (the one the silent one may know is given up too).
  */
 export const HANDSHAKE_START_MS = 5_000;
-/** SHIM (device branch): controllers served at once unless DeviceConfig.maxControllers says otherwise. */
-export const DEFAULT_MAX_CONTROLLERS = 8;
 
 /** Fresh codes tried when the server says a room is taken (4-symbol rooms collide once in ~800k). */
 const ROOM_TAKEN_RETRIES = 5;
+
+/**
+ * Controller sessions a device serves at once by default (`--max-controllers`):
+ * a dashboard, a few scripts and a person or two, and still only a few tens
+ * of MB of werift peers on a small board.
+ */
+export const DEFAULT_MAX_CONTROLLERS = 8;
+/** Sessions a pairing room takes at once: a code is good for one attempt, so a second controller there is never an honest one. */
+export const PAIRING_ROOM_CONTROLLERS = 1;
+/**
+ * Sessions refused as `device-busy` that a room remembers, to refuse their
+ * `c1` again (the first `fail` can reach a controller before it listens).
+ * Each is forgotten at its `peer-left`, which the server sends once it drops
+ * the unadmitted controller; the bound only holds off a server that never does.
+ */
+const MAX_BUSY_REMEMBERED = MAX_CONTROLLERS_LIMIT;
 
 /**
  * Registration errors that waiting can clear up: at start they are retried
@@ -127,25 +154,36 @@ export interface DeviceConfig {
   /** pinhole version reported by `info`. */
   version: string;
   /**
+   * Controller sessions served at once, handshaking or secured, across the
+   * home and the pairing room: an integer 1..MAX_CONTROLLERS_LIMIT (default
+   * DEFAULT_MAX_CONTROLLERS). One more is refused with `device-busy`.
+   */
+  maxControllers?: number;
+  /** Rights given to controllers that pair from now on (default FULL_RIGHTS); stored in the trust list. */
+  pairRights?: Rights;
+  /**
    * Safe state: levels to set on these output pins once no controller has been
    * connected for `afterMs` (also after start-up). Off by default.
    */
   safeState?: { pins: ReadonlyMap<number, Level>; afterMs: number };
   /** Receives every DeviceEvent, from the first `code` on. */
   onEvent?: (e: DeviceEvent) => void;
-  /** SHIM (device branch): sessions served at once, 1..MAX_CONTROLLERS_LIMIT (default DEFAULT_MAX_CONTROLLERS). */
-  maxControllers?: number;
-  /** SHIM (device branch): rights of controllers that pair from now on (default FULL_RIGHTS). */
-  pairRights?: Rights;
 }
 
-/** What the agent reports as it runs (the CLI prints these). */
+/**
+ * What the agent reports as it runs (the CLI prints these). `controllers`:
+ * secured sessions after the event (in `busy`: the sessions, handshaking
+ * included, that fill the device). `name`: the controller's name in the
+ * device's trust list.
+ */
 export type DeviceEvent =
   | { event: 'code'; code: string }
   | { event: 'controller'; session: string; name: string; fingerprint: string; paired: boolean; path: Path; controllers: number }
+  /** A session ended (its controller left, it had no path left, or it was refused once secured). `name`: undefined if it never secured. */
   | { event: 'controller-left'; session: string; name?: string; controllers: number }
-  | { event: 'busy'; session: string; controllers: number }
   | { event: 'refused'; session: string; code: string; message: string }
+  /** A controller past the device's cap was refused with `device-busy`. */
+  | { event: 'busy'; session: string; controllers: number }
   | { event: 'security'; session: string; code: string }
   | { event: 'path'; session: string; name: string; path: Path; previous: Path }
   | { event: 'disconnected'; retryMs: number }
@@ -156,14 +194,15 @@ export interface DeviceAgentEvents {
   event: [e: DeviceEvent];
 }
 
+/** One controller session of a room. */
 interface Current {
   id: string;
   session: PeerSession;
   handler: CommandHandler | undefined;
+  /** The controller's name in the trust list, once secured. */
+  name: string | undefined;
   /** Counted in the safe-state watchdog (secured, not yet ended). */
   counted: boolean;
-  /** SHIM: its name once secured. */
-  name?: string;
 }
 
 /** What a room is for. */
@@ -181,12 +220,18 @@ interface RoomDeps {
   iceServers: IceServer[] | undefined;
   /** The device's name, sent in the handshake. */
   name: string;
+  /** Sessions the device serves at once, across its rooms (DeviceConfig.maxControllers). */
+  maxControllers: number;
+  /** Sessions, handshaking or secured, in all of the agent's rooms now. */
+  sessions: () => number;
+  /** Secured sessions in all of the agent's rooms now. */
+  controllers: () => number;
+  /** Rights of a controller that pairs now. */
+  pairRights: Rights;
   /** The trust list as the state dir holds it now. */
   trusted: () => TrustedControllers;
-  /** Rights of controllers that pair from now on. */
-  pairRights: Rights | undefined;
-  /** A command handler for a secured controller (its fingerprint, its name in the trust list), answering through `send`. */
-  newHandler: (peer: string, who: string, send: (payload: unknown) => void) => CommandHandler;
+  /** A command handler for a secured controller (its fingerprint and its name in the trust list), answering through `send`. */
+  newHandler: (peer: string, name: string, send: (payload: unknown) => void) => CommandHandler;
   /** The safe-state watchdog, told when a controller comes and goes; undefined when not configured. */
   watchdog: Pick<SafeState, 'connected' | 'disconnected'> | undefined;
   /** Reports an event. */
@@ -197,30 +242,37 @@ interface RoomDeps {
   stopped: (r: Registration) => void;
 }
 
+/** A signaling socket as one session sees it: every relay it sends names that session. */
+function taggedSocket(signal: SignalClient, session: string): RelaySocket {
+  return { send: (m) => signal.send(m.type === 'relay' ? { ...m, session } : m) };
+}
+
 /**
  * One room on the server: a WebSocket registered under `room`, reconnecting
- * and retrying refused registrations with capped backoff, serving one
- * session at a time.
+ * and retrying refused registrations with capped backoff, serving its
+ * sessions (by the server's session id) at once.
  */
 class Registration {
   private signal: SignalClient | undefined;
-  private current: Current | undefined;
+  private readonly sessions = new Map<string, Current>();
+  /** Sessions refused as `device-busy`, oldest first: a `c1` from one is refused again. */
+  private readonly busy = new Set<string>();
   private stunPort = 0;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff({ baseMs: RECONNECT_BASE_MS, maxMs: RECONNECT_MAX_MS, jitter: RECONNECT_JITTER });
   /** What the server says to this room, once registered. */
   private readonly routes: ServerRoutes = {
-    relay: (m) => this.current?.session.handleServerMessage(m),
+    relay: (m) => this.onRelay(m),
     peer: (session) => this.onPeer(session),
     peerLeft: (session) => {
-      if (this.current?.id !== session) return;
-      this.deps.emit({ event: 'controller-left', session, ...(this.current.name !== undefined ? { name: this.current.name } : {}), controllers: 0 });
-      void this.endSession();
+      this.busy.delete(session);
+      const cur = this.sessions.get(session);
+      if (cur) void this.endSession(cur, true);
     },
     error: (code, message) => this.onError(code, message),
     // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
-    invalid: () => this.deps.emit({ event: 'security', session: this.current?.id ?? '', code: 'server-invalid' }),
+    invalid: () => this.deps.emit({ event: 'security', session: '', code: 'server-invalid' }),
   };
 
   constructor(
@@ -229,12 +281,26 @@ class Registration {
     readonly kind: RoomKind,
   ) {}
 
-  get path(): Path {
-    return this.current?.session.path ?? 'none';
+  /** Sessions of this room, handshaking or secured. */
+  get size(): number {
+    return this.sessions.size;
   }
 
-  get busy(): boolean {
-    return this.current !== undefined;
+  /** Secured sessions of this room. */
+  get secured(): number {
+    let n = 0;
+    for (const c of this.sessions.values()) if (c.counted) n++;
+    return n;
+  }
+
+  /** The paths of this room's secured sessions, oldest session first. */
+  paths(): Path[] {
+    return [...this.sessions.values()].filter((c) => c.counted).map((c) => c.session.path);
+  }
+
+  /** Most sessions this room takes (the agent's cap across rooms applies too). */
+  private get cap(): number {
+    return this.kind.kind === 'home' ? this.deps.maxControllers : PAIRING_ROOM_CONTROLLERS;
   }
 
   /** This room, in messages. */
@@ -268,7 +334,13 @@ class Registration {
     });
   }
 
-  /** One attempt: a new socket, registered. Throws PinholeError. */
+  /**
+   * One attempt: a new socket, registered. Throws PinholeError. Sessions kept
+   * from the last socket (those on a data channel, or still handshaking) are
+   * given this one when the server announces them again (`peer{session}`,
+   * right behind `registered`): one it does not announce has no controller in
+   * the room any more.
+   */
   private async connect(): Promise<void> {
     const signal = await SignalClient.connect(this.deps.server);
     // `peer` can arrive in the same read as `registered` (a controller was waiting):
@@ -291,7 +363,6 @@ class Registration {
     this.backoff.reset();
     this.signal = signal;
     routeSignal(signal, { ...this.routes, closed: () => this.onSignalClosed(signal) });
-    if (this.current) this.reattach(signal);
     for (const m of early) if (m.type !== 'error') routeServerMessage(m, this.routes);
   }
 
@@ -299,7 +370,7 @@ class Registration {
   private async register(signal: SignalClient): Promise<void> {
     for (let tries = 0; ; tries++) {
       const proof = this.kind.kind === 'home' ? makeRegisterProof(this.deps.identity, signal.nonce, this.room) : undefined;
-      signal.send({ type: 'register', v: PROTOCOL_VERSION, room: this.room, ...(proof ? { proof } : {}) });
+      signal.send({ type: 'register', v: PROTOCOL_VERSION, room: this.room, maxControllers: this.cap, ...(proof ? { proof } : {}) });
       const r = await signal.next((m) => (m.type === 'registered' || m.type === 'error' ? m : undefined), REGISTER_TIMEOUT_MS, 'registration');
       if (r.type === 'registered') {
         this.stunPort = r.stunPort;
@@ -323,18 +394,46 @@ class Registration {
     this.kind.display = formatPairingCode(c);
   }
 
-  /** The current session gets the new socket; a secured one is admitted again (the server keeps an admission per session anyway). */
-  private reattach(signal: SignalClient): void {
-    const cur = this.current!;
-    cur.session.attachSignal(signal);
+  /** A relay goes to the session the server tagged it with; one of an ended session is dropped (it crossed the ending). */
+  private onRelay(m: RelayMessage): void {
+    if (m.session === undefined) {
+      // The server tags every relay to a device: an untagged one is not from a conforming server.
+      this.deps.emit({ event: 'security', session: '', code: 'server-invalid' });
+      return;
+    }
+    const cur = this.sessions.get(m.session);
+    if (cur) return cur.session.handleServerMessage(m);
+    // A busy controller's `c1` may be the first thing it hears back on: refuse it again.
+    if (this.busy.has(m.session)) this.refuseBusy(m.session);
+  }
+
+  /** `session` gets the socket; a secured one is admitted again (the server keeps an admission per session anyway). */
+  private reattach(cur: Current, signal: SignalClient): void {
+    cur.session.attachSignal(taggedSocket(signal, cur.id));
     if (cur.session.isSecured) signal.send({ type: 'admit', session: cur.id });
   }
 
-  private onPeer(session: string): void {
-    // The same session again means we reconnected to the server: keep its Link (and any direct path).
-    if (this.current?.id === session) {
-      if (this.signal) this.reattach(this.signal);
-    } else this.startSession(session);
+  private onPeer(id: string): void {
+    const cur = this.sessions.get(id);
+    // A session we know again means we reconnected to the server: keep its Link (and any direct path).
+    if (cur) {
+      if (this.signal) this.reattach(cur, this.signal);
+      return;
+    }
+    if (this.busy.has(id)) return this.refuseBusy(id);
+    if (this.sessions.size >= this.cap || this.deps.sessions() >= this.deps.maxControllers) {
+      this.busy.add(id);
+      if (this.busy.size > MAX_BUSY_REMEMBERED) this.busy.delete(this.busy.values().next().value!);
+      this.refuseBusy(id);
+      this.deps.emit({ event: 'busy', session: id, controllers: this.deps.sessions() });
+      return;
+    }
+    this.startSession(id);
+  }
+
+  /** Refuses a session past the cap, in plain text: it has no keys, and gets none. */
+  private refuseBusy(session: string): void {
+    this.signal?.send({ type: 'relay', session, data: encodeHandshake({ hs: 'fail', code: 'device-busy' }) });
   }
 
   private onError(code: SignalErrorCode, message: string): void {
@@ -354,12 +453,11 @@ class Registration {
         });
       }
     } else if (code !== 'no-peer') this.deps.emit({ event: 'error', code, message });
-    // (no-peer: a frame we sent crossed the controller's leaving; `peer-left` follows.)
+    // (no-peer: a frame we sent crossed its controller's leaving; `peer-left` follows.)
   }
 
   /** Synchronous, so a frame that arrives right behind `peer` already finds its session. */
   private startSession(id: string): void {
-    void this.endSession(); // the old session closes in the background
     const deps = this.deps;
     const kind = this.kind;
     /** A controller in the pairing room sent its first handshake message. */
@@ -391,7 +489,7 @@ class Registration {
           : {}),
       },
     });
-    const cur: Current = { id, session, handler: undefined, counted: false };
+    const cur: Current = { id, session, handler: undefined, name: undefined, counted: false };
     const timer = setTimeout(() => {
       if (!session.isSecured) session.refuse('bad-handshake', `the controller did not finish the handshake within ${HANDSHAKE_TIMEOUT_MS} ms`);
     }, HANDSHAKE_TIMEOUT_MS);
@@ -400,7 +498,7 @@ class Registration {
     const startTimer =
       kind.kind === 'pairing'
         ? setTimeout(() => {
-            if (started || session.isSecured || this.current !== cur) return;
+            if (started || session.isSecured || this.sessions.get(id) !== cur) return;
             if (!kind.spent) {
               kind.spent = true;
               deps.codeSpent();
@@ -430,42 +528,53 @@ class Registration {
           /* link closed or overflowing: the controller times out and says so */
         }
       };
-      cur.handler = deps.newHandler(fingerprintOf(r.peer.publicKey), name, send);
+      const fingerprint = fingerprintOf(r.peer.publicKey);
+      const handler = deps.newHandler(fingerprint, name, send);
+      cur.handler = handler;
+      cur.name = name;
       cur.counted = true;
       deps.watchdog?.connected();
-      const handler = cur.handler;
       session.on('message', (m) => void handler.handle(m).then(send));
-      cur.name = name;
-      this.deps.emit({
-        event: 'controller',
-        session: id,
-        name,
-        fingerprint: fingerprintOf(r.peer.publicKey),
-        paired: r.paired,
-        path: session.path,
-        controllers: 1,
-      });
+      // The handshake ran on the relay, and the session attaches it right after this event.
+      const path: Path = this.signal ? 'relay' : session.path;
+      deps.emit({ event: 'controller', session: id, name, fingerprint, paired: r.paired, path, controllers: deps.controllers() });
     });
     session.on('refused', (code, message) => {
-      this.deps.emit({ event: 'refused', session: id, code, message });
-      if (this.current === cur) void this.endSession();
+      deps.emit({ event: 'refused', session: id, code, message });
+      void this.endSession(cur, cur.counted);
     });
-    session.on('security', (code) => this.deps.emit({ event: 'security', session: id, code }));
-    session.on('path', (path, previous) => this.deps.emit({ event: 'path', session: id, name: cur.name ?? '', path, previous }));
-    this.current = cur;
-    if (this.signal) session.attachSignal(this.signal);
+    session.on('security', (code) => deps.emit({ event: 'security', session: id, code }));
+    session.on('path', (path, previous) => {
+      deps.emit({ event: 'path', session: id, name: cur.name ?? '', path, previous });
+      // Its relay went with the server socket and it has no data channel: nothing reaches its controller
+      // (which, on its side, has lost the session too and opens a new one).
+      if (path === 'none') void this.endSession(cur, true);
+    });
+    this.sessions.set(id, cur);
+    if (this.signal) session.attachSignal(taggedSocket(this.signal, id));
   }
 
-  private async endSession(): Promise<void> {
-    const c = this.current;
-    this.current = undefined;
-    if (!c) return;
-    c.handler?.dispose(); // before the safe state can run: a blink must not write after it
-    if (c.counted) this.deps.watchdog?.disconnected();
-    await c.session.close();
+  /**
+   * Ends one session (a no-op if it already ended). `left`: report
+   * `controller-left` (not for a session refused before it was secured:
+   * `refused` said it all).
+   */
+  private async endSession(cur: Current, left: boolean): Promise<void> {
+    if (this.sessions.get(cur.id) !== cur) return;
+    this.sessions.delete(cur.id);
+    cur.handler?.dispose(); // before the safe state can run: a blink must not write after it
+    if (cur.counted) this.deps.watchdog?.disconnected();
+    if (left && !this.stopped)
+      this.deps.emit({
+        event: 'controller-left',
+        session: cur.id,
+        ...(cur.name !== undefined ? { name: cur.name } : {}),
+        controllers: this.deps.controllers(),
+      });
+    await cur.session.close();
     // A spent pairing room has done its one job: leave it, so the old code is unknown to the server.
     // (Unless another session started meanwhile: it is refused as code-spent and ends this way too.)
-    if (this.kind.kind === 'pairing' && this.kind.spent && !this.current) await this.stop();
+    if (this.kind.kind === 'pairing' && this.kind.spent && this.sessions.size === 0) await this.stop();
   }
 
   /** How this room's socket is closed for good: a pairing room is given up at once, the home room keeps its grace. */
@@ -477,7 +586,7 @@ class Registration {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.deps.stopped(this);
-    await this.endSession();
+    await Promise.all([...this.sessions.values()].map((c) => this.endSession(c, false)));
     // A pairing room is given up for good (a code lives as long as this process, and once), so a
     // retried code fails at once; the home room keeps its grace for a restarting agent.
     this.signal?.close(this.closeCode);
@@ -486,10 +595,12 @@ class Registration {
   private onSignalClosed(signal: SignalClient): void {
     if (signal !== this.signal) return;
     this.signal = undefined;
-    this.current?.session.detachSignal();
-    // A spent pairing room is not worth coming back to: its session (if any) runs on direct or ends.
+    this.busy.clear(); // the server forgot them with the socket
+    // Those on the relay alone end here (their path is now none); the others wait for the next socket.
+    for (const c of [...this.sessions.values()]) c.session.detachSignal();
+    // A spent pairing room is not worth coming back to: its sessions (if any) run on direct or end.
     if (this.kind.kind === 'pairing' && this.kind.spent) {
-      if (!this.current) void this.stop();
+      if (this.sessions.size === 0) void this.stop();
       return;
     }
     if (this.stopped) return;
@@ -503,6 +614,14 @@ class Registration {
 interface AgentState {
   identity: Identity;
   dtls: { keys: DtlsKeyPair; fingerprint: string } | undefined;
+}
+
+/** DeviceConfig.maxControllers, checked; throws `usage`. */
+function maxControllersOf(cfg: DeviceConfig): number {
+  const n = cfg.maxControllers ?? DEFAULT_MAX_CONTROLLERS;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_CONTROLLERS_LIMIT)
+    throw new PinholeError('usage', `max controllers must be an integer 1..${MAX_CONTROLLERS_LIMIT}, got ${String(n)}`);
+  return n;
 }
 
 /** A running device agent. */
@@ -538,8 +657,6 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     const { gpio, allowedPins, name, version, stateDir } = cfg;
     // One board for every session: preemption and `by` need to see all of them.
     const board = new Board(gpio);
-    // Sessions secured and not yet ended (counted where the safe-state watchdog is told).
-    let secured = 0;
     // The trust list as rights are read from it, at every command: parsed again only when the file changed.
     const rightsList = TrustedControllers.reader(stateDir);
     this.deps = {
@@ -549,8 +666,11 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       direct: cfg.direct ?? true,
       iceServers: cfg.iceServers,
       name,
+      maxControllers: maxControllersOf(cfg),
+      sessions: () => [...this.rooms].reduce((n, r) => n + r.size, 0),
+      controllers: () => this.controllers,
+      pairRights: cfg.pairRights ?? FULL_RIGHTS,
       trusted: () => TrustedControllers.load(stateDir),
-      pairRights: cfg.pairRights,
       newHandler: (peer, who, send) =>
         new CommandHandler(
           {
@@ -564,20 +684,11 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
             // Re-read at every command, so `pinhole device --allow/--read-only` applies at the next one. A controller
             // revoked while connected is no longer in the list: it may then only ask for info.
             rights: () => rightsList().findFingerprint(peer)?.rights ?? { access: 'read-only', pins: [] },
-            controllers: () => secured,
+            controllers: () => this.controllers,
           },
           send,
         ),
-      watchdog: {
-        connected: () => {
-          secured++;
-          this.safe?.connected();
-        },
-        disconnected: () => {
-          secured--;
-          this.safe?.disconnected();
-        },
-      },
+      watchdog: this.safe,
       emit: (e) => this.emit('event', e),
       codeSpent: () => this.offerNewCode(),
       stopped: (r) => this.forget(r),
@@ -592,6 +703,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
    * or an IdentityError for unusable state files.
    */
   static async start(cfg: DeviceConfig): Promise<DeviceAgent> {
+    maxControllersOf(cfg); // a bad setting is refused before anything is created
     const identity = loadOrCreateIdentity(cfg.stateDir);
     // A corrupt trust list refuses to start here, naming the file, rather than refusing every controller later.
     TrustedControllers.load(cfg.stateDir);
@@ -630,10 +742,21 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     return k?.kind === 'pairing' ? k.display : undefined;
   }
 
-  /** The path of a session in progress ('none' with no controller). */
+  /** Controllers connected now: secured sessions in every room. */
+  get controllers(): number {
+    let n = 0;
+    for (const r of this.rooms) n += r.secured;
+    return n;
+  }
+
+  /** The path of each secured session, the home room's first (oldest first within a room). */
+  paths(): Path[] {
+    return [...this.rooms].flatMap((r) => r.paths());
+  }
+
+  /** The path of the first secured session ('none' with no controller). */
   get path(): Path {
-    for (const r of this.rooms) if (r.busy) return r.path;
-    return 'none';
+    return this.paths()[0] ?? 'none';
   }
 
   /** Stops serving: closes every session and server connection. */

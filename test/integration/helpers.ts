@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DeviceAgent, type DeviceEvent, SimGpio } from '../../device/index.js';
+import { DeviceAgent, type DeviceConfig, type DeviceEvent, SimGpio } from '../../device/index.js';
 import type { PairingCode } from '../../protocol/code.js';
 import { VERSION } from '../../protocol/version.js';
 import { resolveSignalConfig, type SignalServer, type SignalServerConfigInput, startSignalServer } from '../../signaling/index.js';
@@ -175,7 +175,18 @@ export type TestDevice = Awaited<ReturnType<typeof startDevice>>;
  */
 export async function startDevice(
   server: SignalServer,
-  opts: { code?: PairingCode; pins?: number[]; direct?: boolean; name?: string; stateDir?: string; pairing?: boolean; board?: string; version?: string } = {},
+  opts: {
+    code?: PairingCode;
+    pins?: number[];
+    direct?: boolean;
+    name?: string;
+    stateDir?: string;
+    pairing?: boolean;
+    board?: string;
+    version?: string;
+    maxControllers?: number;
+    safeState?: DeviceConfig['safeState'];
+  } = {},
 ) {
   const gpio = new SimGpio(opts.board !== undefined ? { board: opts.board } : {});
   const dir = opts.stateDir ?? stateDir('device');
@@ -192,6 +203,8 @@ export async function startDevice(
     pairing: opts.pairing ?? true,
     allowedPins: opts.pins ? new Set(opts.pins) : undefined,
     direct: opts.direct ?? true,
+    ...(opts.maxControllers !== undefined ? { maxControllers: opts.maxControllers } : {}),
+    ...(opts.safeState ? { safeState: opts.safeState } : {}),
     onEvent: (e) => {
       events.push(e);
       if (e.event === 'code') codes.push(e.code);

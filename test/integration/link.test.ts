@@ -120,12 +120,20 @@ test('issue 2: watch over the API pushes changes as events', async () => {
   }
 });
 
-test('issue 2: a second controller is refused with room-full while one is connected', async () => {
+test('issue 12: a second session of a paired controller is served while the first stays connected', async () => {
   const d = await startDevice(server);
-  const { dev: first, stateDir: dir } = await pairAndConnect(d);
+  const { dev: first, stateDir: dir } = await pairAndConnect(d, { direct: false });
   try {
-    // A paired controller's second session finds the device's own room occupied.
-    await assert.rejects(connect({ device: 'test-board', stateDir: dir, timeoutMs: 2000 }), (e: { code?: string }) => e.code === 'room-full');
+    // The device's own room takes several controllers (this one twice, from two processes say).
+    const second = await connect({ device: 'test-board', stateDir: dir, direct: false, timeoutMs: 2000 });
+    try {
+      await second.write(20, 1);
+      assert.equal(await first.read(20), 1);
+      assert.equal(d.agent.controllers, 2);
+    } finally {
+      await second.close();
+    }
+    assert.equal(await first.read(20), 1, 'the first outlives the second');
   } finally {
     await first.close();
     await d.agent.stop();
