@@ -5,17 +5,19 @@
  * The server deals only in rooms. A room is a public rendezvous name: the
  * first 4 symbols of a pairing code (the rest of the code is the PAKE secret
  * and never leaves the peers; see ./code.ts), or the persistent room a paired
- * device derives from its identity key (deviceRoom). One room = one device +
- * at most one controller.
+ * device derives from its identity key (deviceRoom). A pairing room holds
+ * one device and at most one controller; a device room one device and up to
+ * its `maxControllers` (capped by the server) controllers, each its own session.
  *
  *   device                      server                       controller
  *     |<-- hello{v,nonce} --------|------- hello{v,nonce} ------->|   first frame on every socket
  *     |-- register{room, -------->|                               |   a device room (>= UNGUESSABLE_ROOM_LENGTH)
- *     |     proof{key,sig}}       |                               |   needs the proof: deviceRoom(key) = room,
+ *     |     proof{key,sig},       |                               |   needs the proof: deviceRoom(key) = room,
+ *     |     maxControllers}       |                               |
  *     |<-- registered{room,ttl,  |                               |   sig over (domain, nonce, room)
  *     |        stunPort} ---------|                               |   (stunPort: the server's STUN port, 0 = none)
- *     |                           |<------------- join{room} -----|   (or error{unknown-room},
- *     |<-- peer{session} ---------|---- joined{session} --------->|    error{join-limited})
+ *     |                           |<------------- join{room} -----|   (or error{unknown-room}, error{join-limited},
+ *     |<-- peer{session} ---------|---- joined{session} --------->|    error{device-busy}); one peer per controller
  *     |                           |                               |
  *     |== relay{session,data} ===>|==== relay{data} =============>|   handshake, then sealed frames (WebRTC
  *     |<== relay{session,data} ===|<==============================|   set-up travels sealed here too); the

@@ -9,67 +9,84 @@
  * first 4 symbols of a pairing code (the rest is the PAKE secret, which never
  * reaches the server) or a paired device's persistent room (protocol/code.ts,
  * deviceRoom). Rooms are keyed by parseRoom (upper case, dashes and spaces
- * dropped, 4..32 of [A-Z0-9]) and hold at most one device and one
- * controller. Semantics (docs/protocol.md repeats them for peers):
+ * dropped, 4..32 of [A-Z0-9]) and hold at most one device and up to the
+ * room's cap of controllers, each named by its session. Semantics
+ * (docs/protocol.md repeats them for peers):
  *
  * - `open`: the socket is greeted with `hello{v, nonce}`, a fresh nonce that
  *   a registration proof on this socket must sign.
- * - `register{room, proof?}` (device): the room is normalised with parseRoom
- *   (malformed -> `bad-room`). Every register then costs a token from its
- *   address's registration bucket (REGISTER_RATE_PER_MIN, REGISTER_BURST;
- *   none -> `register-limited`), and a short (guessable) room also one from
- *   the address's join bucket, the one guessing by `join` spends (none ->
- *   `join-limited`), both before the room is looked up, so probing by
- *   register costs what probing by join costs and a refused one learns
- *   nothing. A room of UNGUESSABLE_ROOM_LENGTH or more needs a proof: the key
- *   the room is named after (deviceRoom(key) = room) and its signature over
- *   this socket's nonce and the room (registerProofMessage); else
- *   `bad-proof`. A room whose device is connected -> `room-taken`. A room
- *   whose device is absent (disconnected, within DEVICE_GRACE_MS) takes this
- *   socket as its device again. Otherwise a new room is made. A room counts
- *   against its device's address (absent devices included) up to
- *   MAX_ROOMS_PER_ADDR (over -> `too-many-rooms`), and all rooms against
- *   maxRooms (over -> `rate-limited`). Reply `registered{room, ttlMs,
- *   stunPort}`. If a controller waits in the room, both get `peer{session}`
- *   (the session the controller got in `joined`).
+ * - `register{room, proof?, maxControllers?}` (device): the room is
+ *   normalised with parseRoom (malformed -> `bad-room`). Every register then
+ *   costs a token from its address's registration bucket
+ *   (REGISTER_RATE_PER_MIN, REGISTER_BURST; none -> `register-limited`), and
+ *   a short (guessable) room also one from the address's join bucket, the one
+ *   guessing by `join` spends (none -> `join-limited`), both before the room
+ *   is looked up, so probing by register costs what probing by join costs and
+ *   a refused one learns nothing. A room of UNGUESSABLE_ROOM_LENGTH or more
+ *   needs a proof: the key the room is named after (deviceRoom(key) = room)
+ *   and its signature over this socket's nonce and the room
+ *   (registerProofMessage); else `bad-proof`. A room whose device is
+ *   connected -> `room-taken`. A room whose device is absent (disconnected,
+ *   within DEVICE_GRACE_MS) takes this socket as its device again. Otherwise
+ *   a new room is made. A room counts against its device's address (absent
+ *   devices included) up to MAX_ROOMS_PER_ADDR (over -> `too-many-rooms`),
+ *   and all rooms against maxRooms (over -> `rate-limited`). Reply
+ *   `registered{room, ttlMs, stunPort}`. Every register sets the room's cap:
+ *   PAIRING_ROOM_CONTROLLERS (1) for a room shorter than
+ *   UNGUESSABLE_ROOM_LENGTH, else min(maxControllers ?? DEFAULT_ROOM_CONTROLLERS,
+ *   maxControllersPerRoom); controllers already in the room stay, even past
+ *   a lower cap. Each controller waiting in the room gets `peer{its session}`
+ *   and the device one `peer{session}` per controller.
  * - `join{room}` (controller): malformed -> `bad-room`. Then a join token is
- *   taken, for rooms shorter than UNGUESSABLE_ROOM_LENGTH, from the bucket of the socket's source address (shared by all its
- *   sockets: JOIN_RATE_PER_MIN, JOIN_BURST); without one -> `join-limited`,
- *   and the room is not looked up, so a guesser learns nothing. No room ->
- *   `unknown-room`; a controller already there -> `room-full`. Else a new
- *   session id is minted, the reply is `joined{session, waiting, stunPort}`
+ *   taken, for rooms shorter than UNGUESSABLE_ROOM_LENGTH, from the bucket of
+ *   the socket's source address (shared by all its sockets:
+ *   JOIN_RATE_PER_MIN, JOIN_BURST); without one -> `join-limited`, and the
+ *   room is not looked up, so a guesser learns nothing. No room ->
+ *   `unknown-room`; the room already holds its cap of controllers ->
+ *   `room-full` for a pairing room, `device-busy` for a device room (the cap
+ *   of the last register holds while the device is away). Else a new session
+ *   id is minted, the reply is `joined{session, waiting, stunPort}`
  *   (`waiting` = the device is absent), and a present device gets
  *   `peer{session}`. A session names one controller's stay in a room: if the
  *   device drops and comes back, both sides get `peer` again with the same id.
- * - `relay{data}`: not in a room -> `not-joined`; the other member absent ->
- *   `no-peer`; else the message is forwarded unchanged to the other member.
- *   Payloads are never read (relay data is a handshake message or an
- *   end-to-end sealed frame the server cannot read).
- * - Admission: once device and controller are both present, the device has
- *   ADMIT_TIMEOUT_MS to send `admit{session}` (it does once the handshake has
- *   secured the session). A controller not admitted by then gets
- *   `error{not-admitted}` and is closed (1008); the device gets `peer-left`.
- *   So a controller that never completes a handshake cannot hold a room.
- *   Admission belongs to the session: it survives the device re-registering.
- *   `admit` from a socket that is not a device in a room -> `not-joined`; an
- *   admit for another session (it crossed the controller's leaving) is
- *   ignored.
+ * - `relay{data}` from a controller: not in a room -> `not-joined`; the
+ *   device absent -> `no-peer`; else forwarded to the device as
+ *   `relay{session, data}` with this controller's session (a `session` the
+ *   controller sent is ignored). `relay{session, data}` from a device: not in
+ *   a room -> `not-joined`; no session -> `bad-message` (counted as an
+ *   invalid frame); no controller of that session in the room (it left
+ *   meanwhile) -> `no-peer`; else forwarded to that controller as
+ *   `relay{data}`. Payloads are never read (relay data is a handshake
+ *   message or an end-to-end sealed frame the server cannot read).
+ * - Admission, per session: once the device and a controller are both
+ *   present, the device has ADMIT_TIMEOUT_MS to send `admit{session}` for it
+ *   (it does once the handshake has secured the session). A controller not
+ *   admitted by then gets `error{not-admitted}` and is closed (1008); the
+ *   device gets `peer-left{session}`; the other controllers are untouched.
+ *   So a controller that never completes a handshake cannot hold a place in
+ *   a room. Admission belongs to the session: it survives the device
+ *   re-registering. `admit` from a socket that is not a device in a room ->
+ *   `not-joined`; an admit for a session not in the room (it crossed its
+ *   controller's leaving) is ignored.
  * - A second register/join while in a room -> `already-joined` (costs no
  *   join token). A socket whose room was deleted (expired) is in no room and
  *   may register or join again.
  * - Device socket closes: the room stays, device absent, for DEVICE_GRACE_MS,
  *   so a restarting device keeps its room and a controller arriving meanwhile
- *   waits; the controller (if any) gets `peer-left{session}`. Controller
- *   socket closes: the device gets `peer-left{session}`; the room stays and
- *   its unused-room clock restarts.
+ *   waits; every controller in the room gets `peer-left{its session}`.
+ *   Controller socket closes: the device gets `peer-left{session}`; the room
+ *   stays, and its unused-room clock restarts when the last controller has
+ *   left.
  * - Expiry, checked on every `tick` and lazily whenever a room is looked up:
  *   a room whose device has been absent for longer than DEVICE_GRACE_MS is
- *   deleted, and a waiting controller gets `error{expired}` (not
+ *   deleted, and every waiting controller gets `error{expired}` (not
  *   `unknown-room`: the room was real, the device just did not come back;
- *   the controller stays connected and may join again). A room whose device
- *   is connected but which has had no controller for longer than
+ *   the controllers stay connected and may join again). A room whose device
+ *   is connected but which has had no controller at all for longer than
  *   CODE_UNUSED_TTL_MS (since registration or since the last controller
  *   left) is deleted and the device gets `error{expired}`; it registers again.
+ * - One controller joining, leaving or being closed (rate, invalid frames,
+ *   admission) touches no other controller's session.
  * - `invalid` frames get `error{code, message}` and the socket stays open;
  *   more than MAX_INVALID_PER_CONN of them on one socket close it (1008).
  * - Rate: each socket has a token bucket (RATE_MSGS_PER_SEC, RATE_BURST);
@@ -97,6 +114,7 @@
 import { decodeKey32, verifyIdentitySignature } from '../crypto/index.js';
 import {
   type ClientMessage,
+  DEFAULT_ROOM_CONTROLLERS,
   decodeBase64url,
   deviceRoom,
   PROTOCOL_VERSION,
@@ -197,10 +215,22 @@ export const REGISTER_BURST = 20;
  * before the device admits it (`admit`, sent once the handshake secured the
  * session): a handshake takes well under a second and the device gives it
  * 10 s (HANDSHAKE_TIMEOUT_MS in device/agent.ts); a controller still not
- * admitted after this is holding the room without a handshake and is
- * dropped, so it cannot keep others out with `room-full`.
+ * admitted after this is holding a place in the room without a handshake
+ * and is dropped, so it cannot keep others out with `room-full` or
+ * `device-busy`.
  */
 export const ADMIT_TIMEOUT_MS = 15_000;
+
+/**
+ * Most controllers one device room holds, whatever its device asks for
+ * (`register.maxControllers`, up to MAX_CONTROLLERS_LIMIT): the server's own
+ * bound, so one room cannot take a large share of MAX_CONNS. Twice a
+ * device's default of 8.
+ */
+export const MAX_CONTROLLERS_PER_ROOM = 16;
+
+/** Controllers a pairing room holds: a pairing code is good for one PAKE attempt, so one controller at a time. */
+const PAIRING_ROOM_CONTROLLERS = 1;
 
 /** Sustained `join`s per minute from one address: a person retyping a code needs a few; at this rate one address needs four weeks to sweep the 810 000 four-symbol rooms. */
 export const JOIN_RATE_PER_MIN = 20;
@@ -245,6 +275,8 @@ export interface RouterLimits {
   registerBurst: number;
   /** ADMIT_TIMEOUT_MS, in ms. */
   admitTimeoutMs: number;
+  /** MAX_CONTROLLERS_PER_ROOM: the cap of a device room, whatever its register asks for. */
+  maxControllersPerRoom: number;
 }
 
 /** The defaults, from the named constants above. */
@@ -265,6 +297,7 @@ export const DEFAULT_ROUTER_LIMITS: Readonly<RouterLimits> = Object.freeze({
   registerRatePerMin: REGISTER_RATE_PER_MIN,
   registerBurst: REGISTER_BURST,
   admitTimeoutMs: ADMIT_TIMEOUT_MS,
+  maxControllersPerRoom: MAX_CONTROLLERS_PER_ROOM,
 });
 
 export interface RouterOptions {
@@ -301,8 +334,19 @@ export interface RouterStats {
   badProofs: number;
   /** Controllers dropped with `not-admitted`. */
   notAdmitted: number;
+  /** Joins refused with `device-busy` (a device room at its cap). */
+  deviceBusy: number;
   expired: number;
   refused: number;
+}
+
+/** One controller in a room; the room keys it by its session. */
+interface Member {
+  conn: ConnId;
+  /** The device admitted this session. */
+  admitted: boolean;
+  /** When the device and this controller were last both present while it was not admitted; null otherwise. */
+  admitSince: number | null;
 }
 
 interface Room {
@@ -310,19 +354,16 @@ interface Room {
   name: string;
   serial: number;
   device: ConnId | null;
-  controller: ConnId | null;
-  /** Session of the current controller; null when there is none. */
-  session: string | null;
+  /** The controllers in the room, by session, in the order they joined. */
+  controllers: Map<string, Member>;
+  /** Controllers the room takes: set by every register (see capOf), kept while the device is away. */
+  cap: number;
   /** When the device left; null while it is connected. */
   deviceLeftAt: number | null;
   /** Start of the unused-room clock: registration or the last controller's leaving. */
   idleSince: number;
   /** Address key the room counts against (its device's, absent or not). */
   addr: string;
-  /** The device admitted the current session. */
-  admitted: boolean;
-  /** When device and controller were last both present while not admitted; null otherwise. */
-  admitSince: number | null;
 }
 
 interface Conn {
@@ -333,6 +374,8 @@ interface Conn {
   nonce: string;
   room: Room | null;
   role: Role | null;
+  /** A controller's session in its room; null otherwise. */
+  session: string | null;
   tokens: number;
   refillAt: number;
   invalid: number;
@@ -492,6 +535,7 @@ export class Router {
     registerLimited: 0,
     badProofs: 0,
     notAdmitted: 0,
+    deviceBusy: 0,
     expired: 0,
     refused: 0,
   };
@@ -539,7 +583,7 @@ export class Router {
     let controllers = 0;
     for (const r of this.rooms.values()) {
       if (r.device !== null) devices++;
-      if (r.controller !== null) controllers++;
+      controllers += r.controllers.size;
     }
     return {
       conns: this.conns.size,
@@ -575,6 +619,7 @@ export class Router {
       nonce,
       room: null,
       role: null,
+      session: null,
       tokens: this.limits.rateBurst,
       refillAt: now,
       invalid: 0,
@@ -594,7 +639,7 @@ export class Router {
     const wasDevice = c.role === 'device';
     if (room) this.leave(c, reason, now, out);
     // A device that says it is done with a room (a spent pairing code) gets no grace: joins fail at once.
-    if (room && deliberate && wasDevice && this.rooms.get(room.name) === room) this.expire(room, null, 'left', out);
+    if (room && deliberate && wasDevice && this.rooms.get(room.name) === room) this.expire(room, [], 'left', out);
   }
 
   /** Closes a connection on the router's initiative. */
@@ -635,32 +680,44 @@ export class Router {
   private message(c: Conn, msg: ClientMessage, now: number, out: Out): void {
     switch (msg.type) {
       case 'register':
-        return this.register(c, msg.room, msg.proof, now, out);
+        return this.register(c, msg.room, msg.proof, msg.maxControllers, now, out);
       case 'join':
         return this.join(c, msg.room, now, out);
-      case 'relay': {
-        const room = c.room;
-        if (!room) return this.error(c.id, 'not-joined', out);
-        const other = c.role === 'device' ? room.controller : room.device;
-        if (other === null) return this.error(c.id, 'no-peer', out);
-        this.counters.relayed++;
-        out.push({ kind: 'send', conn: other, msg: { type: 'relay', data: msg.data } });
-        return;
-      }
+      case 'relay':
+        return this.relay(c, msg.data, msg.session, now, out);
       case 'admit': {
         const room = c.room;
         if (!room || c.role !== 'device') return this.error(c.id, 'not-joined', out);
-        // An admit for another session crossed its controller's leaving: nothing to do.
-        if (room.controller !== null && room.session === msg.session) {
-          room.admitted = true;
-          room.admitSince = null;
+        // An admit for a session not in the room crossed its controller's leaving: nothing to do.
+        const m = room.controllers.get(msg.session);
+        if (m) {
+          m.admitted = true;
+          m.admitSince = null;
         }
         return;
       }
     }
   }
 
-  private register(c: Conn, typed: string, proof: RegisterProof | undefined, now: number, out: Out): void {
+  /** A controller's relay goes to the device, tagged with its session; a device's to the controller of the session it names. */
+  private relay(c: Conn, data: string, session: string | undefined, now: number, out: Out): void {
+    const room = c.room;
+    if (!room) return this.error(c.id, 'not-joined', out);
+    if (c.role === 'controller') {
+      // Whatever `session` the controller sent is ignored: it speaks only for its own.
+      if (room.device === null || c.session === null) return this.error(c.id, 'no-peer', out);
+      this.counters.relayed++;
+      out.push({ kind: 'send', conn: room.device, msg: { type: 'relay', session: c.session, data } });
+      return;
+    }
+    if (session === undefined) return this.invalid(c, 'bad-message', "a device's relay names its session", now, out);
+    const m = room.controllers.get(session);
+    if (!m) return this.error(c.id, 'no-peer', out, 'no controller of that session is in the room');
+    this.counters.relayed++;
+    out.push({ kind: 'send', conn: m.conn, msg: { type: 'relay', data } });
+  }
+
+  private register(c: Conn, typed: string, proof: RegisterProof | undefined, maxControllers: number | undefined, now: number, out: Out): void {
     if (c.room) return this.error(c.id, 'already-joined', out);
     const p = parseRoom(typed);
     if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
@@ -708,13 +765,11 @@ export class Router {
         name: p.room,
         serial: ++this.serial,
         device: null,
-        controller: null,
-        session: null,
+        controllers: new Map(),
+        cap: 0, // set below, as by every register
         deviceLeftAt: null,
         idleSince: now,
         addr: c.addr,
-        admitted: false,
-        admitSince: null,
       };
       this.rooms.set(p.room, room);
       this.count(this.roomsPerAddr, c.addr, +1);
@@ -726,16 +781,23 @@ export class Router {
     room.device = c.id;
     room.deviceLeftAt = null;
     room.idleSince = now;
+    room.cap = this.capOf(p.room, maxControllers);
     c.room = room;
     c.role = 'device';
     this.counters.registered++;
     out.push({ kind: 'send', conn: c.id, msg: { type: 'registered', room: p.room, ttlMs: this.limits.codeUnusedTtlMs, stunPort: this.stunPort } });
     out.push({ kind: 'log', event: 'register', fields: this.fields('device', room, rejoin ? 'rejoin' : 'new') });
-    if (room.controller !== null && room.session !== null) {
-      if (!room.admitted) room.admitSince = now;
-      out.push({ kind: 'send', conn: c.id, msg: { type: 'peer', session: room.session } });
-      out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer', session: room.session } });
+    for (const [session, m] of room.controllers) {
+      if (!m.admitted) m.admitSince = now;
+      out.push({ kind: 'send', conn: c.id, msg: { type: 'peer', session } });
+      out.push({ kind: 'send', conn: m.conn, msg: { type: 'peer', session } });
     }
+  }
+
+  /** The cap a register sets: one controller in a pairing room; in a device room what the device asks for, within the server's bound. */
+  private capOf(room: string, maxControllers: number | undefined): number {
+    if (room.length < UNGUESSABLE_ROOM_LENGTH) return PAIRING_ROOM_CONTROLLERS;
+    return Math.min(maxControllers ?? DEFAULT_ROOM_CONTROLLERS, this.limits.maxControllersPerRoom);
   }
 
   /** Why `proof` does not show that this socket's device holds the key `room` is named after; null if it does. */
@@ -766,18 +828,18 @@ export class Router {
       out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'unknown-room' } });
       return this.error(c.id, 'unknown-room', out);
     }
-    if (room.controller !== null) {
+    if (room.controllers.size >= room.cap) {
+      const code = room.name.length < UNGUESSABLE_ROOM_LENGTH ? 'room-full' : 'device-busy';
       this.counters.refused++;
-      out.push({ kind: 'log', event: 'refuse', fields: this.fields('controller', room, 'room-full') });
-      return this.error(c.id, 'room-full', out);
+      if (code === 'device-busy') this.counters.deviceBusy++;
+      out.push({ kind: 'log', event: 'refuse', fields: this.fields('controller', room, code) });
+      return this.error(c.id, code, out);
     }
     const session = this.newSession();
-    room.controller = c.id;
-    room.session = session;
-    room.admitted = false;
-    room.admitSince = room.device !== null ? now : null;
+    room.controllers.set(session, { conn: c.id, admitted: false, admitSince: room.device !== null ? now : null });
     c.room = room;
     c.role = 'controller';
+    c.session = session;
     this.counters.joined++;
     const waiting = room.device === null;
     out.push({ kind: 'send', conn: c.id, msg: { type: 'joined', session, waiting, stunPort: this.stunPort } });
@@ -792,21 +854,19 @@ export class Router {
     if (c.role === 'device' && room.device === c.id) {
       room.device = null;
       room.deviceLeftAt = now;
-      room.admitSince = null; // an absent device cannot admit; its clock restarts when it is back
-      if (room.controller !== null && room.session !== null)
-        out.push({ kind: 'send', conn: room.controller, msg: { type: 'peer-left', session: room.session } });
-    } else if (c.role === 'controller' && room.controller === c.id) {
-      const session = room.session;
-      room.controller = null;
-      room.session = null;
-      room.admitted = false;
-      room.admitSince = null;
-      room.idleSince = now;
-      if (room.device !== null && session !== null) out.push({ kind: 'send', conn: room.device, msg: { type: 'peer-left', session } });
+      for (const [session, m] of room.controllers) {
+        m.admitSince = null; // an absent device cannot admit; the clock restarts when it is back
+        out.push({ kind: 'send', conn: m.conn, msg: { type: 'peer-left', session } });
+      }
+    } else if (c.role === 'controller' && c.session !== null && room.controllers.get(c.session)?.conn === c.id) {
+      room.controllers.delete(c.session);
+      if (room.controllers.size === 0) room.idleSince = now;
+      if (room.device !== null) out.push({ kind: 'send', conn: room.device, msg: { type: 'peer-left', session: c.session } });
     }
     out.push({ kind: 'log', event: 'leave', fields: this.fields(c.role, room, reason) });
     c.room = null;
     c.role = null;
+    c.session = null;
   }
 
   // --- per-address limits --------------------------------------------------
@@ -840,44 +900,52 @@ export class Router {
     }
   }
 
-  /** Drops the room's controller if the device has had it for longer than admitTimeoutMs without admitting it. */
+  /** Drops each controller of the room that the device has had for longer than admitTimeoutMs without admitting it. */
   private dropUnadmittedIfDue(room: Room, now: number, out: Out): void {
-    if (room.admitted || room.admitSince === null || room.controller === null || now - room.admitSince <= this.limits.admitTimeoutMs) return;
-    const c = this.conns.get(room.controller);
-    if (!c) return;
-    this.counters.notAdmitted++;
-    this.error(c.id, 'not-admitted', out, `the device did not admit this session within ${this.limits.admitTimeoutMs} ms`);
-    this.kick(c, CLOSE_POLICY, 'not admitted', 'not-admitted', now, out);
+    for (const m of [...room.controllers.values()]) {
+      if (m.admitted || m.admitSince === null || now - m.admitSince <= this.limits.admitTimeoutMs) continue;
+      const c = this.conns.get(m.conn);
+      if (!c) continue;
+      this.counters.notAdmitted++;
+      this.error(c.id, 'not-admitted', out, `the device did not admit this session within ${this.limits.admitTimeoutMs} ms`);
+      this.kick(c, CLOSE_POLICY, 'not admitted', 'not-admitted', now, out);
+    }
   }
 
   /** Deletes the room if it is due; true if it was. */
   private expireIfDue(room: Room, now: number, out: Out): boolean {
     if (room.device === null) {
       if (room.deviceLeftAt === null || now - room.deviceLeftAt <= this.limits.deviceGraceMs) return false;
-      this.expire(room, room.controller, 'device-gone', out);
+      this.expire(room, this.controllerConns(room), 'device-gone', out);
       return true;
     }
-    if (room.controller === null && now - room.idleSince > this.limits.codeUnusedTtlMs) {
-      this.expire(room, room.device, 'unused', out);
+    if (room.controllers.size === 0 && now - room.idleSince > this.limits.codeUnusedTtlMs) {
+      this.expire(room, [room.device], 'unused', out);
       return true;
     }
     return false;
   }
 
-  private expire(room: Room, notify: ConnId | null, reason: string, out: Out): void {
+  /** Deletes the room; `notify` get `error{expired}`. */
+  private expire(room: Room, notify: readonly ConnId[], reason: string, out: Out): void {
     this.rooms.delete(room.name);
     this.count(this.roomsPerAddr, room.addr, -1);
     this.counters.expired++;
-    for (const id of [room.device, room.controller]) {
+    for (const id of [room.device, ...this.controllerConns(room)]) {
       const c = id === null ? undefined : this.conns.get(id);
       if (c) {
         c.room = null;
         c.role = null;
+        c.session = null;
       }
     }
-    if (notify !== null)
-      this.error(notify, 'expired', out, reason === 'unused' ? 'the room was unused for too long; register again' : 'the device did not come back');
+    const text = reason === 'unused' ? 'the room was unused for too long; register again' : 'the device did not come back';
+    for (const id of notify) this.error(id, 'expired', out, text);
     out.push({ kind: 'log', event: 'expire', fields: { room: room.serial, reason } });
+  }
+
+  private controllerConns(room: Room): ConnId[] {
+    return [...room.controllers.values()].map((m) => m.conn);
   }
 
   // --- helpers -------------------------------------------------------------

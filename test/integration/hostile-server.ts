@@ -13,7 +13,15 @@
  *   - inject: `inject(conn, text)` sends a frame to a client as if from the server.
  *
  * A connection learns its role from its first `register` (device) or `join`
- * (controller), and its session id from `joined` / `peer`. The clients only
+ * (controller), and its session id from `joined` / `peer`.
+ *
+ * Relay frames to and from a device name a session (the real server tags
+ * what it forwards to a device with the controller's session, and routes a
+ * device's by the session it names). So tampering keeps that meaning: a
+ * `relay` without a session that a test injects into a device, or puts in
+ * place of a device's own frame, is tagged with the device's session (the one
+ * its frame named, or else the latest it heard of in `peer`): `relayText(data)`
+ * stands for "this data, in the session under test". The clients only
  * speak WebSocket, so /healthz is not proxied. STUN is not proxied either: the
  * clients derive the STUN host from our URL (127.0.0.1) and the port from the
  * real server's `registered` / `joined`, which we pass through.
@@ -73,7 +81,7 @@ export interface HostileServer {
   onDown: Tamper | null;
   /** The relay frames recorded so far, optionally only those of one role and direction. */
   relays(filter?: { role?: 'device' | 'controller'; dir?: 'up' | 'down' }): RecordedRelay[];
-  /** Sends a frame to a client as if it came from the server. */
+  /** Sends a frame to a client as if it came from the server (a session-less relay to a device is tagged with `conn.session`). */
   inject(conn: HostileConn, text: string): void;
   /** Cuts a client's connection as a network failure would (no close frame; the upstream closes too). */
   kill(conn: HostileConn): void;
@@ -88,6 +96,13 @@ export interface HostileServer {
 /** The `{type:'relay', data}` frame carrying `data`, as the server would send it. */
 export function relayText(data: string): string {
   return JSON.stringify({ type: 'relay', data });
+}
+
+/** `text` with `session` added if it is a relay frame naming none (and `session` is known); else `text` unchanged. */
+function tagSession(text: string, session: string | undefined): string {
+  const m = parseFrameText(text);
+  if (session === undefined || m?.type !== 'relay' || m.session !== undefined) return text;
+  return JSON.stringify({ ...m, session });
 }
 
 /** Parses a frame's JSON, or undefined. */
@@ -138,7 +153,7 @@ export async function startHostileServer(opts: { record?: boolean } = {}): Promi
     inject(conn, text) {
       const ws = sockets.get(conn);
       if (!ws || ws.readyState !== WebSocket.OPEN) throw new Error(`inject: connection ${conn.id} is not open`);
-      ws.send(text);
+      ws.send(conn.role === 'device' ? tagSession(text, conn.session) : text);
     },
     kill(conn) {
       sockets.get(conn)?.terminate();
@@ -164,10 +179,12 @@ export async function startHostileServer(opts: { record?: boolean } = {}): Promi
     upstreams.add(upstream);
     const early: string[] = []; // client frames sent before the upstream socket opened
 
-    /** Applies a hook and sends what it returns. */
+    /** Applies a hook and sends what it returns; a device's relay put in place of its own keeps the session that one named. */
     const forward = (to: WebSocket, hook: Tamper | null, text: string): void => {
       const out = hook ? hook(conn, text) : text;
-      for (const t of out === null ? [] : Array.isArray(out) ? out : [out]) if (to.readyState === WebSocket.OPEN) to.send(t);
+      const named = to === upstream && conn.role === 'device' ? parseFrameText(text)?.session : undefined;
+      const session = typeof named === 'string' ? named : undefined;
+      for (const t of out === null ? [] : Array.isArray(out) ? out : [out]) if (to.readyState === WebSocket.OPEN) to.send(tagSession(t, session));
     };
 
     client.on('message', (d) => {

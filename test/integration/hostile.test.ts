@@ -326,6 +326,42 @@ test('issue 4: a recorded "write 20 1" replayed in its session or a later one do
   }
 });
 
+test("issue 12: a frame moved into another controller's session does not open there; both sessions carry on", { timeout: T }, async () => {
+  const rig = await pairedRig(false);
+  try {
+    const a = await open(rig);
+    const b = await open(rig);
+    await a.read(21);
+    await b.read(21);
+    await sleep(100);
+    const [ca, cb] = hs.conns.filter((c) => c.open && c.role === 'controller');
+    assert.ok(ca?.session && cb?.session && ca.session !== cb.session, 'two controller sessions');
+    const device = hs.conns.find((c) => c.open && c.role === 'device' && c.room === ca.room);
+    assert.ok(device, 'the device connection of their room');
+    // The frame carrying a's `write 20 1`, as the server handed it to the device.
+    const mark = hs.relays({ role: 'device', dir: 'down' }).length;
+    await a.write(20, 1);
+    const carried = hs
+      .relays({ role: 'device', dir: 'down' })
+      .slice(mark)
+      .filter((r) => parseFrameText(r.text)?.session === ca.session);
+    assert.equal(carried.length, 1, "one frame carried a's write");
+    await a.write(20, 0);
+    const base = pinState(rig.gpio, 20);
+
+    hs.inject(device, JSON.stringify({ type: 'relay', session: cb.session, data: carried[0]!.data }));
+    await waitFor(() => securityCodes(rig, cb.session!).includes('relay-bad-mac'), 6_000, "relay-bad-mac in b's session");
+    assert.deepEqual(pinState(rig.gpio, 20), base);
+    assert.equal(await b.read(20), 0);
+    assert.equal(await a.read(20), 0);
+    assert.deepEqual(securityCodes(rig, ca.session), []);
+    const ended = rig.events.filter((e) => (e.event === 'refused' || e.event === 'controller-left') && (e.session === ca.session || e.session === cb.session));
+    assert.deepEqual(ended, []);
+  } finally {
+    await closeRig(rig);
+  }
+});
+
 // 4. Handshake tampering -----------------------------------------------------------------------
 
 test('issue 4: a flipped byte in the device identity box fails the handshake (bad-handshake)', { timeout: T }, async () => {

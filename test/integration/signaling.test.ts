@@ -22,7 +22,7 @@ import {
   parseServerMessage,
   type ServerMessage,
 } from '../../protocol/signaling.js';
-import { type SignalServer, startSignalServer, WS_MAX_PAYLOAD_BYTES } from '../../signaling/index.js';
+import { MAX_CONTROLLERS_PER_ROOM, type SignalServer, startSignalServer, WS_MAX_PAYLOAD_BYTES } from '../../signaling/index.js';
 import { MAX_INVALID_PER_CONN } from '../../signaling/router.js';
 import { waitFor } from './helpers.js';
 
@@ -67,12 +67,12 @@ class Client {
     return c;
   }
 
-  /** Registers a fresh key's device room, with its proof; resolves with the room once registered. */
-  async registerHome(): Promise<string> {
+  /** Registers a fresh key's device room, with its proof (and `maxControllers`, if given); resolves with the room once registered. */
+  async registerHome(maxControllers?: number): Promise<string> {
     const sk = ed25519.utils.randomSecretKey();
     const key = { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
     const room = deviceRoom(key.publicKey);
-    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room) });
+    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room), maxControllers });
     assert.equal((await this.expect('registered')).room, room);
     return room;
   }
@@ -135,10 +135,11 @@ async function pair(url: string): Promise<{ device: Client; controller: Client; 
   return { device, controller, session: joined.session };
 }
 
-async function relayBothWays(device: Client, controller: Client): Promise<void> {
+/** A relay each way: the device hears it tagged with the controller's session, and names that session in its own. */
+async function relayBothWays(device: Client, controller: Client, session: string): Promise<void> {
   controller.send({ type: 'relay', data: 'to-device' });
-  assert.deepEqual(await device.next(), { type: 'relay', data: 'to-device' });
-  device.send({ type: 'relay', data: 'to-controller' });
+  assert.deepEqual(await device.next(), { type: 'relay', session, data: 'to-device' });
+  device.send({ type: 'relay', session, data: 'to-controller' });
   assert.deepEqual(await controller.next(), { type: 'relay', data: 'to-controller' });
 }
 
@@ -178,14 +179,79 @@ describe('signaling server', { timeout: 60_000 }, () => {
 
   test('issue 2: a device and a controller pair by room and relay both ways', async () => {
     const { device, controller, session } = await pair(server.url);
-    await relayBothWays(device, controller);
+    await relayBothWays(device, controller, session);
     // a full-size link frame goes through
     const big = 'x'.repeat(MAX_LINK_FRAME_BYTES);
-    device.send({ type: 'relay', data: big });
+    device.send({ type: 'relay', session, data: big });
     assert.deepEqual(await controller.next(), { type: 'relay', data: big });
     controller.close();
     assert.deepEqual(await device.next(), { type: 'peer-left', session });
     device.close();
+  });
+
+  test('issue 12: one device room serves several controllers: per-session relay, device-busy past the cap, peer-left per session', async () => {
+    const device = await Client.open(server.url);
+    const room = await device.registerHome(3);
+    const controllers: Client[] = [];
+    const sessions: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await Client.open(server.url);
+      c.send({ type: 'join', v: PROTOCOL_VERSION, room });
+      const joined = await c.expect('joined');
+      assert.deepEqual(await device.next(), { type: 'peer', session: joined.session });
+      controllers.push(c);
+      sessions.push(joined.session);
+    }
+    assert.equal(new Set(sessions).size, 3, 'a session each');
+    const busy = await Client.open(server.url);
+    busy.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    await busy.expectError('device-busy');
+    const health = (await (await fetch(`http://${HOST}:${server.port}/healthz`)).json()) as { controllers: number };
+    assert.ok(health.controllers >= 3);
+    // Each controller's frame reaches the device with its own session, even one that names another.
+    for (let i = 0; i < 3; i++) {
+      controllers[i]!.send({ type: 'relay', session: sessions[(i + 1) % 3], data: `from-${i}` });
+      assert.deepEqual(await device.next(), { type: 'relay', session: sessions[i], data: `from-${i}` });
+    }
+    // The device's frames reach only the session they name, in order.
+    for (const i of [2, 0, 1, 2]) device.send({ type: 'relay', session: sessions[i], data: `to-${i}` });
+    assert.deepEqual(await controllers[2]!.next(), { type: 'relay', data: 'to-2' });
+    assert.deepEqual(await controllers[0]!.next(), { type: 'relay', data: 'to-0' });
+    assert.deepEqual(await controllers[1]!.next(), { type: 'relay', data: 'to-1' });
+    assert.deepEqual(await controllers[2]!.next(), { type: 'relay', data: 'to-2' });
+    device.send({ type: 'relay', data: 'to-nobody' });
+    await device.expectError('bad-message');
+    // One leaves: the device hears of that session only, and its place is free.
+    controllers[1]!.close();
+    assert.deepEqual(await device.next(), { type: 'peer-left', session: sessions[1] });
+    busy.send({ type: 'join', v: PROTOCOL_VERSION, room });
+    const late = await busy.expect('joined');
+    assert.deepEqual(await device.next(), { type: 'peer', session: late.session });
+    // The device goes: every controller hears peer-left with its own session.
+    device.close();
+    for (const [c, s] of [
+      [controllers[0]!, sessions[0]],
+      [controllers[2]!, sessions[2]],
+      [busy, late.session],
+    ] as const)
+      assert.deepEqual(await c.next(), { type: 'peer-left', session: s });
+    for (const c of controllers) c.close();
+    busy.close();
+    await waitFor(() => server.stats().controllers === 0, 3000, 'every controller gone');
+  });
+
+  test('issue 12: the server holds a device room to MAX_CONTROLLERS_PER_ROOM however many its device asks for', async () => {
+    const device = await Client.open(server.url);
+    const room = await device.registerHome(64);
+    const all: Client[] = [device];
+    for (let i = 0; i <= MAX_CONTROLLERS_PER_ROOM; i++) {
+      const c = await Client.open(server.url);
+      all.push(c);
+      c.send({ type: 'join', v: PROTOCOL_VERSION, room });
+      if (i < MAX_CONTROLLERS_PER_ROOM) assert.equal((await c.expect('joined')).waiting, false, `controller ${i + 1}`);
+      else await c.expectError('device-busy');
+    }
+    for (const c of all) c.close();
   });
 
   test('issue 9: the server greets every socket with hello; a `signal` frame is bad-message and is not forwarded', async () => {
@@ -194,11 +260,11 @@ describe('signaling server', { timeout: 60_000 }, () => {
     assert.notEqual(a.nonce, b.nonce, 'a fresh nonce per connection');
     a.close();
     b.close();
-    const { device, controller } = await pair(server.url);
+    const { device, controller, session } = await pair(server.url);
     controller.send({ type: 'signal', payload: { kind: 'offer', sdp: 'v=0\r\n' } });
     const e = await controller.expect('error');
     assert.deepEqual([e.code, e.message], ['bad-message', 'unknown message type']);
-    await relayBothWays(device, controller);
+    await relayBothWays(device, controller, session);
     assert.equal(device.queue.length, 0, 'the device got nothing else');
     device.close();
     controller.close();
@@ -325,8 +391,8 @@ describe('signaling server', { timeout: 60_000 }, () => {
     });
 
     test('issue 2: after all that junk the server still serves a fresh pair', async () => {
-      const { device, controller } = await pair(server.url);
-      await relayBothWays(device, controller);
+      const { device, controller, session } = await pair(server.url);
+      await relayBothWays(device, controller, session);
       device.close();
       controller.close();
       assert.equal((await fetch(`http://${HOST}:${server.port}/healthz`)).status, 200);
@@ -334,11 +400,11 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 
   test('a slow consumer is cut off instead of buffered without limit', async () => {
-    const { device, controller } = await pair(server.url);
+    const { device, controller, session } = await pair(server.url);
     // The controller stops reading: its TCP socket is paused.
     (controller.ws as unknown as { _socket: net.Socket })._socket.pause();
     const data = 'y'.repeat(MAX_LINK_FRAME_BYTES);
-    for (let i = 0; i < 1500; i++) device.send({ type: 'relay', data });
+    for (let i = 0; i < 1500; i++) device.send({ type: 'relay', session, data });
     let m: ServerMessage;
     do m = await device.next(10_000);
     while (m.type !== 'peer-left');

@@ -38,6 +38,7 @@ import {
   type ClientMessage,
   encode,
   HELLO_NONCE_BYTES,
+  MAX_CONTROLLERS_LIMIT,
   MAX_JSON_DEPTH,
   MAX_LINK_FRAME_BYTES,
   MAX_ROOM_CHARS,
@@ -230,7 +231,15 @@ const bytes64url = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).
 const clientMessage: fc.Arbitrary<ClientMessage> = fc.oneof(
   rec({ type: fc.constantFrom('register' as const, 'join' as const), v: fc.constant(PROTOCOL_VERSION), room }),
   rec({ type: fc.constant('register' as const), v: fc.constant(PROTOCOL_VERSION), room, proof: rec({ key: bytes64url(32), sig: bytes64url(64) }) }),
+  rec({
+    type: fc.constant('register' as const),
+    v: fc.constant(PROTOCOL_VERSION),
+    room,
+    proof: rec({ key: bytes64url(32), sig: bytes64url(64) }),
+    maxControllers: fc.integer({ min: 1, max: MAX_CONTROLLERS_LIMIT }),
+  }),
   rec({ type: fc.constant('relay' as const), data: relayData }),
+  rec({ type: fc.constant('relay' as const), data: relayData, session: str(64).filter((x) => x.length > 0) }),
   rec({ type: fc.constant('admit' as const), session: str(64).filter((x) => x.length > 0) }),
 );
 
@@ -243,6 +252,7 @@ const SIGNAL_ERROR_CODES: SignalErrorCode[] = [
   'unknown-room',
   'join-limited',
   'room-full',
+  'device-busy',
   'no-peer',
   'not-joined',
   'already-joined',
@@ -261,6 +271,7 @@ const serverMessage: fc.Arbitrary<ServerMessage> = fc.oneof(
   rec({ type: fc.constant('joined' as const), session, waiting: fc.boolean(), stunPort: port }),
   rec({ type: fc.constantFrom('peer' as const, 'peer-left' as const), session }),
   rec({ type: fc.constant('relay' as const), data: relayData }),
+  rec({ type: fc.constant('relay' as const), data: relayData, session: str(64).filter((x) => x.length > 0) }),
   rec({ type: fc.constant('hello' as const), v: fc.integer({ min: 1, max: 1000 }), nonce: bytes64url(HELLO_NONCE_BYTES) }),
   rec({ type: fc.constant('error' as const), code: fc.constantFrom(...SIGNAL_ERROR_CODES), message: str(1024) }),
 );
@@ -834,6 +845,12 @@ test('issue 5: a signaling message with one field out of range is refused with b
     ),
     brk(clientMessage.filter(withProof), ['proof'], fc.constantFrom(1, 'x', null, [])),
     brk(clientMessage.filter(sig('admit')), ['session'], fc.oneof(overLen(64), fc.constantFrom('', 1, null, undefined))),
+    brk(clientMessage.filter(sig('relay')), ['session'], fc.oneof(overLen(64), fc.constantFrom('', 1, null))),
+    brk(
+      clientMessage.filter((m) => m.type === 'register'),
+      ['maxControllers'],
+      fc.constantFrom(0, -1, 1.5, MAX_CONTROLLERS_LIMIT + 1, '8', null),
+    ),
     brk(clientMessage, ['type'], fc.constantFrom('registered', 'Register', 'signal', '', 1, null, undefined)),
   );
   check(clientBreaks, (b) => {

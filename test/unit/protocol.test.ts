@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import {
   type ClientMessage,
   encode,
+  MAX_CONTROLLERS_LIMIT,
   MAX_JSON_DEPTH,
   MAX_LINK_FRAME_BYTES,
   MAX_ROOM_CHARS,
@@ -42,9 +43,13 @@ describe('parseClientMessage: valid messages', () => {
     { type: 'relay', data: 'x'.repeat(MAX_LINK_FRAME_BYTES) },
     { type: 'register', v: V, room: 'DABCDEFGHJKMNPQRSTVWXYZ234', proof: { key: KEY, sig: SIG } },
     { type: 'admit', session: 's1' },
+    { type: 'register', v: V, room: 'DABCDEFGHJKMNPQRSTVWXYZ234', proof: { key: KEY, sig: SIG }, maxControllers: 8 },
+    { type: 'register', v: V, room: 'K7QM', maxControllers: 1 },
+    { type: 'relay', data: 'x', session: 's1' },
   ];
   for (const m of valid) {
-    test(`${m.type}${'proof' in m ? ' with proof' : ''} round-trips through encode`, () => {
+    const extra = ['proof', 'maxControllers', 'session'].filter((k) => k in m && m.type !== 'admit').join(', ');
+    test(`${m.type}${extra ? ` with ${extra}` : ''} round-trips through encode`, () => {
       const text = encode(m);
       assert.deepEqual(ok(parseClientMessage(text)), m);
       assert.deepEqual(ok(parseClientMessage(Buffer.from(text))), m, 'binary frames parse the same');
@@ -186,6 +191,20 @@ describe('parseClientMessage: invalid messages', () => {
     for (const session of [undefined, null, 1, '', 'x'.repeat(65)]) assert.equal(code(client({ type: 'admit', session })), 'bad-message', String(session));
   });
 
+  test('issue 12: register.maxControllers is an integer 1..MAX_CONTROLLERS_LIMIT; relay.session a non-empty string of at most 64 chars', () => {
+    assert.equal(MAX_CONTROLLERS_LIMIT, 64);
+    for (const maxControllers of [1, MAX_CONTROLLERS_LIMIT])
+      assert.equal(ok(client({ type: 'register', v: V, room: 'K7QM', maxControllers })).type, 'register', String(maxControllers));
+    for (const maxControllers of [0, -1, 1.5, MAX_CONTROLLERS_LIMIT + 1, '8', null])
+      assert.equal(code(client({ type: 'register', v: V, room: 'K7QM', maxControllers })), 'bad-message', String(maxControllers));
+    assert.deepEqual(ok(client({ type: 'join', v: V, room: 'K7QM', maxControllers: 8 })), { type: 'join', v: V, room: 'K7QM' }, 'join carries no cap');
+    assert.deepEqual(ok(client({ type: 'relay', data: 'a', session: 'x'.repeat(64) })), { type: 'relay', data: 'a', session: 'x'.repeat(64) });
+    for (const session of [null, 1, '', 'x'.repeat(65)]) {
+      assert.equal(code(client({ type: 'relay', data: 'a', session })), 'bad-message', `client ${String(session)}`);
+      assert.equal(code(server({ type: 'relay', data: 'a', session })), 'bad-message', `server ${String(session)}`);
+    }
+  });
+
   test('unknown or missing type is bad-message', () => {
     for (const m of [
       {},
@@ -267,6 +286,7 @@ describe('parseServerMessage', () => {
     { type: 'peer', session: 's1' },
     { type: 'peer-left', session: 's1' },
     { type: 'relay', data: 'abc' },
+    { type: 'relay', data: 'abc', session: 's1' },
     { type: 'error', code: 'unknown-room', message: 'no device' },
     { type: 'error', code: 'join-limited', message: 'too many join attempts' },
     { type: 'error', code: 'rate-limited', message: '' },
@@ -285,6 +305,7 @@ describe('parseServerMessage', () => {
       'unknown-room',
       'join-limited',
       'room-full',
+      'device-busy',
       'no-peer',
       'not-joined',
       'already-joined',

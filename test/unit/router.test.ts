@@ -4,6 +4,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { deviceRoom } from '../../protocol/code.js';
 import {
   type ClientMessage,
+  DEFAULT_ROOM_CONTROLLERS,
   encode,
   HELLO_NONCE_BYTES,
   makeRegisterProof,
@@ -24,6 +25,7 @@ import {
   DEVICE_GRACE_MS,
   JOIN_BURST,
   JOIN_RATE_PER_MIN,
+  MAX_CONTROLLERS_PER_ROOM,
   MAX_INVALID_PER_CONN,
   MAX_ROOMS,
   MAX_ROOMS_PER_ADDR,
@@ -109,10 +111,11 @@ class Harness {
   proof(conn: ConnId, key: Key, room = deviceRoom(key.publicKey), nonceOf = conn): RegisterProof {
     return makeRegisterProof(key, this.nonces.get(nonceOf)!, room);
   }
-  /** Registers `key`'s device room on `conn` with a valid proof. */
-  registerHome(conn: ConnId, key: Key): Action[] {
+  /** Registers `key`'s device room on `conn` with a valid proof (and `maxControllers`, if given). */
+  registerHome(conn: ConnId, key: Key, maxControllers?: number): Action[] {
     const room = deviceRoom(key.publicKey);
-    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room, proof: this.proof(conn, key, room) });
+    const cap = maxControllers === undefined ? {} : { maxControllers };
+    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room, proof: this.proof(conn, key, room), ...cap });
   }
   admit(conn: ConnId, session: string): Action[] {
     return this.msg(conn, { type: 'admit', session });
@@ -220,14 +223,14 @@ describe('router: register and join', () => {
 });
 
 describe('router: relay', () => {
-  test('issue 2: relay is forwarded unchanged both ways', () => {
+  test('issue 2: relay is forwarded both ways, data unchanged (to the device tagged with the session)', () => {
     const h = new Harness();
     h.pair();
     const data = '{"jsonrpc":"2.0","id":1,"method":"gpio.write","params":{"pin":20,"value":1}}';
     let out = h.msg(2, { type: 'relay', data });
-    assert.deepEqual(sent(out, 1), [{ type: 'relay', data }]);
+    assert.deepEqual(sent(out, 1), [{ type: 'relay', session: 's1', data }]);
     assert.deepEqual(sent(out, 2), []);
-    out = h.msg(1, { type: 'relay', data: 'back' });
+    out = h.msg(1, { type: 'relay', session: 's1', data: 'back' });
     assert.deepEqual(sent(out, 2), [{ type: 'relay', data: 'back' }]);
     assert.deepEqual(logs(out), [], 'relay traffic is not logged');
   });
@@ -243,7 +246,7 @@ describe('router: relay', () => {
     const h = new Harness();
     h.open(1);
     h.register(1);
-    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'no-peer');
+    assert.equal(errorCode(h.msg(1, { type: 'relay', session: 's1', data: 'x' }), 1), 'no-peer');
     // a controller waiting for an absent device
     h.close(1);
     h.open(2);
@@ -266,7 +269,8 @@ describe('router: leaving and coming back', () => {
     out = h.join(3);
     assert.deepEqual(sent(out, 3), [{ type: 'joined', session: 's2', waiting: false, stunPort: STUN }]);
     assert.deepEqual(sent(out, 1), [{ type: 'peer', session: 's2' }]);
-    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), undefined);
+    assert.equal(errorCode(h.msg(1, { type: 'relay', session: 's1', data: 'x' }), 1), 'no-peer', 'the old session is gone');
+    assert.deepEqual(sent(h.msg(1, { type: 'relay', session: 's2', data: 'x' }), 3), [{ type: 'relay', data: 'x' }]);
   });
 
   test('device leaves: controller gets peer-left; the device reconnects within grace and both get peer again', () => {
@@ -285,7 +289,7 @@ describe('router: leaving and coming back', () => {
     ]);
     assert.deepEqual(sent(out, 2), [{ type: 'peer', session: 's1' }]);
     assert.equal(logs(out)[0]?.fields?.reason, 'rejoin');
-    assert.deepEqual(sent(h.msg(2, { type: 'relay', data: 'hi' }), 5), [{ type: 'relay', data: 'hi' }]);
+    assert.deepEqual(sent(h.msg(2, { type: 'relay', data: 'hi' }), 5), [{ type: 'relay', session: 's1', data: 'hi' }]);
   });
 
   test('a restarting device keeps its room: no controller, reconnect within grace, same room', () => {
@@ -465,7 +469,7 @@ describe('router: hostile input', () => {
     );
     assert.equal(logs(out).find((l) => l.event === 'refuse')?.fields?.reason, 'rate-limited');
     // the other socket was not affected
-    assert.equal(errorCode(h.msg(1, { type: 'relay', data: 'x' }), 1), 'no-peer');
+    assert.equal(errorCode(h.msg(1, { type: 'relay', session: 's1', data: 'x' }), 1), 'no-peer');
   });
 
   test('drops outside the abuse window do not add up', () => {
@@ -554,7 +558,7 @@ describe('router: hostile input', () => {
   test('stats count rooms, members and events', () => {
     const h = new Harness();
     h.pair();
-    h.msg(1, { type: 'relay', data: 'x' });
+    h.msg(1, { type: 'relay', session: 's1', data: 'x' });
     h.msg(2, { type: 'relay', data: 'y' });
     h.run({ kind: 'invalid', conn: 1, code: 'bad-message', reason: 'x' });
     const s = h.router.stats;
@@ -1046,3 +1050,328 @@ describe('router: issue 9, hostile clients of the server', () => {
 
 /** Distinct two-symbol suffixes for short test rooms. */
 const CODE_PAIR = ['AB', 'AC', 'AD', 'AE', 'AF', 'AG', 'AH', 'AJ', 'AK', 'AM', 'AN', 'AP'];
+
+describe('router: issue 12, many controllers in one device room', () => {
+  const KEY = newKey();
+  const HOME = deviceRoom(KEY.publicKey);
+  const DEVICE = 1;
+  /** Controllers on conns 11, 12, ...: their sessions are s1, s2, ... in join order. */
+  const ctl = (i: number): ConnId => 10 + i;
+
+  /** A device on conn 1 in its own room (cap `cap`) and `n` controllers joined, on conns 11..10+n with sessions s1..sn. */
+  function room(n: number, cap = 8, limits?: Partial<RouterLimits>): Harness {
+    const h = new Harness(limits);
+    h.open(DEVICE);
+    assert.equal(sent(h.registerHome(DEVICE, KEY, cap), DEVICE)[0]?.type, 'registered');
+    for (let i = 1; i <= n; i++) {
+      h.open(ctl(i));
+      assert.equal(sent(h.join(ctl(i), HOME), ctl(i))[0]?.type, 'joined', `controller ${i}`);
+    }
+    return h;
+  }
+  /** What each of controllers 1..n was sent by `out`. */
+  const perController = (out: Action[], n: number): ServerMessage[][] => Array.from({ length: n }, (_, i) => sent(out, ctl(i + 1)));
+  const joinCode = (h: Harness, conn: ConnId, r = HOME): string | undefined => {
+    h.open(conn);
+    const out = h.join(conn, r);
+    return errorCode(out, conn) ?? sent(out, conn)[0]?.type;
+  };
+
+  test('issue 12: each controller gets its own session and the device a peer for each; a join tells nobody else', () => {
+    const h = new Harness();
+    h.open(DEVICE);
+    h.registerHome(DEVICE, KEY, 8);
+    for (let i = 1; i <= 5; i++) {
+      h.open(ctl(i));
+      const out = h.join(ctl(i), HOME);
+      assert.deepEqual(sent(out, ctl(i)), [{ type: 'joined', session: `s${i}`, waiting: false, stunPort: STUN }]);
+      assert.deepEqual(sent(out, DEVICE), [{ type: 'peer', session: `s${i}` }]);
+      assert.deepEqual(
+        perController(out, i - 1),
+        Array.from({ length: i - 1 }, () => []),
+        'the others hear nothing',
+      );
+    }
+    assert.equal(h.router.stats.controllers, 5);
+    assert.equal(h.router.stats.rooms, 1);
+  });
+
+  test("issue 12: a controller's relay reaches the device tagged with its own session, whatever session it sent", () => {
+    const h = room(5);
+    for (let i = 1; i <= 5; i++) {
+      const out = h.msg(ctl(i), { type: 'relay', data: `from-${i}` });
+      assert.deepEqual(sent(out, DEVICE), [{ type: 'relay', session: `s${i}`, data: `from-${i}` }]);
+      assert.deepEqual(perController(out, 5), [[], [], [], [], []]);
+    }
+    // A controller naming another's session speaks only for its own.
+    const forged = h.msg(ctl(3), { type: 'relay', session: 's1', data: 'as-s1' });
+    assert.deepEqual(sent(forged, DEVICE), [{ type: 'relay', session: 's3', data: 'as-s1' }]);
+    assert.equal(h.router.stats.relayed, 6);
+  });
+
+  test("issue 12: the device's relay reaches only the controller of the session it names, without the tag", () => {
+    const h = room(5);
+    for (const i of [4, 1, 5, 2, 3]) {
+      const out = h.msg(DEVICE, { type: 'relay', session: `s${i}`, data: `to-${i}` });
+      assert.deepEqual(
+        perController(out, 5),
+        Array.from({ length: 5 }, (_, k) => (k + 1 === i ? [{ type: 'relay', data: `to-${i}` }] : [])),
+        `relay to s${i}`,
+      );
+      assert.deepEqual(sent(out, DEVICE), []);
+    }
+  });
+
+  test("issue 12: a device's relay without a session is bad-message (an invalid frame); one to a session not in the room is no-peer", () => {
+    const h = room(2);
+    let out = h.msg(DEVICE, { type: 'relay', data: 'to-whom' });
+    assert.equal(errorCode(out, DEVICE), 'bad-message');
+    assert.deepEqual(perController(out, 2), [[], []], 'forwarded to nobody');
+    assert.equal(h.router.stats.invalid, 1);
+    assert.equal(h.router.stats.relayed, 0);
+    out = h.msg(DEVICE, { type: 'relay', session: 'nobody', data: 'x' });
+    assert.equal(errorCode(out, DEVICE), 'no-peer');
+    assert.deepEqual(perController(out, 2), [[], []]);
+    // A controller that left meanwhile: its session is no-peer, the other's still works.
+    h.close(ctl(1));
+    out = h.msg(DEVICE, { type: 'relay', session: 's1', data: 'late' });
+    assert.equal(errorCode(out, DEVICE), 'no-peer');
+    assert.deepEqual(sent(out, ctl(1)), []);
+    assert.deepEqual(sent(h.msg(DEVICE, { type: 'relay', session: 's2', data: 'y' }), ctl(2)), [{ type: 'relay', data: 'y' }]);
+    // Too many relays without a session close the device like any invalid frames.
+    for (let i = 1; i < MAX_INVALID_PER_CONN; i++) assert.deepEqual(closes(h.msg(DEVICE, { type: 'relay', data: 'x' })), []);
+    assert.deepEqual(
+      closes(h.msg(DEVICE, { type: 'relay', data: 'x' })).map((c) => [c.conn, c.code]),
+      [[DEVICE, CLOSE_POLICY]],
+    );
+  });
+
+  test('issue 12: the cap is register.maxControllers: one past it gets device-busy (logged, counted), others hear nothing; a leave frees a place', () => {
+    const h = room(3, 3);
+    h.open(20);
+    const out = h.join(20, HOME);
+    assert.equal(errorCode(out, 20), 'device-busy');
+    assert.deepEqual(sent(out, DEVICE), []);
+    assert.deepEqual(perController(out, 3), [[], [], []]);
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.role, l.fields?.reason]),
+      [['refuse', 'controller', 'device-busy']],
+    );
+    assert.equal(h.router.stats.deviceBusy, 1);
+    assert.equal(h.router.stats.controllers, 3);
+    assert.equal(errorCode(h.join(20, HOME), 20), 'device-busy', 'the socket is in no room and may try again');
+    assert.equal(h.router.stats.deviceBusy, 2);
+    h.close(ctl(2));
+    assert.deepEqual(sent(h.join(20, HOME), 20), [{ type: 'joined', session: 's4', waiting: false, stunPort: STUN }]);
+    // Without maxControllers a device room takes DEFAULT_ROOM_CONTROLLERS.
+    assert.equal(DEFAULT_ROOM_CONTROLLERS, 1);
+    const d = new Harness();
+    d.open(DEVICE);
+    d.registerHome(DEVICE, KEY);
+    assert.equal(joinCode(d, 11), 'joined');
+    assert.equal(joinCode(d, 12), 'device-busy', 'a device room says device-busy, not room-full');
+  });
+
+  test('issue 12: the server caps a device room at maxControllersPerRoom, whatever the device asks for', () => {
+    assert.equal(MAX_CONTROLLERS_PER_ROOM, 16);
+    assert.equal(DEFAULT_ROUTER_LIMITS.maxControllersPerRoom, MAX_CONTROLLERS_PER_ROOM);
+    const h = room(MAX_CONTROLLERS_PER_ROOM, 64);
+    assert.equal(joinCode(h, 100), 'device-busy');
+    assert.equal(h.router.stats.controllers, MAX_CONTROLLERS_PER_ROOM);
+    const low = room(2, 8, { maxControllersPerRoom: 2 });
+    assert.equal(joinCode(low, 100), 'device-busy');
+    // The smaller of the two wins either way.
+    const asked = room(3, 3, { maxControllersPerRoom: 5 });
+    assert.equal(joinCode(asked, 100), 'device-busy');
+  });
+
+  test('issue 12: a pairing room holds one controller whatever its register asks for: the second gets room-full', () => {
+    const h = new Harness();
+    h.open(DEVICE);
+    h.msg(DEVICE, { type: 'register', v: PROTOCOL_VERSION, room: TYPED, maxControllers: 8 });
+    assert.equal(joinCode(h, 11, TYPED), 'joined');
+    assert.equal(joinCode(h, 12, TYPED), 'room-full');
+    assert.equal(h.router.stats.deviceBusy, 0);
+    assert.equal(h.router.stats.controllers, 1);
+  });
+
+  test("issue 12: while the device is away joins count against its last register's cap; a re-register may change it and those in stay", () => {
+    const h = room(2, 2);
+    h.close(DEVICE);
+    assert.equal(joinCode(h, 20), 'device-busy', 'the cap holds while the device is away');
+    h.close(ctl(2));
+    assert.equal((sent(h.join(20, HOME), 20)[0] as { waiting?: boolean }).waiting, true, 'a freed place is taken while waiting');
+    // Back with a lower cap: both stay and get peer.
+    h.open(2);
+    const back = h.registerHome(2, KEY, 1);
+    assert.deepEqual(sent(back, ctl(1)), [{ type: 'peer', session: 's1' }]);
+    assert.deepEqual(sent(back, 20), [{ type: 'peer', session: 's3' }]);
+    assert.equal(h.router.stats.controllers, 2);
+    h.close(ctl(1));
+    assert.equal(joinCode(h, 21), 'device-busy', 'one in, cap 1');
+    // Back with a higher cap: room again.
+    h.close(2);
+    h.open(3);
+    h.registerHome(3, KEY, 4);
+    assert.equal(joinCode(h, 22), 'joined');
+    assert.equal(joinCode(h, 23), 'joined');
+    assert.equal(joinCode(h, 24), 'joined');
+    assert.equal(joinCode(h, 25), 'device-busy');
+  });
+
+  test('issue 12: admission is per session: each clock starts when its controller and the device are both there; only the overdue one is dropped', () => {
+    const h = room(2); // s1 and s2 join now
+    h.now += 5000;
+    h.open(ctl(3));
+    h.join(ctl(3), HOME); // s3, 5 s later
+    assert.deepEqual(h.admit(DEVICE, 's1'), []);
+    h.now += ADMIT_TIMEOUT_MS - 5000 + 1; // s2 is overdue, s3 is not
+    let out = h.tick();
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[ctl(2), CLOSE_POLICY]],
+    );
+    assert.equal(errorCode(out, ctl(2)), 'not-admitted');
+    assert.deepEqual(sent(out, DEVICE), [{ type: 'peer-left', session: 's2' }]);
+    assert.deepEqual([sent(out, ctl(1)), sent(out, ctl(3))], [[], []], 'the others are untouched');
+    assert.equal(h.router.stats.notAdmitted, 1);
+    // s3 is admitted in time and stays; the admitted s1 stays for good.
+    h.admit(DEVICE, 's3');
+    h.now += ADMIT_TIMEOUT_MS * 3;
+    assert.deepEqual(h.tick(), []);
+    assert.equal(h.router.stats.controllers, 2);
+    assert.deepEqual(sent(h.msg(ctl(3), { type: 'relay', data: 'x' }), DEVICE), [{ type: 'relay', session: 's3', data: 'x' }]);
+    // A newcomer's clock is its own; admitting another session does not admit it.
+    h.open(ctl(4));
+    h.join(ctl(4), HOME);
+    h.admit(DEVICE, 's1');
+    h.now += ADMIT_TIMEOUT_MS + 1;
+    out = h.tick();
+    assert.deepEqual(
+      closes(out).map((c) => c.conn),
+      [ctl(4)],
+    );
+  });
+
+  test('issue 12: the admission clocks stop while the device is away and restart, each, when it is back', () => {
+    const h = room(2);
+    h.admit(DEVICE, 's2');
+    h.now += ADMIT_TIMEOUT_MS - 1000;
+    h.close(DEVICE);
+    h.now += DEVICE_GRACE_MS - 1000; // longer than ADMIT_TIMEOUT_MS, alone
+    assert.deepEqual(closes(h.tick()), []);
+    h.open(2);
+    h.registerHome(2, KEY, 8);
+    h.now += ADMIT_TIMEOUT_MS;
+    assert.deepEqual(closes(h.tick()), []);
+    h.now += 1;
+    const out = h.tick();
+    assert.deepEqual(
+      closes(out).map((c) => c.conn),
+      [ctl(1)],
+      'the unadmitted s1 only; s2 stays admitted across the re-register',
+    );
+  });
+
+  test('issue 12: the device leaving tells every controller peer-left with its own session; back, each gets peer and the device one per controller', () => {
+    const h = room(3);
+    let out = h.close(DEVICE);
+    assert.deepEqual(perController(out, 3), [
+      [{ type: 'peer-left', session: 's1' }],
+      [{ type: 'peer-left', session: 's2' }],
+      [{ type: 'peer-left', session: 's3' }],
+    ]);
+    for (let i = 1; i <= 3; i++) assert.equal(errorCode(h.msg(ctl(i), { type: 'relay', data: 'x' }), ctl(i)), 'no-peer');
+    h.now += 1000;
+    h.open(5);
+    out = h.registerHome(5, KEY, 8);
+    assert.deepEqual(sent(out, 5), [
+      { type: 'registered', room: HOME, ttlMs: CODE_UNUSED_TTL_MS, stunPort: STUN },
+      { type: 'peer', session: 's1' },
+      { type: 'peer', session: 's2' },
+      { type: 'peer', session: 's3' },
+    ]);
+    assert.deepEqual(perController(out, 3), [[{ type: 'peer', session: 's1' }], [{ type: 'peer', session: 's2' }], [{ type: 'peer', session: 's3' }]]);
+    assert.deepEqual(sent(h.msg(ctl(2), { type: 'relay', data: 'hi' }), 5), [{ type: 'relay', session: 's2', data: 'hi' }]);
+    assert.deepEqual(sent(h.msg(5, { type: 'relay', session: 's3', data: 'yo' }), ctl(3)), [{ type: 'relay', data: 'yo' }]);
+  });
+
+  test('issue 12: a controller leaving tells the device peer-left for its session only', () => {
+    const h = room(3);
+    const out = h.close(ctl(2));
+    assert.deepEqual(sent(out, DEVICE), [{ type: 'peer-left', session: 's2' }]);
+    assert.deepEqual([sent(out, ctl(1)), sent(out, ctl(3))], [[], []]);
+    assert.equal(h.router.stats.controllers, 2);
+    assert.deepEqual(sent(h.msg(DEVICE, { type: 'relay', session: 's3', data: 'x' }), ctl(3)), [{ type: 'relay', data: 'x' }]);
+  });
+
+  test('issue 12: the unused-room clock restarts only when the last controller leaves; the room expires only with none', () => {
+    const h = room(2);
+    h.admit(DEVICE, 's1');
+    h.admit(DEVICE, 's2');
+    h.now += CODE_UNUSED_TTL_MS * 2;
+    assert.deepEqual(h.tick(), []);
+    h.close(ctl(1));
+    h.now += CODE_UNUSED_TTL_MS + 1;
+    assert.deepEqual(h.tick(), [], 'one controller is still in: no expiry');
+    h.close(ctl(2)); // the last one: the clock starts now
+    h.now += CODE_UNUSED_TTL_MS;
+    assert.deepEqual(h.tick(), []);
+    h.now += 1;
+    const out = h.tick();
+    assert.equal(errorCode(out, DEVICE), 'expired');
+    assert.deepEqual(
+      logs(out).map((l) => [l.event, l.fields?.reason]),
+      [['expire', 'unused']],
+    );
+  });
+
+  test('issue 12: a device room whose device stays away expires and every waiting controller gets expired', () => {
+    const h = room(3);
+    h.close(DEVICE);
+    h.now += DEVICE_GRACE_MS + 1;
+    const out = h.tick();
+    for (let i = 1; i <= 3; i++) assert.equal(errorCode(out, ctl(i)), 'expired', `controller ${i}`);
+    assert.equal(logs(out).filter((l) => l.event === 'expire').length, 1);
+    assert.deepEqual([h.router.stats.rooms, h.router.stats.controllers], [0, 0]);
+    for (let i = 1; i <= 3; i++) assert.equal(errorCode(h.msg(ctl(i), { type: 'relay', data: 'x' }), ctl(i)), 'not-joined', 'out of the room, still connected');
+  });
+
+  test('issue 12: a controller closed for its rate or its invalid frames leaves the other sessions alone', () => {
+    const h = room(3, 8, { rateBurst: 5, rateMsgsPerSec: 0.001, rateAbuseMaxDrops: 2 });
+    // Controller 1 floods: 4 tokens left after its join, then 3 drops close it.
+    let out: Action[] = [];
+    for (let i = 0; i < 7; i++) out = h.msg(ctl(1), { type: 'relay', data: 'x' });
+    assert.deepEqual(
+      closes(out).map((c) => [c.conn, c.code]),
+      [[ctl(1), CLOSE_POLICY]],
+    );
+    assert.deepEqual(sent(out, DEVICE), [{ type: 'peer-left', session: 's1' }]);
+    assert.deepEqual([sent(out, ctl(2)), sent(out, ctl(3))], [[], []]);
+    // Controller 2 sends invalid frames until it is closed (with a deeper bucket).
+    const v = room(3);
+    for (let i = 0; i <= MAX_INVALID_PER_CONN; i++) out = v.run({ kind: 'invalid', conn: ctl(2), code: 'bad-message', reason: 'x' });
+    assert.deepEqual(
+      closes(out).map((c) => c.conn),
+      [ctl(2)],
+    );
+    assert.deepEqual(sent(out, DEVICE), [{ type: 'peer-left', session: 's2' }]);
+    assert.deepEqual([sent(out, ctl(1)), sent(out, ctl(3))], [[], []]);
+    for (const i of [1, 3]) {
+      assert.deepEqual(sent(v.msg(ctl(i), { type: 'relay', data: `d${i}` }), DEVICE), [{ type: 'relay', session: `s${i}`, data: `d${i}` }]);
+      assert.deepEqual(sent(v.msg(DEVICE, { type: 'relay', session: `s${i}`, data: `c${i}` }), ctl(i)), [{ type: 'relay', data: `c${i}` }]);
+    }
+  });
+
+  test('issue 12: stats.controllers counts the controllers of every room', () => {
+    const h = room(4);
+    h.open(50);
+    h.register(50); // a pairing room beside it
+    h.open(51);
+    h.join(51);
+    assert.deepEqual([h.router.stats.rooms, h.router.stats.devices, h.router.stats.controllers], [2, 2, 5]);
+    h.close(ctl(1));
+    h.close(DEVICE);
+    assert.deepEqual([h.router.stats.devices, h.router.stats.controllers], [1, 4]);
+  });
+});
