@@ -3,7 +3,7 @@
  * RSS and CPU are its alone: a DeviceAgent on SimGpio registered on the
  * bench's server. Forked by bench/many.ts (with --expose-gc); everything goes
  * over IPC: it reports its pid, every DeviceEvent (each new pairing code among
- * them), its CPU time and its memory after a full GC, and drives edges on sim
+ * them), its CPU time and its memory after full GCs, and drives edges on sim
  * input pins on request.
  */
 
@@ -16,7 +16,7 @@ import { VERSION } from '../protocol/version.js';
 export type ToChild =
   /** `name`: the name the device gives itself. */
   | { type: 'start'; server: string; stateDir: string; name: string }
-  /** Run a full GC, then answer `memory`. */
+  /** Run full GCs, each followed by a pause, then answer `memory`. */
   | { type: 'memory' }
   /** Answer `cpu` with this process's CPU time so far (process.cpuUsage(): every thread, µs). */
   | { type: 'cpu' }
@@ -37,6 +37,11 @@ export type FromChild =
   | { type: 'toggling' }
   | { type: 'toggled'; edges: number; errors: number }
   | { type: 'failed'; message: string };
+
+/** Full GCs before memory is read. */
+const GC_PASSES = 2;
+/** Wait after each GC, in ms: V8 unmaps freed pages from a background thread, some 100s of ms later. */
+const GC_RELEASE_MS = 500;
 
 const send = (m: FromChild): void => void process.send?.(m);
 
@@ -98,7 +103,11 @@ async function onMessage(m: ToChild): Promise<void> {
       return;
     }
     case 'memory': {
-      globalThis.gc?.();
+      // V8 hands freed pages back from a background thread after a GC: give it time, twice.
+      for (let i = 0; i < GC_PASSES; i++) {
+        globalThis.gc?.();
+        await new Promise((r) => setTimeout(r, GC_RELEASE_MS));
+      }
       const { rss, heapUsed, external } = process.memoryUsage();
       send({ type: 'memory', rss, heapUsed, external, gc: globalThis.gc !== undefined });
       return;

@@ -68,7 +68,7 @@ export interface ManyPlan {
 export interface ResourceFigure {
   path: 'relay' | 'direct';
   count: number;
-  /** process.memoryUsage().rss in the device process right after a full GC, in bytes. */
+  /** process.memoryUsage().rss in the device process after two full GCs, each followed by half a second for V8 to hand pages back, in bytes. */
   rssBytes: number;
   /**
    * heapUsed + external (Buffers and ArrayBuffers) at the same moment, in bytes: what the
@@ -243,7 +243,7 @@ async function closeAll(child: DeviceChild, devs: Device[]): Promise<void> {
   await child.until(() => child.secured === left, COMMAND_TIMEOUT_MS, 'the device seeing controllers leave');
 }
 
-/** The device's RSS after a full GC and its CPU over an idle window, after settling. */
+/** The device's memory after full GCs and its CPU over an idle window, after settling. */
 async function idle(child: DeviceChild, plan: ManyPlan, settleMs = plan.settleMs): Promise<Omit<ResourceFigure, 'path' | 'count'>> {
   await sleep(settleMs);
   const cpu0 = await child.cpuUs();

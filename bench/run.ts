@@ -426,7 +426,7 @@ async function main(): Promise<void> {
   ];
   if (many) {
     out.push(
-      `device process (many): RSS and heap+ext (heapUsed + external) after a full GC, MB = 10^6 bytes; CPU = its user + system time over ${plan.many.idleWindowMs / 1000} s idle, ${plan.many.settleMs / 1000} s after the last controller connected`,
+      `device process (many): RSS and heap+ext (heapUsed + external) after two full GCs 0.5 s apart, MB = 10^6 bytes; CPU = its user + system time over ${plan.many.idleWindowMs / 1000} s idle, ${plan.many.settleMs / 1000} s after the last controller connected`,
       '',
       resourceTable(many.resources, perExtra),
       '',
