@@ -279,14 +279,8 @@ function trustCmd(action: TrustAction, stateDir: string, json: boolean, io: Io):
     }
     case 'allow':
     case 'read-only': {
-      let pins = action.pins;
-      if (pins === undefined) {
-        // --read-only without --pins keeps the pins it had (an unknown NAME is setRights' to refuse).
-        const fp = action.who.replace(/-/g, '').toUpperCase();
-        const list = trusted.list();
-        const old = list.find((e) => e.name === action.who) ?? list.find((e) => e.fingerprint.replace(/-/g, '') === fp);
-        pins = old?.rights.pins ?? null;
-      }
+      // --read-only without --pins keeps the pins it had (an unknown NAME is setRights' to refuse).
+      const pins = action.pins !== undefined ? action.pins : (trusted.findWho(action.who)?.rights.pins ?? null);
       const e = trusted.setRights(action.who, { access: action.kind === 'allow' ? 'full' : 'read-only', pins });
       io.stdout(
         json

@@ -384,13 +384,23 @@ export class TrustedControllerStore extends PeerList<TrustedController> {
    */
   setRights(who: string, rights: Readonly<Rights>): TrustedController {
     const granted = checkRights(rights);
-    const fp = typeof who === 'string' ? who.replace(/-/g, '').toUpperCase() : '';
-    const e = this.entries.find((x) => x.fingerprint.replace(/-/g, '') === fp) ?? this.entries.find((x) => x.name === who);
+    const e = this.entryOf(who);
     if (!e) throw new PinholeError('unknown-controller', `no trusted controller is named ${JSON.stringify(String(who))} or has that fingerprint`);
     if (sameRights(e.rights, granted)) return this.copy(e);
     const entry: TrustedController = { ...e, rights: granted };
     this.commit([...this.entries.filter((x) => x !== e), entry]);
     return this.copy(entry);
+  }
+
+  /** The entry `who` names, as setRights() matches it (a fingerprint match first, then a name), or undefined. */
+  findWho(who: string): TrustedController | undefined {
+    const e = this.entryOf(who);
+    return e && this.copy(e);
+  }
+
+  private entryOf(who: string): TrustedController | undefined {
+    const fp = typeof who === 'string' ? who.replace(/-/g, '').toUpperCase() : '';
+    return this.entries.find((x) => x.fingerprint.replace(/-/g, '') === fp) ?? this.entries.find((x) => x.name === who);
   }
 
   /** A frozen copy, its rights too. */

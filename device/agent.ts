@@ -58,6 +58,7 @@ import {
   type Level,
   MAX_CONTROLLERS_LIMIT,
   makeRegisterProof,
+  PAIRING_ROOM_CONTROLLERS,
   type PairingCode,
   PinholeError,
   PROTOCOL_VERSION,
@@ -106,8 +107,6 @@ const ROOM_TAKEN_RETRIES = 5;
  * of MB of werift peers on a small board.
  */
 export const DEFAULT_MAX_CONTROLLERS = 8;
-/** Sessions a pairing room takes at once: a code is good for one attempt, so a second controller there is never an honest one. */
-export const PAIRING_ROOM_CONTROLLERS = 1;
 /**
  * Sessions refused as `device-busy` that a room remembers, to refuse their
  * `c1` again (the first `fail` can reach a controller before it listens).
@@ -657,8 +656,8 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     const { gpio, allowedPins, name, version, stateDir } = cfg;
     // One board for every session: preemption and `by` need to see all of them.
     const board = new Board(gpio);
-    // The trust list as rights are read from it, at every command: parsed again only when the file changed.
-    const rightsList = TrustedControllers.reader(stateDir);
+    // The trust list, read at every handshake and every command: parsed again only when the file changed.
+    const trustList = TrustedControllers.reader(stateDir);
     this.deps = {
       server: cfg.server,
       identity: state.identity,
@@ -670,7 +669,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
       sessions: () => [...this.rooms].reduce((n, r) => n + r.size, 0),
       controllers: () => this.controllers,
       pairRights: cfg.pairRights ?? FULL_RIGHTS,
-      trusted: () => TrustedControllers.load(stateDir),
+      trusted: trustList,
       newHandler: (peer, who, send) =>
         new CommandHandler(
           {
@@ -683,7 +682,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
             who,
             // Re-read at every command, so `pinhole device --allow/--read-only` applies at the next one. A controller
             // revoked while connected is no longer in the list: it may then only ask for info.
-            rights: () => rightsList().findFingerprint(peer)?.rights ?? { access: 'read-only', pins: [] },
+            rights: () => trustList().findFingerprint(peer)?.rights ?? { access: 'read-only', pins: [] },
             controllers: () => this.controllers,
           },
           send,

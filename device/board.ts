@@ -85,8 +85,8 @@ export class Board {
   private causing: { pin: number; by: string; delivered: boolean } | undefined;
 
   constructor(
-    /** The backend. Use it directly only to look (a write past the board escapes preemption and attribution). */
-    readonly gpio: Gpio,
+    /** The backend: a write past the board would escape preemption and attribution. */
+    private readonly gpio: Gpio,
     opts: BoardOptions = {},
   ) {
     this.now = opts.now ?? (() => performance.now());
@@ -203,10 +203,11 @@ export class Board {
     run.wake();
   }
 
-  /** Writes for `by` (no preemption: a blink's own toggles come here) and remembers the write for a late edge. */
+  /** Writes for `by` (no preemption: a blink's own toggles come here) and, on a watched pin, remembers the write for a late edge. */
   private drive(pin: number, value: Level, by: string): void {
     const inCall = this.cause(pin, by, () => this.gpio.write(pin, value));
-    if (inCall) return; // reported inside the write: nothing more will come of it
+    // Reported inside the write, or nobody to tell: nothing to attribute later.
+    if (inCall || !this.watches.has(pin)) return;
     const list = this.pending.get(pin) ?? [];
     if (list.length >= MAX_PENDING_WRITES) list.shift();
     list.push({ value, by, at: this.now() });

@@ -31,6 +31,7 @@ export {
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
   makeRegisterProof,
+  PAIRING_ROOM_CONTROLLERS,
   PROTOCOL_VERSION,
   parseClientMessage,
   parseServerMessage,

@@ -61,6 +61,9 @@ export const MAX_CONTROLLERS_LIMIT = 64;
 /** A device's `maxControllers` when its `register` names none: the one-controller rooms of protocol 2. */
 export const DEFAULT_ROOM_CONTROLLERS = 1;
 
+/** Controllers a pairing room holds, whatever its register asks for: a code is good for one PAKE attempt, so a second controller there is never an honest one. */
+export const PAIRING_ROOM_CONTROLLERS = 1;
+
 /** Largest signaling frame, in bytes (UTF-8). SDP with many candidates stays well under it. */
 export const MAX_SIGNAL_BYTES = 64 * 1024;
 

@@ -117,6 +117,7 @@ import {
   DEFAULT_ROOM_CONTROLLERS,
   decodeBase64url,
   deviceRoom,
+  PAIRING_ROOM_CONTROLLERS,
   PROTOCOL_VERSION,
   parseRoom,
   type RegisterProof,
@@ -228,9 +229,6 @@ export const ADMIT_TIMEOUT_MS = 15_000;
  * device's default of 8.
  */
 export const MAX_CONTROLLERS_PER_ROOM = 16;
-
-/** Controllers a pairing room holds: a pairing code is good for one PAKE attempt, so one controller at a time. */
-const PAIRING_ROOM_CONTROLLERS = 1;
 
 /** Sustained `join`s per minute from one address: a person retyping a code needs a few; at this rate one address needs four weeks to sweep the 810 000 four-symbol rooms. */
 export const JOIN_RATE_PER_MIN = 20;
