@@ -151,8 +151,10 @@ describe('issue 12: rights per controller, stored with the trust list', () => {
     s.add('laptop', key(1), T0);
     const fp = fingerprintOf(key(1));
     s.add(fp, key(2), T0, READ_ONLY);
+    assert.equal(s.findWho(fp)?.name, 'laptop', 'findWho matches as setRights does (the CLI reads the pins to keep through it)');
     assert.equal(s.setRights(fp, { access: 'full', pins: [13] }).name, 'laptop');
     assert.deepEqual(s.find(key(2))?.rights, READ_ONLY);
+    assert.equal(s.findWho('nobody'), undefined);
   });
 
   test('issue 12: no controller is stored as "input", the `by` of an outside edge', () => {
