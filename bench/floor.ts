@@ -97,9 +97,9 @@ class FloorDevice {
       else if (m.type === 'peer-left') this.onLeft?.();
       else if (m.type === 'relay') {
         const tag = String(m.data).slice(0, 3);
-        if (tag === 'c1:') ws.send({ type: 'relay', data: D1 });
+        if (tag === 'c1:') ws.send({ type: 'relay', session: this.session, data: D1 });
         else if (tag === 'c2:') ws.send({ type: 'admit', session: this.session });
-        else if (tag === 'cm:') ws.send({ type: 'relay', data: ANSWER });
+        else if (tag === 'cm:') ws.send({ type: 'relay', session: this.session, data: ANSWER });
       }
     };
   }

@@ -109,7 +109,7 @@ interface Pair {
 }
 
 /** A device agent with a fresh state dir (identity and DTLS certificate are made before it registers). */
-async function startDevice(url: string, direct: boolean): Promise<{ agent: DeviceAgent; sim: SimGpio }> {
+export async function startDevice(url: string, direct: boolean): Promise<{ agent: DeviceAgent; sim: SimGpio }> {
   const sim = new SimGpio({ board: 'sim (bench)' });
   try {
     const agent = await DeviceAgent.start({ server: url, name: 'bench-board', stateDir: benchStateDir('device'), gpio: sim, direct, version: VERSION });

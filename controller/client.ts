@@ -527,7 +527,6 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
   const direct = opts.direct ?? true;
   if ((opts.code === undefined) === (opts.device === undefined))
     throw new PinholeError('usage', 'give a pairing code (first time) or the name of a paired device');
-  const identity = loadOrCreateIdentity(opts.stateDir);
   const known = KnownDevices.load(opts.stateDir);
   let target: Target;
   let server: string;
@@ -542,12 +541,21 @@ export async function connect(opts: ConnectOptions): Promise<Device> {
     target = { room: deviceRoom(entry.publicKey), expectDevice: entry.publicKey, label: `device "${entry.name}"` };
     server = opts.server ?? entry.server;
   }
+  // The socket opens while the state files are read (about a millisecond of CPU, as long as the TCP and HTTP round trips).
+  const connecting = SignalClient.connect(server, timeoutMs);
+  let identity: Identity;
+  try {
+    identity = loadOrCreateIdentity(opts.stateDir);
+  } catch (e) {
+    connecting.then((s) => s.close()).catch(() => undefined);
+    throw e;
+  }
   // werift loads while the WebSocket opens and the handshake runs; a stored DTLS certificate does not wait for it.
   if (direct) preloadDirect().catch(() => undefined);
   const dtls = direct ? loadOrCreateDtlsCert(opts.stateDir, async () => (await preloadDirect()).generateDtlsKeys()) : undefined;
   dtls?.catch(() => undefined);
   const base: Omit<SessionPlan, 'cert'> = { server, identity, name: opts.name ?? hostname(), direct, iceServers: opts.iceServers, timeoutMs };
-  const { signal, session, unroute } = await openSession(base, target, dtls);
+  const { signal, session, unroute } = await openSession(base, target, dtls, connecting);
   const peer = session.peer!;
   // Later sessions go to the device's own room and require the key it just proved.
   const again: Target = { room: deviceRoom(peer.publicKey), expectDevice: peer.publicKey, label: `device "${peer.name}"` };
@@ -604,10 +612,15 @@ interface SessionPlan {
 }
 
 /** Joins the target's room, waits for the device, runs the handshake. Resolves with a secured session. */
-async function openSession(plan: SessionPlan, target: Target, dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined): Promise<Opened> {
+async function openSession(
+  plan: SessionPlan,
+  target: Target,
+  dtls: Promise<{ keys: DtlsKeyPair; fingerprint: string }> | undefined,
+  connecting?: Promise<SignalClient>,
+): Promise<Opened> {
   const { timeoutMs, server } = plan;
   const deadline = Date.now() + timeoutMs;
-  const signal = await SignalClient.connect(server, timeoutMs);
+  const signal = await (connecting ?? SignalClient.connect(server, timeoutMs));
   try {
     signal.send({ type: 'join', v: PROTOCOL_VERSION, room: target.room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');

@@ -184,6 +184,10 @@ export class DirectDriver {
           // A new offer replaces any earlier attempt.
           const loading: DirectPhase = { name: 'loading', attempt: 0 };
           void this.set(loading)?.close();
+          // Building a peer connection takes milliseconds of CPU (far more on a small board): the
+          // commands that arrived with the offer are answered first, a macrotask earlier.
+          await new Promise<void>((resolve) => this.host.timers.setTimeout(resolve, 0));
+          if (this.current !== loading) return;
           const rtc = await this.attempt('answerer');
           if (!rtc) return;
           if (this.current !== loading) return void rtc.close();

@@ -151,8 +151,18 @@ export type SessionPhase =
    * Both ends authenticated; every link frame is sealed. `relay`: the sealed
    * relay transport while a signaling socket is attached. `peerSealed`: a
    * frame from the peer opened, so it has the keys (it accepted the handshake).
+   * `held`: the controller's direct signals, still held for one macrotask so
+   * that commands issued as the session opens leave ahead of the offer (the
+   * device answers them before it builds its peer connection); then undefined.
    */
-  | { name: 'secured'; seals: Record<SealPath, PathSeal>; peer: PeerInfo; relay: Transport | undefined; peerSealed: boolean }
+  | {
+      name: 'secured';
+      seals: Record<SealPath, PathSeal>;
+      peer: PeerInfo;
+      relay: Transport | undefined;
+      peerSealed: boolean;
+      held: SignalPayload[] | undefined;
+    }
   /** Ended (refused, or closed by its owner). `peer`: who it was secured with, if it was. */
   | { name: 'closed'; peer: PeerInfo | undefined };
 
@@ -346,8 +356,8 @@ export class PeerSession extends Emitter<SessionEvents> {
   /** Our signals ride the sealed link; until the session is secured they are held. */
   private sendSignal(payload: SignalPayload): void {
     const ph = this.phase;
-    if (ph.name === 'secured') this.trySend({ sig: payload });
-    else if ((ph.name === 'waiting' || ph.name === 'handshaking') && ph.held.length < MAX_HELD_SIGNALS) ph.held.push(payload);
+    if (ph.name === 'secured' && !ph.held) this.trySend({ sig: payload });
+    else if (ph.name !== 'closed' && ph.held && ph.held.length < MAX_HELD_SIGNALS) ph.held.push(payload);
   }
 
   private onRelay(data: string): void {
@@ -434,12 +444,13 @@ export class PeerSession extends Emitter<SessionEvents> {
       const aead = this.opts.aead ? { aead: this.opts.aead } : {};
       return { sealer: new Sealer(keys[out], out, this.opts.sid, aead), opener: new Opener(keys[inn], inn, this.opts.sid, aead) };
     };
-    const secured: SessionPhase = {
+    const secured: Extract<SessionPhase, { name: 'secured' }> = {
       name: 'secured',
       seals: { relay: seal('relay'), direct: seal('direct') },
       peer: result.peer,
       relay: undefined,
       peerSealed: false,
+      held: undefined,
     };
     result.secret.fill(0);
     this.setPhase(secured);
@@ -450,7 +461,13 @@ export class PeerSession extends Emitter<SessionEvents> {
     if (this.opts.role === 'device') return this.direct.secured(result.peer.direct);
     const takesDirect = result.peer.certFp !== null;
     this.direct.secured(takesDirect);
-    if (takesDirect) for (const p of ph.held.splice(0)) this.sendSignal(p);
+    if (!takesDirect) return;
+    secured.held = ph.held;
+    this.timers.setTimeout(() => {
+      const held = secured.held ?? [];
+      secured.held = undefined;
+      if (this.phase === secured) for (const p of held) this.sendSignal(p);
+    }, 0);
   }
 
   /** Gives the link a sealed relay transport on `signal`, in place of the one before. */
