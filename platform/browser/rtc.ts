@@ -246,7 +246,10 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
    * one with a multicast lookup that blocks its candidate queue for about
    * 10 s and rarely succeeds across networks. They are sent only when
    * gathering ended with no other host candidate, so a same-LAN peer still
-   * has something to try; srflx candidates carry the real public address.
+   * has something to try, and then last, after every srflx and relay
+   * candidate: werift adds held candidates one by one, so the useful ones are
+   * in before it starts resolving. srflx candidates carry the real public
+   * address either way.
    */
   private sendCandidate(c: RTCIceCandidate): void {
     if (isMdns(c.candidate)) {
