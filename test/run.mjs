@@ -1,11 +1,40 @@
 #!/usr/bin/env node
 import { spawnSync } from 'node:child_process';
 // Runs the compiled test tiers with node's test runner.
-// Usage: node test/run.mjs [unit|integration|natlab ...]   (default: unit integration)
+// Usage: node test/run.mjs [unit|integration|natlab|browser ...]   (default: unit integration)
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
+let tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
+
+// The browser tier runs inside a loopback-only network namespace of its own (Chromium, werift
+// and any server see only lo), so this script re-runs itself there for that tier.
+const CHROMIUM = '/usr/bin/chromium';
+/** Set in the re-run: we are inside the namespace. */
+const IN_NETNS = 'PINHOLE_BROWSER_NETNS';
+let browserStatus = 0;
+if (tiers.includes('browser') && process.env[IN_NETNS] !== '1') {
+  tiers = tiers.filter((t) => t !== 'browser');
+  const why = !existsSync(CHROMIUM)
+    ? `${CHROMIUM} is missing`
+    : process.getuid?.() !== 0
+      ? 'not root (the loopback-only namespace needs unshare -n)'
+      : undefined;
+  if (why && process.env.CI === 'true') {
+    console.error(`test/run: browser tier cannot run: ${why}`);
+    process.exit(1);
+  } else if (why) {
+    console.error(`test/run: skipping the browser tier: ${why}`);
+  } else {
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, process.argv[1], 'browser'], {
+      stdio: 'inherit',
+      env: { ...process.env, [IN_NETNS]: '1' },
+    });
+    if (r.error) console.error(`test/run: unshare failed: ${r.error.message}`);
+    browserStatus = r.status ?? 1;
+  }
+  if (tiers.length === 0) process.exit(browserStatus);
+}
 const files = [];
 for (const tier of tiers) {
   const dir = join('dist', 'test', tier);
@@ -29,4 +58,4 @@ const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-concurre
   killSignal: 'SIGKILL',
 });
 if (r.error) console.error(`test/run: ${r.error.message} (a test file did not exit within ${RUN_TIMEOUT_MS / 60_000} min?)`);
-process.exit(r.status ?? 1);
+process.exit((r.status ?? 1) || browserStatus);

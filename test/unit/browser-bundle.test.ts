@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,11 @@ import vm from 'node:vm';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** The core: what must run unchanged in a browser. */
 const CORE = ['protocol', 'crypto', 'transport', 'session'];
+/** The browser platform's files (it has no index): each must bundle for a page just like the core. */
+const BROWSER_PLATFORM = readdirSync(join(ROOT, 'platform', 'browser'))
+  .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+  .sort()
+  .map((f) => `platform/browser/${f}`);
 /** Node globals a browser lacks; esbuild rewrites every free reference to one into a marker we can search for. */
 const NODE_GLOBALS = ['Buffer', 'process', 'require', '__dirname', '__filename', 'global', 'setImmediate'];
 const marker = (name: string): string => `__node_global_${name}__`;
@@ -21,12 +27,13 @@ interface Bundle {
   text: string;
 }
 
-/** Bundles `<dir>/index.ts`, or `{ source }` given inline. */
+/** Bundles `<dir>/index.ts` (or the file `dir`, if it names a .ts file), or `{ source }` given inline. */
 async function bundle(dir: string | { source: string }, format: 'esm' | 'iife'): Promise<Bundle> {
   const { build } = await esbuild();
+  const entry = (d: string) => join(ROOT, d.endsWith('.ts') ? d : join(d, 'index.ts'));
   try {
     const r = await build({
-      ...(typeof dir === 'string' ? { entryPoints: [join(ROOT, dir, 'index.ts')] } : { stdin: { contents: dir.source, loader: 'ts', resolveDir: ROOT } }),
+      ...(typeof dir === 'string' ? { entryPoints: [entry(dir)] } : { stdin: { contents: dir.source, loader: 'ts', resolveDir: ROOT } }),
       bundle: true,
       platform: 'browser',
       format,
@@ -78,8 +85,12 @@ describe('issue 11: the core bundles for the browser', () => {
     assert.deepEqual(await named('export const g = (Buffer: number) => Buffer + 1;'), [], 'a local named Buffer is not the global');
   });
 
-  for (const dir of CORE) {
-    test(`${dir}/index.ts bundles with no Node built-in, names no Node global, and evaluates with browser globals only`, async () => {
+  test('the browser platform has files to check', () => {
+    assert.ok(BROWSER_PLATFORM.includes('platform/browser/rtc.ts') && BROWSER_PLATFORM.includes('platform/browser/idb.ts'), BROWSER_PLATFORM.join(' '));
+  });
+
+  for (const dir of [...CORE, ...BROWSER_PLATFORM]) {
+    test(`${dir.endsWith('.ts') ? dir : `${dir}/index.ts`} bundles with no Node built-in, names no Node global, and evaluates with browser globals only`, async () => {
       const esm = await bundle(dir, 'esm');
       assert.deepEqual(esm.errors, [], `esbuild --platform=browser failed for ${dir}:\n${esm.errors.join('\n')}`);
       assert.doesNotMatch(esm.text, /\bnode:[a-z_]+/, 'no node: import is left');
