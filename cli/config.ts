@@ -18,7 +18,8 @@ import {
   type Rights,
 } from '../protocol/index.js';
 import { parseIceServer } from '../session/index.js';
-import { DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT } from '../signaling/index.js';
+import { type AllowedOrigins, DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT, parseOriginFlag } from '../signaling/index.js';
+import { resolvePageUrl } from './page-url.js';
 
 /** Flags as node:util parseArgs returns them. */
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -44,6 +45,8 @@ export interface SignalCliConfig {
   stunPort: number;
   /** Second IP address for RFC 5780 (--stun-alt-host); null = none (default). */
   stunAltHost: string | null;
+  /** Web origins whose pages may connect (--allow-origin, normalised); default '*': any. Clients sending no Origin always may. */
+  allowedOrigins: AllowedOrigins;
 }
 
 /** `pinhole doctor` settings. */
@@ -99,6 +102,10 @@ export interface DeviceCliConfig {
   iceServers: IceServer[];
   /** --safe-state 20=0,13=1 with --safe-after SECONDS (default 30): off (undefined) by default. */
   safeState: { pins: Map<number, 0 | 1>; afterMs: number } | undefined;
+  /** The controller page the pairing link opens (--page-url; default: the one the server serves, from --server); '' for the trust-list actions. */
+  pageUrl: string;
+  /** Print the pairing link as a QR code too (default true; --no-qr turns it off). */
+  qr: boolean;
 }
 
 /** `pinhole control` settings. */
@@ -186,7 +193,7 @@ const sortedPins = (pins: Set<number>): number[] => [...pins].sort((a, b) => a -
 /** Trust-list flags; at most one per run. */
 const TRUST_FLAGS = ['controllers', 'revoke', 'allow', 'read-only'] as const;
 /** Flags that only mean something to a running device. */
-const RUN_ONLY_FLAGS = ['max-controllers', 'pair-rights', 'pair-pins'] as const;
+const RUN_ONLY_FLAGS = ['max-controllers', 'pair-rights', 'pair-pins', 'page-url', 'no-qr'] as const;
 
 /** The trust-list action the flags ask for, or undefined to serve. */
 function trustAction(f: Flags): TrustAction | undefined {
@@ -233,7 +240,17 @@ export function resolveSignal(f: Flags): SignalCliConfig {
     port: intFlag(f, 'port', DEFAULT_SIGNAL_PORT, 0, 65535),
     stunPort: intFlag(f, 'stun-port', DEFAULT_STUN_PORT, 0, 65535),
     stunAltHost: str(f, 'stun-alt-host') ?? null,
+    allowedOrigins: allowOriginFlag(f),
   };
+}
+
+/** --allow-origin, repeatable, each `*` or ORIGIN[,ORIGIN...]; default '*'. */
+function allowOriginFlag(f: Flags): AllowedOrigins {
+  const v = f['allow-origin'];
+  if (v === undefined) return '*';
+  const r = parseOriginFlag(Array.isArray(v) ? v : [String(v)]);
+  if (!r.ok) throw usage(`--allow-origin: ${r.reason}`);
+  return r.value;
 }
 
 export function resolveDoctor(f: Flags, env: Env): DoctorCliConfig {
@@ -274,10 +291,13 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
     if (typeof parsed === 'string') throw usage(`--safe-state: ${parsed}`);
     safeState = { pins: parsed, afterMs: intFlag(f, 'safe-after', DEFAULT_SAFE_AFTER_MS / 1000, MIN_SAFE_AFTER_MS / 1000, 86_400) * 1000 };
   } else if (str(f, 'safe-after') !== undefined) throw usage('--safe-after needs --safe-state');
+  const server = action.kind === 'run' ? serverUrl(f, env) : '';
   return {
     action,
     safeState,
-    server: action.kind === 'run' ? serverUrl(f, env) : '',
+    server,
+    pageUrl: action.kind === 'run' ? resolvePageUrl(str(f, 'page-url'), server) : '',
+    qr: f['no-qr'] !== true,
     code,
     pairing: f['no-pairing'] !== true,
     stateDir: stateDirOf(f, env),

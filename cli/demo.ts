@@ -12,6 +12,7 @@ import { DeviceAgent, SimGpio } from '../device/index.js';
 import { VERSION } from '../protocol/index.js';
 import { startSignalServer } from '../signaling/index.js';
 import type { Output } from './commands.js';
+import { defaultPageUrl, pairingLink } from './page-url.js';
 
 /** The pin the original script blinked. */
 export const DEMO_PIN = 20;
@@ -50,7 +51,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       version: VERSION,
     });
     const code = agent.pairingCode!;
-    out.line({ event: 'code', code }, `device registered; pairing code: ${code}`);
+    // The demo's own controller spends the code at once: the link is shown for its shape, as `pinhole device` prints it.
+    const link = pairingLink(defaultPageUrl(server.url), server.url, code);
+    out.line({ event: 'code', code, link }, `device registered; pairing code: ${code} (pairing link: ${link})`);
 
     const t0 = performance.now();
     const at = (): number => performance.now() - t0;

@@ -4,9 +4,10 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
-  pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
+  pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
+                 [--page-url URL] [--no-qr]
   pinhole device --controllers | --revoke NAME      list or remove trusted controllers
   pinhole device --allow NAME [--pins LIST] | --read-only NAME [--pins LIST]
                                                     set a trusted controller's rights
@@ -20,7 +21,7 @@ Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (
 spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
 5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
-const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A]
+const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
   --host H           address to bind (default 0.0.0.0)
@@ -30,16 +31,22 @@ Runs a signaling server: WebSocket signaling and relay on --port, a STUN server 
                      (RFC 5780) for 'pinhole doctor'. STUN then listens on H and A, each on U and
                      U+1 (with --stun-port 0, a free pair). Needs --host to be this machine's
                      primary IP (not 0.0.0.0), of the same family as A.
+  --allow-origin O   web pages allowed to connect, by origin: https://host[:port], comma-separated
+                     or repeated, or * (default: *, any). A browser's upgrade from another origin
+                     gets HTTP 403 and an origin-refused line; clients that send no Origin (the
+                     device, pinhole control) are always let in.
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
 
 const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
                 [--pins LIST] [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                 [--json] [--no-direct] [--no-pairing] [--safe-state L [--safe-after S]]
+                [--page-url URL] [--no-qr]
 pinhole device [--state-dir DIR] [--json] --controllers | --revoke NAME
 pinhole device [--state-dir DIR] [--json] --allow NAME [--pins LIST] | --read-only NAME [--pins LIST]
 
-Registers this board with the server, prints 'pairing code: CODE', then serves up to
+Registers this board with the server, prints 'pairing code: CODE', a 'pairing link:' that opens
+the controller page with the code (PAGE#pair=CODE) and its QR code, then serves up to
 --max-controllers controllers at once until SIGINT/SIGTERM, one line as each connects and leaves.
 A code is good for ONE attempt: whoever tries it spends it, and a new code is printed at once.
 Paired controllers come back with no code ('pinhole control NAME ...').
@@ -57,7 +64,11 @@ Paired controllers come back with no code ('pinhole control NAME ...').
   --pair-rights R read-only or full (default): the rights the codes this run prints give; a
                   read-only controller may read, watch and info only
   --pair-pins LIST the pins the codes this run prints give (default: all; within --pins)
-  --json          one JSON object per line ({"event":"code","code":"..."} first)
+  --json          one JSON object per line ({"event":"code","code":"...","link":"..."} first)
+  --page-url URL  the controller page the pairing link opens (default: the one the server serves,
+                  wss://h:p/... -> https://h:p/, ws://h:p/... -> http://h:p/); the link adds
+                  server=URL to the fragment when the page would not find the server by itself
+  --no-qr         print the pairing link without its QR code
   --no-direct     relay only: never open a WebRTC data channel
   --no-pairing    print no code: only controllers paired before may connect
   --safe-state L  levels to set when no controller has been connected for a while, e.g. 20=0,13=1

@@ -15,6 +15,7 @@ import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { HELP } from './help.js';
+import { insecurePageProblem, loadQrRenderer, pairingLink, type QrRenderer } from './page-url.js';
 import { sanitizeForTerminal as safe, toJsonLine } from './sanitize.js';
 import { runShell } from './shell.js';
 
@@ -25,6 +26,8 @@ export interface Io {
   env: Env;
   /** Resolves when the user asks to stop (SIGINT/SIGTERM). */
   stopSignal: () => Promise<void>;
+  /** stdout is a terminal: a QR code may be painted with escape sequences (default false: plain characters). */
+  stdoutIsTTY?: boolean;
 }
 
 /** Human text must already have every network-originated field through sanitizeForTerminal. */
@@ -76,6 +79,7 @@ export function runProcess(): Promise<number> {
       HOME: process.env.HOME,
     },
     stopSignal: () => stop,
+    stdoutIsTTY: process.stdout.isTTY === true,
   });
 }
 
@@ -119,11 +123,19 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     port: { type: 'string' },
     'stun-port': { type: 'string' },
     'stun-alt-host': { type: 'string' },
+    'allow-origin': { type: 'string', multiple: true },
   });
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
   const c = resolveSignal(values);
-  const server = await startSignalServer({ host: c.host, port: c.port, stunPort: c.stunPort, stunAltHost: c.stunAltHost, log: io.stdout });
+  const server = await startSignalServer({
+    host: c.host,
+    port: c.port,
+    stunPort: c.stunPort,
+    stunAltHost: c.stunAltHost,
+    allowedOrigins: c.allowedOrigins,
+    log: io.stdout,
+  });
   await io.stopSignal();
   await server.close();
   return EXIT.ok;
@@ -159,13 +171,20 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
     'no-direct': { type: 'boolean' },
     'ice-server': { type: 'string', multiple: true },
+    'page-url': { type: 'string' },
+    'no-qr': { type: 'boolean' },
   });
   if (values.help) return (io.stdout(HELP.device), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `device takes no arguments, got "${positionals[0]}"`);
   const c = resolveDevice(values, io.env);
   if (c.action.kind !== 'run') return trustCmd(c.action, c.stateDir, c.json, io);
   const gpio = await openGpio(c.gpio, c.libmraa);
-  const print = deviceEventPrinter(io, c);
+  const qr = c.qr && c.pairing && !c.json ? await loadQrRenderer() : undefined;
+  if (c.pairing && !c.json) {
+    const problem = insecurePageProblem(c.pageUrl);
+    if (problem) io.stderr(`pinhole: note: ${problem}`);
+  }
+  const print = deviceEventPrinter(io, { ...c, qr, ansi: io.stdoutIsTTY === true });
   // Listen before start() resolves so the first `code` line is not missed.
   const agent = await DeviceAgent.start({
     server: c.server,
@@ -196,16 +215,37 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
  */
 export function deviceEventPrinter(
   io: Pick<Io, 'stdout' | 'stderr'>,
-  c: { json: boolean; maxControllers: number; pairRights: Rights },
+  c: {
+    json: boolean;
+    maxControllers: number;
+    pairRights: Rights;
+    /** The signaling server and the controller page, for the pairing link (none: no link). */
+    server?: string;
+    pageUrl?: string;
+    /** Renders the link's QR code; none: no QR. */
+    qr?: QrRenderer | undefined;
+    /** Paint the QR code with escape sequences (a terminal). */
+    ansi?: boolean;
+  },
 ): (e: DeviceEvent) => void {
   // Each connected controller's last live path, for its leave line.
   const paths = new Map<string, Path>();
   const count = (n: number): string => `${n} of ${c.maxControllers} connected`;
+  const link = (code: string): string | undefined => (c.server && c.pageUrl ? pairingLink(c.pageUrl, c.server, code) : undefined);
   return (e) => {
-    if (c.json) return io.stdout(toJsonLine(e));
+    if (c.json) {
+      const l = e.event === 'code' ? link(e.code) : undefined;
+      return io.stdout(toJsonLine(l === undefined ? e : { ...e, link: l }));
+    }
     switch (e.event) {
-      case 'code':
-        return io.stdout(`pairing code: ${e.code}`);
+      case 'code': {
+        io.stdout(`pairing code: ${e.code}`);
+        const l = link(e.code);
+        if (l === undefined) return;
+        io.stdout(`pairing link: ${l}`);
+        if (c.qr) io.stdout(c.qr(l, c.ansi === true));
+        return;
+      }
       case 'controller':
         paths.set(e.session, e.path);
         return io.stdout(

@@ -3,6 +3,8 @@
  * `pinhole signal`), or drive the pure router directly in unit tests.
  */
 
+export type { AllowedOrigins } from './origin.js';
+export { checkOrigin, normalizeOrigin, parseAllowedOrigins, parseOriginFlag } from './origin.js';
 export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';
 export {
   ADMIT_TIMEOUT_MS,

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { nanoid } from 'nanoid';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
+import { type AllowedOrigins, checkOrigin, parseAllowedOrigins } from './origin.js';
 import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, Router, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, type StunEndpoint, type StunServerHandle, type StunStats, startStunServer } from './stun.js';
 
@@ -112,6 +113,14 @@ export interface SignalServerConfig {
   maxPendingUpgradesPerAddr: number;
   /** Time to send the request headers / finish a request, in ms. Default UPGRADE_TIMEOUT_MS. */
   upgradeTimeoutMs: number;
+  /**
+   * Web pages whose WebSocket upgrades are accepted, by their `Origin`
+   * header: `'*'` (default: a page on any origin, a static copy included) or
+   * a list of origins, normalised (`https://h[:port]`, see origin.ts). An
+   * upgrade with no Origin (Node clients) is always accepted; one from
+   * another origin gets HTTP 403 and an `origin-refused` log line.
+   */
+  allowedOrigins: AllowedOrigins;
 }
 
 /** What `resolveSignalConfig` accepts: any subset; `stunPort` may also be -1 (no STUN). */
@@ -148,6 +157,8 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   if (!(Number.isInteger(maxPendingUpgradesPerAddr) && maxPendingUpgradesPerAddr > 0))
     throw new PinholeError('usage', 'maxPendingUpgradesPerAddr must be a positive integer');
   if (!(upgradeTimeoutMs > 0)) throw new PinholeError('usage', 'upgradeTimeoutMs must be positive');
+  const origins = parseAllowedOrigins(partial.allowedOrigins ?? '*');
+  if (!origins.ok) throw new PinholeError('usage', origins.reason);
   return {
     host,
     port,
@@ -160,6 +171,7 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     tickIntervalMs,
     maxPendingUpgradesPerAddr,
     upgradeTimeoutMs,
+    allowedOrigins: origins.value,
   };
 }
 
@@ -368,6 +380,12 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     firstRequest(req.socket);
+    // Before the upgrade: a refused page never gets a socket, so it never reaches the router.
+    const origin = checkOrigin(cfg.allowedOrigins, req.headers.origin);
+    if (!origin.allow) {
+      log('origin-refused', { origin: origin.origin });
+      return refuseUpgrade(socket, 403, 'Forbidden');
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       unpend(req.socket);
       onConnection(ws, req);
@@ -458,6 +476,13 @@ function reply(res: http.ServerResponse, status: number, body: unknown, headers:
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
   res.end(text);
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the connection once it is written. */
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  if (!socket.writable) return void socket.destroy();
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
 
 function toBuffer(data: RawData): Buffer {
