@@ -19,6 +19,7 @@ import { nanoid } from 'nanoid';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
 import { type AllowedOrigins, checkOrigin, parseAllowedOrigins } from './origin.js';
+import { loadPage, PAGE_DIR, servePage } from './page.js';
 import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, Router, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, type StunEndpoint, type StunServerHandle, type StunStats, startStunServer } from './stun.js';
 
@@ -121,6 +122,11 @@ export interface SignalServerConfig {
    * another origin gets HTTP 403 and an `origin-refused` log line.
    */
   allowedOrigins: AllowedOrigins;
+  /**
+   * Serve the controller page at `/` (default true), from the build in
+   * dist/page (page.ts). A server without a built page answers 404 there.
+   */
+  page: boolean;
 }
 
 /** What `resolveSignalConfig` accepts: any subset; `stunPort` may also be -1 (no STUN). */
@@ -172,6 +178,7 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     maxPendingUpgradesPerAddr,
     upgradeTimeoutMs,
     allowedOrigins: origins.value,
+    page: partial.page ?? true,
   };
 }
 
@@ -310,6 +317,8 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     feed(id, () => router.handle({ kind: 'open', conn: id, addr }, cfg.clock()));
   };
 
+  const page = cfg.page ? loadPage() : undefined;
+  if (cfg.page && !page) log('page-missing', { dir: PAGE_DIR });
   const wss = new WebSocketServer({ noServer: true, maxPayload: WS_MAX_PAYLOAD_BYTES, clientTracking: false, perMessageDeflate: false });
   wss.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
 
@@ -341,6 +350,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
           stunAltPort: stun?.alt?.port ?? null,
         });
       }
+      if (page && servePage(page, req, res)) return;
       reply(res, 404, { ok: false, error: 'not-found' });
     },
   );

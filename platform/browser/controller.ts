@@ -75,9 +75,12 @@ export class BrowserController {
       .map((d) => ({ name: d.name, fingerprint: d.fingerprint, server: d.server, pairedAt: d.pairedAt }));
   }
 
-  /** Pairs with the code a device printed, and saves the device under its own name (replacing an entry of that name). */
-  async pair(code: string, opts: { onStage?: (s: Stage) => void } = {}): Promise<Device> {
-    const dev = await connectDevice(this.platform, { ...this.common(opts.onStage), server: this.opts.server, code, replace: true });
+  /**
+   * Pairs with the code a device printed, through `opts.server` (default: the controller's), and
+   * saves the device under its own name (replacing an entry of that name).
+   */
+  async pair(code: string, opts: { server?: string; onStage?: (s: Stage) => void } = {}): Promise<Device> {
+    const dev = await connectDevice(this.platform, { ...this.common(opts.onStage), server: opts.server ?? this.opts.server, code, replace: true });
     await this.store.flush();
     return dev;
   }
