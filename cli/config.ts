@@ -47,7 +47,20 @@ export interface SignalCliConfig {
   stunAltHost: string | null;
   /** Web origins whose pages may connect (--allow-origin, normalised); default '*': any. Clients sending no Origin always may. */
   allowedOrigins: AllowedOrigins;
+  /** Serve the controller page at / (default true; --no-page: off). */
+  page: boolean;
 }
+
+/** `pinhole page` settings: write the built page to a directory, or serve it. */
+export type PageCliConfig =
+  | { action: 'out'; dir: string }
+  /** Serve on loopback by default: a copy the user trusts, on their own machine. */
+  | { action: 'serve'; host: string; port: number };
+
+/** Address `pinhole page --serve` binds by default: only this machine can load it. */
+export const DEFAULT_PAGE_HOST = '127.0.0.1';
+/** Port `pinhole page --serve` listens on by default. */
+export const DEFAULT_PAGE_PORT = 8081;
 
 /** `pinhole doctor` settings. */
 export interface DoctorCliConfig {
@@ -241,7 +254,19 @@ export function resolveSignal(f: Flags): SignalCliConfig {
     stunPort: intFlag(f, 'stun-port', DEFAULT_STUN_PORT, 0, 65535),
     stunAltHost: str(f, 'stun-alt-host') ?? null,
     allowedOrigins: allowOriginFlag(f),
+    page: f['no-page'] !== true,
   };
+}
+
+export function resolvePage(f: Flags): PageCliConfig {
+  const out = str(f, 'out');
+  const serve = f.serve === true;
+  if ((out === undefined) === !serve) throw usage('give --out DIR (write the page) or --serve (serve it on this machine)');
+  if (out !== undefined) {
+    if (str(f, 'host') !== undefined || str(f, 'port') !== undefined) throw usage('--host and --port go with --serve');
+    return { action: 'out', dir: out };
+  }
+  return { action: 'serve', host: str(f, 'host') ?? DEFAULT_PAGE_HOST, port: intFlag(f, 'port', DEFAULT_PAGE_PORT, 0, 65535) };
 }
 
 /** --allow-origin, repeatable, each `*` or ORIGIN[,ORIGIN...]; default '*'. */

@@ -5,6 +5,7 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
+                 [--no-page]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                  [--page-url URL] [--no-qr]
@@ -15,13 +16,14 @@ Usage:
   pinhole control NAME COMMAND                      afterwards: by the device's name, no code
       COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
                | watch PIN [--count N] | info | shell
+  pinhole page --out DIR | --serve [--host H] [--port P]   the controller page, as files or served here
   pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
 
 Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (wrong or
 spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
 5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
-const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
+const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...] [--no-page]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
   --host H           address to bind (default 0.0.0.0)
@@ -35,8 +37,24 @@ Runs a signaling server: WebSocket signaling and relay on --port, a STUN server 
                      or repeated, or * (default: *, any). A browser's upgrade from another origin
                      gets HTTP 403 and an origin-refused line; clients that send no Origin (the
                      device, pinhole control) are always let in.
+  --no-page          do not serve the controller page at / (it is served by default: a browser
+                     then runs this server's code; see 'pinhole page' for a copy you host yourself)
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
+
+const page = `pinhole page --out DIR
+pinhole page --serve [--host H] [--port P]
+
+The controller page: pair from a browser or a phone and drive the pins, over the same protocol
+as 'pinhole control' (direct through the browser's WebRTC, else the server's relay).
+  --out DIR   write its files (index.html, app.HASH.js, app.HASH.css, manifest.json) to DIR,
+              for any static host you trust
+  --serve     serve them here, on --host (default 127.0.0.1) and --port (default 8081),
+              until SIGINT/SIGTERM
+Served this way the signaling server stays untrusted: give the page the server in the link
+(#server=wss://HOST) or its settings. 'pinhole signal' serves the same page at / for
+convenience, but a page a server serves runs that server's code (docs/security.md).
+'pinhole --version' prints the bundle's SHA-256, which index.html also pins with SRI.`;
 
 const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
                 [--pins LIST] [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
@@ -143,4 +161,4 @@ likely, or relay will be used, and why.
   --timeout MS    for the server's /healthz and for each STUN test (default 1500)
 Exit codes: 0 the tests ran (whatever the verdict), 2 usage, 4 server unreachable.`;
 
-export const HELP = { main, signal, device, control, demo, doctor };
+export const HELP = { main, signal, device, control, page, demo, doctor };

@@ -3,14 +3,18 @@
  * process.argv and process.env; main() and everything below get them
  * passed in, then resolved config objects.
  */
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { connect, type Device, type Path } from '../controller/index.js';
 import { DeviceAgent, type DeviceEvent, type Gpio, openMraa, SimGpio } from '../device/index.js';
 import { loadOrCreateIdentity, TrustedControllers } from '../platform/node/index.js';
 import { PinholeError, type Rights, VERSION } from '../protocol/index.js';
-import { startSignalServer } from '../signaling/index.js';
+import { loadPage, PAGE_DIR, pageHash, servePage, startSignalServer } from '../signaling/index.js';
 import { buildCommand, COMMAND_OPTIONS, type Command, type Output, rightsText, runCommand } from './commands.js';
-import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolveSignal, type TrustAction } from './config.js';
+import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolvePage, resolveSignal, type TrustAction } from './config.js';
 import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
@@ -98,7 +102,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case '--version':
       case 'version':
         io.stdout(VERSION);
+        io.stdout(`page ${pageHash() ?? 'not built'} (sha256 of the page's bundle)`);
         return EXIT.ok;
+      case 'page':
+        return await pageCmd(rest, io);
       case 'signal':
         return await signalCmd(rest, io);
       case 'device':
@@ -110,11 +117,46 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case 'doctor':
         return await doctorCmd(rest, io);
       default:
-        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control, doctor or demo`);
+        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control, page, doctor or demo`);
     }
   } catch (e) {
     return fail(io, e, json);
   }
+}
+
+async function pageCmd(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    out: { type: 'string' },
+    serve: { type: 'boolean' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+  });
+  if (values.help) return (io.stdout(HELP.page), EXIT.ok);
+  if (positionals.length) throw new PinholeError('usage', `page takes no arguments, got "${positionals[0]}"`);
+  const c = resolvePage(values);
+  const page = loadPage();
+  if (!page) throw new PinholeError('usage', `the page is not built (no ${PAGE_DIR}manifest.json): run npm run build`);
+  if (c.action === 'out') {
+    mkdirSync(c.dir, { recursive: true });
+    for (const f of page.manifest.files) copyFileSync(join(PAGE_DIR, f), join(c.dir, f));
+    copyFileSync(join(PAGE_DIR, 'manifest.json'), join(c.dir, 'manifest.json'));
+    io.stdout(`wrote the page to ${c.dir}: ${page.manifest.files.join(', ')} (bundle sha256 ${page.manifest.hash})`);
+    return EXIT.ok;
+  }
+  const server = createServer((req, res) => {
+    if (!servePage(page, req, res)) res.writeHead(404, { 'Content-Length': 0 }).end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new PinholeError('usage', `cannot listen on ${c.host}:${c.port}: ${e.code ?? e.message}`)));
+    server.listen(c.port, c.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = c.host.includes(':') ? `[${c.host}]` : c.host;
+  io.stdout(`serving the page at http://${host}:${port}/ (bundle sha256 ${page.manifest.hash}); give it the server with #server=wss://HOST`);
+  await io.stopSignal();
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  return EXIT.ok;
 }
 
 async function signalCmd(args: string[], io: Io): Promise<number> {
@@ -124,6 +166,7 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     'stun-port': { type: 'string' },
     'stun-alt-host': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
+    'no-page': { type: 'boolean' },
   });
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
@@ -134,6 +177,7 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     stunPort: c.stunPort,
     stunAltHost: c.stunAltHost,
     allowedOrigins: c.allowedOrigins,
+    page: c.page,
     log: io.stdout,
   });
   await io.stopSignal();

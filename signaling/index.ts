@@ -5,6 +5,7 @@
 
 export type { AllowedOrigins } from './origin.js';
 export { checkOrigin, normalizeOrigin, parseAllowedOrigins, parseOriginFlag } from './origin.js';
+export { loadPage, PAGE_CSP, PAGE_DIR, type PageFiles, type PageManifest, pageHash, servePage } from './page.js';
 export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';
 export {
   ADMIT_TIMEOUT_MS,
