@@ -198,36 +198,48 @@ async function remove(name: string): Promise<void> {
   await renderDevices();
 }
 
-const onStage = (s: Stage): void => setState(s);
+/** Shows an attempt's stages while it is the latest. */
+const stageFor =
+  (mine: number) =>
+  (s: Stage): void => {
+    if (mine === attempts) setState(s);
+  };
+
+/** Counts connection attempts: the person's latest one wins (Pair while reconnecting to the last device, say). */
+let attempts = 0;
 
 async function pair(code: string): Promise<void> {
-  if (phase.name === 'connecting') return;
+  const mine = ++attempts;
   showError(undefined);
   setPhase({ name: 'connecting', device: '' });
   setState('connecting');
   try {
-    const dev = await (await getController()).pair(code, { server: currentServer(), onStage });
+    const dev = await (await getController()).pair(code, { server: currentServer(), onStage: stageFor(mine) });
+    if (mine !== attempts) return void dev.close();
     codeInput.value = '';
     const name = dev.pairedAs?.name ?? dev.peer?.name ?? '';
     localStorage.setItem(LAST_KEY, name);
     await renderDevices();
     await show(name, dev);
   } catch (e) {
+    if (mine !== attempts) return;
     setPhase({ name: 'setup' });
     showError(e);
   }
 }
 
 async function open(name: string): Promise<void> {
-  if (phase.name === 'connecting') return;
+  const mine = ++attempts;
   showError(undefined);
   setPhase({ name: 'connecting', device: name });
   setState('connecting');
   try {
-    const dev = await (await getController()).connect(name, { onStage });
+    const dev = await (await getController()).connect(name, { onStage: stageFor(mine) });
+    if (mine !== attempts) return void dev.close();
     localStorage.setItem(LAST_KEY, name);
     await show(name, dev);
   } catch (e) {
+    if (mine !== attempts) return;
     setPhase({ name: 'setup' });
     showError(e);
   }
@@ -301,10 +313,15 @@ function addPin(dev: Device, pin: number): void {
   title.textContent = `Pin ${pin}`;
   const mode = document.createElement('select');
   mode.setAttribute('aria-label', `pin ${pin} mode`);
-  for (const m of ['out', 'in'] as const) {
+  // The device does not report modes: until one is chosen here the switch sets `out` on first use.
+  for (const [value, text] of [
+    ['', 'mode…'],
+    ['out', 'output'],
+    ['in', 'input'],
+  ] as const) {
     const o = document.createElement('option');
-    o.value = m;
-    o.textContent = m === 'out' ? 'output' : 'input';
+    o.value = value;
+    o.textContent = text;
     mode.append(o);
   }
   head.append(title, mode);
@@ -333,7 +350,8 @@ function addPin(dev: Device, pin: number): void {
   pins.set(pin, view);
   renderControl(dev, view);
   mode.addEventListener('change', () => {
-    const m = mode.value as Mode;
+    const m = mode.value as Mode | '';
+    if (m === '') return;
     showError(undefined);
     dev.mode(pin, m).then(
       () => {
@@ -342,7 +360,7 @@ function addPin(dev: Device, pin: number): void {
         renderControl(dev, view);
       },
       (e: unknown) => {
-        mode.value = view.mode;
+        mode.value = view.modeSet ? view.mode : '';
         showError(e);
       },
     );
@@ -442,6 +460,7 @@ el<HTMLFormElement>('pair-form').addEventListener('submit', (ev) => {
   void pair(codeInput.value);
 });
 el<HTMLButtonElement>('disconnect').addEventListener('click', () => {
+  attempts++;
   setPhase({ name: 'setup' });
   void renderDevices();
 });
