@@ -29,9 +29,9 @@ async function until(ok: () => boolean | Promise<boolean>, ms: number, what: str
   }
 }
 
-const pathOf = (page: Page): Promise<string> => page.getByLabel('path', { exact: true }).innerText();
-const stateOf = (page: Page): Promise<string> => page.locator('#state').innerText();
-const errorOf = (page: Page): Promise<string> => page.getByRole('alert').innerText();
+const pathOf = async (page: Page): Promise<string> => (await page.getByLabel('path', { exact: true }).textContent()) ?? '';
+const stateOf = async (page: Page): Promise<string> => (await page.locator('#state').textContent()) ?? '';
+const errorOf = async (page: Page): Promise<string> => (await page.getByRole('alert').textContent()) ?? '';
 
 async function waitPath(page: Page, ok: (p: string) => boolean, ms = CONNECTS_WITHIN_MS): Promise<string> {
   let last = '';
@@ -154,9 +154,9 @@ describe('the controller page (Chromium, real server and device)', { skip }, () 
       await page.getByLabel('pin 21 mode').selectOption('in');
       await until(() => device.gpio.mode(21) === 'in', SHOWS_WITHIN_MS, 'pin 21 an input');
       device.gpio.drive(21, 1);
-      await until(async () => (await page.getByLabel('pin 21 level').innerText()) === '1', SHOWS_WITHIN_MS, 'the edge on the page');
+      await until(async () => (await page.getByLabel('pin 21 level').textContent()) === '1', SHOWS_WITHIN_MS, 'the edge on the page');
       device.gpio.drive(21, 0);
-      await until(async () => (await page.getByLabel('pin 21 level').innerText()) === '0', SHOWS_WITHIN_MS, 'the falling edge on the page');
+      await until(async () => (await page.getByLabel('pin 21 level').textContent()) === '0', SHOWS_WITHIN_MS, 'the falling edge on the page');
       assert.equal(await waitPath(page, (p) => p === 'direct', DIRECT_WITHIN_MS), 'direct');
       assert.equal(await stateOf(page), 'direct');
       const relayed = server.stats().relayed;

@@ -172,7 +172,8 @@ describe('signaling server', { timeout: 60_000 }, () => {
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type') ?? '', /application\/json/);
     assert.equal((await r.json()).ok, true);
-    assert.equal((await fetch(`http://${HOST}:${server.port}/`)).status, 404);
+    // `/` is the controller page now (page.test.ts); any other path is still 404.
+    assert.equal((await fetch(`http://${HOST}:${server.port}/nope`)).status, 404);
     assert.equal((await fetch(`http://${HOST}:${server.port}/healthz/x`)).status, 404);
     assert.equal((await fetch(`http://${HOST}:${server.port}/healthz`, { method: 'POST' })).status, 405);
   });
