@@ -16,10 +16,12 @@ import { fileURLToPath } from 'node:url';
 /**
  * The page's policy: its own script and style only (no inline code, nothing
  * from elsewhere), and WebSocket connections to any signaling server (the
- * server is a setting of the page). In index.html's <meta>, and as a header.
+ * server is a setting of the page), and Trusted Types with no policy, so
+ * markup from a string (innerHTML) cannot run at all. In index.html's <meta>,
+ * and as a header.
  */
 export const PAGE_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
 /** The header's policy: the page's, and no framing (which a <meta> policy cannot say). */
 export const PAGE_CSP_HEADER = `${PAGE_CSP}; frame-ancestors 'none'`;
 

@@ -141,6 +141,11 @@ describe('the controller page (Chromium, real server and device)', { skip }, () 
 
   test('issue 13: pair by typed code; write, read and watch, checked against the sim pins; direct, and the server relays nothing afterwards', async () => {
     const { page, device, done } = await fresh();
+    const violations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content Security Policy|Trusted Type|integrity/i.test(m.text())) violations.push(m.text());
+    });
+    page.on('pageerror', (e) => violations.push(e.message));
     try {
       await pairByCode(page, base, device.code!);
       assert.match(await waitPath(page, (p) => p === 'relay' || p === 'direct'), /^(relay|direct)$/);
@@ -163,6 +168,7 @@ describe('the controller page (Chromium, real server and device)', { skip }, () 
       for (let i = 0; i < 6; i++) await sw.click();
       await until(() => device.gpio.counters(20).writes >= 8, SHOWS_WITHIN_MS, 'the writes on the device');
       assert.equal(server.stats().relayed, relayed, 'a frame went over the relay after the direct path opened');
+      assert.deepEqual(violations, [], 'the page runs under its CSP (Trusted Types included) with no violation or error');
     } finally {
       await done();
     }
