@@ -125,7 +125,11 @@ export async function startMqttBridge(o: MqttBridgeOptions): Promise<MqttBridge>
     };
     const client = mqttConnect(o.broker.url, opts);
     let everConnected = false;
-    client.once('connect', () => (everConnected = true));
+    client.on('connect', () => {
+      everConnected = true;
+      // Commands and states are small and each one waits for nothing else: Nagle would only hold them back.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    });
     client.on('error', (e: Error & { code?: number | string }) => {
       // CONNACK 4 (bad user name or password) or 5 (not authorised) before the first session: the setup is wrong, not the network.
       if (!everConnected && (e.code === 4 || e.code === 5))

@@ -86,6 +86,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     'log_type notice',
     'log_type information',
     'connection_messages true',
+    // Small packets at once, as a latency-minded broker is set up (docs/mqtt.md).
+    'set_tcp_nodelay true',
   ];
   if (opts.users) {
     const pw = join(dir, 'passwords');
