@@ -3,6 +3,7 @@
 // watching every topic as Home Assistant would.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -492,4 +493,53 @@ mtest('issue 16: usage errors exit 2 and never echo a password given in --broker
   const unknown = await runCli(['mqtt', '--broker', broker.url, '--outputs', '20', '--state-dir', laptop.stateDir, '--json', 'no-such-board']);
   assert.equal(unknown.code, 3);
   assert.equal(unknown.json.at(-1)?.error, 'unknown-device');
+});
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl in `dir`. */
+function makeCerts(dir: string): { ca: string; cert: string; key: string; clientCert: string; clientKey: string } {
+  const f = (n: string): string => join(dir, n);
+  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=pinhole test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  for (const [name, ext] of [
+    ['server', 'subjectAltName=IP:127.0.0.1'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
+    writeFileSync(f(`${name}.ext`), `${ext}\n`);
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f(`${name}.csr`),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f(`${name}.ext`),
+      '-out',
+      f(`${name}.pem`),
+    );
+  }
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+}
+
+mtest('issue 16: mqtts:// with --ca, and a client certificate with --cert and --key', async () => {
+  const c = makeCerts(stateDir('mqtt-tls'));
+  const tls = await startMosquitto({ tls: { ca: c.ca, cert: c.cert, key: c.key, requireCertificate: true } });
+  try {
+    const ok = await spawnUntil(bridgeArgs(tls.url, ['--ca', c.ca, '--cert', c.clientCert, '--key', c.clientKey]), /"event":"online"/, WAIT_MS);
+    ok.proc.kill('SIGTERM');
+    assert.equal(await exited(ok.proc), 0);
+    // Without the CA the broker's certificate does not verify: no session, errors logged, no online.
+    const untrusted = await spawnUntil(bridgeArgs(tls.url, ['--cert', c.clientCert, '--key', c.clientKey]), /"event":"broker-error"/, WAIT_MS);
+    assert.equal(/"event":"broker","device":"[^"]*","state":"connected"/.test(untrusted.out()), false);
+    untrusted.proc.kill('SIGTERM');
+    assert.equal(await exited(untrusted.proc), 0);
+  } finally {
+    await tls.stop();
+  }
 });
