@@ -8,7 +8,7 @@
  *   --quick        short run (fewer iterations and connections)
  *   --json         print one JSON object instead of the table
  *   --only LIST    only these groups of rows, comma-separated: rtt, connect,
- *                  handshake, dtls, cli, many (default: all)
+ *                  handshake, dtls, cli, many, mqtt (default: all; mqtt needs mosquitto)
  */
 import os from 'node:os';
 import { iceConfigFor } from '../session/ice-config.js';
@@ -17,6 +17,7 @@ import { cliTimes } from './cli.js';
 import { keygenTimes, phases, setupTimes } from './dtls.js';
 import { firstCommandFloorTimes } from './floor.js';
 import { EDGE_HZ, MANY_COUNTS, type ManyPlan, manyControllers, type ResourceFigure, WATCH_PINS } from './many.js';
+import { mqttUnavailable, openMqttRig } from './mqtt.js';
 import {
   BENCH_PIN,
   connectTimes,
@@ -108,7 +109,7 @@ interface Row {
 }
 
 /** Groups of rows, in the order they run. */
-const GROUPS = ['rtt', 'connect', 'handshake', 'dtls', 'cli', 'many'] as const;
+const GROUPS = ['rtt', 'connect', 'handshake', 'dtls', 'cli', 'many', 'mqtt'] as const;
 type Group = (typeof GROUPS)[number];
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only ${GROUPS.join(',')}]`;
@@ -331,6 +332,24 @@ async function main(): Promise<void> {
           add(`many-loaded-${r.path}`, `${r.path}: one controller, ${WATCH_PINS.length} others watching at ${EDGE_HZ} Hz`, r.loaded, `many-alone-${r.path}`);
         }
       }
+
+      if (wanted('mqtt')) {
+        const why = mqttUnavailable();
+        if (why) progress(`mqtt: skipped: ${why}`);
+        else {
+          progress('mqtt: mosquitto, a device and the bridge on the direct path; MQTT set -> pin and edge -> state beside the API round trip');
+          const rig = await openMqttRig(server.url);
+          try {
+            await measure([
+              { id: 'mqtt-api', figure: 'controller API write round trip, direct', open: () => openCommands(server.url, true) },
+              { id: 'mqtt-set', figure: 'MQTT set → pin changes on the device, direct', vsId: 'mqtt-api', open: async () => rig.set() },
+              { id: 'mqtt-edge', figure: 'device edge → state published on MQTT, direct', vsId: 'mqtt-api', open: async () => rig.edge() },
+            ]);
+          } finally {
+            await rig.close();
+          }
+        }
+      }
     } finally {
       await proxy.close();
     }
@@ -484,6 +503,12 @@ async function main(): Promise<void> {
     const key = r.path === 'direct' ? 'Direct' : 'Relay';
     out.push(
       `${r.path}: one controller's write with ${WATCH_PINS.length} others watching at ${EDGE_HZ} Hz / alone: ${x(target[`loadedVsAlone${key}`])}× at p50 (${ms(r.loaded.p50)} vs ${ms(r.alone.p50)} ms), ${x(target[`loadedVsAlone${key}P99`])}× at p99; watchers saw ${r.edgesSeen} of ${r.edgesDriven} edges (target p50 ≤ ${TARGET_LOADED_VS_ALONE}×: ${met(target[`loadedVsAlone${key}Met`] === true)})`,
+    );
+  }
+  if (has('mqtt-api', 'mqtt-set', 'mqtt-edge')) {
+    const r = (id: string): Row => row(id) as Row;
+    out.push(
+      `mqtt (direct): set → pin ${ms(r('mqtt-set').summary.p50)} / ${ms(r('mqtt-set').summary.p99)} ms, edge → state ${ms(r('mqtt-edge').summary.p50)} / ${ms(r('mqtt-edge').summary.p99)} ms (p50 / p99), beside the API write round trip ${ms(r('mqtt-api').summary.p50)} / ${ms(r('mqtt-api').summary.p99)} ms; both MQTT figures are one way through mosquitto`,
     );
   }
   if (wanted('rtt') || wanted('connect')) out.push(`  ICE config derived from the proxy's URL: ${farIce}`);

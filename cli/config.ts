@@ -6,12 +6,16 @@
 import { hostname } from 'node:os';
 import { DEFAULT_DOCTOR_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_MAX_CONTROLLERS, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState } from '../device/index.js';
+import { DEFAULT_DISCOVERY_PREFIX, DEFAULT_PREFIX, prefixProblem } from '../mqtt/topics.js';
 import { type IceServer, resolveStateDir } from '../platform/node/index.js';
 import {
   FULL_RIGHTS,
   isValidPeerName,
+  MAX_BLINK_INTERVAL_MS,
+  MAX_BLINK_TIMES,
   MAX_CONTROLLERS_LIMIT,
   MAX_PIN,
+  MIN_BLINK_INTERVAL_MS,
   type PairingCode,
   PinholeError,
   parsePairingCode,
@@ -33,6 +37,10 @@ export interface Env {
   XDG_CONFIG_HOME?: string;
   /** Default for --state-dir: $HOME/.config/pinhole. */
   HOME?: string;
+  /** `pinhole mqtt`: the broker user name (below --username, above the URL's). */
+  PINHOLE_MQTT_USERNAME?: string;
+  /** `pinhole mqtt`: the broker password (below --password-file, above the URL's). */
+  PINHOLE_MQTT_PASSWORD?: string;
 }
 
 /** `pinhole signal` settings. */
@@ -371,5 +379,124 @@ export function resolveControl(f: Flags, env: Env, positionals: string[]): { con
       iceServers: parseIceServers(f),
     },
     command,
+  };
+}
+
+/** Where the broker password comes from; a file is read by the command, not here. */
+export type MqttPassword = { from: 'file'; path: string } | { from: 'env' | 'url'; value: string };
+
+/** `pinhole mqtt` settings. */
+export interface MqttCliConfig {
+  /** The broker, with no credentials in it: mqtt://host:port or mqtts://host:port (default port 1883, 8883 for mqtts). */
+  broker: string;
+  /** --username, else env PINHOLE_MQTT_USERNAME, else the one in --broker; undefined = none. */
+  username: string | undefined;
+  /** --password-file, else env PINHOLE_MQTT_PASSWORD, else the one in --broker; undefined = none. */
+  password: MqttPassword | undefined;
+  /** TLS files (mqtts:// only): --ca, --cert and --key (cert and key together). */
+  ca: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+  /** Paired devices, by the names they were saved under (the positionals). */
+  devices: string[];
+  /** --outputs and --inputs, sorted; at least one of them, and no pin in both. */
+  outputs: number[];
+  inputs: number[];
+  /** Topic prefix (--prefix, default DEFAULT_PREFIX) and Home Assistant's discovery prefix (--discovery-prefix, default DEFAULT_DISCOVERY_PREFIX). */
+  prefix: string;
+  discoveryPrefix: string;
+  /** The buttons' blink (--blink-times, --blink-interval); undefined: the device's defaults. */
+  blink: { times?: number; intervalMs?: number };
+  /** Paired devices and this controller's identity, as for `pinhole control`. */
+  stateDir: string;
+  /** Name the devices show for this controller (default: this host's name). */
+  name: string;
+  /** Timeout for connecting and for each command, ms (default DEFAULT_TIMEOUT_MS). */
+  timeoutMs: number;
+  direct: boolean;
+  json: boolean;
+  /** The password was in --broker, where other users of the machine can read it (ps). */
+  passwordInArgv: boolean;
+}
+
+/** A topic prefix flag, checked. */
+function prefixFlag(f: Flags, k: string, dflt: string): string {
+  const v = str(f, k) ?? dflt;
+  const problem = prefixProblem(v);
+  if (problem) throw usage(`--${k} ${problem}`);
+  return v;
+}
+
+/**
+ * Resolves `pinhole mqtt`. Messages never repeat --broker: it may carry a
+ * password.
+ */
+export function resolveMqtt(f: Flags, env: Env, positionals: string[]): MqttCliConfig {
+  const raw = str(f, 'broker');
+  if (!raw) throw usage('--broker mqtt://host:port is required');
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw usage('--broker is not a URL; use mqtt://[user:pass@]host[:port] or mqtts://...');
+  }
+  if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') throw usage('--broker must be mqtt:// or mqtts://');
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search || u.hash) throw usage('--broker takes no path, query or fragment');
+  if (!u.hostname) throw usage('--broker needs a host');
+  const tls = u.protocol === 'mqtts:';
+  const broker = `${u.protocol}//${u.hostname}:${u.port || (tls ? 8883 : 1883)}`;
+  const decode = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw usage('--broker: the user name or password is not valid percent-encoding');
+    }
+  };
+  const urlUser = u.username ? decode(u.username) : undefined;
+  const urlPassword = u.password ? decode(u.password) : undefined;
+  const passwordFile = str(f, 'password-file');
+  const password: MqttPassword | undefined =
+    passwordFile !== undefined
+      ? { from: 'file', path: passwordFile }
+      : env.PINHOLE_MQTT_PASSWORD
+        ? { from: 'env', value: env.PINHOLE_MQTT_PASSWORD }
+        : urlPassword !== undefined
+          ? { from: 'url', value: urlPassword }
+          : undefined;
+  const username = str(f, 'username') ?? (env.PINHOLE_MQTT_USERNAME || undefined) ?? urlUser;
+  if (password !== undefined && username === undefined)
+    throw usage('a broker password needs a user name (--username, PINHOLE_MQTT_USERNAME or user@ in --broker)');
+  const [ca, cert, key] = [str(f, 'ca'), str(f, 'cert'), str(f, 'key')];
+  if (!tls && (ca || cert || key)) throw usage('--ca, --cert and --key need an mqtts:// broker');
+  if ((cert === undefined) !== (key === undefined)) throw usage('--cert and --key go together');
+  if (positionals.length === 0) throw usage('name at least one paired device: pinhole mqtt --broker URL DEVICE...');
+  const outList = str(f, 'outputs');
+  const inList = str(f, 'inputs');
+  if (outList === undefined && inList === undefined) throw usage('give --outputs LIST, --inputs LIST or both: the pins to bridge');
+  const outputs = outList === undefined ? [] : sortedPins(parsePins(outList, 'outputs'));
+  const inputs = inList === undefined ? [] : sortedPins(parsePins(inList, 'inputs'));
+  const both = outputs.find((p) => inputs.includes(p));
+  if (both !== undefined) throw usage(`pin ${both} is in both --outputs and --inputs`);
+  const times = str(f, 'blink-times') === undefined ? undefined : intFlag(f, 'blink-times', 0, 1, MAX_BLINK_TIMES);
+  const intervalMs = str(f, 'blink-interval') === undefined ? undefined : intFlag(f, 'blink-interval', 0, MIN_BLINK_INTERVAL_MS, MAX_BLINK_INTERVAL_MS);
+  return {
+    broker,
+    username,
+    password,
+    ca,
+    cert,
+    key,
+    devices: positionals,
+    outputs,
+    inputs,
+    prefix: prefixFlag(f, 'prefix', DEFAULT_PREFIX),
+    discoveryPrefix: prefixFlag(f, 'discovery-prefix', DEFAULT_DISCOVERY_PREFIX),
+    blink: { ...(times !== undefined ? { times } : {}), ...(intervalMs !== undefined ? { intervalMs } : {}) },
+    stateDir: stateDirOf(f, env),
+    name: peerName(f),
+    timeoutMs: intFlag(f, 'timeout', DEFAULT_TIMEOUT_MS, 1, 3_600_000),
+    direct: f['no-direct'] !== true,
+    json: f.json === true,
+    passwordInArgv: urlPassword !== undefined,
   };
 }

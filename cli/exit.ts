@@ -35,6 +35,7 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'fingerprint-mismatch': EXIT.refused,
   'unknown-device': EXIT.refused,
   'name-taken': EXIT.refused,
+  'broker-refused': EXIT.refused,
   'join-limited': EXIT.unreachable,
   'bad-room': EXIT.refused,
   'unknown-room': EXIT.refused,

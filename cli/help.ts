@@ -18,6 +18,9 @@ Usage:
                | watch PIN [--count N] | info | shell
   pinhole page --out DIR | --serve [--host H] [--port P]   the controller page, as files or served here
   pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
+  pinhole mqtt --broker mqtt://HOST[:PORT] (--outputs LIST | --inputs LIST) DEVICE...
+                                                    paired devices' pins on MQTT, with Home
+                                                    Assistant discovery
 
 Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (wrong or
 spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
@@ -161,4 +164,36 @@ likely, or relay will be used, and why.
   --timeout MS    for the server's /healthz and for each STUN test (default 1500)
 Exit codes: 0 the tests ran (whatever the verdict), 2 usage, 4 server unreachable.`;
 
-export const HELP = { main, signal, device, control, page, demo, doctor };
+const mqtt = `pinhole mqtt --broker mqtt[s]://[USER@]HOST[:PORT] [--outputs LIST] [--inputs LIST]
+             [--prefix P] [--discovery-prefix P] [--blink-times N] [--blink-interval MS]
+             [--username U] [--password-file FILE] [--ca FILE] [--cert FILE --key FILE]
+             [--state-dir DIR] [--name ME] [--timeout MS] [--no-direct] [--json] DEVICE...
+
+Runs as a paired controller next to your MQTT broker and serves until SIGINT/SIGTERM (which
+publish offline and exit 0). Each DEVICE (paired before with 'pinhole control --code') becomes
+one Home Assistant device through MQTT discovery: each output a switch and a blink button,
+each input a binary sensor. Sessions reconnect by themselves; the availability topic reads
+online only while the device's session is up. Topics (docs/mqtt.md):
+  P/DEVICE/availability  online|offline (retained, last will)   P/DEVICE/PIN/state  ON|OFF (retained)
+  P/DEVICE/PIN/set       ON|OFF (outputs)                       P/DEVICE/PIN/blink  PRESS (outputs)
+  --broker URL       the broker; mqtts:// for TLS (default ports 1883, 8883)
+  --outputs LIST     output pins, e.g. 20,21 (within the pins the device allows)
+  --inputs LIST      input pins, e.g. 5-7
+  --prefix P         topic prefix (default pinhole)
+  --discovery-prefix P  Home Assistant's discovery prefix (default homeassistant); configs
+                     are published again when P/status says online
+  --blink-times N --blink-interval MS  what a blink button does (default: the device's, 20 x 300 ms)
+  --username U       broker user (or env PINHOLE_MQTT_USERNAME, or USER@ in --broker)
+  --password-file FILE  broker password, first line of FILE (or env PINHOLE_MQTT_PASSWORD);
+                     a password in --broker works but other users can see it in ps
+  --ca FILE          CA certificate(s) to trust for mqtts:// (default: the system's)
+  --cert FILE --key FILE  a client certificate and its key, PEM
+  --state-dir DIR    paired devices and this controller's identity, as for 'pinhole control'
+  --name ME          the name the devices list this controller under (default: host name)
+  --timeout MS       for connecting and for each command (default 10000)
+  --no-direct        relay only
+  --json             one JSON object per event line
+Logs never show passwords or pairing material. Exit codes: 0 stopped, 2 usage, 3 not paired
+(unknown-device) or the broker refused the credentials (broker-refused).`;
+
+export const HELP = { main, signal, device, control, page, demo, doctor, mqtt };

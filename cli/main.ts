@@ -19,6 +19,7 @@ import { runDemo } from './demo.js';
 import { doctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { HELP } from './help.js';
+import { MQTT_OPTIONS, mqttCmd } from './mqtt.js';
 import { insecurePageProblem, loadQrRenderer, pairingLink, type QrRenderer } from './page-url.js';
 import { sanitizeForTerminal as safe, toJsonLine } from './sanitize.js';
 import { runShell } from './shell.js';
@@ -81,6 +82,8 @@ export function runProcess(): Promise<number> {
       PINHOLE_LIBMRAA: process.env.PINHOLE_LIBMRAA,
       XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME,
       HOME: process.env.HOME,
+      PINHOLE_MQTT_USERNAME: process.env.PINHOLE_MQTT_USERNAME,
+      PINHOLE_MQTT_PASSWORD: process.env.PINHOLE_MQTT_PASSWORD,
     },
     stopSignal: () => stop,
     stdoutIsTTY: process.stdout.isTTY === true,
@@ -116,8 +119,13 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await demoCmd(rest, io);
       case 'doctor':
         return await doctorCmd(rest, io);
+      case 'mqtt': {
+        const { values, positionals } = parse(rest, MQTT_OPTIONS);
+        if (values.help) return (io.stdout(HELP.mqtt), EXIT.ok);
+        return await mqttCmd(values, positionals, io);
+      }
       default:
-        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control, page, doctor or demo`);
+        throw new PinholeError('usage', `unknown command "${cmd}": use signal, device, control, page, mqtt, doctor or demo`);
     }
   } catch (e) {
     return fail(io, e, json);

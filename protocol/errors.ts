@@ -66,6 +66,7 @@ export const ERROR_SOURCES = {
     'unknown-device': 'controller: no paired device by that name in the state dir',
     'name-taken': 'controller: pairing would save a device under the name of another device',
     'unknown-controller': 'device: --revoke, --allow or --read-only named no trusted controller',
+    'broker-refused': 'mqtt: the MQTT broker refused the first connection (bad user name or password, not authorised)',
   },
   /** Handshake refusals (HandshakeError, and `fail`/`abort` from the peer). */
   handshake: {
