@@ -8,8 +8,7 @@
  *   --quick   fewer loads and round trips
  *   --json    one JSON object instead of the table
  */
-import { spawnSync } from 'node:child_process';
-import { launchChromium, servePage, unavailable } from '../test/browser/harness.js';
+import { inLoopbackNamespace, launchChromium, servePage } from '../test/browser/harness.js';
 import { openCommands, pairedConnectTimes, removeBenchState, startBenchServer, startDevice } from './pinhole.js';
 import { type Summary, summarize } from './stats.js';
 
@@ -23,18 +22,7 @@ const json = process.argv.includes('--json');
 const LOADS = quick ? 3 : 10;
 const ROUND_TRIPS = quick ? 200 : 2000;
 
-if (process.env[IN_NETNS] !== '1') {
-  const why = unavailable();
-  if (why) {
-    console.error(`bench:browser cannot run: ${why}`);
-    process.exit(1);
-  }
-  const r = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, [IN_NETNS]: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+inLoopbackNamespace(IN_NETNS, 'bench:browser');
 
 const server = await startBenchServer();
 const { agent, sim } = await startDevice(server.url, true);

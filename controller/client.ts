@@ -25,7 +25,7 @@ import {
 } from '../platform/node/index.js';
 import type { PairingCode } from '../protocol/index.js';
 import type { IceServer } from '../session/index.js';
-import { type ControllerPlatform, connectDevice, type Device } from './device.js';
+import { type ControllerPlatform, connectDevice, type Device, type PlatformConnectOptions } from './device.js';
 
 export {
   type Change,
@@ -42,49 +42,18 @@ export {
   refusalError,
 } from './device.js';
 
-/** Options of connect(). Give `code` (first pairing) or `device` (a device paired before). */
-export interface ConnectOptions {
-  /** Signaling server URL, ws:// or wss://. Required with `code`; with `device` it defaults to the one saved at pairing. */
-  server?: string;
-  /**
-   * First pairing: the code the device printed, as typed (case and dashes do
-   * not matter), or already parsed (parsePairingCode). Spent by this attempt.
-   */
-  code?: string | PairingCode;
-  /** A device paired before, by the name it was saved under. */
-  device?: string;
+/**
+ * Options of connect(): connectDevice()'s (controller/device.ts), with the
+ * state in a directory. Give `code` (first pairing) or `device` (a device
+ * paired before).
+ */
+export type ConnectOptions = Omit<PlatformConnectOptions, 'name' | 'devices' | 'identity' | 'cert' | 'onStage'> & {
   /** Directory with this controller's identity and paired devices (created 0700). */
   stateDir: string;
   /** Name the device shows for this controller (default: this host's name). */
   name?: string;
-  /**
-   * Pairing only: save the device under this name instead of the one it
-   * gives itself (1-64 printable characters). Ignored with `device`.
-   */
-  as?: string;
-  /**
-   * Pairing only: if another device (another key) is saved under that name
-   * (compared case-insensitively), replace it. Without it such a pairing
-   * fails with `name-taken` and nothing is saved. The same device pairing
-   * again under its name always replaces its entry. Ignored with `device`.
-   */
-  replace?: boolean;
-  /** Timeout for connecting and for each command, in ms (default DEFAULT_TIMEOUT_MS). */
-  timeoutMs?: number;
-  /** Try the direct path (default true). */
-  direct?: boolean;
-  /** Extra ICE servers after the server's own STUN. */
-  iceServers?: IceServer[];
-  /**
-   * Reconnect by itself when the session is lost (default true): pending
-   * calls are resent on the new session (the device runs each id at most
-   * once) and watches renewed; see the Device's `disconnected`, `reconnected`
-   * and `resync` events. False: a lost session closes the Device.
-   */
-  reconnect?: boolean;
-  /** Receives one line per change of the Device's phase (see DevicePhase); default: none. */
-  log?: (line: string) => void;
-}
+};
+
 /** Node's controller platform: `ws`, werift (loaded on first use) and OpenSSL's crypto. */
 const NODE_PLATFORM: ControllerPlatform = {
   openSignal: (url, timeoutMs) => SignalClient.connect(url, timeoutMs),

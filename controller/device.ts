@@ -60,27 +60,43 @@ export interface DtlsCert {
 
 /** Options of connectDevice(): connect()'s (controller/client.ts), with the state given as functions rather than a directory. */
 export interface PlatformConnectOptions {
-  /** Signaling server URL. Required with `code`; with `device` it defaults to the one saved at pairing. */
+  /** Name the device shows for this controller. */
+  name: string;
+  /** Signaling server URL, ws:// or wss://. Required with `code`; with `device` it defaults to the one saved at pairing. */
   server?: string;
-  /** First pairing: the code as typed, or parsed. Spent by this attempt. */
+  /**
+   * First pairing: the code the device printed, as typed (case and dashes do
+   * not matter), or already parsed (parsePairingCode). Spent by this attempt.
+   */
   code?: string | PairingCode;
   /** A device paired before, by the name it was saved under. */
   device?: string;
-  /** Name the device shows for this controller. */
-  name: string;
-  /** Pairing only: save the device under this name instead of its own. */
+  /**
+   * Pairing only: save the device under this name instead of the one it
+   * gives itself (1-64 printable characters). Ignored with `device`.
+   */
   as?: string;
-  /** Pairing only: replace another device saved under that name (else `name-taken`). */
+  /**
+   * Pairing only: if another device (another key) is saved under that name
+   * (compared case-insensitively), replace it. Without it such a pairing
+   * fails with `name-taken` and nothing is saved. The same device pairing
+   * again under its name always replaces its entry. Ignored with `device`.
+   */
   replace?: boolean;
   /** Timeout for connecting and for each command, in ms (default DEFAULT_TIMEOUT_MS). */
   timeoutMs?: number;
-  /** Try the direct path (default true; nothing happens without a platform dialer). */
+  /** Try the direct path (default true). */
   direct?: boolean;
   /** Extra ICE servers after the server's own STUN. */
   iceServers?: IceServer[];
-  /** Reconnect by itself when the session is lost (default true). */
+  /**
+   * Reconnect by itself when the session is lost (default true): pending
+   * calls are resent on the new session (the device runs each id at most
+   * once) and watches renewed; see the Device's `disconnected`, `reconnected`
+   * and `resync` events. False: a lost session closes the Device.
+   */
   reconnect?: boolean;
-  /** One line per change of the Device's phase. */
+  /** Receives one line per change of the Device's phase (see DevicePhase); default: none. */
   log?: (line: string) => void;
   /** The paired devices, read fresh (called again before a pairing is saved: another one may have saved meanwhile). */
   devices(): KnownDeviceStore;

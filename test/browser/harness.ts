@@ -2,6 +2,7 @@
 // esbuild for the page and served from a loopback HTTP server. The browser tier (test/run.mjs)
 // runs these files inside a loopback-only network namespace, so everything here stays on lo.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -44,6 +45,25 @@ export function unavailable(): string | undefined {
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install chromium)`;
   if (process.getuid?.() !== 0) return 'not root: the loopback-only network namespace needs unshare -n';
   return undefined;
+}
+
+/**
+ * For a script that drives Chromium (a bench, the screenshots): unless `envVar` is set, runs this
+ * same process again inside a loopback-only network namespace (`unshare -n`, `lo` up) and exits
+ * with its code; inside, returns. `what` names the script in the one line said when it cannot run.
+ */
+export function inLoopbackNamespace(envVar: string, what: string): void {
+  if (process.env[envVar] === '1') return;
+  const why = unavailable();
+  if (why) {
+    console.error(`${what} cannot run: ${why}`);
+    process.exit(1);
+  }
+  const r = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, [envVar]: '1' },
+  });
+  process.exit(r.status ?? 1);
 }
 
 /** A running Chromium: one context, closed with close(). */

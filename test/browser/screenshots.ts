@@ -1,24 +1,12 @@
 // `npm run screenshots`: the controller page at desktop and phone sizes, paired with a device on
 // the sim board and showing some edges, saved as docs/page-desktop.png and docs/page-phone.png.
 // Runs in a loopback-only namespace like the browser tier (root).
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startDevice, startServer } from '../integration/helpers.js';
-import { launchChromium, ROOT, unavailable } from './harness.js';
+import { inLoopbackNamespace, launchChromium, ROOT } from './harness.js';
 
 const IN_NETNS = 'PINHOLE_SCREENSHOTS_NETNS';
-if (process.env[IN_NETNS] !== '1') {
-  const why = unavailable();
-  if (why) {
-    console.error(`screenshots: ${why}`);
-    process.exit(1);
-  }
-  const r = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, [IN_NETNS]: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+inLoopbackNamespace(IN_NETNS, 'screenshots');
 
 const server = await startServer();
 const device = await startDevice(server, { pins: [17, 20, 21, 27], name: 'kitchen-edison' });

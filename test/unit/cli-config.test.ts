@@ -5,22 +5,12 @@ import { describe, test } from 'node:test';
 import { type Flags, resolveDevice } from '../../cli/config.js';
 import { deviceEventPrinter } from '../../cli/main.js';
 import { DEFAULT_MAX_CONTROLLERS, type DeviceEvent } from '../../device/index.js';
-import { FULL_RIGHTS, isPinholeError, MAX_CONTROLLERS_LIMIT } from '../../protocol/index.js';
+import { FULL_RIGHTS, MAX_CONTROLLERS_LIMIT } from '../../protocol/index.js';
+import { codeOf } from './codes.js';
 
 const SERVER = 'ws://127.0.0.1:1';
 const dev = (f: Flags) => resolveDevice({ 'state-dir': '/nonexistent/pinhole-test', ...f }, {});
 const run = (f: Flags) => dev({ server: SERVER, ...f });
-
-/** The PinholeError code `fn` throws (fails if it does not throw one). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(isPinholeError(e), `not a PinholeError: ${String(e)}`);
-    return e.code;
-  }
-  assert.fail('did not throw');
-}
 
 describe('issue 12: pinhole device --max-controllers', () => {
   test('defaults to DEFAULT_MAX_CONTROLLERS (8)', () => {

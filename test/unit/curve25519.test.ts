@@ -11,7 +11,7 @@ import { ControllerHandshake, DeviceHandshake, type HandshakeMessage, type Hands
 import { type Identity, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
 import { nodeCurve25519, scalarBelowOrder } from '../../platform/node/curve25519.js';
 import { FileStateStore, loadOrCreateIdentity } from '../../platform/node/state-files.js';
-import { PinholeError } from '../../protocol/errors.js';
+import { codeOf } from './codes.js';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -483,16 +483,6 @@ const parse = (text: string): HandshakeMessage => {
   return m;
 };
 const same = (a: Uint8Array, b: Uint8Array): boolean => toHex(a) === toHex(b);
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PinholeError) return e.code;
-    throw e;
-  }
-  assert.fail('expected a PinholeError');
-}
-
 describe('handshake interop: node:crypto on one side, noble on the other', () => {
   const pairs: [string, Curve25519, Curve25519][] = [
     ['node controller, noble device', nodeCurve25519, nobleCurve25519],

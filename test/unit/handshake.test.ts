@@ -24,7 +24,7 @@ import {
 } from '../../crypto/handshake.js';
 import { cpaceChannelId, cpaceStart, lvCat, parseCpaceMessage } from '../../crypto/pake.js';
 import { deriveSealKeys, Opener, Sealer } from '../../crypto/seal.js';
-import { type ErrorCode, PinholeError } from '../../protocol/errors.js';
+import { codeOf } from './codes.js';
 
 /*
  * Both sides are driven through the real message strings, as the relay
@@ -86,17 +86,6 @@ function parse(text: string): HandshakeMessage {
   const m = parseHandshake(text);
   assert.ok(m, `expected a valid handshake message: ${text}`);
   return m;
-}
-
-/** The code of the PinholeError that fn throws; fails the test if fn succeeds or throws anything else. */
-function codeOf(fn: () => unknown): ErrorCode {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PinholeError) return e.code;
-    throw e;
-  }
-  assert.fail('expected a PinholeError, but the call succeeded');
 }
 
 function assertCode(fn: () => unknown, ...codes: HandshakeErrorCode[]): void {

@@ -6,19 +6,9 @@ import { type Flags, resolveMqtt } from '../../cli/config.js';
 import { mqttEventPrinter } from '../../cli/mqtt.js';
 import { clientIdFor } from '../../mqtt/index.js';
 import { deviceTopics, objectId, parseCommandTopic, prefixProblem, topicSegment } from '../../mqtt/topics.js';
-import { isPinholeError } from '../../protocol/index.js';
+import { codeOf } from './codes.js';
 
 const mqtt = (f: Flags, env = {}, devices = ['kitchen']) => resolveMqtt({ 'state-dir': '/nonexistent/pinhole-test', outputs: '20', ...f }, env, devices);
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(isPinholeError(e), `not a PinholeError: ${String(e)}`);
-    return e.code;
-  }
-  assert.fail('did not throw');
-}
 
 test('issue 16: a device name is one topic level; command topics read back, nothing else does', () => {
   assert.equal(topicSegment('kitchen'), 'kitchen');

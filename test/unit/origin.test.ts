@@ -3,18 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { resolveSignal } from '../../cli/config.js';
-import { isPinholeError } from '../../protocol/index.js';
 import { checkOrigin, normalizeOrigin, parseAllowedOrigins, parseOriginFlag, resolveSignalConfig } from '../../signaling/index.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(isPinholeError(e), `not a PinholeError: ${String(e)}`);
-    return e.code;
-  }
-  assert.fail('did not throw');
-}
+import { codeOf } from './codes.js';
 
 describe('issue 13: normalizeOrigin', () => {
   test('scheme://host[:port], lowercased, default ports dropped, a trailing slash allowed', () => {

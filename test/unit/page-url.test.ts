@@ -6,19 +6,10 @@ import QRCode from 'qrcode';
 import { type Flags, resolveDevice } from '../../cli/config.js';
 import { deviceEventPrinter } from '../../cli/main.js';
 import { defaultPageUrl, insecurePageProblem, loadQrRenderer, pairingLink, resolvePageUrl } from '../../cli/page-url.js';
-import { FULL_RIGHTS, isPinholeError } from '../../protocol/index.js';
+import { FULL_RIGHTS } from '../../protocol/index.js';
+import { codeOf } from './codes.js';
 
 const CODE = 'K7QM-X3P-D9H';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(isPinholeError(e), `not a PinholeError: ${String(e)}`);
-    return e.code;
-  }
-  assert.fail('did not throw');
-}
 
 describe('issue 13: the page URL derived from --server', () => {
   test('wss -> https, ws -> http; host and port kept, path and query dropped', () => {
