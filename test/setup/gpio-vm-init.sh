@@ -45,6 +45,7 @@ mount -t tmpfs -o mode=1777 tmpfs $H/tmp
 mount --bind /dev $H/dev
 mount --bind /proc $H/proc
 mount --bind /sys $H/sys
+mount -t configfs none $H/sys/kernel/config
 mkdir -p $H/tmp/out && mount --bind /out $H/tmp/out
 # A user without GPIO access, and the gpio group, for the permission tests.
 cp $H/etc/passwd /tmp/passwd && echo 'pinhole-nogpio:x:4242:4242::/tmp:/bin/sh' >>/tmp/passwd
