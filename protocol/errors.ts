@@ -101,7 +101,7 @@ export const ERROR_SOURCES = {
     hardware: 'the GPIO backend reported a failure',
     'not-allowed': "this controller's rights on the device do not cover the command (read-only, or outside its pins)",
     preempted: 'a later write, mode or blink on the pin (from any controller) stopped this blink',
-    'pin-busy': 'another program holds the GPIO line',
+    'pin-busy': 'another consumer holds the line (its name is in the message)',
   },
   /** A GPIO backend (GpioError). */
   gpio: {

@@ -245,7 +245,7 @@ export async function inspectChips(devDir = GPIO_DEV_DIR): Promise<ChipReport[]>
 
 /** Picks the chip for `--chip`: a path, a kernel name or a label; by default the only chip. */
 function findChip(c: LibC, spec: string | undefined, devDir: string): { path: string; fd: number; info: ChipInfo } {
-  if (spec !== undefined && spec.includes('/')) {
+  if (spec?.includes('/')) {
     const fd = openChip(spec);
     try {
       return { path: spec, fd, info: chipInfo(c, fd, spec) };

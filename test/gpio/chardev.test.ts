@@ -328,7 +328,7 @@ describe('pinhole doctor --gpio data', () => {
     g.write(0, 1);
     const chips = await inspectChips();
     const c = chips.find((x) => x.info?.label === CHIP_LABEL);
-    assert.ok(c && c.status.ok);
+    assert.ok(c?.status.ok);
     assert.equal(c.path, chipPath());
     assert.deepEqual(
       c.lines!.map((l) => l.name),
