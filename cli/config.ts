@@ -140,7 +140,8 @@ function chardevFlags(f: Flags, gpio: string, pinList: string | undefined): Char
   const debounceUs: [string, number][] = deb
     ? deb.split(',').map((part) => {
         const m = /^\s*([A-Za-z0-9_.:+-]{1,31})=(\d+)\s*$/.exec(part);
-        if (!m || Number(m[2]) > MAX_DEBOUNCE_FLAG_US) throw usage(`--debounce: cannot read "${part}"; use PIN=MICROSECONDS (0 to ${MAX_DEBOUNCE_FLAG_US}), e.g. GPIO17=5000`);
+        if (!m || Number(m[2]) > MAX_DEBOUNCE_FLAG_US)
+          throw usage(`--debounce: cannot read "${part}"; use PIN=MICROSECONDS (0 to ${MAX_DEBOUNCE_FLAG_US}), e.g. GPIO17=5000`);
         return [m[1]!, Number(m[2])];
       })
     : [];

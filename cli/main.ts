@@ -313,7 +313,7 @@ function trustCmd(action: TrustAction, stateDir: string, json: boolean, io: Io):
 }
 
 /** Commands that send one request and exit: they run on the relay alone. */
-const ONE_SHOT: ReadonlySet<Command['cmd']> = new Set(['write', 'read', 'info']);
+const ONE_SHOT: ReadonlySet<Command['cmd']> = new Set(['write', 'read', 'mode', 'info']);
 
 async function controlCmd(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -374,7 +374,12 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
 }
 
 async function doctorCmd(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' }, gpio: { type: 'boolean' } });
+  const { values, positionals } = parse(args, {
+    server: { type: 'string' },
+    json: { type: 'boolean' },
+    timeout: { type: 'string' },
+    gpio: { type: 'boolean' },
+  });
   if (values.help) return (io.stdout(HELP.doctor), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `doctor takes no arguments, got "${positionals[0]}"`);
   if (values.gpio === true) return (await gpioDoctor(values.json === true, io.stdout), EXIT.ok);

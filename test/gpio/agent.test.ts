@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { type Change, connect, type Device } from '../../controller/index.js';
-import { DeviceAgent, type DeviceEvent } from '../../device/index.js';
 import { type ChardevGpio, openChardev } from '../../device/gpio/chardev.js';
 import { LINE_FLAG } from '../../device/gpio/uapi.js';
+import { DeviceAgent, type DeviceEvent } from '../../device/index.js';
 import { VERSION } from '../../protocol/index.js';
 import type { SignalServer } from '../../signaling/index.js';
 import { pair, runCli, spawnDevice, startServer, stateDir, waitFor } from '../integration/helpers.js';

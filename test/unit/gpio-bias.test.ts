@@ -74,7 +74,8 @@ test('device: --gpio chardev with --chip, line-name --pins, --active-low and --d
   const numeric = resolveDevice({ ...base, gpio: 'chardev', pins: '17,20-21' }, {});
   assert.deepEqual([...numeric.pins!], [17, 20, 21]);
   assert.equal(numeric.chardev!.pins, undefined);
-  for (const bad of [{ chip: 'x' }, { debounce: '17=5' }, { 'active-low': '17' }, { pins: 'GPIO17' }]) assert.throws(() => resolveDevice({ ...base, ...bad }, {}), usage);
+  for (const bad of [{ chip: 'x' }, { debounce: '17=5' }, { 'active-low': '17' }, { pins: 'GPIO17' }])
+    assert.throws(() => resolveDevice({ ...base, ...bad }, {}), usage);
   for (const bad of ['GPIO17', 'GPIO17=-1', 'GPIO17=2000000', '=5']) assert.throws(() => resolveDevice({ ...base, gpio: 'chardev', debounce: bad }, {}), usage);
   assert.throws(() => resolveDevice({ ...base, gpio: 'gpiod' }, {}), usage);
 });
