@@ -97,3 +97,17 @@ test('pinhole device --gpio chardev --pins by line name: serves them, refuses a 
     probe.close();
   }
 });
+
+test('pinhole doctor --gpio lists the chip, its label, its line names and who holds them', async () => {
+  const r = await runCli(['doctor', '--gpio']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`'${CHIP_LABEL}', 8 lines`));
+  assert.match(r.stdout, /GPIO24\s+out\s+used by 'kernel-hog'/);
+  assert.match(r.stdout, /GPIO17\s+in\s+free/);
+  const j = await runCli(['doctor', '--gpio', '--json']);
+  const chip = (j.json.at(-1)?.chips as { info?: { label: string }; lines?: { name: string }[] }[]).find((c) => c.info?.label === CHIP_LABEL);
+  assert.deepEqual(
+    chip?.lines?.map((l) => l.name),
+    LINE_NAMES,
+  );
+});

@@ -74,6 +74,7 @@ fetch_kernel() {
   rm -rf "$k" && mkdir -p "$k"
   for d in "$CACHE"/debs/linux-binary-"$abi"_*.deb "$CACHE"/debs/linux-modules-"$abi"_*.deb; do dpkg-deb -x "$d" "$k"; done
   [[ -f $k/usr/lib/modules/$abi/vmlinuz || -f $k/boot/vmlinuz-$abi ]] || return 14
+  rm -rf "$k/usr/share" # docs only (and symlinks the linter trips on)
   rm -rf "$CACHE/kernel-$abi" && mv "$k" "$CACHE/kernel-$abi"
   echo "$abi" >"$CACHE/abi"
   rm -f "$CACHE"/debs/*.deb
