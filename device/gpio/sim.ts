@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Level, PinMode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
-import type { Bias, Gpio, PinChange, PinDescription, PinSettings } from './gpio.js';
+import type { Bias, Gpio, PinChange, PinSettings } from './gpio.js';
 
 /** Default number of pins: 0..63. */
 export const SIM_DEFAULT_PIN_COUNT = 64;
@@ -122,13 +122,6 @@ export class SimGpio implements Gpio {
   /** The bias set on a pin with setMode, or undefined. */
   pull(pin: number): Bias | undefined {
     return this.pin(pin).pull;
-  }
-
-  describe(): PinDescription[] {
-    return this.pins().map((pin) => {
-      const p = this.pin(pin);
-      return { pin, ...(p.mode !== undefined ? { mode: p.mode } : {}), ...(p.pull !== undefined ? { pull: p.pull } : {}) };
-    });
   }
 
   write(pin: number, value: Level): void {

@@ -43,7 +43,6 @@ test('the sim models bias: an undriven input reads 1 with a pull-up, 0 with a pu
   g.setMode(1, 'in'); // no pull: unchanged
   assert.equal(g.pull(1), 'disabled');
   assert.deepEqual(edges, [1, 0, 1, 0]);
-  assert.deepEqual(g.describe()[1], { pin: 1, mode: 'in', pull: 'disabled' });
   assert.throws(() => g.setMode(1, 'in', { pull: 'sideways' as 'up' }), RangeError);
 });
 
@@ -53,8 +52,10 @@ test('the handler passes pull through to the board and answers with it', async (
   const r = await h.handle({ jsonrpc: '2.0', id: 1, method: 'gpio.mode', params: { pin: 2, mode: 'in', pull: 'up' } });
   assert.deepEqual(r, { jsonrpc: '2.0', id: 1, result: { pin: 2, mode: 'in', pull: 'up' } });
   assert.equal(g.read(2), 1);
+  assert.equal(g.pull(2), 'up');
+  // The sim has no line names: its info carries no per-pin lines.
   const info = await h.handle({ jsonrpc: '2.0', id: 2, method: 'device.info', params: {} });
-  assert.deepEqual((info as { result: { lines: unknown[] } }).result.lines[2], { pin: 2, mode: 'in', pull: 'up' });
+  assert.equal((info as { result: { lines?: unknown } }).result.lines, undefined);
 });
 
 test('control: mode PIN in|out [--pull up|down|disabled]', () => {
