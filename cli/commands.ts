@@ -13,6 +13,7 @@ import {
   MAX_PIN,
   MIN_BLINK_INTERVAL_MS,
   PinholeError,
+  type Pull,
 } from '../protocol/index.js';
 import { type Flags, intFlag } from './config.js';
 import { sanitizeForTerminal as safe } from './sanitize.js';
@@ -21,6 +22,7 @@ import { sanitizeForTerminal as safe } from './sanitize.js';
 export type Command =
   | { cmd: 'write'; pin: number; value: 0 | 1 }
   | { cmd: 'read'; pin: number }
+  | { cmd: 'mode'; pin: number; mode: 'in' | 'out'; pull: Pull | undefined }
   | { cmd: 'blink'; pin: number; times: number; intervalMs: number }
   | { cmd: 'watch'; pin: number; count: number | undefined }
   | { cmd: 'info' }
@@ -31,6 +33,7 @@ export const COMMAND_OPTIONS = {
   times: { type: 'string' },
   interval: { type: 'string' },
   count: { type: 'string' },
+  pull: { type: 'string' },
 } as const;
 
 const usage = (m: string): PinholeError => new PinholeError('usage', m);
@@ -62,6 +65,15 @@ export function buildCommand(pos: string[], f: Flags): Command {
       only();
       extra(2);
       return { cmd, pin: pinArg(a, 'read') };
+    case 'mode': {
+      only('pull');
+      extra(3);
+      const pin = pinArg(a, 'mode');
+      if (b !== 'in' && b !== 'out') throw usage('mode needs a direction: in or out');
+      const pull = f.pull;
+      if (pull !== undefined && pull !== 'up' && pull !== 'down' && pull !== 'disabled') throw usage('--pull must be up, down or disabled');
+      return { cmd, pin, mode: b, pull };
+    }
     case 'blink':
       only('times', 'interval');
       extra(2);
@@ -84,9 +96,9 @@ export function buildCommand(pos: string[], f: Flags): Command {
       extra(1);
       return { cmd };
     case undefined:
-      throw usage('missing COMMAND: write, read, blink, watch, info or shell');
+      throw usage('missing COMMAND: write, read, mode, blink, watch, info or shell');
     default:
-      throw usage(`unknown command "${cmd}": use write, read, blink, watch, info or shell`);
+      throw usage(`unknown command "${cmd}": use write, read, mode, blink, watch, info or shell`);
   }
 }
 
@@ -122,6 +134,15 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
     case 'read': {
       const value = await dev.read(c.pin);
       out.line({ ok: true, cmd: 'read', pin: c.pin, value, path: dev.path, rttMs: rtt() }, `pin ${c.pin} = ${safe(value)}   (${dev.path}, ${rtt()} ms)`);
+      return;
+    }
+    case 'mode': {
+      await dev.call('gpio.mode', { pin: c.pin, mode: c.mode, ...(c.pull !== undefined ? { pull: c.pull } : {}) });
+      const pull = c.pull !== undefined ? `, pull ${c.pull}` : '';
+      out.line(
+        { ok: true, cmd: 'mode', pin: c.pin, mode: c.mode, ...(c.pull !== undefined ? { pull: c.pull } : {}), path: dev.path, rttMs: rtt() },
+        `pin ${c.pin} is ${c.mode === 'in' ? 'an input' : 'an output'}${pull}   (${dev.path}, ${rtt()} ms)`,
+      );
       return;
     }
     case 'blink': {
@@ -182,13 +203,34 @@ export async function runCommand(dev: Device, c: Command, out: Output, stop?: Pr
         // The device's fields cannot overwrite ours.
         Object.assign({ ok: true, cmd: 'info' }, i, { ok: true, cmd: 'info', path: dev.path, rttMs: rtt() }),
         `${safe(i.name)}: ${safe(i.backend)} backend on ${safe(i.board)}, pinhole ${safe(i.version)}\n` +
-          `pins: ${pinsText(pins)}\ncontrollers: ${safe(i.controllers)} connected (this one included)\nyour rights: ${rightsText(i.rights)}\npath: ${dev.path}`,
+          `pins: ${pinsText(pins)}\n${linesText((i as { lines?: unknown }).lines)}controllers: ${safe(i.controllers)} connected (this one included)\nyour rights: ${rightsText(i.rights)}\npath: ${dev.path}`,
       );
       return;
     }
     case 'shell':
       throw usage('shell cannot be nested');
   }
+}
+
+/**
+ * The per-pin lines of `info` (line name, direction, bias, active-low,
+ * debounce), one per pin, each ending in a newline; '' when the device sent
+ * none. Every field came from the device.
+ */
+export function linesText(lines: unknown): string {
+  if (!Array.isArray(lines)) return '';
+  return lines
+    .map((l: Record<string, unknown>) => {
+      if (typeof l !== 'object' || l === null) return `  ${safe(l)}\n`;
+      const parts = [`  pin ${safe(l.pin)}`];
+      if (l.name) parts.push(safe(l.name));
+      if (l.mode) parts.push(safe(l.mode));
+      if (l.pull) parts.push(`pull ${safe(l.pull)}`);
+      if (l.activeLow === true) parts.push('active-low');
+      if (typeof l.debounceUs === 'number' && l.debounceUs > 0) parts.push(`debounce ${safe(l.debounceUs)} us`);
+      return `${parts.join('  ')}\n`;
+    })
+    .join('');
 }
 
 /** Who caused an edge: a controller's name, quoted (it came from the device), or `input`. */

@@ -105,7 +105,9 @@ export interface DeviceCliConfig {
   /** Identity, DTLS certificate and trusted controllers (default $XDG_CONFIG_HOME/pinhole or ~/.config/pinhole). */
   stateDir: string;
   /** GPIO backend (default 'sim'). */
-  gpio: 'sim' | 'mraa';
+  gpio: 'sim' | 'mraa' | 'chardev';
+  /** GPIO settings of the chardev backend, resolved against the chip once it is open: pins may be line names. */
+  chardev: ChardevCliConfig | undefined;
   /** Name shown by `info` (default: this host's name). */
   name: string;
   /** Allowed pins; undefined = all (with --allow/--read-only, --pins is the controller's and this stays undefined). */
@@ -127,6 +129,53 @@ export interface DeviceCliConfig {
   pageUrl: string;
   /** Print the pairing link as a QR code too (default true; --no-qr turns it off). */
   qr: boolean;
+}
+
+/** `--gpio chardev` settings (--chip, --pins, --active-low, --debounce); pins are offsets or line names. */
+export interface ChardevCliConfig {
+  /** --chip LABEL|PATH; undefined = the only chip. */
+  chip: string | undefined;
+  /** --pins with line names (GPIO17,GPIO27) or offsets; undefined = all lines (or the numeric --pins in `pins`). */
+  pins: string[] | undefined;
+  /** --active-low LIST. */
+  activeLow: string[];
+  /** --debounce PIN=US,...: debounce periods in µs. */
+  debounceUs: [string, number][];
+}
+
+/** Longest debounce accepted by --debounce, µs (device/gpio/chardev.ts MAX_DEBOUNCE_US). */
+const MAX_DEBOUNCE_FLAG_US = 1_000_000;
+
+/** Pin names of a chardev list flag: offsets or line names, split on commas. */
+function nameList(v: string, flag: string): string[] {
+  const parts = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (parts.length === 0) throw usage(`--${flag} is empty`);
+  for (const p of parts) if (!/^[A-Za-z0-9_.:+-]{1,31}$/.test(p)) throw usage(`--${flag}: cannot read "${p}"; use offsets or line names like GPIO17,GPIO27`);
+  return parts;
+}
+
+/** The chardev flags; with another backend, each of them is a usage error. */
+function chardevFlags(f: Flags, gpio: string, pinList: string | undefined): ChardevCliConfig | undefined {
+  const own = ['chip', 'active-low', 'debounce'].filter((k) => f[k] !== undefined);
+  if (gpio !== 'chardev') {
+    if (own.length) throw usage(`--${own[0]} goes with --gpio chardev`);
+    return undefined;
+  }
+  const deb = str(f, 'debounce');
+  const debounceUs: [string, number][] = deb
+    ? deb.split(',').map((part) => {
+        const m = /^\s*([A-Za-z0-9_.:+-]{1,31})=(\d+)\s*$/.exec(part);
+        if (!m || Number(m[2]) > MAX_DEBOUNCE_FLAG_US)
+          throw usage(`--debounce: cannot read "${part}"; use PIN=MICROSECONDS (0 to ${MAX_DEBOUNCE_FLAG_US}), e.g. GPIO17=5000`);
+        return [m[1]!, Number(m[2])];
+      })
+    : [];
+  const names = pinList !== undefined && !/^[\d,\s-]+$/.test(pinList) ? nameList(pinList, 'pins') : undefined;
+  const low = str(f, 'active-low');
+  return { chip: str(f, 'chip'), pins: names, activeLow: low === undefined ? [] : nameList(low, 'active-low'), debounceUs };
 }
 
 /** `pinhole control` settings. */
@@ -311,12 +360,14 @@ function peerName(f: Flags, flag = 'name'): string {
 
 export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
   const gpio = str(f, 'gpio') ?? 'sim';
-  if (gpio !== 'sim' && gpio !== 'mraa') throw usage(`--gpio must be sim or mraa, not ${gpio}`);
+  if (gpio !== 'sim' && gpio !== 'mraa' && gpio !== 'chardev') throw usage(`--gpio must be sim, mraa or chardev, not ${gpio}`);
   const code = codeFlag(f);
   const action: DeviceCliConfig['action'] = trustAction(f) ?? { kind: 'run' };
   // With --allow or --read-only, --pins names the controller's pins (read by trustAction), not the device's.
   const pinList = action.kind === 'allow' || action.kind === 'read-only' ? undefined : str(f, 'pins');
-  const pins = pinList === undefined ? undefined : parsePins(pinList);
+  const chardev = chardevFlags(f, gpio, pinList);
+  // Line names are resolved once the chip is open.
+  const pins = pinList === undefined || chardev?.pins ? undefined : parsePins(pinList);
   const safeSpec = str(f, 'safe-state');
   let safeState: DeviceCliConfig['safeState'];
   if (safeSpec !== undefined) {
@@ -335,6 +386,7 @@ export function resolveDevice(f: Flags, env: Env): DeviceCliConfig {
     pairing: f['no-pairing'] !== true,
     stateDir: stateDirOf(f, env),
     gpio,
+    chardev,
     name: peerName(f),
     pins,
     maxControllers: intFlag(f, 'max-controllers', DEFAULT_MAX_CONTROLLERS, 1, MAX_CONTROLLERS_LIMIT),

@@ -4,7 +4,39 @@
  * renders the report as text or as one JSON object.
  */
 import { type DoctorReport, runDoctor } from '../controller/index.js';
-import { toJsonLine } from './sanitize.js';
+import { sanitizeForTerminal as safe, toJsonLine } from './sanitize.js';
+
+/**
+ * `pinhole doctor --gpio`: the GPIO chips of this machine, checked locally
+ * (no server): each chip's label and lines (name, direction, who holds it),
+ * or why it cannot be opened, with the fix. Loads koffi only when there is a chip.
+ */
+export async function gpioDoctor(json: boolean, print: (s: string) => void): Promise<void> {
+  const { GPIO_DEV_DIR, inspectChips } = await import('../device/gpio/chardev.js');
+  const chips = await inspectChips();
+  if (json) return print(toJsonLine({ ok: true, chips }));
+  if (chips.length === 0) {
+    print(`no GPIO chips in ${GPIO_DEV_DIR}: no /dev/gpiochipN (the kernel has no GPIO driver here, or is older than 5.10); --gpio chardev cannot run`);
+    return;
+  }
+  const out: string[] = [];
+  for (const c of chips) {
+    if (!c.status.ok) {
+      out.push(`${c.path}: ${c.status.code}: ${safe(c.status.message)}`);
+      continue;
+    }
+    const i = c.info!;
+    out.push(`${c.path}: ${safe(i.name)} '${safe(i.label)}', ${i.lines} lines (pinhole device --gpio chardev --chip ${safe(i.label) || c.path})`);
+    for (const l of c.lines ?? []) {
+      const flags = [l.direction, l.activeLow ? 'active-low' : '', l.bias ? `pull ${l.bias}` : '', l.debounceUs ? `debounce ${l.debounceUs} us` : '']
+        .filter(Boolean)
+        .join(' ');
+      const held = l.used ? `used by ${l.consumer ? `'${safe(l.consumer)}'` : 'an unnamed consumer'}` : 'free';
+      out.push(`  ${String(l.offset).padStart(3)}  ${(safe(l.name) || '-').padEnd(16)} ${flags.padEnd(14)} ${held}`);
+    }
+  }
+  print(out.join('\n'));
+}
 
 /** Runs the doctor and prints its report; resolves when done (exit 0 whatever the verdict). */
 export async function doctor(opts: { server: string; timeoutMs: number; json: boolean }, print: (s: string) => void): Promise<void> {

@@ -63,6 +63,9 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'not-allowed': EXIT.rejected,
   preempted: EXIT.rejected,
   hardware: EXIT.rejected,
+  'pin-busy': EXIT.rejected,
+  'gpio-permission': EXIT.usage,
+  'backend-unavailable': EXIT.usage,
 };
 
 /** The exit code for an error: its mapped code, or 1 for anything unexpected. */

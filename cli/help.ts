@@ -6,7 +6,7 @@ Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
                  [--no-page]
-  pinhole device --server URL [--name NAME] [--gpio sim|mraa] [--pins LIST] [--json]
+  pinhole device --server URL [--name NAME] [--gpio sim|mraa|chardev] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                  [--page-url URL] [--no-qr]
   pinhole device --controllers | --revoke NAME      list or remove trusted controllers
@@ -14,13 +14,15 @@ Usage:
                                                     set a trusted controller's rights
   pinhole control --server URL --code CODE COMMAND  first time: pair with the code the device printed
   pinhole control NAME COMMAND                      afterwards: by the device's name, no code
-      COMMAND: write PIN 0|1 | read PIN | blink PIN [--times N] [--interval MS]
+      COMMAND: write PIN 0|1 | read PIN | mode PIN in|out [--pull up|down|disabled]
+               | blink PIN [--times N] [--interval MS]
                | watch PIN [--count N] | info | shell
   pinhole page --out DIR | --serve [--host H] [--port P]   the controller page, as files or served here
   pinhole doctor --server URL [--json] [--timeout MS]   what your network allows (UDP, NAT type)
   pinhole mqtt --broker mqtt://HOST[:PORT] (--outputs LIST | --inputs LIST) DEVICE...
                                                     paired devices' pins on MQTT, with Home
                                                     Assistant discovery
+  pinhole doctor --gpio [--json]                 this machine's GPIO chips, their lines and access
 
 Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (wrong or
 spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
@@ -59,8 +61,8 @@ Served this way the signaling server stays untrusted: give the page the server i
 convenience, but a page a server serves runs that server's code (docs/security.md).
 'pinhole --version' prints the bundle's SHA-256, which index.html also pins with SRI.`;
 
-const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR] [--gpio sim|mraa]
-                [--pins LIST] [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
+const device = `pinhole device --server URL [--code CODE] [--name NAME] [--state-dir DIR]
+                [--gpio sim|mraa|chardev [--chip C] [--active-low LIST] [--debounce P=US,...]] [--pins LIST] [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                 [--json] [--no-direct] [--no-pairing] [--safe-state L [--safe-after S]]
                 [--page-url URL] [--no-qr]
 pinhole device [--state-dir DIR] [--json] --controllers | --revoke NAME
@@ -78,8 +80,13 @@ Paired controllers come back with no code ('pinhole control NAME ...').
   --state-dir DIR identity key, DTLS certificate and trusted controllers
                   (default $XDG_CONFIG_HOME/pinhole, else ~/.config/pinhole)
   --gpio KIND     sim (default): a simulated board; mraa: real pins through libmraa
-                  (set PINHOLE_LIBMRAA=/path/to/libmraa.so if it is not on the loader path)
-  --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all)
+                  (set PINHOLE_LIBMRAA=/path/to/libmraa.so if it is not on the loader path);
+                  chardev: real pins through /dev/gpiochipN (Raspberry Pi 4/5, most boards)
+  --chip C        chardev: the chip by label, name or path (default: the only chip)
+  --active-low LIST  chardev: pins read and driven inverted
+  --debounce P=US,...  chardev: debounce period of input pins in microseconds
+  --pins LIST     pins a controller may touch, e.g. 13,20-23 (default: all); with chardev, line
+                  offsets or line names, e.g. GPIO17,GPIO27
   --max-controllers N  controllers served at once, 1 to 64 (default 8); one more is refused
                   with device-busy
   --pair-rights R read-only or full (default): the rights the codes this run prints give; a
@@ -117,6 +124,7 @@ using the code it printed (a PAKE checks the code on both sides; the server neve
 saves it under its name (or --as NAME), then runs COMMAND:
   write PIN 0|1                         drive an output
   read PIN                              read a pin
+  mode PIN in|out [--pull up|down|disabled]  set the direction, and the bias with --pull
   blink PIN [--times N] [--interval MS] toggle N times (default 20), MS apart (default 300)
   watch PIN [--count N]                 print edges until Ctrl-C or N edges, each with who caused
                                         it: a controller's name, or input
@@ -154,6 +162,7 @@ pairs them and blinks pin 20 (20 toggles, 300 ms apart, like the original script
 each command took and when the link became direct.`;
 
 const doctor = `pinhole doctor --server URL [--json] [--timeout MS]
+pinhole doctor --gpio [--json]
 
 Tells what your network allows, like 'tailscale netcheck': whether UDP works, your public address,
 your NAT's mapping and filtering behaviour (RFC 5780 tests against the server's STUN server, which
@@ -162,6 +171,8 @@ likely, or relay will be used, and why.
   --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
   --json          one JSON object instead of the text report
   --timeout MS    for the server's /healthz and for each STUN test (default 1500)
+  --gpio          instead: list this machine's GPIO chips (label, lines, who holds them) and
+                  whether this user may open them, with the fix when not (no server needed)
 Exit codes: 0 the tests ran (whatever the verdict), 2 usage, 4 server unreachable.`;
 
 const mqtt = `pinhole mqtt --broker mqtt[s]://[USER@]HOST[:PORT] [--outputs LIST] [--inputs LIST]

@@ -14,9 +14,19 @@ import { loadOrCreateIdentity, TrustedControllers } from '../platform/node/index
 import { PinholeError, type Rights, VERSION } from '../protocol/index.js';
 import { loadPage, PAGE_DIR, pageHash, servePage, startSignalServer } from '../signaling/index.js';
 import { buildCommand, COMMAND_OPTIONS, type Command, type Output, rightsText, runCommand } from './commands.js';
-import { type Env, type Flags, resolveControl, resolveDevice, resolveDoctor, resolvePage, resolveSignal, type TrustAction } from './config.js';
+import {
+  type DeviceCliConfig,
+  type Env,
+  type Flags,
+  resolveControl,
+  resolveDevice,
+  resolveDoctor,
+  resolvePage,
+  resolveSignal,
+  type TrustAction,
+} from './config.js';
 import { runDemo } from './demo.js';
-import { doctor } from './doctor.js';
+import { doctor, gpioDoctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { HELP } from './help.js';
 import { MQTT_OPTIONS, mqttCmd } from './mqtt.js';
@@ -193,7 +203,24 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
   return EXIT.ok;
 }
 
-async function openGpio(kind: 'sim' | 'mraa', libmraa: string | undefined): Promise<Gpio> {
+/** Opens the backend; for chardev also resolves --pins line names into the allowed pins. */
+async function openGpio(c: DeviceCliConfig): Promise<{ gpio: Gpio; pins: Set<number> | undefined }> {
+  if (c.gpio === 'chardev' && c.chardev) {
+    // Loaded only for this backend, like koffi inside it.
+    const { openChardev } = await import('../device/gpio/chardev.js');
+    const k = c.chardev;
+    const gpio = await openChardev({ ...(k.chip !== undefined ? { chip: k.chip } : {}), activeLow: k.activeLow, debounceUs: k.debounceUs });
+    try {
+      return { gpio, pins: k.pins ? new Set(k.pins.map((p) => gpio.resolvePin(p))) : c.pins };
+    } catch (e) {
+      gpio.close();
+      throw new PinholeError('usage', `--pins: ${(e as Error).message}`);
+    }
+  }
+  return { gpio: await openLegacyGpio(c.gpio === 'mraa' ? 'mraa' : 'sim', c.libmraa), pins: c.pins };
+}
+
+async function openLegacyGpio(kind: 'sim' | 'mraa', libmraa: string | undefined): Promise<Gpio> {
   if (kind === 'sim') return new SimGpio();
   try {
     return await openMraa(libmraa ? { libPath: libmraa } : {});
@@ -218,6 +245,9 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     'safe-state': { type: 'string' },
     'safe-after': { type: 'string' },
     gpio: { type: 'string' },
+    chip: { type: 'string' },
+    'active-low': { type: 'string' },
+    debounce: { type: 'string' },
     name: { type: 'string' },
     pins: { type: 'string' },
     json: { type: 'boolean' },
@@ -230,7 +260,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
   if (positionals.length) throw new PinholeError('usage', `device takes no arguments, got "${positionals[0]}"`);
   const c = resolveDevice(values, io.env);
   if (c.action.kind !== 'run') return trustCmd(c.action, c.stateDir, c.json, io);
-  const gpio = await openGpio(c.gpio, c.libmraa);
+  const { gpio, pins } = await openGpio(c);
   const qr = c.qr && c.pairing && !c.json ? await loadQrRenderer() : undefined;
   if (c.pairing && !c.json) {
     const problem = insecurePageProblem(c.pageUrl);
@@ -246,7 +276,7 @@ async function deviceCmd(args: string[], io: Io): Promise<number> {
     ...(c.safeState ? { safeState: c.safeState } : {}),
     name: c.name,
     gpio,
-    allowedPins: c.pins,
+    allowedPins: pins,
     maxControllers: c.maxControllers,
     pairRights: c.pairRights,
     direct: c.direct,
@@ -385,7 +415,7 @@ function trustCmd(action: TrustAction, stateDir: string, json: boolean, io: Io):
 }
 
 /** Commands that send one request and exit: they run on the relay alone. */
-const ONE_SHOT: ReadonlySet<Command['cmd']> = new Set(['write', 'read', 'info']);
+const ONE_SHOT: ReadonlySet<Command['cmd']> = new Set(['write', 'read', 'mode', 'info']);
 
 async function controlCmd(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -446,9 +476,15 @@ async function controlCmd(args: string[], io: Io): Promise<number> {
 }
 
 async function doctorCmd(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { server: { type: 'string' }, json: { type: 'boolean' }, timeout: { type: 'string' } });
+  const { values, positionals } = parse(args, {
+    server: { type: 'string' },
+    json: { type: 'boolean' },
+    timeout: { type: 'string' },
+    gpio: { type: 'boolean' },
+  });
   if (values.help) return (io.stdout(HELP.doctor), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `doctor takes no arguments, got "${positionals[0]}"`);
+  if (values.gpio === true) return (await gpioDoctor(values.json === true, io.stdout), EXIT.ok);
   const c = resolveDoctor(values, io.env);
   await doctor(c, io.stdout);
   return EXIT.ok;

@@ -23,8 +23,6 @@ import {
   SignalClient,
   weriftDialer,
 } from '../platform/node/index.js';
-import type { PairingCode } from '../protocol/index.js';
-import type { IceServer } from '../session/index.js';
 import { type ControllerPlatform, connectDevice, type Device, type PlatformConnectOptions } from './device.js';
 
 export {

@@ -12,7 +12,7 @@
  *   blink toggle or mode change caused it, else BY_INPUT.
  */
 import { BY_INPUT, type Level, PinholeError, type PinMode } from '../protocol/index.js';
-import type { Gpio, PinChange } from './gpio/gpio.js';
+import type { Gpio, PinChange, PinDescription, PinSettings } from './gpio/gpio.js';
 
 /**
  * How long after a write an edge of the written level may still be put down
@@ -122,12 +122,17 @@ export class Board {
     this.drive(pin, value, by);
   }
 
-  /** Sets a pin's direction for controller `by`, stopping a blink on the pin first. */
-  setMode(pin: number, mode: PinMode, by: string): void {
+  /** Sets a pin's direction (and bias, with `settings.pull`) for controller `by`, stopping a blink on the pin first. */
+  setMode(pin: number, mode: PinMode, by: string, settings: PinSettings = {}): void {
     this.preempt(pin, by, 'gpio.mode');
     // Edges that follow are the new direction's: no earlier write explains them.
     this.pending.delete(pin);
-    this.cause(pin, by, () => this.gpio.setMode(pin, mode));
+    this.cause(pin, by, () => (settings.pull === undefined ? this.gpio.setMode(pin, mode) : this.gpio.setMode(pin, mode, settings)));
+  }
+
+  /** Per-pin details, where the backend has them (line names, bias, active-low, debounce). */
+  describe(): PinDescription[] | undefined {
+    return this.gpio.describe?.();
   }
 
   /**

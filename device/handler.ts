@@ -11,7 +11,7 @@
  * with the stored response and not run again.
  */
 
-import type { Rights } from '../protocol/index.js';
+import type { PinInfo, Rights } from '../protocol/index.js';
 import {
   type ChangeNotification,
   FULL_RIGHTS,
@@ -122,7 +122,7 @@ export class CommandHandler {
       if (e instanceof Refusal) return rpcError(req.id, e.code, e.message);
       if (isPinholeError(e, 'preempted')) return rpcError(req.id, 'preempted', e.message);
       if (isPinholeError(e) && isErrorCode(e.code, 'gpio')) {
-        const code = e.code === 'pin-mode' || e.code === 'no-such-pin' ? e.code : 'hardware';
+        const code = e.code === 'pin-mode' || e.code === 'no-such-pin' || e.code === 'pin-busy' ? e.code : 'hardware';
         return rpcError(req.id, code, e.message);
       }
       return rpcError(req.id, 'internal-error', 'internal error');
@@ -151,6 +151,7 @@ export class CommandHandler {
         version: this.opts.version,
         controllers: this.opts.controllers?.() ?? 1,
         rights: { access: rights.access, pins: rights.pins === null ? null : [...rights.pins] },
+        ...this.lines(),
       };
     }
     this.check(req, rights);
@@ -161,9 +162,11 @@ export class CommandHandler {
         return { pin, value: req.params.value };
       case 'gpio.read':
         return { pin, value: board.read(pin) };
-      case 'gpio.mode':
-        board.setMode(pin, req.params.mode, who);
-        return { pin, mode: req.params.mode };
+      case 'gpio.mode': {
+        const { mode, pull } = req.params;
+        board.setMode(pin, mode, who, pull === undefined ? {} : { pull });
+        return pull === undefined ? { pin, mode } : { pin, mode, pull };
+      }
       case 'gpio.blink':
         return board.blink(pin, req.params.times, req.params.intervalMs, who, this.sleep, () => this.disposed);
       case 'gpio.watch':
@@ -213,6 +216,14 @@ export class CommandHandler {
       this.notify({ jsonrpc: '2.0', method: 'gpio.change', params: { pin: c.pin, value: c.value, edge: c.edge, ts: c.ts, by: c.by } }),
     );
     this.watches.set(pin, off);
+  }
+
+  /** Per-pin details of the allowed pins, where the backend has them. */
+  private lines(): { lines?: PinInfo[] } {
+    const all = this.opts.board.describe();
+    if (!all) return {};
+    const allowed = this.opts.allowedPins;
+    return { lines: allowed ? all.filter((d) => allowed.has(d.pin)) : all };
   }
 
   private allowedList(): number[] {

@@ -12,7 +12,17 @@ export {
   RECONNECT_MAX_MS,
 } from './agent.js';
 export { Board } from './board.js';
-export type { Gpio, GpioErrorCode, PinChange } from './gpio/gpio.js';
+export {
+  CHARDEV_CONSUMER,
+  type ChardevGpio,
+  type ChardevOptions,
+  type ChipReport,
+  GPIO_GROUP,
+  GPIO_UDEV_RULE,
+  type LineReport,
+  MAX_DEBOUNCE_US,
+} from './gpio/chardev.js';
+export type { Bias, Gpio, GpioErrorCode, PinChange, PinDescription, PinSettings } from './gpio/gpio.js';
 export { type MraaOptions, openMraa } from './gpio/mraa.js';
 export { SimGpio, type SimGpioOptions } from './gpio/sim.js';
 export { CommandHandler, type HandlerOptions } from './handler.js';

@@ -102,13 +102,16 @@ export const ERROR_SOURCES = {
     hardware: 'the GPIO backend reported a failure',
     'not-allowed': "this controller's rights on the device do not cover the command (read-only, or outside its pins)",
     preempted: 'a later write, mode or blink on the pin (from any controller) stopped this blink',
+    'pin-busy': 'another consumer holds the line (its name is in the message)',
   },
   /** A GPIO backend (GpioError). */
   gpio: {
     'no-such-pin': 'the board has no such GPIO',
     'pin-mode': 'the operation does not fit the pin direction',
     hardware: 'the GPIO backend reported a failure',
-    'backend-unavailable': 'libmraa missing or unusable',
+    'backend-unavailable': 'libmraa, the GPIO chip or koffi missing or unusable',
+    'pin-busy': 'another consumer holds the line (its name is in the message)',
+    'gpio-permission': 'this user may not open the GPIO chip (the message names the gpio group and the udev rule)',
   },
   /** Sealing a frame (SealError): programming or capacity errors, never caused by the peer. */
   seal: {

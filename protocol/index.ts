@@ -5,7 +5,7 @@ export type { CodeIn, ErrorCode, ErrorSource, HandshakeErrorCode, SecurityCode, 
 export { ERROR_SOURCES, ERRORS, isErrorCode, isPinholeError, isSecurityCode, PinholeError, SECURITY_CODES, toErrorCode } from './errors.js';
 export { encodeControl, encodeData, parseFrame } from './frames.js';
 export { foldPeerName, isValidPeerName, MAX_PEER_NAME_CHARS } from './names.js';
-export type { ChangeNotification, Level, Method, Methods, PinMode, Rights, RpcRequest, RpcResponse } from './rpc.js';
+export type { ChangeNotification, Level, Method, Methods, PinInfo, PinMode, Pull, Rights, RpcRequest, RpcResponse } from './rpc.js';
 export {
   BY_INPUT,
   DEFAULT_BLINK_INTERVAL_MS,

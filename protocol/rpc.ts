@@ -36,7 +36,8 @@ export type RpcErrorCode =
   | 'no-such-pin'
   | 'hardware'
   | 'not-allowed'
-  | 'preempted';
+  | 'preempted'
+  | 'pin-busy';
 
 /** JSON-RPC numeric code for each string code. */
 export const RPC_ERROR_NUMBERS: Readonly<Record<RpcErrorCode, number>> = {
@@ -51,6 +52,7 @@ export const RPC_ERROR_NUMBERS: Readonly<Record<RpcErrorCode, number>> = {
   hardware: -32004,
   'not-allowed': -32006,
   preempted: -32007,
+  'pin-busy': -32008,
 };
 
 /** Longest `by` in a change notification: a controller's name (1..64 chars) or BY_INPUT. */
@@ -74,12 +76,26 @@ export const FULL_RIGHTS: Readonly<Rights> = Object.freeze({ access: 'full', pin
 
 export type Level = 0 | 1;
 export type PinMode = 'in' | 'out';
+/** A pin's bias: pull-up, pull-down, or neither. */
+export type Pull = 'up' | 'down' | 'disabled';
+const PULLS: readonly unknown[] = ['up', 'down', 'disabled'];
+
+/** One pin as device.info describes it, on a backend that knows more than numbers (the chardev's line names). */
+export interface PinInfo {
+  pin: number;
+  name?: string;
+  mode?: PinMode;
+  pull?: Pull;
+  activeLow?: boolean;
+  debounceUs?: number;
+}
 
 /** Params and results of each method. */
 export interface Methods {
   'gpio.write': { params: { pin: number; value: Level }; result: { pin: number; value: Level } };
   'gpio.read': { params: { pin: number }; result: { pin: number; value: Level } };
-  'gpio.mode': { params: { pin: number; mode: PinMode }; result: { pin: number; mode: PinMode } };
+  /** `pull` absent: the bias stays as it is. */
+  'gpio.mode': { params: { pin: number; mode: PinMode; pull?: Pull }; result: { pin: number; mode: PinMode; pull?: Pull } };
   'gpio.blink': {
     params: { pin: number; times: number; intervalMs: number };
     result: { pin: number; toggles: number; value: Level };
@@ -89,7 +105,18 @@ export interface Methods {
   'device.info': {
     params: Record<string, never>;
     /** `controllers`: sessions connected now, the caller's included; `rights`: the caller's own. */
-    result: { name: string; backend: string; board: string; pins: number[]; protocol: number; version: string; controllers: number; rights: Rights };
+    /** `lines`: per-pin details of the allowed pins, where the backend has them (chardev). */
+    result: {
+      name: string;
+      backend: string;
+      board: string;
+      pins: number[];
+      protocol: number;
+      version: string;
+      controllers: number;
+      rights: Rights;
+      lines?: PinInfo[];
+    };
   };
 }
 export type Method = keyof Methods;
@@ -143,7 +170,9 @@ function checkParams(method: Method, p: Obj): string | RpcRequest['params'] {
     case 'gpio.mode':
       if (!isPin(p.pin)) return pinErr;
       if (p.mode !== 'in' && p.mode !== 'out') return "mode must be 'in' or 'out'";
-      return { pin: p.pin, mode: p.mode };
+      if (p.pull === undefined) return { pin: p.pin, mode: p.mode };
+      if (!PULLS.includes(p.pull)) return "pull must be 'up', 'down' or 'disabled'";
+      return { pin: p.pin, mode: p.mode, pull: p.pull as Pull };
     case 'gpio.blink': {
       if (!isPin(p.pin)) return pinErr;
       const times = p.times ?? DEFAULT_BLINK_TIMES;

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Level, PinMode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
-import type { Gpio, PinChange } from './gpio.js';
+import type { Bias, Gpio, PinChange, PinSettings } from './gpio.js';
 
 type Koffi = typeof import('koffi').default;
 type KoffiFunction = ReturnType<ReturnType<Koffi['load']>['func']>;
@@ -47,6 +47,8 @@ const MRAA_PIN_GPIO = 1;
 const MRAA_GPIO_OUT = 0;
 const MRAA_GPIO_IN = 1;
 const MRAA_GPIO_EDGE_BOTH = 1;
+/** mraa_gpio_mode_t: the bias of a pin (STRONG is a drive mode, not used). */
+const MRAA_GPIO_MODE: Record<Bias, number> = { up: 1, down: 2, disabled: 3 };
 
 const MRAA_RESULT_NAMES: Record<number, string> = {
   1: 'FEATURE_NOT_IMPLEMENTED',
@@ -79,6 +81,8 @@ interface MraaApi {
   gpioDir: (ctx: Ctx, dir: number) => number;
   gpioWrite: (ctx: Ctx, value: number) => number;
   gpioRead: (ctx: Ctx) => number;
+  /** mraa_gpio_mode (pull-up/down/hiz); undefined in a libmraa without it. */
+  gpioMode: ((ctx: Ctx, mode: number) => number) | undefined;
   gpioIsr: (ctx: Ctx, edge: number, cb: unknown, args: null) => number;
   /** Joins libmraa's ISR thread; only ever called with `.async` (see MraaGpio.stopIsr). */
   gpioIsrExit: KoffiFunction;
@@ -116,6 +120,7 @@ function bind(koffi: Koffi, path: string): MraaApi {
     gpioDir: fn('mraa_gpio_dir', 'int', [ctx, 'int']),
     gpioWrite: fn('mraa_gpio_write', 'int', [ctx, 'int']),
     gpioRead: fn('mraa_gpio_read', 'int', [ctx]),
+    gpioMode: optional(() => fn('mraa_gpio_mode', 'int', [ctx, 'int'])),
     gpioIsr: fn('mraa_gpio_isr', 'int', [ctx, 'int', koffi.pointer(types.isr), 'void *']),
     gpioIsrExit: fn('mraa_gpio_isr_exit', 'int', [ctx]),
     gpioClose: fn('mraa_gpio_close', 'int', [ctx]),
@@ -212,9 +217,16 @@ export class MraaGpio implements Gpio {
     return this.modes.get(pin);
   }
 
-  setMode(pin: number, mode: PinMode): void {
+  setMode(pin: number, mode: PinMode, settings: PinSettings = {}): void {
     if (mode !== 'in' && mode !== 'out') throw new RangeError(`mode must be 'in' or 'out', got ${String(mode)}`);
     const ctx = this.ctx(pin);
+    if (settings.pull !== undefined) {
+      const m = MRAA_GPIO_MODE[settings.pull];
+      if (m === undefined) throw new RangeError(`pull must be up, down or disabled, got ${String(settings.pull)}`);
+      // Before the direction: a refused bias leaves the pin as it was.
+      if (!this.api.gpioMode) throw new PinholeError('hardware', 'this libmraa has no mraa_gpio_mode: it cannot set a bias');
+      check(this.api.gpioMode(ctx, m), `mraa_gpio_mode(${pin}, pull ${settings.pull})`);
+    }
     check(this.api.gpioDir(ctx, mode === 'in' ? MRAA_GPIO_IN : MRAA_GPIO_OUT), `mraa_gpio_dir(${pin}, ${mode})`);
     this.modes.set(pin, mode);
     this.refresh(pin); // switching direction can expose another level
@@ -378,6 +390,14 @@ export class MraaGpio implements Gpio {
       koffi.unregister(handle);
       this.api.gpioClose.async(ctx, () => {});
     });
+  }
+}
+
+function optional<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
   }
 }
 

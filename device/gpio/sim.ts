@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Level, PinMode } from '../../protocol/index.js';
 import { PinholeError } from '../../protocol/index.js';
-import type { Gpio, PinChange } from './gpio.js';
+import type { Bias, Gpio, PinChange, PinSettings } from './gpio.js';
 
 /** Default number of pins: 0..63. */
 export const SIM_DEFAULT_PIN_COUNT = 64;
@@ -48,8 +48,10 @@ export interface PinCounters {
 
 interface SimPin {
   mode: PinMode | undefined;
-  /** Level driven from outside; what an input reads. 0 = pulled down. */
-  driven: Level;
+  /** Bias set with setMode; undefined until set. */
+  pull: Bias | undefined;
+  /** Level driven from outside; undefined: nothing drives it (an input then reads its bias, 0 without a pull-up). */
+  driven: Level | undefined;
   /** Output latch; what an output reads and drives. */
   latch: Level;
   watchers: Set<(c: PinChange) => void>;
@@ -63,8 +65,9 @@ interface SimPin {
  *
  * - A pin's mode is undefined until configured. `read` on such a pin makes it
  *   an input, `write` makes it an output (as libmraa init + dir would).
- * - An input reads the level driven on it from outside (`drive`), 0 by default
- *   (pulled down). An output reads its latch (0 until written).
+ * - An input reads the level driven on it from outside (`drive`); with
+ *   nothing driving it, its bias: 1 with a pull-up, else 0. An output reads
+ *   its latch (0 until written).
  * - `write` on an input throws PinholeError('pin-mode'); any call with a pin the
  *   board lacks throws PinholeError('no-such-pin').
  * - Watchers get a PinChange whenever the pin's observed value changes: an
@@ -92,7 +95,7 @@ export class SimGpio implements Gpio {
     const list = typeof spec === 'number' ? countToList(spec) : spec;
     for (const p of list) {
       if (!Number.isInteger(p) || p < 0) throw new RangeError(`pin numbers must be non-negative integers, got ${p}`);
-      this.state.set(p, { mode: undefined, driven: 0, latch: 0, watchers: new Set(), trace: [], writes: 0, reads: 0 });
+      this.state.set(p, { mode: undefined, pull: undefined, driven: undefined, latch: 0, watchers: new Set(), trace: [], writes: 0, reads: 0 });
     }
   }
 
@@ -104,12 +107,21 @@ export class SimGpio implements Gpio {
     return this.pin(pin).mode;
   }
 
-  setMode(pin: number, mode: PinMode): void {
+  setMode(pin: number, mode: PinMode, settings: PinSettings = {}): void {
     if (mode !== 'in' && mode !== 'out') throw new RangeError(`mode must be 'in' or 'out', got ${String(mode)}`);
+    const pull = settings.pull;
+    if (pull !== undefined && pull !== 'up' && pull !== 'down' && pull !== 'disabled')
+      throw new RangeError(`pull must be up, down or disabled, got ${String(pull)}`);
     const p = this.pin(pin);
     this.change(pin, p, () => {
       p.mode = mode;
+      if (pull !== undefined) p.pull = pull;
     });
+  }
+
+  /** The bias set on a pin with setMode, or undefined. */
+  pull(pin: number): Bias | undefined {
+    return this.pin(pin).pull;
   }
 
   write(pin: number, value: Level): void {
@@ -147,11 +159,13 @@ export class SimGpio implements Gpio {
   /**
    * Drives a level onto a pin from outside the board (a button, another
    * chip). Allowed on inputs and unconfigured pins; throws
-   * PinholeError('pin-mode') on an output, whose level the board itself drives.
+   * PinholeError('pin-mode') on an output, whose level the board itself
+   * drives. `undefined` stops driving it: an input then reads its bias
+   * (1 with a pull-up, else 0).
    */
-  drive(pin: number, level: Level): void {
+  drive(pin: number, level: Level | undefined): void {
     const p = this.pin(pin);
-    checkLevel(level);
+    if (level !== undefined) checkLevel(level);
     if (p.mode === 'out') throw new PinholeError('pin-mode', `pin ${pin} is an output; it cannot be driven from outside`);
     this.change(pin, p, () => {
       p.driven = level;
@@ -203,7 +217,8 @@ export class SimGpio implements Gpio {
 }
 
 function observed(p: SimPin): Level {
-  return p.mode === 'out' ? p.latch : p.driven;
+  if (p.mode === 'out') return p.latch;
+  return p.driven ?? (p.pull === 'up' ? 1 : 0);
 }
 
 function countToList(n: number): number[] {
