@@ -119,13 +119,25 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     port: { type: 'string' },
     'stun-port': { type: 'string' },
     'stun-alt-host': { type: 'string' },
+    redis: { type: 'string' },
+    'metrics-host': { type: 'string' },
+    'metrics-port': { type: 'string' },
   });
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
   const c = resolveSignal(values);
-  const server = await startSignalServer({ host: c.host, port: c.port, stunPort: c.stunPort, stunAltHost: c.stunAltHost, log: io.stdout });
+  const server = await startSignalServer({
+    host: c.host,
+    port: c.port,
+    stunPort: c.stunPort,
+    stunAltHost: c.stunAltHost,
+    log: io.stdout,
+    redis: c.redis,
+    metrics: c.metrics,
+  });
   await io.stopSignal();
-  await server.close();
+  // goaway to every client, rooms given up in the cluster, then closed: a rolling restart drops nothing.
+  await server.drain();
   return EXIT.ok;
 }
 

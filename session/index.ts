@@ -5,4 +5,5 @@ export type { Dialer, DirectAttempt, DirectAttemptEvents, DirectFailedInfo, Dire
 export { iceConfigFor, parseIceServer } from './ice-config.js';
 export type { RefusalCode, RelaySocket, SessionEvents, SessionOptions, SessionPhase, SessionSecurity } from './session.js';
 export { PeerSession } from './session.js';
+export { ServerList, splitServers } from './servers.js';
 export { type RelayMessage, routeServerMessage, routeSignal, type ServerRoutes, SignalChannel, type SignalEvents, type TextSocket } from './signal.js';

@@ -18,11 +18,15 @@ export {
   REGISTER_RATE_PER_MIN,
   Router,
 } from './router.js';
+export type { ClusterOptions, ClusterStats } from './cluster.js';
+export { HEARTBEAT_MS, NODE_TTL_MS, PRESENCE_TTL_MS } from './cluster.js';
 export type { SignalServer, SignalServerConfig, SignalServerConfigInput, SignalServerStats } from './server.js';
 export {
   DEFAULT_SIGNAL_HOST,
   DEFAULT_SIGNAL_PORT,
   DEFAULT_STUN_PORT,
+  DRAIN_MS,
+  GOAWAY_RECONNECT_MS,
   KEEPALIVE_INTERVAL_MS,
   MAX_BUFFERED_BYTES,
   MAX_PENDING_UPGRADES_PER_ADDR,
