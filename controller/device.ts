@@ -645,6 +645,8 @@ async function openSession(plan: SessionPlan, target: Target, connecting?: Promi
   const { timeoutMs } = plan;
   const deadline = Date.now() + timeoutMs;
   const { signal, url: server } = await (connecting ?? openAny(plan.platform, plan.servers, timeoutMs));
+  // A draining server is passed over by the next attempts (its socket then closes: see the Device's routes).
+  signal.on('message', (m) => void (m.type === 'goaway' && plan.servers.avoid(server)));
   try {
     signal.send({ type: 'join', v: PROTOCOL_VERSION, room: target.room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');

@@ -274,7 +274,10 @@ class Registration {
     },
     error: (code, message) => this.onError(code, message),
     // The server is draining: reconnect (to the next server of the list) as after any loss of the socket.
-    goaway: () => this.signal?.close(),
+    goaway: () => {
+      this.deps.servers.avoid(this.url);
+      this.signal?.close();
+    },
     // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
     invalid: () => this.deps.emit({ event: 'security', session: '', code: 'server-invalid' }),
   };

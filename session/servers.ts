@@ -13,10 +13,19 @@ export function splitServers(list: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/**
+ * Time, in ms, a server that said `goaway` is passed over while another is
+ * left: it is draining to restart, which takes about this long; a list of
+ * one server, or all of them avoided, still gets it.
+ */
+export const GOAWAY_AVOID_MS = 30_000;
+
 /** The servers of a list in a random order, handed out in turn, wrapping around. */
 export class ServerList {
   private readonly urls: readonly string[];
   private i = 0;
+  /** Servers to pass over until the time given (Date.now ms). */
+  private readonly avoided = new Map<string, number>();
 
   /** `list`: a comma-separated list (or one URL); `random` is injectable for tests. */
   constructor(list: string, random: () => number = Math.random) {
@@ -35,10 +44,25 @@ export class ServerList {
     return this.urls.length;
   }
 
-  /** The server for the next attempt. */
+  /** The server for the next attempt: the next in turn that is not avoided (if every one is, the next in turn). */
   next(): string {
-    const u = this.urls[this.i % this.urls.length]!;
+    const now = Date.now();
+    for (let k = 0; k < this.urls.length; k++) {
+      const u = this.urls[this.i]!;
+      this.i = (this.i + 1) % this.urls.length;
+      const until = this.avoided.get(u);
+      if (until === undefined || until <= now) {
+        this.avoided.delete(u);
+        return u;
+      }
+    }
+    const u = this.urls[this.i]!;
     this.i = (this.i + 1) % this.urls.length;
     return u;
+  }
+
+  /** Passes `url` over for `ms` (it said goaway). */
+  avoid(url: string, ms = GOAWAY_AVOID_MS): void {
+    if (this.urls.includes(url)) this.avoided.set(url, Date.now() + ms);
   }
 }

@@ -38,8 +38,9 @@
  * - Drain. `drain()` gives up every room in Redis at once, so that devices
  *   told `goaway` can register at once on another node.
  */
-import { nanoid } from 'nanoid';
+
 import { Redis } from 'ioredis';
+import { nanoid } from 'nanoid';
 import { type ClientMessage, type Parsed, PROTOCOL_VERSION, parseClientMessage, parseRoom } from '../protocol/index.js';
 import type { ServerMetrics } from './metrics.js';
 import { type Action, type Admission, addressKey, type ConnId, type RouterInput, type RouterLimits, UNGUESSABLE_ROOM_LENGTH } from './router.js';
@@ -302,7 +303,9 @@ export class ClusterNode {
     let result: 'ok' | 'taken' | 'unavailable';
     if (this.draining) result = 'unavailable';
     else {
-      const r = await this.redis(() => this.cmd.eval(CLAIM_LUA, 2, KEY.room(room), KEY.epoch, this.node, PRESENCE_TTL_MS, NODE_PREFIX) as Promise<[number, unknown]>);
+      const r = await this.redis(
+        () => this.cmd.eval(CLAIM_LUA, 2, KEY.room(room), KEY.epoch, this.node, PRESENCE_TTL_MS, NODE_PREFIX) as Promise<[number, unknown]>,
+      );
       if (r === null) result = 'unavailable';
       else if (r[0] === 1) {
         this.held.set(room, Number(r[1]));
@@ -545,14 +548,9 @@ export class ClusterNode {
       const chunk = rooms.slice(i, i + REFRESH_CHUNK);
       const lost = await this.redis(
         () =>
-          this.cmd.eval(
-            REFRESH_LUA,
-            chunk.length,
-            ...chunk.map(([r]) => KEY.room(r)),
-            this.node,
-            PRESENCE_TTL_MS,
-            ...chunk.map(([, e]) => e),
-          ) as Promise<number[]>,
+          this.cmd.eval(REFRESH_LUA, chunk.length, ...chunk.map(([r]) => KEY.room(r)), this.node, PRESENCE_TTL_MS, ...chunk.map(([, e]) => e)) as Promise<
+            number[]
+          >,
       );
       if (lost === null) return;
       for (const idx of lost) {

@@ -3,6 +3,8 @@
  * `pinhole signal`), or drive the pure router directly in unit tests.
  */
 
+export type { ClusterOptions, ClusterStats } from './cluster.js';
+export { HEARTBEAT_MS, NODE_TTL_MS, PRESENCE_TTL_MS } from './cluster.js';
 export type { Action, ConnId, RouterInput, RouterLimits, RouterOptions, RouterStats } from './router.js';
 export {
   ADMIT_TIMEOUT_MS,
@@ -18,8 +20,6 @@ export {
   REGISTER_RATE_PER_MIN,
   Router,
 } from './router.js';
-export type { ClusterOptions, ClusterStats } from './cluster.js';
-export { HEARTBEAT_MS, NODE_TTL_MS, PRESENCE_TTL_MS } from './cluster.js';
 export type { SignalServer, SignalServerConfig, SignalServerConfigInput, SignalServerStats } from './server.js';
 export {
   DEFAULT_SIGNAL_HOST,

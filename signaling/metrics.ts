@@ -84,9 +84,18 @@ export class ServerMetrics {
       },
     });
     this.refusals = new Counter({ name: 'pinhole_refusals_total', help: 'error replies sent, by code', labelNames: ['code'], registers: [r] });
-    this.redisRtt = new Histogram({ name: 'pinhole_redis_roundtrip_seconds', help: 'round trip of Redis commands', buckets: REDIS_RTT_BUCKETS, registers: [r] });
+    this.redisRtt = new Histogram({
+      name: 'pinhole_redis_roundtrip_seconds',
+      help: 'round trip of Redis commands',
+      buckets: REDIS_RTT_BUCKETS,
+      registers: [r],
+    });
     this.redisErrors = new Counter({ name: 'pinhole_redis_errors_total', help: 'Redis commands that failed or timed out', registers: [r] });
-    this.redisUp = new Gauge({ name: 'pinhole_redis_up', help: '1 while the cluster store answers, 0 while it does not (absent: not clustered)', registers: clustered ? [r] : [] });
+    this.redisUp = new Gauge({
+      name: 'pinhole_redis_up',
+      help: '1 while the cluster store answers, 0 while it does not (absent: not clustered)',
+      registers: clustered ? [r] : [],
+    });
   }
 
   /** An error reply with `code` went out. */

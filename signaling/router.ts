@@ -124,7 +124,8 @@
  * - `open{remote}` is a socket of another node whose controller joined a room
  *   here: it gets no `hello` (its own node greeted it).
  * `drain{reconnectMs}` (clustered or not) sends `goaway{reconnectMs}` to every
- * socket, and to each socket opened afterwards right behind its `hello`.
+ * socket of this node (not to those proxied here), and to each socket opened
+ * afterwards right behind its `hello`.
  *
  * A socket the router has closed (or refused) is forgotten at once: later
  * inputs for it are ignored, and its eventual `close` input is a no-op.
@@ -154,8 +155,13 @@ export type ConnId = number;
 
 /** Something that happened, as the shell reports it. */
 export type RouterInput =
-  | { kind: 'open'; conn: ConnId; addr: string; /** A socket of another node, proxied here: no hello. */ remote?: boolean }
-  | { kind: 'message'; conn: ConnId; msg: ClientMessage; /** The cluster-wide buckets' verdict; absent: this router's own buckets decide. */ admission?: Admission }
+  | { kind: 'open'; conn: ConnId; addr: string /** A socket of another node, proxied here: no hello. */; remote?: boolean }
+  | {
+      kind: 'message';
+      conn: ConnId;
+      msg: ClientMessage /** The cluster-wide buckets' verdict; absent: this router's own buckets decide. */;
+      admission?: Admission;
+    }
   | { kind: 'invalid'; conn: ConnId; code: 'bad-message' | 'too-large' | 'version'; reason: string }
   | { kind: 'close'; conn: ConnId; reason?: string /** The device closed with CLOSE_LEAVE: delete its room now, no grace. */; leave?: boolean }
   | { kind: 'tick' }
@@ -411,6 +417,8 @@ interface Conn {
   role: Role | null;
   /** A controller's session in its room; null otherwise. */
   session: string | null;
+  /** A socket of another node, proxied here (open{remote}). */
+  remote: boolean;
   /** Clustered: waiting for `claimed` or `located`, or proxied to another node; null otherwise. */
   pending: { kind: 'claim'; room: string; maxControllers: number | undefined } | { kind: 'locate'; room: string } | { kind: 'remote' } | null;
   tokens: number;
@@ -609,7 +617,8 @@ export class Router {
         break;
       case 'drain':
         this.draining = input.reconnectMs;
-        for (const id of this.conns.keys()) out.push({ kind: 'send', conn: id, msg: { type: 'goaway', reconnectMs: input.reconnectMs } });
+        // Not to sockets of other nodes: theirs are not going away (their room's device moves, and they follow it).
+        for (const c of this.conns.values()) if (!c.remote) out.push({ kind: 'send', conn: c.id, msg: { type: 'goaway', reconnectMs: input.reconnectMs } });
         break;
       case 'close':
         this.drop(input.conn, input.reason ?? 'closed', now, out, input.leave === true);
@@ -676,6 +685,7 @@ export class Router {
       room: null,
       role: null,
       session: null,
+      remote,
       pending: null,
       tokens: this.limits.rateBurst,
       refillAt: now,
@@ -684,7 +694,7 @@ export class Router {
       drops: 0,
     });
     if (!remote) out.push({ kind: 'send', conn: id, msg: { type: 'hello', v: PROTOCOL_VERSION, nonce } });
-    if (this.draining !== null) out.push({ kind: 'send', conn: id, msg: { type: 'goaway', reconnectMs: this.draining } });
+    if (this.draining !== null && !remote) out.push({ kind: 'send', conn: id, msg: { type: 'goaway', reconnectMs: this.draining } });
   }
 
   /** Forgets a connection, leaving its room. `reason` goes to the log. */

@@ -505,8 +505,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   const h = urlHost(cfg.host);
   const url = `ws://${h}:${port}`;
   const ma = metricsServer?.address();
-  const metricsUrl =
-    metricsServer && typeof ma === 'object' && ma ? `http://${urlHost(cfg.metrics!.host)}:${ma.port}/metrics` : `http://${h}:${port}/metrics`;
+  const metricsUrl = metricsServer && typeof ma === 'object' && ma ? `http://${urlHost(cfg.metrics!.host)}:${ma.port}/metrics` : `http://${h}:${port}/metrics`;
   emit('listening', {
     ws: url,
     http: `http://${h}:${port}/healthz`,

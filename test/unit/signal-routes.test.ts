@@ -14,7 +14,15 @@ function recorder(): { routes: Required<ServerRoutes>; calls: unknown[][] } {
       void calls.push([name, ...args]);
   return {
     calls,
-    routes: { relay: rec('relay'), peer: rec('peer'), peerLeft: rec('peerLeft'), error: rec('error'), invalid: rec('invalid'), closed: rec('closed'), goaway: rec('goaway') },
+    routes: {
+      relay: rec('relay'),
+      peer: rec('peer'),
+      peerLeft: rec('peerLeft'),
+      error: rec('error'),
+      invalid: rec('invalid'),
+      closed: rec('closed'),
+      goaway: rec('goaway'),
+    },
   };
 }
 
