@@ -5,8 +5,9 @@
  * router actions into socket operations and log lines.
  *
  * Logs: one JSON object per line through `cfg.log`. The first line is always
- *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","stun":"udp://HOST:PORT"}
- * with the real bound ports ("stun": null when STUN is off), plus
+ *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","metrics":"http://HOST:PORT/metrics","stun":"udp://HOST:PORT"}
+ * with the real bound ports ("stun": null when STUN is off; "metrics" on the
+ * metrics listener when there is one; "node": the cluster node id when clustered), plus
  * "stunAlt":"udp://ALT:PORT+1" when an alternate STUN address is set. No line
  * ever carries a room name, a session id, relay data or a message body.
  */
