@@ -121,13 +121,20 @@ async function startChild(kind: string, redis?: string): Promise<Proc> {
 let nextSource = 0;
 const source = (): string => `127.0.0.${2 + (nextSource++ % SOURCES)}`;
 
+/** The first message of each socket (the server's hello can arrive in the same read as the upgrade's answer). */
+const firsts = new WeakMap<WebSocket, Promise<unknown>>();
+
 function open(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { localAddress: source(), perMessageDeflate: false });
+    firsts.set(ws, new Promise((r) => ws.once('message', r)));
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
 }
+
+/** Waits for the server's hello. */
+const hello = (ws: WebSocket): Promise<unknown> => firsts.get(ws)!;
 
 /** The next message on `ws`, parsed. */
 function nextMsg(ws: WebSocket): Promise<{ type: string; session?: string; data?: string; code?: string }> {
@@ -140,15 +147,14 @@ const freshRoom = (): string => `B${process.pid.toString(36).toUpperCase()}X${(r
 /** A pinhole pair: a device that registered a room (on `deviceUrl`) and a controller that joined it (on `controllerUrl`). */
 async function pinholePair(deviceUrl: string, controllerUrl: string): Promise<{ d: WebSocket; c: WebSocket; session: string }> {
   const d = await open(deviceUrl);
-  const dh = nextMsg(d);
-  await dh;
+  await hello(d);
   const room = freshRoom();
   const reg = nextMsg(d);
   d.send(JSON.stringify({ type: 'register', v: PROTOCOL_VERSION, room }));
   const r = await reg;
   if (r.type !== 'registered') throw new Error(`register: ${JSON.stringify(r)}`);
   const c = await open(controllerUrl);
-  await nextMsg(c);
+  await hello(c);
   const j = nextMsg(c);
   const peer = nextMsg(d);
   c.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room }));
@@ -168,7 +174,7 @@ async function idle(kind: string, p: Proc, n: number): Promise<{ rssPerConnKiB: 
         if (kind === 'peerjs') return open(`${p.url}/peerjs?key=peerjs&id=bench${i + k}x${process.pid}&token=t${i + k}`);
         const ws = await open(p.url);
         if (kind === 'pinhole') {
-          await nextMsg(ws);
+          await hello(ws);
           const reg = nextMsg(ws);
           ws.send(JSON.stringify({ type: 'register', v: PROTOCOL_VERSION, room: freshRoom() }));
           await reg;
@@ -271,7 +277,7 @@ async function failover(redis: string): Promise<number> {
   const a = await startChild('pinhole', redis);
   const b = await startChild('pinhole', redis);
   const d = await open(a.url);
-  await nextMsg(d);
+  await hello(d);
   const room = freshRoom();
   const reg = nextMsg(d);
   d.send(JSON.stringify({ type: 'register', v: PROTOCOL_VERSION, room }));
@@ -281,7 +287,7 @@ async function failover(redis: string): Promise<number> {
   // The device's part: reconnect to the other node and register until the room is free (its old node's key expires).
   for (;;) {
     const s = await open(b.url);
-    await nextMsg(s);
+    await hello(s);
     const r = nextMsg(s);
     s.send(JSON.stringify({ type: 'register', v: PROTOCOL_VERSION, room }));
     const m = await r;
@@ -308,7 +314,10 @@ async function main(): Promise<void> {
   const redis = `redis://127.0.0.1:${rport}`;
   const redisPid = redisProc.pid!;
   const rows: string[] = [];
-  const row = (label: string, value: string, note = ''): void => void rows.push(`${label.padEnd(48)} ${value.padStart(14)}  ${note}`);
+  const row = (label: string, value: string, note = ''): void => {
+    rows.push(`${label.padEnd(48)} ${value.padStart(14)}  ${note}`);
+    console.error(rows.at(-1));
+  };
   try {
     // Idle capacity.
     const idleFig: Record<string, { rssPerConnKiB: number; idleCpuPct: number }> = {};
