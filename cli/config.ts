@@ -57,6 +57,10 @@ export interface SignalCliConfig {
   allowedOrigins: AllowedOrigins;
   /** Serve the controller page at / (default true; --no-page: off). */
   page: boolean;
+  /** --redis redis://HOST:PORT[/DB]: join that cluster; null (default) = a single node. */
+  redis: string | null;
+  /** --metrics-host/--metrics-port: GET /metrics on a listener of its own; null (default) = on --port. */
+  metrics: { host: string; port: number } | null;
 }
 
 /** `pinhole page` settings: write the built page to a directory, or serve it. */
@@ -226,17 +230,25 @@ export function intFlag(f: Flags, k: string, dflt: number, min = 0, max = Number
   return Number(v);
 }
 
+/** --server: one URL, or several of one deployment, comma-separated (ws://a:8080,ws://b:8080). */
 function serverUrl(f: Flags, env: Env): string {
   const s = str(f, 'server') ?? env.PINHOLE_SERVER;
   if (!s) throw usage('--server URL is required (or set PINHOLE_SERVER), e.g. --server ws://my-server:8080');
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    throw usage(`--server ${s} is not a URL; use ws://host:port`);
+  const list = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  if (list.length === 0) throw usage('--server names no URL');
+  for (const one of list) {
+    let u: URL;
+    try {
+      u = new URL(one);
+    } catch {
+      throw usage(`--server ${one} is not a URL; use ws://host:port`);
+    }
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw usage(`--server must be ws:// or wss://, not ${u.protocol}`);
   }
-  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw usage(`--server must be ws:// or wss://, not ${u.protocol}`);
-  return s;
+  return list.join(',');
 }
 
 /** Parses `--pins 13,20-23` (or another pin-list flag, named in errors). */
@@ -312,6 +324,7 @@ export function resolveSignal(f: Flags): SignalCliConfig {
     stunAltHost: str(f, 'stun-alt-host') ?? null,
     allowedOrigins: allowOriginFlag(f),
     page: f['no-page'] !== true,
+    ...clusterFlags(f),
   };
 }
 
@@ -335,9 +348,20 @@ function allowOriginFlag(f: Flags): AllowedOrigins {
   return r.value;
 }
 
+/** --redis, --metrics-host and --metrics-port of `pinhole signal`. */
+function clusterFlags(f: Flags): Pick<SignalCliConfig, 'redis' | 'metrics'> {
+  const redis = str(f, 'redis') ?? null;
+  if (redis !== null && !/^rediss?:\/\/[^\s/]+(\/\d{1,2})?$/.test(redis)) throw usage(`--redis must be redis://HOST:PORT[/DB], not ${redis}`);
+  const mh = str(f, 'metrics-host');
+  const mp = str(f, 'metrics-port');
+  if ((mh === undefined) !== (mp === undefined)) throw usage('--metrics-host and --metrics-port go together');
+  return { redis, metrics: mh === undefined ? null : { host: mh, port: intFlag(f, 'metrics-port', 0, 0, 65535) } };
+}
+
 export function resolveDoctor(f: Flags, env: Env): DoctorCliConfig {
   return {
-    server: serverUrl(f, env),
+    // A list's first server: doctor tests one server's network path.
+    server: serverUrl(f, env).split(',')[0]!,
     json: f.json === true,
     timeoutMs: intFlag(f, 'timeout', DEFAULT_DOCTOR_TIMEOUT_MS, 1, 60_000),
   };

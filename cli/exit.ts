@@ -43,6 +43,7 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   'room-taken': EXIT.refused,
   version: EXIT.refused,
   'server-unreachable': EXIT.unreachable,
+  'cluster-unavailable': EXIT.unreachable,
   timeout: EXIT.unreachable,
   'device-offline': EXIT.unreachable,
   'peer-left': EXIT.unreachable,

@@ -5,7 +5,7 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
-                 [--no-page]
+                 [--no-page] [--redis URL]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa|chardev] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                  [--page-url URL] [--no-qr]
@@ -29,6 +29,7 @@ spent code, not paired, tampering detected), 4 server or device unreachable, bus
 5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
 const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...] [--no-page]
+               [--redis redis://HOST:PORT[/DB]] [--metrics-host H --metrics-port P]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
   --host H           address to bind (default 0.0.0.0)
@@ -44,6 +45,12 @@ Runs a signaling server: WebSocket signaling and relay on --port, a STUN server 
                      device, pinhole control) are always let in.
   --no-page          do not serve the controller page at / (it is served by default: a browser
                      then runs this server's code; see 'pinhole page' for a copy you host yourself)
+  --redis URL        one node of a cluster: every node given the same Redis shares rooms,
+                     limits and forwarding (docs/deploy.md). Default: a single node.
+  --metrics-host H --metrics-port P
+                     serve GET /metrics (Prometheus text) on a listener of its own instead of
+                     on --port
+SIGINT/SIGTERM drain: every client is told goaway and moves to another server, then it exits.
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
 
@@ -73,7 +80,8 @@ the controller page with the code (PAGE#pair=CODE) and its QR code, then serves 
 --max-controllers controllers at once until SIGINT/SIGTERM, one line as each connects and leaves.
 A code is good for ONE attempt: whoever tries it spends it, and a new code is printed at once.
 Paired controllers come back with no code ('pinhole control NAME ...').
-  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER); several servers of
+                  one deployment, comma-separated, are tried in a random order
   --code CODE     the first pairing code (RRRR-SSS-SSS: 10 symbols of
                   23456789ABCDEFGHJKMNPQRSTVWXYZ); later codes are generated
   --name NAME     name shown to controllers, who save the device under it (default: host name)
@@ -132,7 +140,8 @@ saves it under its name (or --as NAME), then runs COMMAND:
                                         rights and current path
   shell                                 interactive prompt running these commands on one session
 Options:
-  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER); with NAME, default:
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER; a comma-separated list
+                  of one deployment's servers works too); with NAME, default:
                   the server saved at pairing
   --code CODE     first pairing only: the code the device printed last (case and dashes do not matter)
   --name ME       the name the device lists this controller under (default: host name)

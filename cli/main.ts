@@ -185,6 +185,9 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     'stun-alt-host': { type: 'string' },
     'allow-origin': { type: 'string', multiple: true },
     'no-page': { type: 'boolean' },
+    redis: { type: 'string' },
+    'metrics-host': { type: 'string' },
+    'metrics-port': { type: 'string' },
   });
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
@@ -197,9 +200,12 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
     allowedOrigins: c.allowedOrigins,
     page: c.page,
     log: io.stdout,
+    redis: c.redis,
+    metrics: c.metrics,
   });
   await io.stopSignal();
-  await server.close();
+  // goaway to every client, rooms given up in the cluster, then closed: a rolling restart drops nothing.
+  await server.drain();
   return EXIT.ok;
 }
 

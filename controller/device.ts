@@ -34,6 +34,7 @@ import {
   iceConfigFor,
   PeerSession,
   routeSignal,
+  ServerList,
   type SessionEvents,
   type SignalChannel,
 } from '../session/index.js';
@@ -62,7 +63,10 @@ export interface DtlsCert {
 export interface PlatformConnectOptions {
   /** Name the device shows for this controller. */
   name: string;
-  /** Signaling server URL, ws:// or wss://. Required with `code`; with `device` it defaults to the one saved at pairing. */
+  /**
+   * Signaling server URL, or several of one deployment, comma-separated (tried in a random
+   * order, one per attempt). Required with `code`; with `device` it defaults to the one saved at pairing.
+   */
   server?: string;
   /**
    * First pairing: the code the device printed, as typed (case and dashes do
@@ -295,6 +299,8 @@ export class Device extends Emitter<DeviceEvents> {
         if (session.path === 'none') this.lost(new PinholeError('peer-left', 'the device disconnected'), session);
       },
       invalid: () => this.emit('security', 'server-invalid'),
+      // The server is draining: its socket goes, which (below) moves a relayed session to another server.
+      goaway: () => signal.close(),
       closed: () => {
         session.detachSignal();
         // A live direct path carries on without the server; only a dead end means a new session.
@@ -555,8 +561,9 @@ export async function connectDevice(platform: ControllerPlatform, opts: Platform
     server = opts.server ?? entry.server;
   }
   opts.onStage?.('connecting');
+  const servers = new ServerList(server);
   // The socket opens while the state is read (about a millisecond of CPU, as long as the TCP and HTTP round trips).
-  const connecting = platform.openSignal(server, timeoutMs);
+  const connecting = openAny(platform, servers, timeoutMs);
   let identity: Identity;
   let cert: Promise<DtlsCert> | undefined;
   try {
@@ -564,10 +571,10 @@ export async function connectDevice(platform: ControllerPlatform, opts: Platform
     cert = direct ? opts.cert?.() : undefined;
     cert?.catch(() => undefined);
   } catch (e) {
-    connecting.then((s) => s.close()).catch(() => undefined);
+    connecting.then((c) => c.signal.close()).catch(() => undefined);
     throw e;
   }
-  const plan: SessionPlan = { server, identity, name: opts.name, direct, iceServers: opts.iceServers, timeoutMs, platform, cert, onStage: opts.onStage };
+  const plan: SessionPlan = { servers, identity, name: opts.name, direct, iceServers: opts.iceServers, timeoutMs, platform, cert, onStage: opts.onStage };
   const { signal, session, unroute } = await openSession(plan, target, connecting);
   const peer = session.peer!;
   // Later sessions go to the device's own room and require the key it just proved.
@@ -596,6 +603,27 @@ export async function connectDevice(platform: ControllerPlatform, opts: Platform
   return dev;
 }
 
+/** A socket to one of the servers, and which. */
+interface Connected {
+  signal: SignalChannel;
+  url: string;
+}
+
+/** Opens a socket to the first server of the list that answers, trying each at most once. */
+async function openAny(platform: ControllerPlatform, servers: ServerList, timeoutMs: number): Promise<Connected> {
+  let last: unknown;
+  for (let i = 0; i < servers.size; i++) {
+    const url = servers.next();
+    try {
+      return { signal: await platform.openSignal(url, timeoutMs), url };
+    } catch (e) {
+      last = e;
+      if (!(e instanceof PinholeError && e.code === 'server-unreachable')) throw e;
+    }
+  }
+  throw last;
+}
+
 /** A code typed by a person, parsed; throws `usage` naming what is wrong. */
 function parseCode(typed: string): PairingCode {
   const p = parsePairingCode(typed);
@@ -616,7 +644,7 @@ interface Target {
 
 /** What every session of one Device shares. */
 interface SessionPlan {
-  server: string;
+  servers: ServerList;
   identity: Identity;
   name: string;
   direct: boolean;
@@ -629,10 +657,12 @@ interface SessionPlan {
 }
 
 /** Joins the target's room, waits for the device, runs the handshake. Resolves with a secured session. */
-async function openSession(plan: SessionPlan, target: Target, connecting?: Promise<SignalChannel>): Promise<Opened> {
-  const { timeoutMs, server } = plan;
+async function openSession(plan: SessionPlan, target: Target, connecting?: Promise<Connected>): Promise<Opened> {
+  const { timeoutMs } = plan;
   const deadline = Date.now() + timeoutMs;
-  const signal = await (connecting ?? plan.platform.openSignal(server, timeoutMs));
+  const { signal, url: server } = await (connecting ?? openAny(plan.platform, plan.servers, timeoutMs));
+  // A draining server is passed over by the next attempts (its socket then closes: see the Device's routes).
+  signal.on('message', (m) => void (m.type === 'goaway' && plan.servers.avoid(server)));
   try {
     signal.send({ type: 'join', v: PROTOCOL_VERSION, room: target.room });
     const r = await signal.next((m) => (m.type === 'joined' || m.type === 'error' ? m : undefined), timeoutMs, 'an answer to join');

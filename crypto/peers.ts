@@ -96,17 +96,23 @@ function checkTime(t: unknown, what: string): asserts t is number {
   if (!isTime(t)) throw badInput(`${what} must be a non-negative integer number of ms since the epoch, got ${String(t)}`);
 }
 
-/** A ws:// or wss:// URL with a host, at most MAX_SERVER_URL_CHARS, no whitespace or control characters. */
+/**
+ * A ws:// or wss:// URL with a host, or a comma-separated list of them (the
+ * servers of one deployment), at most MAX_SERVER_URL_CHARS in all, no
+ * whitespace or control characters.
+ */
 export function isValidServerUrl(url: unknown): url is string {
   if (typeof url !== 'string' || url.length === 0 || url.length > MAX_SERVER_URL_CHARS) return false;
   // the WHATWG parser silently strips tabs and newlines; refuse them instead
   if (/[\s\p{Cc}]/u.test(url)) return false;
-  try {
-    const u = new URL(url);
-    return (u.protocol === 'ws:' || u.protocol === 'wss:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
+  return url.split(',').every((one) => {
+    try {
+      const u = new URL(one);
+      return (u.protocol === 'ws:' || u.protocol === 'wss:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Keeps at most `max` code points (never splits a surrogate pair). */

@@ -66,7 +66,7 @@ import {
   type ServerMessage,
   type SignalErrorCode,
 } from '../protocol/index.js';
-import { Backoff, iceConfigFor, PeerSession, type RelaySocket } from '../session/index.js';
+import { Backoff, iceConfigFor, PeerSession, type RelaySocket, ServerList } from '../session/index.js';
 import type { Path } from '../transport/index.js';
 import { Board } from './board.js';
 import type { Gpio } from './gpio/gpio.js';
@@ -128,11 +128,12 @@ const RETRY_AT_START: ReadonlySet<string> = new Set<ErrorCode>([
   'join-limited',
   'expired',
   'timeout',
+  'cluster-unavailable',
 ]);
 
 /** Configuration of a device agent. */
 export interface DeviceConfig {
-  /** Signaling server URL, ws:// or wss://. */
+  /** Signaling server URL, ws:// or wss://; or several of one deployment, comma-separated, tried in a random order. */
   server: string;
   /** First pairing code, parsed (parsePairingCode); default: generated. Every later code is generated. */
   code?: PairingCode;
@@ -209,8 +210,8 @@ type RoomKind = { kind: 'home' } | { kind: 'pairing'; secret: string; display: s
 
 /** What a room needs from its agent: settings, the loaded state, and the parts the agent's rooms share. */
 interface RoomDeps {
-  /** Signaling server URL. */
-  server: string;
+  /** The signaling servers, one per connection attempt. */
+  servers: ServerList;
   identity: Identity;
   /** The DTLS certificate; undefined with the direct path off. */
   dtls: AgentState['dtls'];
@@ -257,6 +258,8 @@ class Registration {
   /** Sessions refused as `device-busy`, oldest first: a `c1` from one is refused again. */
   private readonly busy = new Set<string>();
   private stunPort = 0;
+  /** The server of the current socket (its host is also the STUN server's). */
+  private url = '';
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff({ baseMs: RECONNECT_BASE_MS, maxMs: RECONNECT_MAX_MS, jitter: RECONNECT_JITTER });
@@ -270,6 +273,11 @@ class Registration {
       if (cur) void this.endSession(cur, true);
     },
     error: (code, message) => this.onError(code, message),
+    // The server is draining: reconnect (to the next server of the list) as after any loss of the socket.
+    goaway: () => {
+      this.deps.servers.avoid(this.url);
+      this.signal?.close();
+    },
     // A frame the protocol does not allow (an injected plain `signal`, say) is an event, not noise.
     invalid: () => this.deps.emit({ event: 'security', session: '', code: 'server-invalid' }),
   };
@@ -341,7 +349,9 @@ class Registration {
    * the room any more.
    */
   private async connect(): Promise<void> {
-    const signal = await SignalClient.connect(this.deps.server);
+    const url = this.deps.servers.next();
+    const signal = await SignalClient.connect(url);
+    this.url = url;
     // `peer` can arrive in the same read as `registered` (a controller was waiting):
     // hold everything that comes before we are listening for real.
     const early: ServerMessage[] = [];
@@ -468,7 +478,7 @@ class Registration {
       dialer: weriftDialer,
       aead: nodeAead,
       curve25519: nodeCurve25519,
-      rtc: { ...iceConfigFor(deps.server, this.stunPort, deps.iceServers), ...(deps.dtls ? { dtlsKeys: deps.dtls.keys } : {}) },
+      rtc: { ...iceConfigFor(this.url, this.stunPort, deps.iceServers), ...(deps.dtls ? { dtlsKeys: deps.dtls.keys } : {}) },
       security: {
         role: 'device',
         identity: deps.identity,
@@ -659,7 +669,7 @@ export class DeviceAgent extends EventEmitter<DeviceAgentEvents> {
     // The trust list, read at every handshake and every command: parsed again only when the file changed.
     const trustList = TrustedControllers.reader(stateDir);
     this.deps = {
-      server: cfg.server,
+      servers: new ServerList(cfg.server),
       identity: state.identity,
       dtls: state.dtls,
       direct: cfg.direct ?? true,

@@ -53,6 +53,7 @@ export const ERROR_SOURCES = {
     'register-limited': 'too many registrations from this address',
     'too-many-rooms': "this address's devices already hold MAX_ROOMS_PER_ADDR rooms",
     'not-admitted': 'the device did not admit this controller within ADMIT_TIMEOUT_MS',
+    'cluster-unavailable': 'a clustered server cannot reach its shared store: a join of a room on another node, or a register of a new room, waits for it',
   },
   /** Raised on the controller or device side, beyond what the server or the device sends. */
   local: {

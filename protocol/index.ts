@@ -21,13 +21,15 @@ export {
   rpcError,
 } from './rpc.js';
 export { parseSdpFingerprint } from './sdp.js';
-export type { ClientMessage, RegisterProof, Role, ServerMessage, SignalErrorCode, SignalPayload } from './signaling.js';
+export type { ClientMessage, Parsed, RegisterProof, Role, ServerMessage, SignalErrorCode, SignalPayload } from './signaling.js';
 export {
+  CLOSE_GOING_AWAY,
   CLOSE_LEAVE,
   DEFAULT_ROOM_CONTROLLERS,
   encode,
   HELLO_NONCE_BYTES,
   MAX_CONTROLLERS_LIMIT,
+  MAX_GOAWAY_MS,
   MAX_LINK_FRAME_BYTES,
   MAX_SIGNAL_BYTES,
   makeRegisterProof,

@@ -28,6 +28,17 @@
  *     |<=============== werift data channel (direct) ============>|   link frames move here
  *     |                           |                               |
  *     |<-- peer-left -------------|<-------------- (ws closes) ---|
+ *     |                           |                               |
+ *     |<-- goaway{reconnectMs} ---|--- goaway{reconnectMs} ------>|   the server is draining: reconnect (to
+ *     |   (then closed 1012)      |   (then closed 1012)          |   another server of the list) now; a
+ *     |-- register (elsewhere) -->|                               |   direct path carries on meanwhile
+ *
+ * Clustered servers (`pinhole signal --redis`): a room lives on the node its
+ * device registered with (its home). A controller may land on any node: its
+ * node looks the room up in the shared store and forwards its frames one hop
+ * to the home node, which routes them as if the controller were local. Peers
+ * see no difference, except `error{cluster-unavailable}` for a join of a room
+ * on another node (or a register of a new room) while the store is down.
  *
  * The server never reads `relay` payloads; it checks their size and forwards
  * them: a controller's to the device (tagged with the controller's session),
@@ -48,8 +59,16 @@ import { isErrorCode } from './errors.js';
  * and WebRTC set-up travels sealed inside `relay` (no `signal` message).
  * 3: a device room serves many controllers at once: `register` carries the
  * device's `maxControllers`, and a device's `relay` names its `session`.
+ * 4: a draining server says `goaway` before it closes, and a clustered server
+ * may refuse with `cluster-unavailable`.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+
+/** WebSocket close code after `goaway`: service restart (RFC 6455), try again at once. */
+export const CLOSE_GOING_AWAY = 1012;
+
+/** Longest `goaway.reconnectMs` a server may ask for: the client's reconnect spread, bounded so a hostile server cannot park it. */
+export const MAX_GOAWAY_MS = 60_000;
 
 /**
  * Most controllers a device may ask to serve at once (`register.maxControllers`).
@@ -108,7 +127,8 @@ export type SignalErrorCode =
   | 'bad-proof' // register of a device room without a valid proof of its key
   | 'register-limited' // too many registrations from this address
   | 'too-many-rooms' // this address's devices already hold MAX_ROOMS_PER_ADDR rooms
-  | 'not-admitted'; // the device did not admit this controller within ADMIT_TIMEOUT_MS
+  | 'not-admitted' // the device did not admit this controller within ADMIT_TIMEOUT_MS
+  | 'cluster-unavailable'; // a clustered server cannot reach its shared store: cross-node joins and new rooms wait for it
 
 /** A candidate or description exchanged for WebRTC, carried sealed inside `relay` (the server never sees it). */
 export type SignalPayload =
@@ -144,7 +164,9 @@ export type ServerMessage =
   | { type: 'peer'; session: string }
   | { type: 'peer-left'; session: string }
   | { type: 'relay'; data: string; session?: string } // to a device: the session it came from
-  | { type: 'error'; code: SignalErrorCode; message: string };
+  | { type: 'error'; code: SignalErrorCode; message: string }
+  /** The server is draining: reconnect within `reconnectMs` (spread at random), to another server if there is one. */
+  | { type: 'goaway'; reconnectMs: number };
 
 /**
  * The message a registration proof signs: utf8(REGISTER_PROOF_DOMAIN) || 0x00
@@ -246,9 +268,54 @@ export function parseSignalPayload(p: unknown): SignalPayload | string {
   }
 }
 
+const RELAY_PREFIX = '{"type":"relay","data":"';
+const SESSION_INFIX = '","session":"';
+
+/**
+ * End of a JSON string body starting at `from` that needs no unescaping (no
+ * backslash, no control character), at most `max` chars: the index of its
+ * closing quote, or -1.
+ */
+function plainStringEnd(s: string, from: number, max: number): number {
+  const stop = Math.min(s.length, from + max + 1);
+  for (let i = from; i < stop; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 34) return i;
+    if (c < 32 || c === 92) return -1;
+  }
+  return -1;
+}
+
+/**
+ * The relay frames peers send (`encode` of `relay{data}` or
+ * `relay{data,session}`, data and session needing no escapes: base64url and
+ * ids) read without JSON.parse: the relay is the hot path. Anything else is
+ * undefined and goes the general way, so this accepts nothing it would refuse.
+ */
+function fastRelay(s: string): ClientMessage | undefined {
+  if (!s.startsWith(RELAY_PREFIX)) return undefined;
+  const start = RELAY_PREFIX.length;
+  const end = plainStringEnd(s, start, MAX_LINK_FRAME_BYTES);
+  if (end < 0) return undefined;
+  const data = s.slice(start, end);
+  if (end + 2 === s.length && s.charCodeAt(end + 1) === 125) return { type: 'relay', data };
+  if (!s.startsWith(SESSION_INFIX, end)) return undefined;
+  const sStart = end + SESSION_INFIX.length;
+  const sEnd = plainStringEnd(s, sStart, 64);
+  if (sEnd <= sStart || sEnd + 2 !== s.length || s.charCodeAt(sEnd + 1) !== 125) return undefined;
+  return { type: 'relay', data, session: s.slice(sStart, sEnd) };
+}
+
 /** Validates one frame a peer sent to the server. The only place client messages are checked. */
 export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMessage> {
-  const j = parseJson(text, MAX_SIGNAL_BYTES);
+  const bytes = typeof text === 'string' ? utf8ByteLength(text) : text.length;
+  let decoded: string | Uint8Array = text;
+  if (bytes <= MAX_SIGNAL_BYTES) {
+    decoded = typeof text === 'string' ? text : utf8Decode(text);
+    const fast = fastRelay(decoded);
+    if (fast) return { ok: true, value: fast };
+  }
+  const j = parseJson(decoded, MAX_SIGNAL_BYTES);
   if (!j.ok) return j;
   const m = j.value;
   if (!isObj(m)) return bad('message must be an object');
@@ -316,12 +383,19 @@ export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMess
     case 'error':
       if (!isErrorCode(m.code, 'signal') || !isStr(m.message, 1024)) return bad('bad error');
       return { ok: true, value: { type: 'error', code: m.code, message: m.message } };
+    case 'goaway':
+      if (!Number.isInteger(m.reconnectMs) || (m.reconnectMs as number) < 0 || (m.reconnectMs as number) > MAX_GOAWAY_MS) return bad('bad goaway');
+      return { ok: true, value: { type: 'goaway', reconnectMs: m.reconnectMs as number } };
     default:
       return bad('unknown message type');
   }
 }
 
-/** Serialises a message; the single place frames are encoded. */
+/** Serialises a message; the single place frames are encoded. A relay, the hot path, is spelled out (same JSON, no object walk). */
 export function encode(m: ClientMessage | ServerMessage): string {
+  if (m.type === 'relay') {
+    const data = JSON.stringify(m.data);
+    return m.session === undefined ? `{"type":"relay","data":${data}}` : `{"type":"relay","data":${data},"session":${JSON.stringify(m.session)}}`;
+  }
   return JSON.stringify(m);
 }

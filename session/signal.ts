@@ -162,6 +162,8 @@ export interface ServerRoutes {
   error?(code: SignalErrorCode, message: string): void;
   /** The server sent a frame the protocol does not allow. */
   invalid?(reason: string): void;
+  /** The server is draining: move to another server within `reconnectMs`. */
+  goaway?(reconnectMs: number): void;
   /** The socket closed. */
   closed?(): void;
 }
@@ -177,6 +179,8 @@ export function routeServerMessage(m: ServerMessage, r: ServerRoutes): void {
       return r.peerLeft?.(m.session);
     case 'error':
       return r.error?.(m.code, m.message);
+    case 'goaway':
+      return r.goaway?.(m.reconnectMs);
     case 'hello':
     case 'registered':
     case 'joined':

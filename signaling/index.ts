@@ -3,6 +3,8 @@
  * `pinhole signal`), or drive the pure router directly in unit tests.
  */
 
+export type { ClusterOptions, ClusterStats } from './cluster.js';
+export { HEARTBEAT_MS, NODE_TTL_MS, PRESENCE_TTL_MS } from './cluster.js';
 export type { AllowedOrigins } from './origin.js';
 export { checkOrigin, normalizeOrigin, parseAllowedOrigins, parseOriginFlag } from './origin.js';
 export { loadPage, PAGE_CSP, PAGE_DIR, type PageFiles, type PageManifest, pageHash, servePage } from './page.js';
@@ -26,6 +28,8 @@ export {
   DEFAULT_SIGNAL_HOST,
   DEFAULT_SIGNAL_PORT,
   DEFAULT_STUN_PORT,
+  DRAIN_MS,
+  GOAWAY_RECONNECT_MS,
   KEEPALIVE_INTERVAL_MS,
   MAX_BUFFERED_BYTES,
   MAX_PENDING_UPGRADES_PER_ADDR,

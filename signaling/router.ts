@@ -104,6 +104,29 @@
  * - `open` beyond MAX_CONNS_PER_ADDR sockets from one address, or beyond
  *   MAX_CONNS in all, is closed at once (1013, try again later).
  *
+ * Clustered (RouterOptions.cluster): the shell (./cluster.ts) holds a shared
+ * store of where each room lives, and the router asks it through actions,
+ * staying pure:
+ * - a `register` of a room this router does not hold, once every check above
+ *   has passed, emits `claim{room}`; the socket waits (another register or
+ *   join -> `already-joined`) until `claimed{result}`: `ok` makes the room as
+ *   above; `taken` (another node holds it) -> `room-taken`; `unavailable`
+ *   (the store is down) -> `cluster-unavailable`;
+ * - a `join` of a room this router does not hold emits `locate{room}` and
+ *   waits for `located{result}`: `none` -> `unknown-room`, `unavailable` ->
+ *   `cluster-unavailable`, `remote` -> the socket is proxied to the room's
+ *   node from now on (the shell forwards its frames; the router only counts it);
+ * - the join and registration buckets may be decided cluster-wide: a message
+ *   input's `admission` then replaces this router's own buckets;
+ * - a room deleted here emits `release{room}`; `evict{room}` (the store says
+ *   another node holds it now) deletes it without one, the device getting
+ *   `room-taken` and its socket closed (1013), its controllers `expired`;
+ * - `open{remote}` is a socket of another node whose controller joined a room
+ *   here: it gets no `hello` (its own node greeted it).
+ * `drain{reconnectMs}` (clustered or not) sends `goaway{reconnectMs}` to every
+ * socket of this node (not to those proxied here), and to each socket opened
+ * afterwards right behind its `hello`.
+ *
  * A socket the router has closed (or refused) is forgotten at once: later
  * inputs for it are ignored, and its eventual `close` input is a no-op.
  *
@@ -132,11 +155,23 @@ export type ConnId = number;
 
 /** Something that happened, as the shell reports it. */
 export type RouterInput =
-  | { kind: 'open'; conn: ConnId; addr: string }
-  | { kind: 'message'; conn: ConnId; msg: ClientMessage }
+  | { kind: 'open'; conn: ConnId; addr: string /** A socket of another node, proxied here: no hello. */; remote?: boolean }
+  | {
+      kind: 'message';
+      conn: ConnId;
+      msg: ClientMessage /** The cluster-wide buckets' verdict; absent: this router's own buckets decide. */;
+      admission?: Admission;
+    }
   | { kind: 'invalid'; conn: ConnId; code: 'bad-message' | 'too-large' | 'version'; reason: string }
   | { kind: 'close'; conn: ConnId; reason?: string /** The device closed with CLOSE_LEAVE: delete its room now, no grace. */; leave?: boolean }
-  | { kind: 'tick' };
+  | { kind: 'tick' }
+  | { kind: 'claimed'; conn: ConnId; room: string; result: 'ok' | 'taken' | 'unavailable' }
+  | { kind: 'located'; conn: ConnId; room: string; result: 'none' | 'remote' | 'unavailable' }
+  | { kind: 'evict'; room: string }
+  | { kind: 'drain'; reconnectMs: number };
+
+/** A cluster-wide token bucket's verdict on a join or register. */
+export type Admission = 'ok' | 'join-limited' | 'register-limited';
 
 /** Fields of a log action: no room names, addresses, bodies or session ids, ever. */
 export type LogFields = Record<string, string | number | boolean>;
@@ -145,7 +180,13 @@ export type LogFields = Record<string, string | number | boolean>;
 export type Action =
   | { kind: 'send'; conn: ConnId; msg: ServerMessage }
   | { kind: 'close'; conn: ConnId; code: number; reason: string }
-  | { kind: 'log'; event: RouterLogEvent; fields?: LogFields };
+  | { kind: 'log'; event: RouterLogEvent; fields?: LogFields }
+  /** Clustered: claim `room` for this node in the shared store, then input `claimed`. */
+  | { kind: 'claim'; conn: ConnId; room: string }
+  /** Clustered: find the node of `room`, then input `located` (and, if remote, proxy `conn` there). */
+  | { kind: 'locate'; conn: ConnId; room: string }
+  /** Clustered: this node no longer holds `room`. */
+  | { kind: 'release'; room: string };
 
 /** Events the router logs. */
 export type RouterLogEvent = 'register' | 'join' | 'leave' | 'expire' | 'refuse';
@@ -307,6 +348,8 @@ export interface RouterOptions {
   newNonce(): Uint8Array;
   /** Overrides of DEFAULT_ROUTER_LIMITS. */
   limits?: Partial<RouterLimits>;
+  /** One node of a cluster: rooms not held here are claimed and located through actions (see the file comment). */
+  cluster?: boolean;
 }
 
 /** Counters and gauges, for /healthz and tests. Holds no room names. */
@@ -374,6 +417,10 @@ interface Conn {
   role: Role | null;
   /** A controller's session in its room; null otherwise. */
   session: string | null;
+  /** A socket of another node, proxied here (open{remote}). */
+  remote: boolean;
+  /** Clustered: waiting for `claimed` or `located`, or proxied to another node; null otherwise. */
+  pending: { kind: 'claim'; room: string; maxControllers: number | undefined } | { kind: 'locate'; room: string } | { kind: 'remote' } | null;
   tokens: number;
   refillAt: number;
   invalid: number;
@@ -506,6 +553,7 @@ const ERROR_TEXT: Readonly<Record<SignalErrorCode, string>> = {
   'register-limited': 'too many registrations from this address; wait a few seconds',
   'too-many-rooms': 'the devices of this address hold too many rooms',
   'not-admitted': 'the device did not admit this session in time',
+  'cluster-unavailable': 'the cluster store is unreachable: rooms on other nodes cannot be reached; try again soon',
 };
 
 /** The pure signaling router. See the file comment for its semantics. */
@@ -523,6 +571,9 @@ export class Router {
   private readonly joinBuckets: AddressBuckets;
   private readonly registerBuckets: AddressBuckets;
   private serial = 0;
+  private readonly cluster: boolean;
+  /** drain: the goaway every socket gets; null while not draining. */
+  private draining: number | null = null;
   private readonly counters = {
     registered: 0,
     joined: 0,
@@ -543,6 +594,7 @@ export class Router {
     this.stunPort = opts.stunPort;
     this.newSession = opts.newSession;
     this.newNonce = opts.newNonce;
+    this.cluster = opts.cluster === true;
     this.joinBuckets = new AddressBuckets(this.limits.joinRatePerMin, this.limits.joinBurst);
     this.registerBuckets = new AddressBuckets(this.limits.registerRatePerMin, this.limits.registerBurst);
   }
@@ -552,7 +604,21 @@ export class Router {
     const out: Out = [];
     switch (input.kind) {
       case 'open':
-        this.open(input.conn, input.addr, now, out);
+        this.open(input.conn, input.addr, now, out, input.remote === true);
+        break;
+      case 'claimed':
+        this.claimed(input.conn, input.room, input.result, now, out);
+        break;
+      case 'located':
+        this.located(input.conn, input.room, input.result, now, out);
+        break;
+      case 'evict':
+        this.evict(input.room, now, out);
+        break;
+      case 'drain':
+        this.draining = input.reconnectMs;
+        // Not to sockets of other nodes: theirs are not going away (their room's device moves, and they follow it).
+        for (const c of this.conns.values()) if (!c.remote) out.push({ kind: 'send', conn: c.id, msg: { type: 'goaway', reconnectMs: input.reconnectMs } });
         break;
       case 'close':
         this.drop(input.conn, input.reason ?? 'closed', now, out, input.leave === true);
@@ -566,9 +632,10 @@ export class Router {
       case 'invalid': {
         const c = this.conns.get(input.conn);
         if (!c) break; // refused or already closed by us
+        if (c.pending?.kind === 'remote') break; // its node forwards its frames to the room's node
         if (!this.takeToken(c, now, out)) break;
         if (input.kind === 'invalid') this.invalid(c, input.code, input.reason, now, out);
-        else this.message(c, input.msg, now, out);
+        else this.message(c, input.msg, now, out, input.admission);
         break;
       }
     }
@@ -596,7 +663,7 @@ export class Router {
 
   // --- connections ---------------------------------------------------------
 
-  private open(id: ConnId, rawAddr: string, now: number, out: Out): void {
+  private open(id: ConnId, rawAddr: string, now: number, out: Out, remote = false): void {
     if (this.conns.has(id)) return; // the shell never reuses ids; ignore a duplicate
     const addr = addressKey(rawAddr);
     const n = this.perAddr.get(addr) ?? 0;
@@ -618,13 +685,16 @@ export class Router {
       room: null,
       role: null,
       session: null,
+      remote,
+      pending: null,
       tokens: this.limits.rateBurst,
       refillAt: now,
       invalid: 0,
       dropWindowStart: now,
       drops: 0,
     });
-    out.push({ kind: 'send', conn: id, msg: { type: 'hello', v: PROTOCOL_VERSION, nonce } });
+    if (!remote) out.push({ kind: 'send', conn: id, msg: { type: 'hello', v: PROTOCOL_VERSION, nonce } });
+    if (this.draining !== null && !remote) out.push({ kind: 'send', conn: id, msg: { type: 'goaway', reconnectMs: this.draining } });
   }
 
   /** Forgets a connection, leaving its room. `reason` goes to the log. */
@@ -675,12 +745,12 @@ export class Router {
 
   // --- messages ------------------------------------------------------------
 
-  private message(c: Conn, msg: ClientMessage, now: number, out: Out): void {
+  private message(c: Conn, msg: ClientMessage, now: number, out: Out, admission: Admission | undefined): void {
     switch (msg.type) {
       case 'register':
-        return this.register(c, msg.room, msg.proof, msg.maxControllers, now, out);
+        return this.register(c, msg.room, msg.proof, msg.maxControllers, now, out, admission);
       case 'join':
-        return this.join(c, msg.room, now, out);
+        return this.join(c, msg.room, now, out, admission);
       case 'relay':
         return this.relay(c, msg.data, msg.session, now, out);
       case 'admit': {
@@ -715,19 +785,35 @@ export class Router {
     out.push({ kind: 'send', conn: m.conn, msg: { type: 'relay', data } });
   }
 
-  private register(c: Conn, typed: string, proof: RegisterProof | undefined, maxControllers: number | undefined, now: number, out: Out): void {
-    if (c.room) return this.error(c.id, 'already-joined', out);
+  private register(
+    c: Conn,
+    typed: string,
+    proof: RegisterProof | undefined,
+    maxControllers: number | undefined,
+    now: number,
+    out: Out,
+    admission?: Admission,
+  ): void {
+    if (c.room || c.pending) return this.error(c.id, 'already-joined', out);
     const p = parseRoom(typed);
     if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
     // Both limits come before the lookup (and before the proof is checked, which costs a signature
     // verification): a refused register learns nothing about the room.
-    if (!this.takeAddressToken(this.registerBuckets, c.addr, now, 'register-limited', out)) {
+    if (
+      admission === undefined
+        ? !this.takeAddressToken(this.registerBuckets, c.addr, now, 'register-limited', out)
+        : admission === 'register-limited' && this.refusedShared('register-limited', out)
+    ) {
       this.counters.registerLimited++;
       return this.error(c.id, 'register-limited', out);
     }
     // A short room is guessable: registering it answers "taken or not", so it costs a guess like a join.
     if (p.room.length < UNGUESSABLE_ROOM_LENGTH) {
-      if (!this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out)) {
+      if (
+        admission === undefined
+          ? !this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out)
+          : admission === 'join-limited' && this.refusedShared('join-limited', out)
+      ) {
         this.counters.joinLimited++;
         return this.error(c.id, 'join-limited', out, 'too many attempts at pairing rooms from this address; wait a few seconds');
       }
@@ -740,6 +826,59 @@ export class Router {
         return this.error(c.id, 'bad-proof', out, why);
       }
     }
+    if (this.cluster && !this.rooms.has(p.room)) {
+      // Capacity first (no claim for a room we could not hold), then the cluster decides.
+      if (!this.roomFits(c, undefined, out)) return;
+      c.pending = { kind: 'claim', room: p.room, maxControllers };
+      out.push({ kind: 'claim', conn: c.id, room: p.room });
+      return;
+    }
+    this.settle(c, p.room, maxControllers, now, out);
+  }
+
+  /** Logs a cluster-wide refusal; true (so it reads as a refused take). */
+  private refusedShared(reason: string, out: Out): boolean {
+    out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason, shared: true } });
+    return true;
+  }
+
+  /** False (after the error) if a room of `c` would be over the per-address or the server's room cap. */
+  private roomFits(c: Conn, room: Room | undefined, out: Out): boolean {
+    if ((!room || room.addr !== c.addr) && (this.roomsPerAddr.get(c.addr) ?? 0) >= this.limits.maxRoomsPerAddr) {
+      this.counters.refused++;
+      out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'too-many-rooms' } });
+      this.error(c.id, 'too-many-rooms', out, `the devices of this address already hold ${this.limits.maxRoomsPerAddr} rooms`);
+      return false;
+    }
+    if (!room && this.rooms.size >= this.limits.maxRooms) {
+      this.counters.refused++;
+      out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'room-cap' } });
+      this.error(c.id, 'rate-limited', out, 'server at room capacity, try again later');
+      return false;
+    }
+    return true;
+  }
+
+  /** The cluster's answer to a `claim`. */
+  private claimed(id: ConnId, name: string, result: 'ok' | 'taken' | 'unavailable', now: number, out: Out): void {
+    const c = this.conns.get(id);
+    const p = c?.pending;
+    if (!c || p?.kind !== 'claim' || p.room !== name) {
+      // Its socket went meanwhile: a claim no room stands for is given back.
+      if (result === 'ok' && !this.rooms.has(name)) out.push({ kind: 'release', room: name });
+      return;
+    }
+    c.pending = null;
+    if (result === 'ok') return this.settle(c, name, p.maxControllers, now, out);
+    this.counters.refused++;
+    const code = result === 'taken' ? 'room-taken' : 'cluster-unavailable';
+    out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: code } });
+    this.error(c.id, code, out, result === 'taken' ? 'a device on another server holds this room' : undefined);
+  }
+
+  /** The room is known (or claimed) to be this node's: take it or make it. */
+  private settle(c: Conn, name: string, maxControllers: number | undefined, now: number, out: Out): void {
+    const p = { room: name };
     let room = this.lookup(p.room, now, out);
     if (room && room.device !== null) {
       this.counters.refused++;
@@ -747,18 +886,12 @@ export class Router {
       return this.error(c.id, 'room-taken', out);
     }
     // The room counts against this address from now on: a new room, or one taken over from another address.
-    if ((!room || room.addr !== c.addr) && (this.roomsPerAddr.get(c.addr) ?? 0) >= this.limits.maxRoomsPerAddr) {
-      this.counters.refused++;
-      out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'too-many-rooms' } });
-      return this.error(c.id, 'too-many-rooms', out, `the devices of this address already hold ${this.limits.maxRoomsPerAddr} rooms`);
+    if (!this.roomFits(c, room, out)) {
+      if (!room && this.cluster) out.push({ kind: 'release', room: name });
+      return;
     }
     const rejoin = room !== undefined;
     if (!room) {
-      if (this.rooms.size >= this.limits.maxRooms) {
-        this.counters.refused++;
-        out.push({ kind: 'log', event: 'refuse', fields: { role: 'device', reason: 'room-cap' } });
-        return this.error(c.id, 'rate-limited', out, 'server at room capacity, try again later');
-      }
       room = {
         name: p.room,
         serial: ++this.serial,
@@ -809,18 +942,61 @@ export class Router {
     return null;
   }
 
-  private join(c: Conn, typed: string, now: number, out: Out): void {
-    if (c.room) return this.error(c.id, 'already-joined', out);
+  private join(c: Conn, typed: string, now: number, out: Out, admission?: Admission): void {
+    if (c.room || c.pending) return this.error(c.id, 'already-joined', out);
     const p = parseRoom(typed);
     if (!p.ok) return this.error(c.id, 'bad-room', out, p.reason);
     // The join limit comes before the lookup: a refused join learns nothing about the room.
     // Only short (guessable) rooms cost a token: a 26-symbol device room holds 125 bits, and who
     // may enter it is decided by the device's handshake, so a paired controller's joins are free.
-    if (p.room.length < UNGUESSABLE_ROOM_LENGTH && !this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out, 'controller')) {
+    const limited =
+      p.room.length < UNGUESSABLE_ROOM_LENGTH &&
+      (admission === undefined ? !this.takeAddressToken(this.joinBuckets, c.addr, now, 'join-limited', out, 'controller') : admission === 'join-limited');
+    if (limited) {
       this.counters.joinLimited++;
       return this.error(c.id, 'join-limited', out);
     }
     const room = this.lookup(p.room, now, out);
+    if (!room && this.cluster) {
+      c.pending = { kind: 'locate', room: p.room };
+      out.push({ kind: 'locate', conn: c.id, room: p.room });
+      return;
+    }
+    this.enter(c, room, now, out);
+  }
+
+  /** The cluster's answer to a `locate`. */
+  private located(id: ConnId, name: string, result: 'none' | 'remote' | 'unavailable', now: number, out: Out): void {
+    const c = this.conns.get(id);
+    const p = c?.pending;
+    if (!c || p?.kind !== 'locate' || p.room !== name) return;
+    if (result === 'remote') {
+      c.pending = { kind: 'remote' };
+      return;
+    }
+    c.pending = null;
+    // Registered here meanwhile: join it here.
+    const room = this.lookup(name, now, out);
+    if (room || result === 'none') return this.enter(c, room, now, out);
+    this.counters.refused++;
+    out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'cluster-unavailable' } });
+    this.error(c.id, 'cluster-unavailable', out);
+  }
+
+  /** Another node holds `room` now: this node's copy goes, without a release (the claim is not ours). */
+  private evict(name: string, now: number, out: Out): void {
+    const room = this.rooms.get(name);
+    if (!room) return;
+    const device = room.device === null ? undefined : this.conns.get(room.device);
+    this.expire(room, this.controllerConns(room), 'evicted', out, false);
+    if (device) {
+      this.error(device.id, 'room-taken', out, 'a device on another server holds this room now');
+      this.kick(device, CLOSE_TRY_AGAIN, 'room held elsewhere', 'evicted', now, out);
+    }
+  }
+
+  /** A controller enters `room` (undefined: there is none). */
+  private enter(c: Conn, room: Room | undefined, now: number, out: Out): void {
     if (!room) {
       this.counters.refused++;
       out.push({ kind: 'log', event: 'refuse', fields: { role: 'controller', reason: 'unknown-room' } });
@@ -924,9 +1100,10 @@ export class Router {
     return false;
   }
 
-  /** Deletes the room; `notify` get `error{expired}`. */
-  private expire(room: Room, notify: readonly ConnId[], reason: string, out: Out): void {
+  /** Deletes the room; `notify` get `error{expired}`. `release`: tell the cluster (not for an eviction). */
+  private expire(room: Room, notify: readonly ConnId[], reason: string, out: Out, release = true): void {
     this.rooms.delete(room.name);
+    if (this.cluster && release) out.push({ kind: 'release', room: room.name });
     this.count(this.roomsPerAddr, room.addr, -1);
     this.counters.expired++;
     for (const id of [room.device, ...this.controllerConns(room)]) {

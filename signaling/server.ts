@@ -5,8 +5,9 @@
  * router actions into socket operations and log lines.
  *
  * Logs: one JSON object per line through `cfg.log`. The first line is always
- *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","stun":"udp://HOST:PORT"}
- * with the real bound ports ("stun": null when STUN is off), plus
+ *   {"event":"listening","ws":"ws://HOST:PORT","http":"http://HOST:PORT/healthz","metrics":"http://HOST:PORT/metrics","stun":"udp://HOST:PORT"}
+ * with the real bound ports ("stun": null when STUN is off; "metrics" on the
+ * metrics listener when there is one; "node": the cluster node id when clustered), plus
  * "stunAlt":"udp://ALT:PORT+1" when an alternate STUN address is set. No line
  * ever carries a room name, a session id, relay data or a message body.
  */
@@ -17,10 +18,12 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { nanoid } from 'nanoid';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
-import { CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
+import { CLOSE_GOING_AWAY, CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
+import { ClusterNode, type ClusterStats } from './cluster.js';
+import { ServerMetrics } from './metrics.js';
 import { type AllowedOrigins, checkOrigin, parseAllowedOrigins } from './origin.js';
 import { loadPage, PAGE_DIR, servePage } from './page.js';
-import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, Router, type RouterLimits, type RouterStats } from './router.js';
+import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, DEFAULT_ROUTER_LIMITS, Router, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, type StunEndpoint, type StunServerHandle, type StunStats, startStunServer } from './stun.js';
 
 /** Default WebSocket/HTTP port. */
@@ -85,6 +88,20 @@ const HTTP_TIMEOUT_CHECK_MS = 1_000;
  */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 
+/**
+ * The `goaway.reconnectMs` of a drain, in ms: clients spread their reconnects
+ * over this, so a drained node's devices do not land on the others at once,
+ * and all have moved well within DRAIN_MS.
+ */
+export const GOAWAY_RECONNECT_MS = 1_000;
+
+/**
+ * Longest drain, in ms (SIGTERM with `pinhole signal`): from `goaway` to the
+ * close of the sockets still open. Clients move within GOAWAY_RECONNECT_MS
+ * plus a connect; the rest is a margin for a slow one.
+ */
+export const DRAIN_MS = 5_000;
+
 /** Configuration of `startSignalServer`. `resolveSignalConfig` fills the defaults. */
 export interface SignalServerConfig {
   /** Bind address for HTTP/WebSocket and STUN. Default '0.0.0.0'. IPv6 literals work too. */
@@ -127,6 +144,15 @@ export interface SignalServerConfig {
    * dist/page (page.ts). A server without a built page answers 404 there.
    */
   page: boolean;
+  // --- clustering and metrics (./cluster.ts, ./metrics.ts) ---
+  /** redis://HOST:PORT[/DB]: join the cluster of that Redis. Default null: a single node, all in memory. */
+  redis: string | null;
+  /** This node's id in the cluster (default: random). */
+  nodeId: string | undefined;
+  /** A separate listener for GET /metrics (then not served on `port`); default null: on the main port. */
+  metrics: { host: string; port: number } | null;
+  /** Longest drain, in ms. Default DRAIN_MS. */
+  drainMs: number;
 }
 
 /** What `resolveSignalConfig` accepts: any subset; `stunPort` may also be -1 (no STUN). */
@@ -165,7 +191,18 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   if (!(upgradeTimeoutMs > 0)) throw new PinholeError('usage', 'upgradeTimeoutMs must be positive');
   const origins = parseAllowedOrigins(partial.allowedOrigins ?? '*');
   if (!origins.ok) throw new PinholeError('usage', origins.reason);
+  const redis = partial.redis ?? null;
+  if (redis !== null && !/^rediss?:\/\/[^\s/]+(\/\d{1,2})?$/.test(redis)) throw new PinholeError('usage', `redis must be redis://HOST:PORT[/DB], got ${redis}`);
+  const metrics = partial.metrics ?? null;
+  if (metrics !== null && (!isPort(metrics.port) || typeof metrics.host !== 'string' || metrics.host.length === 0))
+    throw new PinholeError('usage', 'metrics needs a host and a port 0..65535');
+  const drainMs = partial.drainMs ?? DRAIN_MS;
+  if (!(drainMs >= 0)) throw new PinholeError('usage', 'drainMs must be >= 0');
   return {
+    redis,
+    nodeId: partial.nodeId,
+    metrics,
+    drainMs,
     host,
     port,
     stunPort,
@@ -192,6 +229,8 @@ export interface SignalServerStats extends RouterStats {
   pendingRefused: number;
   /** STUN counters, or null when STUN is off. */
   stun: StunStats | null;
+  /** The cluster side, or null when not clustered. */
+  cluster: ClusterStats | null;
 }
 
 /** A running signaling server. */
@@ -205,7 +244,14 @@ export interface SignalServer {
   stunPort: number | null;
   /** The alternate STUN address and port (RFC 5780), or null when not configured. */
   stunAlt: StunEndpoint | null;
+  /** URL of GET /metrics (on the main port, or the metrics listener). */
+  metricsUrl: string;
   stats(): SignalServerStats;
+  /**
+   * Drains: every socket gets `goaway`, the cluster's rooms are given up, and
+   * the server closes once its sockets are gone or after `drainMs`.
+   */
+  drain(): Promise<void>;
   /** Terminates every socket and closes the listeners; resolves when all are closed. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -215,6 +261,8 @@ interface Peer {
   alive: boolean;
   /** Why the shell ended the socket, for the router's leave log; null = the peer closed it. */
   why: string | null;
+  /** Source address, as the socket reported it. */
+  addr?: string;
   closed: Promise<void>;
 }
 
@@ -240,9 +288,18 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   const stun: StunServerHandle | null =
     cfg.stunPort === null ? null : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
 
-  const router = new Router({ stunPort: stun?.port ?? 0, newSession: () => nanoid(), newNonce: () => randomBytes(HELLO_NONCE_BYTES), limits: cfg.limits });
+  const router = new Router({
+    stunPort: stun?.port ?? 0,
+    newSession: () => nanoid(),
+    newNonce: () => randomBytes(HELLO_NONCE_BYTES),
+    limits: cfg.limits,
+    cluster: cfg.redis !== null,
+  });
   const peers = new Map<ConnId, Peer>();
   let nextId = 1;
+  const metrics = new ServerMetrics(() => ({ ...router.stats, sockets: peers.size }), cfg.redis !== null);
+  const hot = metrics.hot;
+  let cluster: ClusterNode | null = null;
 
   const apply = (actions: Action[]): void => {
     for (const a of actions) {
@@ -250,10 +307,28 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
         log(a.event, a.fields ?? {});
         continue;
       }
+      if (a.kind === 'claim' || a.kind === 'locate' || a.kind === 'release') {
+        cluster?.act(a);
+        continue;
+      }
+      if (a.kind === 'send' && a.msg.type === 'error') metrics.refused(a.msg.code);
       const p = peers.get(a.conn);
-      if (!p || p.ws.readyState !== WebSocket.OPEN) continue;
+      if (!p) {
+        // A socket of another node whose controller is in a room here.
+        if (cluster?.isRemote(a.conn)) {
+          if (a.kind === 'send') cluster.sendRemote(a.conn, encode(a.msg), a.msg.type === 'relay');
+          else cluster.closeRemote(a.conn, a.code, a.reason);
+        }
+        continue;
+      }
+      if (p.ws.readyState !== WebSocket.OPEN) continue;
       if (a.kind === 'send') {
-        p.ws.send(encode(a.msg));
+        const text = encode(a.msg);
+        if (a.msg.type === 'relay') {
+          hot.frames.local++;
+          hot.bytes.local += text.length;
+        }
+        p.ws.send(text);
         if (p.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
           p.why = 'slow-consumer';
           log('slow-consumer', { conn: a.conn });
@@ -300,6 +375,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
         log('parser-error', { conn: id, reason: (e as Error).name });
         parsed = { ok: false, code: 'bad-message', reason: 'unparseable frame' };
       }
+      if (cluster) return cluster.frame(id, parsed);
       const now = cfg.clock();
       feed(id, () =>
         router.handle(
@@ -310,10 +386,12 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     });
     ws.on('close', (code: number) => {
       peers.delete(id);
+      cluster?.socketClosed(id);
       feed(id, () => router.handle({ kind: 'close', conn: id, reason: peer.why ?? `closed-${code}`, leave: code === CLOSE_LEAVE }, cfg.clock()));
       resolveClosed();
     });
     const addr = req.socket.remoteAddress ?? 'unknown';
+    peer.addr = addr;
     feed(id, () => router.handle({ kind: 'open', conn: id, addr }, cfg.clock()));
   };
 
@@ -331,6 +409,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     },
     (req, res) => {
       const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' && cfg.metrics === null) return serveMetrics(metrics, req, res);
       if (path === '/healthz') {
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
@@ -420,13 +499,47 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   }
   httpServer.on('error', (e: Error & { code?: string }) => log('server-error', { reason: e.code ?? e.name }));
 
+  // Clustering and the metrics listener.
+  let metricsServer: http.Server | null = null;
+  try {
+    if (cfg.redis !== null) {
+      cluster = await ClusterNode.start(
+        { redis: cfg.redis, ...(cfg.nodeId ? { nodeId: cfg.nodeId } : {}), limits: { ...DEFAULT_ROUTER_LIMITS, ...cfg.limits }, metrics },
+        {
+          newConnId: () => nextId++,
+          handle: (conn, input) => feed(conn, () => router.handle(input, cfg.clock())),
+          sendText: (conn, text) => {
+            const p = peers.get(conn);
+            if (!p || p.ws.readyState !== WebSocket.OPEN) return false;
+            p.ws.send(text, { binary: false });
+            return true;
+          },
+          closeSocket: (conn, code, reason) => peers.get(conn)?.ws.close(code, reason),
+          addrOf: (conn) => peers.get(conn)?.addr,
+          log,
+        },
+      );
+    }
+    if (cfg.metrics !== null) metricsServer = await listenMetrics(metrics, cfg.metrics.host, cfg.metrics.port);
+  } catch (e) {
+    await cluster?.close();
+    httpServer.closeAllConnections();
+    await new Promise<void>((r) => httpServer.close(() => r()));
+    await stun?.close();
+    throw e;
+  }
+
   const addr = httpServer.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
   const h = urlHost(cfg.host);
   const url = `ws://${h}:${port}`;
+  const ma = metricsServer?.address();
+  const metricsUrl = metricsServer && typeof ma === 'object' && ma ? `http://${urlHost(cfg.metrics!.host)}:${ma.port}/metrics` : `http://${h}:${port}/metrics`;
   emit('listening', {
     ws: url,
     http: `http://${h}:${port}/healthz`,
+    metrics: metricsUrl,
+    ...(cluster ? { node: cluster.node } : {}),
     stun: stun ? `udp://${h}:${stun.port}` : null,
     ...(stun?.alt ? { stunAlt: `udp://${urlHost(stun.alt.address)}:${stun.alt.port}` } : {}),
   });
@@ -455,17 +568,43 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   keepalive.unref();
 
   let closing: Promise<void> | null = null;
-  return {
+  let draining: Promise<void> | null = null;
+  const server: SignalServer = {
     url,
     host: cfg.host,
     port,
     stunPort: stun?.port ?? null,
     stunAlt: stun?.alt ?? null,
-    stats: () => ({ ...router.stats, sockets: peers.size, pendingUpgrades: pending.size, pendingRefused, stun: stun?.stats() ?? null }),
+    metricsUrl,
+    stats: () => ({
+      ...router.stats,
+      sockets: peers.size,
+      pendingUpgrades: pending.size,
+      pendingRefused,
+      stun: stun?.stats() ?? null,
+      cluster: cluster?.stats ?? null,
+    }),
+    drain() {
+      draining ??= (async () => {
+        emit('draining', { sockets: peers.size });
+        feed(0, () => router.handle({ kind: 'drain', reconnectMs: GOAWAY_RECONNECT_MS }, cfg.clock()));
+        await cluster?.drain();
+        const t0 = Date.now();
+        while (peers.size > 0 && Date.now() - t0 < cfg.drainMs) await new Promise((r) => setTimeout(r, 50));
+        for (const p of peers.values()) {
+          p.why = 'drained';
+          p.ws.close(CLOSE_GOING_AWAY, 'server restart');
+        }
+        await server.close();
+      })();
+      return draining;
+    },
     close() {
       closing ??= (async () => {
         clearInterval(tick);
         clearInterval(keepalive);
+        await cluster?.close();
+        if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
         const waits: Promise<void>[] = [];
         for (const p of peers.values()) {
           p.why = 'server-closing';
@@ -480,6 +619,35 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       return closing;
     },
   };
+  return server;
+}
+
+/** GET /metrics: Prometheus text. */
+function serveMetrics(metrics: ServerMetrics, req: http.IncomingMessage, res: http.ServerResponse): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { ok: false, error: 'method-not-allowed' }, { Allow: 'GET, HEAD' });
+  metrics.scrape().then(
+    ({ text, contentType }) => {
+      res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : text);
+    },
+    () => reply(res, 500, { ok: false, error: 'internal-error' }),
+  );
+}
+
+/** A listener of its own for GET /metrics (--metrics-host/--metrics-port): for operators who keep it off the public port. */
+async function listenMetrics(metrics: ServerMetrics, host: string, port: number): Promise<http.Server> {
+  const s = http.createServer({ headersTimeout: UPGRADE_TIMEOUT_MS, requestTimeout: UPGRADE_TIMEOUT_MS }, (req, res) => {
+    if ((req.url ?? '/').split('?')[0] === '/metrics') return serveMetrics(metrics, req, res);
+    reply(res, 404, { ok: false, error: 'not-found' });
+  });
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(port, host, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+  return s;
 }
 
 function reply(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -162,6 +162,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
       event: 'listening',
       ws: `ws://${HOST}:${server.port}`,
       http: `http://${HOST}:${server.port}/healthz`,
+      metrics: `http://${HOST}:${server.port}/metrics`,
       stun: `udp://${HOST}:${server.stunPort}`,
     });
     assert.equal(server.url, first.ws);

@@ -7,6 +7,7 @@ import { SimGpio } from '../../device/gpio/sim.js';
 import { CommandHandler } from '../../device/handler.js';
 import { RecentResults } from '../../device/recent.js';
 import { BY_INPUT, type ChangeNotification, FULL_RIGHTS, type Rights, type RpcResponse } from '../../protocol/rpc.js';
+import { PROTOCOL_VERSION } from '../../protocol/signaling.js';
 
 function setup(allowed?: number[]) {
   const gpio = new SimGpio();
@@ -397,7 +398,7 @@ test('issue 12: device.info gives the controllers connected now and the caller i
   assert.equal(ib.controllers, 2);
   assert.deepEqual(ia.rights, FULL_RIGHTS);
   assert.deepEqual(ib.rights, { access: 'read-only', pins: [13, 20] });
-  assert.equal(ia.protocol, 3);
+  assert.equal(ia.protocol, PROTOCOL_VERSION);
   const lone = setup();
   const i = result(await lone.h.handle(req(1, 'device.info', {}))) as { controllers: number; rights: Rights };
   assert.equal(i.controllers, 1, 'default: just the caller');

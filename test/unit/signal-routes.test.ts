@@ -14,7 +14,15 @@ function recorder(): { routes: Required<ServerRoutes>; calls: unknown[][] } {
       void calls.push([name, ...args]);
   return {
     calls,
-    routes: { relay: rec('relay'), peer: rec('peer'), peerLeft: rec('peerLeft'), error: rec('error'), invalid: rec('invalid'), closed: rec('closed') },
+    routes: {
+      relay: rec('relay'),
+      peer: rec('peer'),
+      peerLeft: rec('peerLeft'),
+      error: rec('error'),
+      invalid: rec('invalid'),
+      closed: rec('closed'),
+      goaway: rec('goaway'),
+    },
   };
 }
 
@@ -26,6 +34,7 @@ const EVERY: ServerMessage[] = [
   { type: 'peer-left', session: 's1' },
   { type: 'relay', data: 'xyz' },
   { type: 'error', code: 'expired', message: 'gone' },
+  { type: 'goaway', reconnectMs: 500 },
 ];
 
 test('each server message goes to its route; answers awaited with next() go nowhere', () => {
@@ -36,6 +45,7 @@ test('each server message goes to its route; answers awaited with next() go nowh
     ['peerLeft', 's1'],
     ['relay', { type: 'relay', data: 'xyz' }],
     ['error', 'expired', 'gone'],
+    ['goaway', 500],
   ]);
 });
 
