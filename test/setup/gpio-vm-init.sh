@@ -47,13 +47,15 @@ mount --bind /proc $H/proc
 mount --bind /sys $H/sys
 mount -t configfs none $H/sys/kernel/config
 mkdir -p $H/tmp/out && mount --bind /out $H/tmp/out
+# The checkout has a share of its own: it may sit under /tmp (a CI clone), which the tmpfs above hides.
+CWD="$(cat /out/cwd)"
+mkdir -p "$H$CWD" && mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 repo "$H$CWD" || fail "cannot mount the checkout"
 # A user without GPIO access, and the gpio group, for the permission tests.
 cp $H/etc/passwd /tmp/passwd && echo 'pinhole-nogpio:x:4242:4242::/tmp:/bin/sh' >>/tmp/passwd
 cp $H/etc/group /tmp/group && printf 'pinhole-nogpio:x:4242:\ngpio:x:4243:\n' >>/tmp/group
 mount --bind /tmp/passwd $H/etc/passwd
 mount --bind /tmp/group $H/etc/group
 
-CWD="$(cat /out/cwd)"
 CMD="$(cat /out/cmd)"
 chroot $H /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp TMPDIR=/tmp \
   PINHOLE_GPIO_VM=1 PINHOLE_GPIO_VM_CHIP=pinhole-sim PINHOLE_GPIO_VM_NOGPIO_UID=4242 PINHOLE_GPIO_VM_GPIO_GID=4243 \

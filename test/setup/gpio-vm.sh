@@ -154,6 +154,8 @@ timeout --kill-after=10 "$VM_TIMEOUT_S" qemu-system-x86_64 \
   -nographic -monitor none -serial file:"$OUT/console" -no-reboot \
   -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+  -fsdev local,id=repo,path="$ROOT",security_model=none,readonly=on,multidevs=remap \
+  -device virtio-9p-pci,fsdev=repo,mount_tag=repo \
   -fsdev local,id=out,path="$OUT",security_model=none,multidevs=remap \
   -device virtio-9p-pci,fsdev=out,mount_tag=out \
   </dev/null >"$OUT/qemu" 2>&1
