@@ -45,6 +45,7 @@ function withDoctorLab(kind: RouterKind): () => Lab {
       event: 'listening',
       ws: `ws://${primary}:${SIGNAL_PORT}`,
       http: `http://${primary}:${SIGNAL_PORT}/healthz`,
+      metrics: `http://${primary}:${SIGNAL_PORT}/metrics`,
       stun: `udp://${primary}:${STUN_PORT}`,
       stunAlt: `udp://${alt}:${STUN_PORT + 1}`,
     });
