@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { connect } from '../controller/index.js';
 import { DeviceAgent, SimGpio } from '../device/index.js';
 import { VERSION } from '../protocol/index.js';
-import { startSignalServer } from '../signaling/index.js';
 import type { Output } from './commands.js';
 import { defaultPageUrl, pairingLink } from './page-url.js';
 
@@ -31,6 +30,7 @@ const secs = (ms: number): string => `+${(ms / 1000).toFixed(3)}s`;
 /** Runs the demo; resolves with the exit code. */
 export async function runDemo(o: DemoOptions): Promise<number> {
   const { out } = o;
+  const { startSignalServer } = await import('../signaling/index.js');
   const server = await startSignalServer({ host: '127.0.0.1', port: 0, stunPort: 0, log: () => undefined });
   const sim = new SimGpio({ board: 'sim (demo)' });
   let agent: DeviceAgent | undefined;

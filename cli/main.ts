@@ -12,7 +12,6 @@ import { connect, type Device, type Path } from '../controller/index.js';
 import { DeviceAgent, type DeviceEvent, type Gpio, openMraa, SimGpio } from '../device/index.js';
 import { loadOrCreateIdentity, TrustedControllers } from '../platform/node/index.js';
 import { PinholeError, type Rights, VERSION } from '../protocol/index.js';
-import { loadPage, PAGE_DIR, pageHash, servePage, startSignalServer } from '../signaling/index.js';
 import { buildCommand, COMMAND_OPTIONS, type Command, type Output, rightsText, runCommand } from './commands.js';
 import {
   type DeviceCliConfig,
@@ -25,7 +24,6 @@ import {
   resolveSignal,
   type TrustAction,
 } from './config.js';
-import { runDemo } from './demo.js';
 import { doctor, gpioDoctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit.js';
 import { HELP } from './help.js';
@@ -100,6 +98,9 @@ export function runProcess(): Promise<number> {
   });
 }
 
+/** The signaling server, loaded only by the commands that run or serve it: it pulls in prom-client, which every other command would pay for at start-up. */
+const loadSignaling = () => import('../signaling/index.js');
+
 /** Runs the CLI; resolves with the exit code. */
 export async function main(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -115,7 +116,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case '--version':
       case 'version':
         io.stdout(VERSION);
-        io.stdout(`page ${pageHash() ?? 'not built'} (sha256 of the page's bundle)`);
+        io.stdout(`page ${(await loadSignaling()).pageHash() ?? 'not built'} (sha256 of the page's bundle)`);
         return EXIT.ok;
       case 'page':
         return await pageCmd(rest, io);
@@ -152,6 +153,7 @@ async function pageCmd(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.stdout(HELP.page), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `page takes no arguments, got "${positionals[0]}"`);
   const c = resolvePage(values);
+  const { loadPage, PAGE_DIR, servePage } = await loadSignaling();
   const page = loadPage();
   if (!page) throw new PinholeError('usage', `the page is not built (no ${PAGE_DIR}manifest.json): run npm run build`);
   if (c.action === 'out') {
@@ -192,6 +194,7 @@ async function signalCmd(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.stdout(HELP.signal), EXIT.ok);
   if (positionals.length) throw new PinholeError('usage', `signal takes no arguments, got "${positionals[0]}"`);
   const c = resolveSignal(values);
+  const { startSignalServer } = await loadSignaling();
   const server = await startSignalServer({
     host: c.host,
     port: c.port,
@@ -502,5 +505,6 @@ async function demoCmd(args: string[], io: Io): Promise<number> {
   if (positionals.length) throw new PinholeError('usage', `demo takes no arguments, got "${positionals[0]}"`);
   const cmd = buildCommand(['blink', '20'], { times: values.times, interval: values.interval });
   if (cmd.cmd !== 'blink') throw new Error('unreachable');
+  const { runDemo } = await import('./demo.js');
   return runDemo({ times: cmd.times, intervalMs: cmd.intervalMs, direct: values['no-direct'] !== true, out: makeOutput(io, values.json === true) });
 }

@@ -24,7 +24,7 @@ import dns from 'node:dns/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import stun from 'stun';
+import type StunLib from 'stun';
 import { PinholeError } from '../protocol/index.js';
 import { classifyNat, type Endpoint, formatEndpoint, type NatObservations, type NatReport, type Probe, sameEndpoint, validOther } from './nat-behaviour.js';
 
@@ -50,7 +50,9 @@ export const LATENCY_SAMPLES = 3;
 /** STUN port assumed when a server's /healthz says `stun: true` but has no `stunPort` (older servers; the IANA STUN port). */
 export const FALLBACK_STUN_PORT = 3478;
 
-const C = stun.constants;
+// Loaded by runDoctor, not at the top: the controller's other commands import this module and should not pay for `stun`.
+let stun: typeof StunLib;
+let C: typeof StunLib.constants;
 
 /** CHANGE-REQUEST flags (RFC 5780 section 7.2); the same values as signaling/stun.ts's. */
 const CHANGE_IP = 0x04;
@@ -105,6 +107,8 @@ export interface ServerStunInfo {
 /** Runs every test and classifies them. Throws PinholeError('server-unreachable') when /healthz cannot be read. */
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const t0 = performance.now();
+  stun ??= (await import('stun')).default;
+  C = stun.constants;
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DOCTOR_TIMEOUT_MS;
   const url = parseServerUrl(opts.server);
   const info = await fetchStunInfo(url, timeoutMs);
@@ -407,7 +411,7 @@ class StunSocket {
   }
 
   private receive(buf: Buffer, rinfo: dgram.RemoteInfo): void {
-    let msg: stun.StunResponse;
+    let msg: StunLib.StunResponse;
     try {
       msg = stun.decode(buf);
     } catch {

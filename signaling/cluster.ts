@@ -39,7 +39,7 @@
  *   told `goaway` can register at once on another node.
  */
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
 import { type ClientMessage, type Parsed, PROTOCOL_VERSION, parseClientMessage, parseRoom } from '../protocol/index.js';
 import type { ServerMetrics } from './metrics.js';
@@ -227,7 +227,10 @@ export class ClusterNode {
   private framesOut = 0;
   private framesIn = 0;
 
-  private constructor(private readonly opts: ClusterOptions) {
+  private constructor(
+    private readonly opts: ClusterOptions,
+    RedisClient: typeof Redis,
+  ) {
     this.node = opts.nodeId ?? nanoid(10).replace(/[^A-Za-z0-9_-]/g, '_');
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.node)) throw new RangeError('node id: 1-64 of A-Z a-z 0-9 - _');
     const common = {
@@ -237,9 +240,9 @@ export class ClusterNode {
       retryStrategy: (n: number) => Math.min(100 * n, REDIS_RETRY_MAX_MS),
       lazyConnect: true,
     };
-    this.cmd = new Redis(opts.redis, { ...common, enableAutoPipelining: true });
+    this.cmd = new RedisClient(opts.redis, { ...common, enableAutoPipelining: true });
     // The subscriber queues its (re-)subscription while offline.
-    this.sub = new Redis(opts.redis, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
+    this.sub = new RedisClient(opts.redis, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
     this.cmd.on('error', () => undefined); // reported through the commands that fail
     this.sub.on('error', () => undefined);
     this.cmd.on('ready', () => this.setUp(true));
@@ -249,7 +252,9 @@ export class ClusterNode {
 
   /** Connects to Redis (waits for it once; a node whose Redis is down at start keeps retrying in the background). */
   static async start(opts: ClusterOptions, host: ClusterHost): Promise<ClusterNode> {
-    const c = new ClusterNode(opts);
+    // Loaded here, not at the top: a node without --redis, and every other command, never pays for ioredis.
+    const { Redis: RedisClient } = await import('ioredis');
+    const c = new ClusterNode(opts, RedisClient);
     c.host = host;
     await Promise.all([c.cmd.connect().catch(() => undefined), c.sub.connect().catch(() => undefined)]);
     await c.sub.subscribe(KEY.hop(c.node)).catch(() => undefined);

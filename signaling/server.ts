@@ -20,7 +20,7 @@ import { nanoid } from 'nanoid';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { CLOSE_GOING_AWAY, CLOSE_LEAVE, encode, HELLO_NONCE_BYTES, MAX_SIGNAL_BYTES, PinholeError, parseClientMessage } from '../protocol/index.js';
 import { ClusterNode, type ClusterStats } from './cluster.js';
-import { ServerMetrics } from './metrics.js';
+import type { ServerMetrics } from './metrics.js';
 import { type AllowedOrigins, checkOrigin, parseAllowedOrigins } from './origin.js';
 import { loadPage, PAGE_DIR, servePage } from './page.js';
 import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, DEFAULT_ROUTER_LIMITS, Router, type RouterLimits, type RouterStats } from './router.js';
@@ -297,6 +297,8 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   });
   const peers = new Map<ConnId, Peer>();
   let nextId = 1;
+  // Loaded here, not at the top: the CLI's config imports this module's defaults, and no other command should pay for prom-client.
+  const { ServerMetrics } = await import('./metrics.js');
   const metrics = new ServerMetrics(() => ({ ...router.stats, sockets: peers.size }), cfg.redis !== null);
   const hot = metrics.hot;
   let cluster: ClusterNode | null = null;
