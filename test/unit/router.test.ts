@@ -1,18 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { deviceRoom } from '../../protocol/code.js';
-import {
-  type ClientMessage,
-  DEFAULT_ROOM_CONTROLLERS,
-  encode,
-  HELLO_NONCE_BYTES,
-  makeRegisterProof,
-  PROTOCOL_VERSION,
-  parseServerMessage,
-  type RegisterProof,
-  type ServerMessage,
-} from '../../protocol/signaling.js';
+import { DEFAULT_ROOM_CONTROLLERS, HELLO_NONCE_BYTES, PROTOCOL_VERSION, type RegisterProof, type ServerMessage } from '../../protocol/signaling.js';
 import {
   type Action,
   ADMIT_TIMEOUT_MS,
@@ -35,108 +24,7 @@ import {
   type RouterLimits,
   UNGUESSABLE_ROOM_LENGTH,
 } from '../../signaling/router.js';
-
-/** An Ed25519 key pair shaped like an Identity (publicKey + sign), for registration proofs. */
-interface Key {
-  publicKey: Uint8Array;
-  sign(msg: Uint8Array): Uint8Array;
-}
-function newKey(): Key {
-  const sk = ed25519.utils.randomSecretKey();
-  return { publicKey: ed25519.getPublicKey(sk), sign: (m) => ed25519.sign(m, sk) };
-}
-
-const STUN = 3478;
-/** A pairing code's room, normalised and as a peer might send it. */
-const ROOM = 'K7QM';
-const TYPED = 'k7-qm';
-
-/** Drives a Router with a fake clock and checks every reply against the protocol. */
-class Harness {
-  readonly router: Router;
-  now = 1_000_000;
-  readonly all: Action[] = [];
-  /** The nonce of each socket's hello. */
-  readonly nonces = new Map<ConnId, string>();
-  private sessions = 0;
-  private nonceCount = 0;
-
-  constructor(limits?: Partial<RouterLimits>) {
-    this.router = new Router({
-      stunPort: STUN,
-      newSession: () => `s${++this.sessions}`,
-      // Deterministic and distinct: the count in the first bytes.
-      newNonce: () => {
-        const b = new Uint8Array(HELLO_NONCE_BYTES);
-        new DataView(b.buffer).setUint32(0, ++this.nonceCount);
-        return b;
-      },
-      limits,
-    });
-  }
-
-  run(input: Parameters<Router['handle']>[0]): Action[] {
-    const out = this.router.handle(input, this.now);
-    for (const a of out) {
-      if (a.kind === 'send') {
-        const back = parseServerMessage(encode(a.msg));
-        assert.ok(back.ok, `router sent a message that fails parseServerMessage: ${JSON.stringify(a.msg).slice(0, 200)}`);
-      }
-    }
-    this.all.push(...out);
-    return out;
-  }
-  open(conn: ConnId, addr = '198.51.100.7'): Action[] {
-    const out = this.run({ kind: 'open', conn, addr });
-    const hello = sent(out, conn).find((m) => m.type === 'hello');
-    if (hello?.type === 'hello') this.nonces.set(conn, hello.nonce);
-    return out;
-  }
-  msg(conn: ConnId, msg: ClientMessage): Action[] {
-    return this.run({ kind: 'message', conn, msg });
-  }
-  close(conn: ConnId): Action[] {
-    return this.run({ kind: 'close', conn });
-  }
-  tick(): Action[] {
-    return this.run({ kind: 'tick' });
-  }
-  register(conn: ConnId, room = TYPED): Action[] {
-    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room });
-  }
-  join(conn: ConnId, room = TYPED): Action[] {
-    return this.msg(conn, { type: 'join', v: PROTOCOL_VERSION, room });
-  }
-  /** A proof for `room` by `key` on `conn` (its own hello's nonce unless `nonceOf` names another socket). */
-  proof(conn: ConnId, key: Key, room = deviceRoom(key.publicKey), nonceOf = conn): RegisterProof {
-    return makeRegisterProof(key, this.nonces.get(nonceOf)!, room);
-  }
-  /** Registers `key`'s device room on `conn` with a valid proof (and `maxControllers`, if given). */
-  registerHome(conn: ConnId, key: Key, maxControllers?: number): Action[] {
-    const room = deviceRoom(key.publicKey);
-    const cap = maxControllers === undefined ? {} : { maxControllers };
-    return this.msg(conn, { type: 'register', v: PROTOCOL_VERSION, room, proof: this.proof(conn, key, room), ...cap });
-  }
-  admit(conn: ConnId, session: string): Action[] {
-    return this.msg(conn, { type: 'admit', session });
-  }
-  /** A device on conn 1 and a controller on conn 2, paired. */
-  pair(): void {
-    this.open(1);
-    this.open(2);
-    this.register(1);
-    this.join(2);
-  }
-}
-
-const sent = (out: Action[], conn: ConnId): ServerMessage[] =>
-  out.filter((a): a is Extract<Action, { kind: 'send' }> => a.kind === 'send' && a.conn === conn).map((a) => a.msg);
-const closes = (out: Action[]): Extract<Action, { kind: 'close' }>[] => out.filter((a): a is Extract<Action, { kind: 'close' }> => a.kind === 'close');
-const logs = (out: Action[]): Extract<Action, { kind: 'log' }>[] => out.filter((a): a is Extract<Action, { kind: 'log' }> => a.kind === 'log');
-const errorCode = (out: Action[], conn: ConnId): string | undefined => {
-  const e = sent(out, conn).find((m) => m.type === 'error');
-  return e && e.type === 'error' ? e.code : undefined;
-};
+import { closes, errorCode, Harness, logs, newKey, ROOM, STUN, sent, TYPED } from './router-harness.js';
 
 describe('router: register and join', () => {
   test('register replies registered with the normalised room, TTL and STUN port', () => {
