@@ -826,7 +826,8 @@ export class Router {
         return this.error(c.id, 'bad-proof', out, why);
       }
     }
-    if (this.cluster && !this.rooms.has(p.room)) {
+    // lookup, not rooms.has: a room expired but not yet swept is released by it, so it must be claimed again.
+    if (this.cluster && !this.lookup(p.room, now, out)) {
       // Capacity first (no claim for a room we could not hold), then the cluster decides.
       if (!this.roomFits(c, undefined, out)) return;
       c.pending = { kind: 'claim', room: p.room, maxControllers };
