@@ -21,7 +21,7 @@ import {
   parsePairingCode,
   type Rights,
 } from '../protocol/index.js';
-import { parseIceServer } from '../session/index.js';
+import { parseIceServer, serverListProblem, splitServers } from '../session/index.js';
 import { type AllowedOrigins, DEFAULT_SIGNAL_HOST, DEFAULT_SIGNAL_PORT, DEFAULT_STUN_PORT, parseOriginFlag } from '../signaling/index.js';
 import { resolvePageUrl } from './page-url.js';
 
@@ -234,21 +234,9 @@ export function intFlag(f: Flags, k: string, dflt: number, min = 0, max = Number
 function serverUrl(f: Flags, env: Env): string {
   const s = str(f, 'server') ?? env.PINHOLE_SERVER;
   if (!s) throw usage('--server URL is required (or set PINHOLE_SERVER), e.g. --server ws://my-server:8080');
-  const list = s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean);
-  if (list.length === 0) throw usage('--server names no URL');
-  for (const one of list) {
-    let u: URL;
-    try {
-      u = new URL(one);
-    } catch {
-      throw usage(`--server ${one} is not a URL; use ws://host:port`);
-    }
-    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw usage(`--server must be ws:// or wss://, not ${u.protocol}`);
-  }
-  return list.join(',');
+  const why = serverListProblem(s);
+  if (why) throw usage(`--server ${why}`);
+  return splitServers(s).join(',');
 }
 
 /** Parses `--pins 13,20-23` (or another pin-list flag, named in errors). */

@@ -5,12 +5,38 @@
  * attempts are the caller's (session/backoff.ts).
  */
 
+import { PinholeError } from '../protocol/index.js';
+
 /** Splits a comma-separated server list (spaces around commas allowed); empty parts are dropped. */
 export function splitServers(list: string): string[] {
   return list
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+/** What is wrong with a server list: no URL, or one that is not a ws:// or wss:// URL; null if nothing. */
+export function serverListProblem(list: string): string | null {
+  const urls = splitServers(list);
+  if (urls.length === 0) return 'names no URL';
+  for (const one of urls) {
+    let u: URL;
+    try {
+      u = new URL(one);
+    } catch {
+      return `${one} is not a URL; use ws://host:port`;
+    }
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') return `${one} must be ws:// or wss://, not ${u.protocol}`;
+  }
+  return null;
+}
+
+/** Injected sources of a ServerList (tests pass fixed ones). */
+export interface ServerListOptions {
+  /** Uniform in [0, 1), for the order (default Math.random). */
+  random?: () => number;
+  /** Wall clock in ms, for avoidance (default Date.now). */
+  now?: () => number;
 }
 
 /**
@@ -24,13 +50,17 @@ export const GOAWAY_AVOID_MS = 30_000;
 export class ServerList {
   private readonly urls: readonly string[];
   private i = 0;
-  /** Servers to pass over until the time given (Date.now ms). */
+  /** Servers to pass over until the time given (`now` ms). */
   private readonly avoided = new Map<string, number>();
+  private readonly now: () => number;
 
-  /** `list`: a comma-separated list (or one URL); `random` is injectable for tests. */
-  constructor(list: string, random: () => number = Math.random) {
+  /** `list`: a comma-separated list (or one URL) of ws:// or wss:// URLs; anything else throws `usage`. */
+  constructor(list: string, opts: ServerListOptions = {}) {
+    const why = serverListProblem(list);
+    if (why) throw new PinholeError('usage', `server list: ${why}`);
     const urls = splitServers(list);
-    if (urls.length === 0) throw new RangeError('a server list needs at least one URL');
+    const random = opts.random ?? Math.random;
+    this.now = opts.now ?? Date.now;
     // Fisher-Yates: every order is as likely.
     for (let j = urls.length - 1; j > 0; j--) {
       const k = Math.floor(random() * (j + 1));
@@ -46,7 +76,7 @@ export class ServerList {
 
   /** The server for the next attempt: the next in turn that is not avoided (if every one is, the next in turn). */
   next(): string {
-    const now = Date.now();
+    const now = this.now();
     for (let k = 0; k < this.urls.length; k++) {
       const u = this.urls[this.i]!;
       this.i = (this.i + 1) % this.urls.length;
@@ -63,6 +93,6 @@ export class ServerList {
 
   /** Passes `url` over for `ms` (it said goaway). */
   avoid(url: string, ms = GOAWAY_AVOID_MS): void {
-    if (this.urls.includes(url)) this.avoided.set(url, Date.now() + ms);
+    if (this.urls.includes(url)) this.avoided.set(url, this.now() + ms);
   }
 }
