@@ -5,7 +5,7 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
   pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
-                 [--no-page] [--redis URL]
+                 [--no-page] [--redis URL] [--metrics-host H --metrics-port P]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa|chardev] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                  [--page-url URL] [--no-qr]
@@ -29,7 +29,7 @@ spent code, not paired, tampering detected), 4 server or device unreachable, bus
 5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
 const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...] [--no-page]
-               [--redis redis://HOST:PORT[/DB]] [--metrics-host H --metrics-port P]
+               [--redis redis[s]://[:PASSWORD@]HOST:PORT[/DB]] [--metrics-host H --metrics-port P]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
   --host H           address to bind (default 0.0.0.0)
@@ -46,10 +46,11 @@ Runs a signaling server: WebSocket signaling and relay on --port, a STUN server 
   --no-page          do not serve the controller page at / (it is served by default: a browser
                      then runs this server's code; see 'pinhole page' for a copy you host yourself)
   --redis URL        one node of a cluster: every node given the same Redis shares rooms,
-                     limits and forwarding (docs/deploy.md). Default: a single node.
+                     limits and forwarding (docs/deploy.md); rediss:// for TLS. Default: a
+                     single node. The node id is random at each start ("node" in the first line).
   --metrics-host H --metrics-port P
                      serve GET /metrics (Prometheus text) on a listener of its own instead of
-                     on --port
+                     on --port (P 0 = any free port); the two go together
 SIGINT/SIGTERM drain: every client is told goaway and moves to another server, then it exits.
 The first output line is JSON with the bound addresses; every later line is one JSON event.
 Codes and message bodies are never logged.`;
@@ -177,7 +178,7 @@ Tells what your network allows, like 'tailscale netcheck': whether UDP works, yo
 your NAT's mapping and filtering behaviour (RFC 5780 tests against the server's STUN server, which
 needs 'pinhole signal --stun-alt-host'), hairpinning, latency, and a verdict: direct connections
 likely, or relay will be used, and why.
-  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER)
+  --server URL    signaling server, ws://host:port (or env PINHOLE_SERVER); of a list, the first
   --json          one JSON object instead of the text report
   --timeout MS    for the server's /healthz and for each STUN test (default 1500)
   --gpio          instead: list this machine's GPIO chips (label, lines, who holds them) and
