@@ -9,7 +9,7 @@
  * end-of-candidates, because werift adds only the candidates it holds at `go`.
  * No Node built-in here: this runs in a page.
  */
-import type { SignalPayload } from '../../protocol/index.js';
+import { type SignalPayload, splitCandidates } from '../../protocol/index.js';
 import { CoordinatedStart, type Dialer, type DirectAttempt, type DirectAttemptEvents, type RtcConfig } from '../../session/index.js';
 import { Emitter, type Transport } from '../../transport/index.js';
 
@@ -174,9 +174,7 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
   /** Sends our description without candidates; the candidates gathered so far follow, the rest as they come. */
   private sendDescription(type: 'offer' | 'answer'): void {
     if (this.closed) return;
-    const sdp = this.pc.localDescription!.sdp;
-    const kept = sdp.split(/\r?\n/).filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
-    this.sendSignal({ kind: type, sdp: kept.join('\r\n') });
+    this.sendSignal({ kind: type, sdp: splitCandidates(this.pc.localDescription!.sdp).sdp });
     this.descriptionSent = true;
     for (const c of this.early.splice(0)) this.sendCandidate(c);
     if (this.gathered) this.finishCandidates();

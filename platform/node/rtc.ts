@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { CipherContext, type RTCDataChannel, RTCPeerConnection } from 'werift';
-import type { SignalPayload } from '../../protocol/index.js';
+import { type SignalPayload, splitCandidates } from '../../protocol/index.js';
 import { CoordinatedStart, type DirectAttemptEvents, type DtlsKeyPair, type RtcConfig } from '../../session/index.js';
 import type { Transport } from '../../transport/index.js';
 
@@ -23,15 +23,6 @@ export const DC_MAX_LOCAL_QUEUE_BYTES = 1 << 20;
 export const STUN_GATHER_TIMEOUT_S = 2;
 /** Label of our one data channel. */
 export const DC_LABEL = 'pinhole';
-
-/** Splits an SDP into the SDP without candidate lines and the candidates it held. */
-export function splitCandidates(sdp: string): { sdp: string; candidates: string[]; mid: string | null } {
-  const lines = sdp.split(/\r?\n/);
-  const candidates = lines.filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2));
-  const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? null;
-  const kept = lines.filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
-  return { sdp: kept.join('\r\n'), candidates, mid };
-}
 
 /** werift's codes for SHA-256, ECDSA and P-256 (the curve browsers use for DTLS). */
 const HASH_SHA256 = 4;
