@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { DEFAULT_DOCTOR_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../controller/index.js';
 import { DEFAULT_MAX_CONTROLLERS, DEFAULT_SAFE_AFTER_MS, MIN_SAFE_AFTER_MS, parseSafeState } from '../device/index.js';
+import type { MqttBridgeOptions } from '../mqtt/index.js';
 import { DEFAULT_DISCOVERY_PREFIX, DEFAULT_PREFIX, prefixProblem } from '../mqtt/topics.js';
 import { type IceServer, resolveStateDir } from '../platform/node/index.js';
 import {
@@ -449,8 +450,17 @@ export function resolveControl(f: Flags, env: Env, positionals: string[]): { con
 /** Where the broker password comes from; a file is read by the command, not here. */
 export type MqttPassword = { from: 'file'; path: string } | { from: 'env' | 'url'; value: string };
 
-/** `pinhole mqtt` settings. */
-export interface MqttCliConfig {
+/**
+ * `pinhole mqtt` settings: startMqttBridge()'s options as the flags set them
+ * (the devices are the positionals; --outputs and --inputs sorted, at least
+ * one of them, no pin in both; --prefix and --discovery-prefix default to
+ * DEFAULT_PREFIX and DEFAULT_DISCOVERY_PREFIX; --blink-times and
+ * --blink-interval, else the device's defaults; --state-dir as for `pinhole
+ * control`; --name defaults to this host's name, --timeout to
+ * DEFAULT_TIMEOUT_MS; --no-direct), the broker as the command still has to
+ * read it, and what only the command uses.
+ */
+export interface MqttCliConfig extends Omit<MqttBridgeOptions, 'broker' | 'version' | 'log' | 'open'> {
   /** The broker, with no credentials in it: mqtt://host:port or mqtts://host:port (default port 1883, 8883 for mqtts). */
   broker: string;
   /** --username, else env PINHOLE_MQTT_USERNAME, else the one in --broker; undefined = none. */
@@ -461,23 +471,6 @@ export interface MqttCliConfig {
   ca: string | undefined;
   cert: string | undefined;
   key: string | undefined;
-  /** Paired devices, by the names they were saved under (the positionals). */
-  devices: string[];
-  /** --outputs and --inputs, sorted; at least one of them, and no pin in both. */
-  outputs: number[];
-  inputs: number[];
-  /** Topic prefix (--prefix, default DEFAULT_PREFIX) and Home Assistant's discovery prefix (--discovery-prefix, default DEFAULT_DISCOVERY_PREFIX). */
-  prefix: string;
-  discoveryPrefix: string;
-  /** The buttons' blink (--blink-times, --blink-interval); undefined: the device's defaults. */
-  blink: { times?: number; intervalMs?: number };
-  /** Paired devices and this controller's identity, as for `pinhole control`. */
-  stateDir: string;
-  /** Name the devices show for this controller (default: this host's name). */
-  name: string;
-  /** Timeout for connecting and for each command, ms (default DEFAULT_TIMEOUT_MS). */
-  timeoutMs: number;
-  direct: boolean;
   json: boolean;
   /** The password was in --broker, where other users of the machine can read it (ps). */
   passwordInArgv: boolean;

@@ -11,4 +11,4 @@ export type { KnownDevice, TrustedController } from './peers.js';
 export { CONTROLLERS_FILE, corruptRecord, DEVICES_FILE, exactObject, KnownDeviceStore, TrustedControllerStore } from './peers.js';
 export type { OpenErrorCode, OpenerOptions, SealerOptions, SealPath } from './seal.js';
 export { deriveSealKeys, MAX_SEALED_PLAINTEXT_BYTES, Opener, Sealer } from './seal.js';
-export type { StateStore } from './state.js';
+export { checkedText, type StateStore } from './state.js';

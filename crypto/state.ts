@@ -23,16 +23,24 @@ export interface StateStore {
   where(name: string): string;
 }
 
+/**
+ * StateStore.read's size check for a store that holds its texts in memory:
+ * `text`, read from `where`, unless it is longer than `maxBytes` bytes (UTF-8),
+ * which is PinholeError `state-corrupt`.
+ */
+export function checkedText(text: string | undefined, maxBytes: number, where: string, label = 'state record'): string | undefined {
+  if (text !== undefined && utf8ByteLength(text) > maxBytes) {
+    throw new PinholeError('state-corrupt', `${label} ${where} is more than the ${maxBytes} bytes allowed`, where);
+  }
+  return text;
+}
+
 /** A StateStore in memory: nothing survives the process. For a page that keeps no state, and for tests. */
 export class MemoryStateStore implements StateStore {
   readonly #texts = new Map<string, string>();
 
-  read(name: string, maxBytes: number, label = 'state record'): string | undefined {
-    const text = this.#texts.get(name);
-    if (text !== undefined && utf8ByteLength(text) > maxBytes) {
-      throw new PinholeError('state-corrupt', `${label} ${this.where(name)} is more than the ${maxBytes} bytes allowed`, this.where(name));
-    }
-    return text;
+  read(name: string, maxBytes: number, label?: string): string | undefined {
+    return checkedText(this.#texts.get(name), maxBytes, this.where(name), label);
   }
 
   write(name: string, text: string): void {

@@ -39,10 +39,13 @@ export interface MqttBridgeOptions {
   broker: BrokerOptions;
   /** Devices paired before (in `stateDir`), by the names they were saved under. */
   devices: string[];
+  /** Pins bridged as switches and blink buttons, and as binary sensors. */
   outputs: number[];
   inputs: number[];
+  /** Topic prefix, and Home Assistant's discovery prefix. */
   prefix: string;
   discoveryPrefix: string;
+  /** The buttons' blink; a field left out: the device's default. */
   blink: { times?: number; intervalMs?: number };
   /** The controller's state dir, as `pinhole control` uses it. */
   stateDir: string;
@@ -50,6 +53,7 @@ export interface MqttBridgeOptions {
   name: string;
   /** Timeout for connecting and for each command, ms. */
   timeoutMs: number;
+  /** Whether to try a direct path besides the relay. */
   direct: boolean;
   /** This pinhole's version (the configs' `origin`). */
   version: string;

@@ -20,7 +20,7 @@ export {
   parseRequest,
   rpcError,
 } from './rpc.js';
-export { parseSdpFingerprint } from './sdp.js';
+export { parseSdpFingerprint, splitCandidates } from './sdp.js';
 export type { ClientMessage, Parsed, RegisterProof, Role, ServerMessage, SignalErrorCode, SignalPayload } from './signaling.js';
 export {
   CLOSE_GOING_AWAY,

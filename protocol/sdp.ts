@@ -1,4 +1,8 @@
-/** The DTLS certificate fingerprint an SDP announces: what the handshake signed and session/ compares. */
+/**
+ * What pinhole reads in an SDP: the DTLS certificate fingerprint it announces
+ * (what the handshake signed and session/ compares), and its candidate lines
+ * (withheld from the description and sent one by one: the coordinated start).
+ */
 
 const SDP_SHA256 = /^a=fingerprint:sha-256 ([0-9a-f]{2}(?::[0-9a-f]{2}){31})$/i;
 
@@ -25,4 +29,17 @@ export function parseSdpFingerprint(sdp: string): string | undefined {
     found = fp;
   }
   return found;
+}
+
+/**
+ * Splits an SDP into the SDP without its candidate and end-of-candidates
+ * lines (joined with CRLF), the candidates it held (`candidate:…`, without
+ * `a=`) and its first media section's mid (null if none).
+ */
+export function splitCandidates(sdp: string): { sdp: string; candidates: string[]; mid: string | null } {
+  const lines = sdp.split(/\r?\n/);
+  const candidates = lines.filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2));
+  const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? null;
+  const kept = lines.filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
+  return { sdp: kept.join('\r\n'), candidates, mid };
 }

@@ -13,8 +13,8 @@
  * never holds an older text after a newer one.
  */
 
-import type { StateStore } from '../../crypto/index.js';
-import { PinholeError, utf8ByteLength } from '../../protocol/index.js';
+import { checkedText, type StateStore } from '../../crypto/index.js';
+import { PinholeError } from '../../protocol/index.js';
 import { certFingerprint } from './rtc.js';
 
 /** The database a page uses unless told otherwise. */
@@ -114,12 +114,8 @@ export class IdbStateStore implements StateStore {
     }
   }
 
-  read(name: string, maxBytes: number, label = 'state record'): string | undefined {
-    const text = this.#texts.get(name);
-    if (text !== undefined && utf8ByteLength(text) > maxBytes) {
-      throw new PinholeError('state-corrupt', `${label} ${this.where(name)} is more than the ${maxBytes} bytes allowed`, this.where(name));
-    }
-    return text;
+  read(name: string, maxBytes: number, label?: string): string | undefined {
+    return checkedText(this.#texts.get(name), maxBytes, this.where(name), label);
   }
 
   write(name: string, text: string): void {

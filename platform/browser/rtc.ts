@@ -1,21 +1,16 @@
 /**
  * The direct path in a browser: RTCPeerConnection with one ordered data
  * channel, speaking exactly the SignalPayload sequence of werift's DirectPath
- * (platform/node/rtc.ts, whose header explains the coordinated start), since
- * the peer is that DirectPath on the device:
- *
- *   description (no candidates) → candidate… → end-of-candidates
- *   offerer, once the answer and the peer's end-of-candidates are in:
- *   ping ×GO_PINGS → go → wait RTT/2 → add the peer's held candidates
- *   answerer, on go: add the peer's held candidates
+ * (platform/node/rtc.ts), since the peer is that DirectPath on the device:
+ * both run it through session/coordinated-start.ts, whose header explains it.
  *
  * The browser trickles its candidates, so the description leaves at once and
  * the candidates follow; the offerer sends `go` only after its own
  * end-of-candidates, because werift adds only the candidates it holds at `go`.
  * No Node built-in here: this runs in a page.
  */
-import type { SignalPayload } from '../../protocol/index.js';
-import type { Dialer, DirectAttempt, DirectAttemptEvents, RtcConfig } from '../../session/index.js';
+import { type SignalPayload, splitCandidates } from '../../protocol/index.js';
+import { CoordinatedStart, type Dialer, type DirectAttempt, type DirectAttemptEvents, type RtcConfig } from '../../session/index.js';
 import { Emitter, type Transport } from '../../transport/index.js';
 
 /** Bytes queued in the data channel above which we hold frames back: the same bound as on Node, so a slow werift peer is not flooded. */
@@ -26,10 +21,6 @@ export const DC_LOW_WATER_BYTES = 512;
 export const DC_MAX_LOCAL_QUEUE_BYTES = 1 << 20;
 /** Label of our one data channel (the device's werift accepts only this one). */
 export const DC_LABEL = 'pinhole';
-/** Pings used to measure the relay RTT before `go`; the smallest is used. */
-export const GO_PINGS = 3;
-/** Time to wait for one pong, in ms: a relay slower than this is not worth timing. */
-export const PING_TIMEOUT_MS = 2_000;
 /**
  * Longest wait for the browser's own candidate gathering, in ms. Chromium
  * keeps gathering until an unreachable STUN server times out (about 10 s);
@@ -99,14 +90,7 @@ export class BrowserChannelTransport implements Transport {
 export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements DirectAttempt {
   private readonly pc: RTCPeerConnection;
   private transport: BrowserChannelTransport | undefined;
-  private remoteSet = false;
-  /** The peer's candidates, held until `go`. */
-  private readonly held: Extract<SignalPayload, { kind: 'candidate' }>[] = [];
-  private peerCandidatesDone = false;
-  private went = false;
-  private readonly pongs = new Map<number, () => void>();
-  private pingN = 0;
-  private op: Promise<void> = Promise.resolve();
+  private readonly signals: CoordinatedStart;
   private closed = false;
   private iceConnected = false;
   private ended = false;
@@ -152,13 +136,23 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
       if (this.pc.iceGatheringState === 'complete') this.gatherDone();
     });
     this.pc.addEventListener('datachannel', (e) => this.wire(e.channel));
+    this.signals = new CoordinatedStart(role, sendSignal, {
+      setRemoteDescription: (type, sdp) => this.pc.setRemoteDescription({ type, sdp }),
+      answer: async () => {
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this.sendDescription('answer');
+      },
+      // as on Node, no end-of-candidates after them: peer-reflexive ones may still come
+      addCandidate: (c) =>
+        this.pc.addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? (c.sdpMid == null ? 0 : null) }),
+      bye: () => this.end(),
+      state: (s) => this.emit('state', s),
+    });
   }
 
   /** Starts the offer (offerer only). Errors end the attempt quietly; the relay carries on. */
   start(): Promise<void> {
-    const run = this.op.then(() => this.offer());
-    this.op = run;
-    return run;
+    return this.signals.enqueue(() => this.offer());
   }
 
   private async offer(): Promise<void> {
@@ -174,58 +168,13 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
 
   /** Feeds a signal from the peer, one at a time in arrival order. */
   handleSignal(p: SignalPayload): Promise<void> {
-    const run = this.op.then(() => this.applySignal(p));
-    this.op = run;
-    return run;
-  }
-
-  private async applySignal(p: SignalPayload): Promise<void> {
-    if (this.closed) return;
-    try {
-      switch (p.kind) {
-        case 'offer':
-          if (this.role !== 'answerer') return;
-          await this.pc.setRemoteDescription({ type: 'offer', sdp: p.sdp });
-          this.remoteSet = true;
-          await this.pc.setLocalDescription(await this.pc.createAnswer());
-          this.sendDescription('answer');
-          return;
-        case 'answer':
-          if (this.role !== 'offerer') return;
-          await this.pc.setRemoteDescription({ type: 'answer', sdp: p.sdp });
-          this.remoteSet = true;
-          void this.maybeGo(); // not awaited: its pongs arrive through this same signal queue
-          return;
-        case 'candidate':
-          this.held.push(p);
-          return;
-        case 'end-of-candidates':
-          this.peerCandidatesDone = true;
-          void this.maybeGo();
-          return;
-        case 'ping':
-          return this.sendSignal({ kind: 'pong', n: p.n });
-        case 'pong':
-          this.pongs.get(p.n)?.();
-          return;
-        case 'go':
-          if (this.role === 'answerer') await this.addHeld();
-          return;
-        case 'bye':
-          this.end();
-          return;
-      }
-    } catch (e) {
-      this.emit('state', `signal-failed: ${(e as Error).message}`);
-    }
+    return this.signals.handleSignal(p);
   }
 
   /** Sends our description without candidates; the candidates gathered so far follow, the rest as they come. */
   private sendDescription(type: 'offer' | 'answer'): void {
     if (this.closed) return;
-    const sdp = this.pc.localDescription!.sdp;
-    const kept = sdp.split(/\r?\n/).filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
-    this.sendSignal({ kind: type, sdp: kept.join('\r\n') });
+    this.sendSignal({ kind: type, sdp: splitCandidates(this.pc.localDescription!.sdp).sdp });
     this.descriptionSent = true;
     for (const c of this.early.splice(0)) this.sendCandidate(c);
     if (this.gathered) this.finishCandidates();
@@ -275,49 +224,7 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
     this.mdns.length = 0;
     this.ourCandidatesDone = true;
     this.sendSignal({ kind: 'end-of-candidates' });
-    void this.maybeGo();
-  }
-
-  /** Controller: once the answer, all the device's candidates and all ours are out, time `go`. */
-  private async maybeGo(): Promise<void> {
-    if (this.role !== 'offerer' || this.went || !this.remoteSet || !this.peerCandidatesDone || !this.ourCandidatesDone) return;
-    this.went = true;
-    // Pings go out together: one round trip's wait, and the fastest reply is the best estimate.
-    const rtt = Math.min(...(await Promise.all(Array.from({ length: GO_PINGS }, () => this.ping()))));
-    if (this.closed) return;
-    this.sendSignal({ kind: 'go' });
-    const wait = Number.isFinite(rtt) ? rtt / 2 : 0;
-    this.emit('state', `go rtt=${Number.isFinite(rtt) ? rtt.toFixed(1) : '?'}ms`);
-    if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
-    await this.addHeld();
-  }
-
-  /** One relay round trip in ms, or Infinity if the pong does not come. */
-  private ping(): Promise<number> {
-    const n = ++this.pingN;
-    const t0 = performance.now();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pongs.delete(n);
-        resolve(Number.POSITIVE_INFINITY);
-      }, PING_TIMEOUT_MS);
-      this.pongs.set(n, () => {
-        clearTimeout(timer);
-        this.pongs.delete(n);
-        resolve(performance.now() - t0);
-      });
-      this.sendSignal({ kind: 'ping', n });
-    });
-  }
-
-  /** Adds the peer's held candidates (no end-of-candidates, as on Node: peer-reflexive ones may still come). */
-  private async addHeld(): Promise<void> {
-    if (this.closed) return;
-    for (const c of this.held.splice(0)) {
-      await this.pc
-        .addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? (c.sdpMid == null ? 0 : null) })
-        .catch((e: Error) => this.emit('state', `bad-candidate: ${e.message}`));
-    }
+    this.signals.ourCandidatesSent();
   }
 
   /** Closes the peer connection (the browser fires no state change for it, so `down` is ours). */
@@ -326,7 +233,7 @@ export class BrowserDirectPath extends Emitter<DirectAttemptEvents> implements D
     this.closed = true;
     if (this.gatherTimer !== undefined) clearTimeout(this.gatherTimer);
     this.down();
-    await this.op.catch(() => undefined);
+    await this.signals.close();
     this.pc.close();
     this.removeAllListeners();
   }

@@ -2,25 +2,13 @@
  * The direct path: a werift peer connection with one ordered data channel.
  * The only file that imports werift. The controller offers, the device answers;
  * SDP, candidates, pings and `go` are handed to the session (`sendSignal`),
- * which carries them sealed over the relay: the server never sees them.
- *
- * Coordinated start. Behind two port-restricted NATs, whoever sends first
- * loses: its first check reaches the far router before that router has a
- * mapping, Linux conntrack records it, and the far side's own packet then
- * collides with that entry and is given another port, which the first side's
- * NAT drops. werift's answerer starts checking as soon as it answers, before
- * the offerer even has the answer. So candidates are withheld from the SDP and
- * held by the receiver; once both sides hold each other's, the controller
- * measures the relay RTT (ping/pong), sends `go`, waits RTT/2 and adds the
- * device's candidates while the device, on `go`, adds the controller's. Both
- * first checks then leave within a few ms of each other (libp2p DCUtR's idea).
- * werift keeps polling for candidates while no end-of-candidates was seen, so
- * its ICE agent simply idles until then.
+ * which carries them sealed over the relay: the server never sees them. Their
+ * order and the coordinated start are session/coordinated-start.ts's.
  */
 import { EventEmitter } from 'node:events';
 import { CipherContext, type RTCDataChannel, RTCPeerConnection } from 'werift';
-import type { SignalPayload } from '../../protocol/index.js';
-import type { DirectAttemptEvents, DtlsKeyPair, RtcConfig } from '../../session/index.js';
+import { type SignalPayload, splitCandidates } from '../../protocol/index.js';
+import { CoordinatedStart, type DirectAttemptEvents, type DtlsKeyPair, type RtcConfig } from '../../session/index.js';
 import type { Transport } from '../../transport/index.js';
 
 export type { DtlsKeyPair, IceServer, RtcConfig } from '../../session/index.js';
@@ -35,19 +23,6 @@ export const DC_MAX_LOCAL_QUEUE_BYTES = 1 << 20;
 export const STUN_GATHER_TIMEOUT_S = 2;
 /** Label of our one data channel. */
 export const DC_LABEL = 'pinhole';
-/** Pings used to measure the relay RTT before `go`; the smallest is used. */
-export const GO_PINGS = 3;
-/** Time to wait for one pong, in ms: a relay slower than this is not worth timing. */
-export const PING_TIMEOUT_MS = 2_000;
-
-/** Splits an SDP into the SDP without candidate lines and the candidates it held. */
-export function splitCandidates(sdp: string): { sdp: string; candidates: string[]; mid: string | null } {
-  const lines = sdp.split(/\r?\n/);
-  const candidates = lines.filter((l) => l.startsWith('a=candidate:')).map((l) => l.slice(2));
-  const mid = lines.find((l) => l.startsWith('a=mid:'))?.slice(6) ?? null;
-  const kept = lines.filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates');
-  return { sdp: kept.join('\r\n'), candidates, mid };
-}
 
 /** werift's codes for SHA-256, ECDSA and P-256 (the curve browsers use for DTLS). */
 const HASH_SHA256 = 4;
@@ -109,14 +84,7 @@ export class DataChannelTransport implements Transport {
 export class DirectPath extends EventEmitter<DirectPathEvents> {
   private readonly pc: RTCPeerConnection;
   private transport: DataChannelTransport | undefined;
-  private remoteSet = false;
-  /** The peer's candidates, held until `go`. */
-  private readonly held: SignalPayload[] = [];
-  private peerCandidatesDone = false;
-  private went = false;
-  private readonly pongs = new Map<number, () => void>();
-  private pingN = 0;
-  private op: Promise<void> = Promise.resolve();
+  private readonly signals: CoordinatedStart;
   private closed = false;
   private iceConnected = false;
   private ended = false;
@@ -155,13 +123,21 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
       this.emit('state', `ice-${s}`);
     });
     this.pc.onDataChannel.subscribe((dc) => this.wire(dc));
+    this.signals = new CoordinatedStart(role, sendSignal, {
+      setRemoteDescription: (type, sdp) => this.pc.setRemoteDescription({ type, sdp }),
+      answer: async () => {
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this.sendDescription('answer');
+      },
+      addCandidate: (c) => this.pc.addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined }),
+      bye: () => this.end(),
+      state: (s) => this.emit('state', s),
+    });
   }
 
   /** Starts the offer (offerer only). Errors end the attempt quietly; the relay carries on. */
   start(): Promise<void> {
-    const run = this.op.then(() => this.offer());
-    this.op = run;
-    return run;
+    return this.signals.enqueue(() => this.offer());
   }
 
   private async offer(): Promise<void> {
@@ -177,53 +153,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
 
   /** Feeds a signal from the peer. Malformed SDP is reported as a state and ignored. */
   handleSignal(p: SignalPayload): Promise<void> {
-    // Description changes run one at a time, and close() waits for the one in
-    // flight: werift closed mid-setLocalDescription starts its ICE loop anyway
-    // and keeps polling forever.
-    const run = this.op.then(() => this.applySignal(p));
-    this.op = run;
-    return run;
-  }
-
-  private async applySignal(p: SignalPayload): Promise<void> {
-    if (this.closed) return;
-    try {
-      switch (p.kind) {
-        case 'offer':
-          if (this.role !== 'answerer') return;
-          await this.pc.setRemoteDescription({ type: 'offer', sdp: p.sdp });
-          this.remoteSet = true;
-          await this.pc.setLocalDescription(await this.pc.createAnswer());
-          this.sendDescription('answer');
-          return;
-        case 'answer':
-          if (this.role !== 'offerer') return;
-          await this.pc.setRemoteDescription({ type: 'answer', sdp: p.sdp });
-          this.remoteSet = true;
-          void this.maybeGo(); // not awaited: its pongs arrive through this same signal queue
-          return;
-        case 'candidate':
-          this.held.push(p);
-          return;
-        case 'end-of-candidates':
-          this.peerCandidatesDone = true;
-          void this.maybeGo();
-          return;
-        case 'ping':
-          return this.sendSignal({ kind: 'pong', n: p.n });
-        case 'pong':
-          this.pongs.get(p.n)?.();
-          return;
-        case 'go':
-          if (this.role === 'answerer') await this.addHeld();
-          return;
-        case 'bye':
-          this.end();
-          return;
-      }
-    } catch (e) {
-      this.emit('state', `signal-failed: ${(e as Error).message}`);
-    }
+    return this.signals.handleSignal(p);
   }
 
   /** Sends our description without candidates, then the candidates, then end-of-candidates. */
@@ -233,49 +163,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     this.sendSignal({ kind: type, sdp });
     for (const c of candidates) this.sendSignal({ kind: 'candidate', candidate: c, sdpMid: mid, sdpMLineIndex: 0 });
     this.sendSignal({ kind: 'end-of-candidates' });
-  }
-
-  /** Controller: once the answer and all the device's candidates are in, time `go`. */
-  private async maybeGo(): Promise<void> {
-    if (this.role !== 'offerer' || this.went || !this.remoteSet || !this.peerCandidatesDone) return;
-    this.went = true;
-    // Pings go out together: one round trip's wait, and the fastest reply is the best estimate.
-    const rtt = Math.min(...(await Promise.all(Array.from({ length: GO_PINGS }, () => this.ping()))));
-    if (this.closed) return;
-    this.sendSignal({ kind: 'go' });
-    const wait = Number.isFinite(rtt) ? rtt / 2 : 0;
-    this.emit('state', `go rtt=${Number.isFinite(rtt) ? rtt.toFixed(1) : '?'}ms`);
-    if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
-    await this.addHeld();
-  }
-
-  /** One relay round trip in ms, or Infinity if the pong does not come. */
-  private ping(): Promise<number> {
-    const n = ++this.pingN;
-    const t0 = performance.now();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pongs.delete(n);
-        resolve(Infinity);
-      }, PING_TIMEOUT_MS);
-      this.pongs.set(n, () => {
-        clearTimeout(timer);
-        this.pongs.delete(n);
-        resolve(performance.now() - t0);
-      });
-      this.sendSignal({ kind: 'ping', n });
-    });
-  }
-
-  /** Adds the peer's held candidates. No end-of-candidates: werift keeps listening for peer-reflexive ones. */
-  private async addHeld(): Promise<void> {
-    if (this.closed) return;
-    for (const c of this.held.splice(0)) {
-      if (c.kind !== 'candidate') continue;
-      await this.pc
-        .addIceCandidate({ candidate: c.candidate, sdpMid: c.sdpMid ?? undefined, sdpMLineIndex: c.sdpMLineIndex ?? undefined })
-        .catch((e: Error) => this.emit('state', `bad-candidate: ${e.message}`));
-    }
+    this.signals.ourCandidatesSent();
   }
 
   /** Closes the peer connection. */
@@ -283,7 +171,7 @@ export class DirectPath extends EventEmitter<DirectPathEvents> {
     if (this.closed) return;
     this.closed = true;
     this.down();
-    await this.op.catch(() => undefined);
+    await this.signals.close();
     await this.pc.close().catch(() => undefined);
     this.removeAllListeners();
   }

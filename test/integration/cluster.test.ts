@@ -5,12 +5,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, test } from 'node:test';
-import { ed25519 } from '@noble/curves/ed25519.js';
-import WebSocket from 'ws';
 import { connect, type Device } from '../../controller/index.js';
-import { deviceRoom, makeRegisterProof, PROTOCOL_VERSION, parseServerMessage, type ServerMessage } from '../../protocol/index.js';
+import { deviceRoom, PROTOCOL_VERSION, type ServerMessage } from '../../protocol/index.js';
 import { NODE_TTL_MS, type SignalServer } from '../../signaling/index.js';
-import { exited, LOOPBACK_LIMITS, pair, type Spawned, spawnUntil, startDevice, startServer, waitFor } from './helpers.js';
+import { exited, LOOPBACK_LIMITS, pair, RawClient, type Spawned, spawnUntil, startDevice, startServer, waitFor } from './helpers.js';
 import { TestRedis } from './redis.js';
 
 let redis: TestRedis;
@@ -50,82 +48,6 @@ async function stop(s: SignalServer): Promise<void> {
 /** A URL list standing for a cluster, where the helpers take a server. */
 const list = (...urls: string[]): SignalServer => ({ url: urls.join(',') }) as SignalServer;
 
-/** A raw `ws` client with a queue of parsed server messages. */
-class Client {
-  readonly queue: ServerMessage[] = [];
-  private waiter: (() => void) | null = null;
-  readonly closed: Promise<{ code: number }>;
-  isClosed = false;
-  nonce = '';
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const r = parseServerMessage(data as Buffer);
-      assert.ok(r.ok, `server sent an invalid message: ${String(data).slice(0, 200)}`);
-      this.queue.push(r.value);
-      this.waiter?.();
-    });
-    ws.on('error', () => {});
-    this.closed = new Promise((resolve) =>
-      ws.on('close', (code) => {
-        this.isClosed = true;
-        this.waiter?.();
-        resolve({ code });
-      }),
-    );
-  }
-  static async open(url: string): Promise<Client> {
-    const c = await new Promise<Client>((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const c = new Client(ws);
-      ws.once('open', () => resolve(c));
-      ws.once('error', reject);
-    });
-    c.nonce = (await c.expect('hello')).nonce;
-    return c;
-  }
-  /** Registers a fresh key's device room with its proof; the room. */
-  async registerHome(): Promise<string> {
-    const sk = ed25519.utils.randomSecretKey();
-    const key = { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
-    const room = deviceRoom(key.publicKey);
-    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room), maxControllers: 4 });
-    assert.equal((await this.expect('registered')).room, room);
-    return room;
-  }
-  send(m: unknown): void {
-    this.ws.send(JSON.stringify(m));
-  }
-  async next(ms = 3000): Promise<ServerMessage> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.isClosed) throw new Error('socket closed while waiting for a message');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a message');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = null;
-    }
-    return this.queue.shift()!;
-  }
-  async expect<T extends ServerMessage['type']>(type: T, ms?: number): Promise<Extract<ServerMessage, { type: T }>> {
-    const m = await this.next(ms);
-    assert.equal(m.type, type, `expected ${type}, got ${JSON.stringify(m)}`);
-    return m as Extract<ServerMessage, { type: T }>;
-  }
-  async expectError(code: string): Promise<void> {
-    const m = await this.expect('error');
-    assert.equal(m.code, code);
-  }
-  close(): void {
-    this.ws.terminate();
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const pairingRoom = (): string => randomBytes(3).toString('hex').toUpperCase().replace(/[01]/g, '7').slice(0, 4) + 'Z';
@@ -133,9 +55,9 @@ const pairingRoom = (): string => randomBytes(3).toString('hex').toUpperCase().r
 test('issue 15: a controller on another node reaches a device room one hop away; relay frames go both ways', async () => {
   const a = await node();
   const b = await node();
-  const d = await Client.open(a.url);
-  const room = await d.registerHome();
-  const c = await Client.open(b.url);
+  const d = await RawClient.open(a.url);
+  const room = await d.registerHome(4);
+  const c = await RawClient.open(b.url);
   c.send({ type: 'join', v: PROTOCOL_VERSION, room });
   const joined = await c.expect('joined');
   assert.equal(joined.waiting, false);
@@ -189,7 +111,7 @@ test('issue 15: two devices registering one room on different nodes: exactly one
   const b = await node();
   for (let round = 0; round < 10; round++) {
     const room = pairingRoom();
-    const [x, y] = await Promise.all([Client.open(a.url), Client.open(b.url)]);
+    const [x, y] = await Promise.all([RawClient.open(a.url), RawClient.open(b.url)]);
     x.send({ type: 'register', v: PROTOCOL_VERSION, room });
     y.send({ type: 'register', v: PROTOCOL_VERSION, room });
     const r = await Promise.all([x.next(), y.next()]);
@@ -205,20 +127,20 @@ test('issue 15: two devices registering one room on different nodes: exactly one
 test('issue 15: Redis down: same-node pairs keep working, cross-node joins fail with cluster-unavailable; Redis back heals with no restart', async () => {
   const a = await node();
   const b = await node();
-  const d = await Client.open(a.url);
-  const room = await d.registerHome();
+  const d = await RawClient.open(a.url);
+  const room = await d.registerHome(4);
   try {
     await redis.down();
     await waitFor(() => a.stats().cluster?.redisUp === false && b.stats().cluster?.redisUp === false, 5000, 'both nodes to see Redis gone');
     // Same node: works.
-    const local = await Client.open(a.url);
+    const local = await RawClient.open(a.url);
     local.send({ type: 'join', v: PROTOCOL_VERSION, room });
     await local.expect('joined');
     await d.expect('peer');
     local.send({ type: 'relay', data: 'x' });
     assert.equal((await d.expect('relay')).data, 'x');
     // Another node: a clear code.
-    const far = await Client.open(b.url);
+    const far = await RawClient.open(b.url);
     far.send({ type: 'join', v: PROTOCOL_VERSION, room });
     await far.expectError('cluster-unavailable');
     await redis.up();
@@ -226,7 +148,7 @@ test('issue 15: Redis down: same-node pairs keep working, cross-node joins fail 
     // The next heartbeat puts the room's presence back (it was lost with Redis's memory).
     let joined: ServerMessage | undefined;
     for (const t0 = Date.now(); Date.now() - t0 < 10_000 && joined?.type !== 'joined'; await sleep(200)) {
-      const c = await Client.open(b.url);
+      const c = await RawClient.open(b.url);
       c.send({ type: 'join', v: PROTOCOL_VERSION, room });
       joined = await c.next();
       c.close();
@@ -245,7 +167,7 @@ test('issue 15: the join limit holds across nodes (one token bucket per address 
   try {
     const answers: string[] = [];
     for (let i = 0; i < 14; i++) {
-      const c = await Client.open((i % 2 === 0 ? a : b).url);
+      const c = await RawClient.open((i % 2 === 0 ? a : b).url);
       c.send({ type: 'join', v: PROTOCOL_VERSION, room: pairingRoom() });
       const m = await c.next();
       answers.push(m.type === 'error' ? m.code : m.type);
@@ -287,12 +209,12 @@ test('issue 15: /metrics parses as Prometheus text and its counters move', async
     assert.equal((await fetch(`http://127.0.0.1:${b.port}/metrics`)).status, 404, 'with a metrics listener, not on the main port');
     const a0 = await scrape(a.metricsUrl);
     const b0 = await scrape(b.metricsUrl);
-    const d = await Client.open(a.url);
-    const room = await d.registerHome();
-    const near = await Client.open(a.url);
+    const d = await RawClient.open(a.url);
+    const room = await d.registerHome(4);
+    const near = await RawClient.open(a.url);
     near.send({ type: 'join', v: PROTOCOL_VERSION, room });
     const s1 = (await near.expect('joined')).session;
-    const far = await Client.open(b.url);
+    const far = await RawClient.open(b.url);
     far.send({ type: 'join', v: PROTOCOL_VERSION, room });
     const s2 = (await far.expect('joined')).session;
     d.send({ type: 'relay', session: s1, data: 'aaaa' });

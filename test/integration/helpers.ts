@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import WebSocket from 'ws';
 import { DeviceAgent, type DeviceConfig, type DeviceEvent, SimGpio } from '../../device/index.js';
-import type { PairingCode } from '../../protocol/code.js';
+import { deviceRoom, type PairingCode } from '../../protocol/code.js';
+import { makeRegisterProof, PROTOCOL_VERSION, parseServerMessage, type ServerMessage } from '../../protocol/signaling.js';
 import { VERSION } from '../../protocol/version.js';
 import { resolveSignalConfig, type SignalServer, type SignalServerConfigInput, startSignalServer } from '../../signaling/index.js';
 
@@ -280,4 +283,93 @@ export async function pair(server: SignalServer, device: CodeSource, opts: { nam
   await device.nextCode(code);
   const info = r.json.at(-1)!;
   return { name, stateDir: dir, device: String(info.name), info };
+}
+
+/** A raw `ws` client with a queue of parsed server messages (the server's hello taken off it: see `nonce`). */
+export class RawClient {
+  readonly queue: ServerMessage[] = [];
+  private waiter: (() => void) | null = null;
+  readonly closed: Promise<{ code: number }>;
+  isClosed = false;
+  /** The nonce of the server's hello on this socket. */
+  nonce = '';
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const r = parseServerMessage(data as Buffer);
+      assert.ok(r.ok, `server sent an invalid message: ${String(data).slice(0, 200)}`);
+      this.queue.push(r.value);
+      this.waiter?.();
+    });
+    ws.on('error', () => {});
+    this.closed = new Promise((resolve) =>
+      ws.on('close', (code) => {
+        this.isClosed = true;
+        this.waiter?.();
+        resolve({ code });
+      }),
+    );
+  }
+
+  static async open(url: string, opts: { localAddress?: string } = {}): Promise<RawClient> {
+    const c = await new Promise<RawClient>((resolve, reject) => {
+      const ws = new WebSocket(url, opts);
+      const c = new RawClient(ws);
+      ws.once('open', () => resolve(c));
+      ws.once('error', reject);
+    });
+    const hello = await c.expect('hello');
+    assert.equal(hello.v, PROTOCOL_VERSION);
+    c.nonce = hello.nonce;
+    return c;
+  }
+
+  /** Registers a fresh key's device room, with its proof (and `maxControllers`, if given); resolves with the room once registered. */
+  async registerHome(maxControllers?: number): Promise<string> {
+    const sk = ed25519.utils.randomSecretKey();
+    const key = { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
+    const room = deviceRoom(key.publicKey);
+    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room), maxControllers });
+    assert.equal((await this.expect('registered')).room, room);
+    return room;
+  }
+
+  send(m: unknown): void {
+    this.ws.send(typeof m === 'string' || Buffer.isBuffer(m) ? m : JSON.stringify(m));
+  }
+
+  /** The next message, failing after `ms`. */
+  async next(ms = 3000): Promise<ServerMessage> {
+    const deadline = Date.now() + ms;
+    while (this.queue.length === 0) {
+      if (this.isClosed) throw new Error('socket closed while waiting for a message');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a message');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.waiter = null;
+    }
+    return this.queue.shift()!;
+  }
+
+  /** The next message, which must be of `type`. */
+  async expect<T extends ServerMessage['type']>(type: T, ms?: number): Promise<Extract<ServerMessage, { type: T }>> {
+    const m = await this.next(ms);
+    assert.equal(m.type, type, `expected ${type}, got ${JSON.stringify(m)}`);
+    return m as Extract<ServerMessage, { type: T }>;
+  }
+
+  async expectError(code: string): Promise<void> {
+    const m = await this.expect('error');
+    assert.equal(m.code, code);
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
 }

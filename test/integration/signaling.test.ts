@@ -9,121 +9,23 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import stun from 'stun';
 import { classes, Message, methods, StunProtocol } from 'werift';
-import { WebSocket } from 'ws';
-import { deviceRoom } from '../../protocol/code.js';
-import {
-  MAX_LINK_FRAME_BYTES,
-  MAX_SIGNAL_BYTES,
-  makeRegisterProof,
-  PROTOCOL_VERSION,
-  parseServerMessage,
-  type ServerMessage,
-} from '../../protocol/signaling.js';
+import { MAX_LINK_FRAME_BYTES, MAX_SIGNAL_BYTES, PROTOCOL_VERSION, type ServerMessage } from '../../protocol/signaling.js';
 import { MAX_CONTROLLERS_PER_ROOM, type SignalServer, startSignalServer, WS_MAX_PAYLOAD_BYTES } from '../../signaling/index.js';
 import { MAX_INVALID_PER_CONN } from '../../signaling/router.js';
-import { waitFor } from './helpers.js';
+import { RawClient, waitFor } from './helpers.js';
 
 const HOST = '127.0.0.1';
-
-/** A raw `ws` client with a queue of parsed server messages (the server's hello taken off it: see `nonce`). */
-class Client {
-  readonly queue: ServerMessage[] = [];
-  private waiter: (() => void) | null = null;
-  readonly closed: Promise<{ code: number }>;
-  isClosed = false;
-  /** The nonce of the server's hello on this socket. */
-  nonce = '';
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => {
-      const r = parseServerMessage(data as Buffer);
-      assert.ok(r.ok, `server sent an invalid message: ${String(data).slice(0, 200)}`);
-      this.queue.push(r.value);
-      this.waiter?.();
-    });
-    ws.on('error', () => {});
-    this.closed = new Promise((resolve) =>
-      ws.on('close', (code) => {
-        this.isClosed = true;
-        this.waiter?.();
-        resolve({ code });
-      }),
-    );
-  }
-
-  static async open(url: string, opts: { localAddress?: string } = {}): Promise<Client> {
-    const c = await new Promise<Client>((resolve, reject) => {
-      const ws = new WebSocket(url, opts);
-      const c = new Client(ws);
-      ws.once('open', () => resolve(c));
-      ws.once('error', reject);
-    });
-    const hello = await c.expect('hello');
-    assert.equal(hello.v, PROTOCOL_VERSION);
-    c.nonce = hello.nonce;
-    return c;
-  }
-
-  /** Registers a fresh key's device room, with its proof (and `maxControllers`, if given); resolves with the room once registered. */
-  async registerHome(maxControllers?: number): Promise<string> {
-    const sk = ed25519.utils.randomSecretKey();
-    const key = { publicKey: ed25519.getPublicKey(sk), sign: (m: Uint8Array) => ed25519.sign(m, sk) };
-    const room = deviceRoom(key.publicKey);
-    this.send({ type: 'register', v: PROTOCOL_VERSION, room, proof: makeRegisterProof(key, this.nonce, room), maxControllers });
-    assert.equal((await this.expect('registered')).room, room);
-    return room;
-  }
-
-  send(m: unknown): void {
-    this.ws.send(typeof m === 'string' || Buffer.isBuffer(m) ? m : JSON.stringify(m));
-  }
-
-  /** The next message, failing after `ms`. */
-  async next(ms = 3000): Promise<ServerMessage> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.isClosed) throw new Error('socket closed while waiting for a message');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a message');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = null;
-    }
-    return this.queue.shift()!;
-  }
-
-  async expect<T extends ServerMessage['type']>(type: T): Promise<Extract<ServerMessage, { type: T }>> {
-    const m = await this.next();
-    assert.equal(m.type, type, `expected ${type}, got ${JSON.stringify(m)}`);
-    return m as Extract<ServerMessage, { type: T }>;
-  }
-
-  async expectError(code: string): Promise<void> {
-    const m = await this.expect('error');
-    assert.equal(m.code, code);
-  }
-
-  close(): void {
-    this.ws.terminate();
-  }
-}
 
 /** A fresh room name, like a paired device's (no collisions between tests). */
 const uniqueRoom = (): string => 'T' + randomBytes(6).toString('hex').toUpperCase();
 
 /** Registers a device and joins a controller on a fresh room; checks the handshake. */
-async function pair(url: string): Promise<{ device: Client; controller: Client; session: string }> {
+async function pair(url: string): Promise<{ device: RawClient; controller: RawClient; session: string }> {
   const room = uniqueRoom();
-  const device = await Client.open(url);
-  const controller = await Client.open(url);
+  const device = await RawClient.open(url);
+  const controller = await RawClient.open(url);
   device.send({ type: 'register', v: PROTOCOL_VERSION, room: room.toLowerCase() });
   const reg = await device.expect('registered');
   assert.equal(reg.room, room);
@@ -136,7 +38,7 @@ async function pair(url: string): Promise<{ device: Client; controller: Client; 
 }
 
 /** A relay each way: the device hears it tagged with the controller's session, and names that session in its own. */
-async function relayBothWays(device: Client, controller: Client, session: string): Promise<void> {
+async function relayBothWays(device: RawClient, controller: RawClient, session: string): Promise<void> {
   controller.send({ type: 'relay', data: 'to-device' });
   assert.deepEqual(await device.next(), { type: 'relay', session, data: 'to-device' });
   device.send({ type: 'relay', session, data: 'to-controller' });
@@ -192,12 +94,12 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 
   test('issue 12: one device room serves several controllers: per-session relay, device-busy past the cap, peer-left per session', async () => {
-    const device = await Client.open(server.url);
+    const device = await RawClient.open(server.url);
     const room = await device.registerHome(3);
-    const controllers: Client[] = [];
+    const controllers: RawClient[] = [];
     const sessions: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       c.send({ type: 'join', v: PROTOCOL_VERSION, room });
       const joined = await c.expect('joined');
       assert.deepEqual(await device.next(), { type: 'peer', session: joined.session });
@@ -205,7 +107,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
       sessions.push(joined.session);
     }
     assert.equal(new Set(sessions).size, 3, 'a session each');
-    const busy = await Client.open(server.url);
+    const busy = await RawClient.open(server.url);
     busy.send({ type: 'join', v: PROTOCOL_VERSION, room });
     await busy.expectError('device-busy');
     const health = (await (await fetch(`http://${HOST}:${server.port}/healthz`)).json()) as { controllers: number };
@@ -243,11 +145,11 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 
   test('issue 12: the server holds a device room to MAX_CONTROLLERS_PER_ROOM however many its device asks for', async () => {
-    const device = await Client.open(server.url);
+    const device = await RawClient.open(server.url);
     const room = await device.registerHome(64);
-    const all: Client[] = [device];
+    const all: RawClient[] = [device];
     for (let i = 0; i <= MAX_CONTROLLERS_PER_ROOM; i++) {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       all.push(c);
       c.send({ type: 'join', v: PROTOCOL_VERSION, room });
       if (i < MAX_CONTROLLERS_PER_ROOM) assert.equal((await c.expect('joined')).waiting, false, `controller ${i + 1}`);
@@ -257,8 +159,8 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 
   test('issue 9: the server greets every socket with hello; a `signal` frame is bad-message and is not forwarded', async () => {
-    const a = await Client.open(server.url);
-    const b = await Client.open(server.url);
+    const a = await RawClient.open(server.url);
+    const b = await RawClient.open(server.url);
     assert.notEqual(a.nonce, b.nonce, 'a fresh nonce per connection');
     a.close();
     b.close();
@@ -273,17 +175,17 @@ describe('signaling server', { timeout: 60_000 }, () => {
   });
 
   test('issue 9: a device room needs its proof: a squatter without one gets bad-proof', async () => {
-    const owner = await Client.open(server.url);
+    const owner = await RawClient.open(server.url);
     const room = await owner.registerHome();
     owner.close(); // away: the room waits for its device
-    const squatter = await Client.open(server.url);
+    const squatter = await RawClient.open(server.url);
     squatter.send({ type: 'register', v: PROTOCOL_VERSION, room });
     await squatter.expectError('bad-proof');
     squatter.close();
   });
 
   test('issue 2: a wrong room is refused with unknown-room', async () => {
-    const c = await Client.open(server.url);
+    const c = await RawClient.open(server.url);
     c.send({ type: 'join', v: PROTOCOL_VERSION, room: uniqueRoom() });
     await c.expectError('unknown-room');
     c.close();
@@ -291,14 +193,14 @@ describe('signaling server', { timeout: 60_000 }, () => {
 
   test("issue 4: a pairing code's room (4 symbols) pairs; the old `code` field is refused as bad-message", async () => {
     const room = 'W' + randomBytes(3).toString('hex').slice(0, 3).toUpperCase();
-    const device = await Client.open(server.url);
+    const device = await RawClient.open(server.url);
     device.send({ type: 'register', v: PROTOCOL_VERSION, code: room });
     await device.expectError('bad-message');
     device.send({ type: 'register', v: PROTOCOL_VERSION, room: 'ABC' });
     await device.expectError('bad-room');
     device.send({ type: 'register', v: PROTOCOL_VERSION, room });
     assert.equal((await device.expect('registered')).room, room);
-    const controller = await Client.open(server.url);
+    const controller = await RawClient.open(server.url);
     controller.send({ type: 'join', v: PROTOCOL_VERSION, room: room.toLowerCase() });
     assert.equal((await controller.expect('joined')).waiting, false);
     await device.expect('peer');
@@ -308,10 +210,10 @@ describe('signaling server', { timeout: 60_000 }, () => {
 
   test('logs never contain the room or relay data', async () => {
     const room = uniqueRoom();
-    const device = await Client.open(server.url);
+    const device = await RawClient.open(server.url);
     device.send({ type: 'register', v: PROTOCOL_VERSION, room });
     await device.expect('registered');
-    const controller = await Client.open(server.url);
+    const controller = await RawClient.open(server.url);
     controller.send({ type: 'join', v: PROTOCOL_VERSION, room });
     await controller.expect('joined');
     controller.send({ type: 'relay', data: 'SECRET-RELAY-DATA' });
@@ -328,7 +230,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
 
   describe('junk frames', () => {
     test('binary garbage, non-JSON text and deep nesting get bad-message; the socket stays usable', async () => {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       c.ws.send(randomBytes(300), { binary: true });
       await c.expectError('bad-message');
       c.send('not json at all');
@@ -346,7 +248,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
     });
 
     test('a frame just over MAX_SIGNAL_BYTES gets too-large; the socket stays open', async () => {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       c.send('x'.repeat(MAX_SIGNAL_BYTES + 1));
       await c.expectError('too-large');
       c.send({ type: 'relay', data: 'x' });
@@ -355,13 +257,13 @@ describe('signaling server', { timeout: 60_000 }, () => {
     });
 
     test('a frame over the WebSocket limit is closed with 1009', async () => {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       c.ws.send(Buffer.alloc(WS_MAX_PAYLOAD_BYTES + 1, 0x61));
       assert.equal((await c.closed).code, 1009);
     });
 
     test('invalid UTF-8 in a text frame is closed with 1007', async () => {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       c.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
       assert.equal((await c.closed).code, 1007);
     });
@@ -372,7 +274,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
       for (let batch = 0; batch < sockets; batch += 10) {
         await Promise.all(
           Array.from({ length: 10 }, async (_, k) => {
-            const c = await Client.open(server.url);
+            const c = await RawClient.open(server.url);
             for (let i = 0; i < perSocket; i++) c.ws.send(...randomFrame((batch + k) * 1000 + i));
             for (let i = 0; i < perSocket; i++) {
               const m = await c.expect('error');
@@ -385,7 +287,7 @@ describe('signaling server', { timeout: 60_000 }, () => {
     });
 
     test('a socket flooding junk is closed with 1008 after MAX_INVALID_PER_CONN error replies', async () => {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       for (let i = 0; i < 1000; i++) c.ws.send(...randomFrame(i));
       assert.equal((await c.closed).code, 1008);
       assert.equal(c.queue.length, MAX_INVALID_PER_CONN + 1);
@@ -535,19 +437,19 @@ describe('signaling server: join limit', { timeout: 30_000 }, () => {
   });
 
   test('issue 4: joins from one address share a bucket across sockets; beyond it join-limited, counted in /healthz', async () => {
-    const device = await Client.open(server.url);
+    const device = await RawClient.open(server.url);
     const room = await device.registerHome(); // a device room: costs no guess
     // ...which a join does not either: spend the three guesses on pairing rooms.
-    const sockets: Client[] = [];
+    const sockets: RawClient[] = [];
     const pairingRoom = uniqueRoom();
     for (let i = 0; i < 3; i++) {
-      const c = await Client.open(server.url);
+      const c = await RawClient.open(server.url);
       sockets.push(c);
       c.send({ type: 'join', v: PROTOCOL_VERSION, room: i === 0 ? pairingRoom : uniqueRoom() });
       await c.expectError('unknown-room');
     }
     // a fresh socket from the same address, asking for a pairing room: refused without a lookup
-    const late = await Client.open(server.url);
+    const late = await RawClient.open(server.url);
     sockets.push(late);
     late.send({ type: 'join', v: PROTOCOL_VERSION, room: pairingRoom });
     await late.expectError('join-limited');
@@ -557,7 +459,7 @@ describe('signaling server: join limit', { timeout: 30_000 }, () => {
     await late.expect('joined');
     await device.expect('peer');
     // registering a device room is not join-limited either
-    const other = await Client.open(server.url);
+    const other = await RawClient.open(server.url);
     sockets.push(other);
     await other.registerHome();
     const h = (await (await fetch(`http://${HOST}:${server.port}/healthz`)).json()) as Record<string, unknown>;
@@ -583,14 +485,14 @@ describe('signaling server: keepalive and shutdown', { timeout: 30_000 }, () => 
   test('stunPort null runs no STUN and announces stunPort 0', async () => {
     assert.equal(server.stunPort, null);
     assert.equal(JSON.parse(lines[0]!).stun, null);
-    const c = await Client.open(server.url);
+    const c = await RawClient.open(server.url);
     c.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
     assert.equal((await c.expect('registered')).stunPort, 0);
     c.close();
   });
 
   test('a peer that never answers pings is terminated; one that does stays', async () => {
-    const good = await Client.open(server.url);
+    const good = await RawClient.open(server.url);
     const dead = await rawUpgrade(server.port);
     const deadClosed = new Promise<number>((resolve, reject) => {
       const t0 = Date.now();
@@ -615,8 +517,8 @@ describe('signaling server: keepalive and shutdown', { timeout: 30_000 }, () => 
   });
 
   test('close() ends every socket and resolves; the port stops answering', async () => {
-    const a = await Client.open(server.url);
-    const b = await Client.open(server.url);
+    const a = await RawClient.open(server.url);
+    const b = await RawClient.open(server.url);
     await server.close();
     await Promise.all([a.closed, b.closed]);
     await assert.rejects(fetch(`http://${HOST}:${server.port}/healthz`));
@@ -671,7 +573,7 @@ describe('signaling server: half-open HTTP upgrades', { timeout: 30_000 }, () =>
     for (const h of held) assert.equal(await isOpen(h, 0), true, 'the first CAP are kept for now');
 
     // Meanwhile a client from another address connects and registers.
-    const other = await Client.open(server.url, { localAddress: '127.0.0.2' });
+    const other = await RawClient.open(server.url, { localAddress: '127.0.0.2' });
     other.send({ type: 'register', v: PROTOCOL_VERSION, room: uniqueRoom() });
     await other.expect('registered');
 
@@ -682,7 +584,7 @@ describe('signaling server: half-open HTTP upgrades', { timeout: 30_000 }, () =>
     }
     await waitFor(() => server.stats().pendingUpgrades === 0, 2000, 'no pending upgrades');
     // Their slots are free again: a normal client from the same address connects.
-    const again = await Client.open(server.url);
+    const again = await RawClient.open(server.url);
     again.send({ type: 'relay', data: 'x' });
     await again.expectError('not-joined');
     again.close();
@@ -691,7 +593,7 @@ describe('signaling server: half-open HTTP upgrades', { timeout: 30_000 }, () =>
 
   test('issue 9: a completed upgrade no longer counts as pending', async () => {
     const clients = [];
-    for (let i = 0; i < CAP + 2; i++) clients.push(await Client.open(server.url));
+    for (let i = 0; i < CAP + 2; i++) clients.push(await RawClient.open(server.url));
     assert.equal(server.stats().pendingUpgrades, 0);
     const h = await halfOpen(partial);
     assert.equal(await isOpen(h, 300), true, 'still room for a pending one');

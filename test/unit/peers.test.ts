@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { fingerprintOf, IDENTITY_FILE, openIdentity, verifyIdentitySignature } from '../../crypto/identity.js';
 import { CONTROLLERS_FILE, DEVICES_FILE, KnownDeviceStore, MAX_RIGHTS_PINS, TrustedControllerStore } from '../../crypto/peers.js';
-import { MemoryStateStore } from '../../crypto/state.js';
+import { checkedText, MemoryStateStore } from '../../crypto/state.js';
 import { PinholeError } from '../../protocol/errors.js';
 import { FULL_RIGHTS, type Rights } from '../../protocol/rpc.js';
 
@@ -12,6 +12,20 @@ const T0 = 1_700_000_000_000;
 const isCode = (code: string) => (e: unknown) => e instanceof PinholeError && e.code === code;
 
 describe('issue 11: the identity and pairing stores run on any StateStore', () => {
+  test('the in-memory size check: up to maxBytes UTF-8 bytes is read, one more is state-corrupt naming where', () => {
+    const store = new MemoryStateStore();
+    store.write('r', 'é'.repeat(3)); // 6 bytes, 3 characters
+    assert.equal(store.read('r', 6), 'ééé');
+    assert.equal(store.read('none', 0), undefined);
+    assert.throws(
+      () => store.read('r', 5),
+      (e: unknown) => isCode('state-corrupt')(e) && (e as PinholeError).path === store.where('r'),
+    );
+    assert.equal(checkedText(undefined, 0, 'x'), undefined);
+    assert.equal(checkedText('abc', 3, 'x'), 'abc');
+    assert.throws(() => checkedText('abcd', 3, 'x'), isCode('state-corrupt'));
+  });
+
   test('openIdentity creates once, then loads the same key; the injected rng is the secret key', () => {
     const store = new MemoryStateStore();
     const seed = new Uint8Array(32).fill(5);

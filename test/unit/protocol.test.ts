@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { splitCandidates } from '../../protocol/sdp.js';
 import {
   type ClientMessage,
   encode,
@@ -370,6 +371,29 @@ describe('parseServerMessage', () => {
     assert.equal(code(parseServerMessage('x'.repeat(MAX_SIGNAL_BYTES + 1))), 'too-large');
     assert.equal(code(parseServerMessage('['.repeat(10_000))), 'bad-message');
     assert.equal(code(parseServerMessage(Buffer.from([0xff, 0x00, 0x7b]))), 'bad-message');
+  });
+});
+
+describe('splitCandidates', () => {
+  test('takes the candidate and end-of-candidates lines out of an SDP, and returns the candidates and the mid', () => {
+    const sdp = [
+      'v=0',
+      'm=application 9 UDP/DTLS/SCTP webrtc-datachannel',
+      'a=mid:0',
+      'a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host',
+      'a=candidate:2 1 udp 1694498815 203.0.113.7 6000 typ srflx raddr 0.0.0.0 rport 0',
+      'a=end-of-candidates',
+      'a=sctp-port:5000',
+      '',
+    ].join('\n');
+    assert.deepEqual(splitCandidates(sdp), {
+      sdp: ['v=0', 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel', 'a=mid:0', 'a=sctp-port:5000', ''].join('\r\n'),
+      candidates: ['candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host', 'candidate:2 1 udp 1694498815 203.0.113.7 6000 typ srflx raddr 0.0.0.0 rport 0'],
+      mid: '0',
+    });
+  });
+  test('an SDP with no candidates and no mid keeps its lines (CRLF-joined) and has a null mid', () => {
+    assert.deepEqual(splitCandidates('v=0\r\ns=-'), { sdp: 'v=0\r\ns=-', candidates: [], mid: null });
   });
 });
 
