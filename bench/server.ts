@@ -8,6 +8,7 @@
  *
  *   --conns N    idle connections per server (default 10000)
  *   --quick      1000 idle connections, shorter relay and round-trip runs
+ *   --only LIST  some of idle,relay,rtt,failover (default all)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -78,6 +79,8 @@ async function child(kind: string, port: number, redis: string | undefined): Pro
   } else if (kind === 'ws') {
     // A bare forwarder: "pair:ID" pairs two sockets; everything else goes to the partner as is.
     const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: false, clientTracking: false });
+    // Ready only once it listens: a client that came earlier was refused (the bench then died with ECONNREFUSED).
+    await new Promise((r) => wss.once('listening', r));
     const waiting = new Map<string, WebSocket>();
     wss.on('connection', (ws) => {
       let peer: WebSocket | undefined;
@@ -98,7 +101,9 @@ async function child(kind: string, port: number, redis: string | undefined): Pro
     });
   } else if (kind === 'peerjs') {
     const { PeerServer } = await import('peer');
-    PeerServer({ host: '127.0.0.1', port, path: '/', key: 'peerjs', alive_timeout: 600_000, expire_timeout: 600_000, concurrent_limit: 100_000 });
+    await new Promise((r) =>
+      PeerServer({ host: '127.0.0.1', port, path: '/', key: 'peerjs', alive_timeout: 600_000, expire_timeout: 600_000, concurrent_limit: 100_000 }, r),
+    );
   }
   process.send?.('ready');
 }
@@ -307,6 +312,9 @@ async function main(): Promise<void> {
   const ci = args.indexOf('--conns');
   const conns = ci >= 0 ? Number(args[ci + 1]) : quick ? 1000 : 10_000;
   const relayMs = quick ? 2000 : 5000;
+  const oi = args.indexOf('--only');
+  const parts = new Set(oi >= 0 ? (args[oi + 1] ?? '').split(',') : ['idle', 'relay', 'rtt', 'failover']);
+  for (const p of parts) if (!['idle', 'relay', 'rtt', 'failover'].includes(p)) throw new Error(`--only: unknown part ${p} (idle,relay,rtt,failover)`);
   const pairsN = 50;
   const rport = await freePort();
   const redisProc = spawn('redis-server', ['--port', String(rport), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
@@ -320,66 +328,78 @@ async function main(): Promise<void> {
   };
   try {
     // Idle capacity.
-    const idleFig: Record<string, { rssPerConnKiB: number; idleCpuPct: number }> = {};
-    for (const [name, kind, r] of [
-      ['single node', 'pinhole', undefined],
-      ['clustered', 'pinhole', redis],
-      ['PeerJS server', 'peerjs', undefined],
-      ['bare ws forwarder', 'ws', undefined],
-    ] as const) {
-      const p = await startChild(kind, r);
-      idleFig[name] = await idle(kind, p, conns);
-      p.proc.kill('SIGKILL');
-      row(
-        `idle RSS per connection, ${name}`,
-        `${idleFig[name]!.rssPerConnKiB.toFixed(2)} KiB`,
-        `idle CPU ${idleFig[name]!.idleCpuPct.toFixed(1)} % at ${conns}`,
-      );
+    if (parts.has('idle')) {
+      const idleFig: Record<string, { rssPerConnKiB: number; idleCpuPct: number }> = {};
+      for (const [name, kind, r] of [
+        ['single node', 'pinhole', undefined],
+        ['clustered', 'pinhole', redis],
+        ['PeerJS server', 'peerjs', undefined],
+        ['bare ws forwarder', 'ws', undefined],
+      ] as const) {
+        const p = await startChild(kind, r);
+        idleFig[name] = await idle(kind, p, conns);
+        p.proc.kill('SIGKILL');
+        row(
+          `idle RSS per connection, ${name}`,
+          `${idleFig[name]!.rssPerConnKiB.toFixed(2)} KiB`,
+          `idle CPU ${idleFig[name]!.idleCpuPct.toFixed(1)} % at ${conns}`,
+        );
+      }
+      const ratio = idleFig.clustered!.rssPerConnKiB / idleFig['single node']!.rssPerConnKiB;
+      row('  clustered / single per connection', `${ratio.toFixed(2)}x`, `target <= ${TARGET_CLUSTERED_RSS_VS_SINGLE}x`);
     }
-    const ratio = idleFig.clustered!.rssPerConnKiB / idleFig['single node']!.rssPerConnKiB;
-    row('  clustered / single per connection', `${ratio.toFixed(2)}x`, `target <= ${TARGET_CLUSTERED_RSS_VS_SINGLE}x`);
 
     // Relay: same node, cross node, bare forwarder.
-    const bare = await startChild('ws');
-    const bp = await barePairs(bare.url, pairsN);
-    const bf = await relay(bp, [bare.pid], relayMs);
-    for (const p of bp) p.close();
-    bare.proc.kill('SIGKILL');
-    const single = await startChild('pinhole');
-    const sp = await pinholeRelayPairs(single.url, single.url, pairsN);
-    const sf = await relay(sp, [single.pid], relayMs);
-    for (const p of sp) p.close();
-    single.proc.kill('SIGKILL');
-    const na = await startChild('pinhole', redis);
-    const nb = await startChild('pinhole', redis);
-    const same = await pinholeRelayPairs(na.url, na.url, pairsN);
-    const sameC = await relay(same, [na.pid], relayMs);
-    for (const p of same) p.close();
-    const cross = await pinholeRelayPairs(na.url, nb.url, pairsN);
-    const crossC = await relay(cross, [na.pid, nb.pid, redisPid], relayMs);
-    for (const p of cross) p.close();
-    row('relay, bare ws forwarder', `${Math.round(bf.fps)} fr/s`, `CPU ${bf.cpuPer100k.toFixed(2)} s per 100k frames`);
-    row('relay, single node', `${Math.round(sf.fps)} fr/s`, `CPU ${sf.cpuPer100k.toFixed(2)} s per 100k frames`);
-    row('relay, clustered, same node', `${Math.round(sameC.fps)} fr/s`, `CPU ${sameC.cpuPer100k.toFixed(2)} s per 100k frames`);
-    row('relay, clustered, cross node', `${Math.round(crossC.fps)} fr/s`, `CPU ${crossC.cpuPer100k.toFixed(2)} s per 100k (both nodes + Redis)`);
-    row('  cross / same throughput', `${(crossC.fps / sameC.fps).toFixed(2)}x`, `target >= ${TARGET_CROSS_VS_SAME_THROUGHPUT}x`);
-    row('  same-node CPU per frame / bare forwarder', `${(sameC.cpuPer100k / bf.cpuPer100k).toFixed(2)}x`, `target <= ${TARGET_SAME_CPU_VS_BARE}x`);
-    row('  single-node CPU per frame / bare forwarder', `${(sf.cpuPer100k / bf.cpuPer100k).toFixed(2)}x`);
+    if (parts.has('relay')) {
+      const bare = await startChild('ws');
+      const bp = await barePairs(bare.url, pairsN);
+      const bf = await relay(bp, [bare.pid], relayMs);
+      for (const p of bp) p.close();
+      bare.proc.kill('SIGKILL');
+      const single = await startChild('pinhole');
+      const sp = await pinholeRelayPairs(single.url, single.url, pairsN);
+      const sf = await relay(sp, [single.pid], relayMs);
+      for (const p of sp) p.close();
+      single.proc.kill('SIGKILL');
+      const na = await startChild('pinhole', redis);
+      const nb = await startChild('pinhole', redis);
+      const same = await pinholeRelayPairs(na.url, na.url, pairsN);
+      const sameC = await relay(same, [na.pid], relayMs);
+      for (const p of same) p.close();
+      const cross = await pinholeRelayPairs(na.url, nb.url, pairsN);
+      const crossC = await relay(cross, [na.pid, nb.pid, redisPid], relayMs);
+      for (const p of cross) p.close();
+      row('relay, bare ws forwarder', `${Math.round(bf.fps)} fr/s`, `CPU ${bf.cpuPer100k.toFixed(2)} s per 100k frames`);
+      row('relay, single node', `${Math.round(sf.fps)} fr/s`, `CPU ${sf.cpuPer100k.toFixed(2)} s per 100k frames`);
+      row('relay, clustered, same node', `${Math.round(sameC.fps)} fr/s`, `CPU ${sameC.cpuPer100k.toFixed(2)} s per 100k frames`);
+      row('relay, clustered, cross node', `${Math.round(crossC.fps)} fr/s`, `CPU ${crossC.cpuPer100k.toFixed(2)} s per 100k (both nodes + Redis)`);
+      row('  cross / same throughput', `${(crossC.fps / sameC.fps).toFixed(2)}x`, `target >= ${TARGET_CROSS_VS_SAME_THROUGHPUT}x`);
+      row('  same-node CPU per frame / bare forwarder', `${(sameC.cpuPer100k / bf.cpuPer100k).toFixed(2)}x`, `target <= ${TARGET_SAME_CPU_VS_BARE}x`);
+      row('  single-node CPU per frame / bare forwarder', `${(sf.cpuPer100k / bf.cpuPer100k).toFixed(2)}x`);
+      na.proc.kill('SIGKILL');
+      nb.proc.kill('SIGKILL');
+    }
 
     // Command round trip.
-    const iters = quick ? 1000 : 5000;
-    const rs = await rtt(na.url, na.url, iters);
-    const rc = await rtt(na.url, nb.url, iters);
-    row('round trip, same node', `${rs.p50.toFixed(3)} ms`, `p90 ${rs.p90.toFixed(3)} ms`);
-    row('round trip, cross node', `${rc.p50.toFixed(3)} ms`, `p90 ${rc.p90.toFixed(3)} ms`);
-    row('  cross adds at p50', `${(rc.p50 - rs.p50).toFixed(3)} ms`, `target <= ${TARGET_CROSS_ADDS_P50_MS} ms`);
-    na.proc.kill('SIGKILL');
-    nb.proc.kill('SIGKILL');
+    if (parts.has('rtt')) {
+      const na = await startChild('pinhole', redis);
+      const nb = await startChild('pinhole', redis);
+      const iters = quick ? 1000 : 5000;
+      const rs = await rtt(na.url, na.url, iters);
+      const rc = await rtt(na.url, nb.url, iters);
+      row('round trip, same node', `${rs.p50.toFixed(3)} ms`, `p90 ${rs.p90.toFixed(3)} ms`);
+      row('round trip, cross node', `${rc.p50.toFixed(3)} ms`, `p90 ${rc.p90.toFixed(3)} ms`);
+      row('  cross adds at p50', `${(rc.p50 - rs.p50).toFixed(3)} ms`, `target <= ${TARGET_CROSS_ADDS_P50_MS} ms`);
+      na.proc.kill('SIGKILL');
+      nb.proc.kill('SIGKILL');
+    }
 
     // Fail-over.
-    execFileSync('redis-cli', ['-p', String(rport), 'FLUSHALL']);
-    const fo = await failover(redis);
-    row('fail-over: node killed -> room registered elsewhere', `${Math.round(fo)} ms`, 'bound: NODE_TTL_MS (3 s) + reconnect');
+    if (parts.has('failover')) {
+      execFileSync('redis-cli', ['-p', String(rport), 'FLUSHALL']);
+      const fo = await failover(redis);
+      row('fail-over: node killed -> room registered elsewhere', `${Math.round(fo)} ms`, 'bound: NODE_TTL_MS (3 s) + reconnect');
+    }
   } finally {
     redisProc.kill('SIGKILL');
   }

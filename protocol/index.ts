@@ -39,5 +39,6 @@ export {
   parseServerMessage,
   parseSignalPayload,
   registerProofMessage,
+  relayDataBytes,
 } from './signaling.js';
 export { VERSION } from './version.js';

@@ -306,6 +306,26 @@ function fastRelay(s: string): ClientMessage | undefined {
   return { type: 'relay', data, session: s.slice(sStart, sEnd) };
 }
 
+const RELAY_PREFIX_BYTES = new TextEncoder().encode(RELAY_PREFIX);
+
+/**
+ * The data of a frame that parseClientMessage reads as `relay{data}` by its
+ * fast path, as bytes, with nothing decoded: for a server that only passes
+ * the data on. Undefined for anything else (parse it then). UTF-8 continuation
+ * bytes are never `"` or `\`, so a byte scan finds what the string scan does.
+ */
+export function relayDataBytes(b: Uint8Array): Uint8Array | undefined {
+  const start = RELAY_PREFIX_BYTES.length;
+  const end = b.length - 2;
+  if (end < start || end - start > MAX_LINK_FRAME_BYTES || b[end] !== 34 || b[end + 1] !== 125) return undefined;
+  for (let i = 0; i < start; i++) if (b[i] !== RELAY_PREFIX_BYTES[i]) return undefined;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (c === 34 || c === 92 || c < 32) return undefined;
+  }
+  return b.subarray(start, end);
+}
+
 /** Validates one frame a peer sent to the server. The only place client messages are checked. */
 export function parseClientMessage(text: string | Uint8Array): Parsed<ClientMessage> {
   const bytes = typeof text === 'string' ? utf8ByteLength(text) : text.length;
@@ -391,11 +411,18 @@ export function parseServerMessage(text: string | Uint8Array): Parsed<ServerMess
   }
 }
 
-/** Serialises a message; the single place frames are encoded. A relay, the hot path, is spelled out (same JSON, no object walk). */
+/** Strings JSON carries as they are: relay data (base64url) and session ids always are. */
+const PLAIN_JSON = /^[A-Za-z0-9_-]*$/;
+const jsonString = (s: string): string => (PLAIN_JSON.test(s) ? `"${s}"` : JSON.stringify(s));
+
+/**
+ * Serialises a message; the single place frames are encoded. A relay, the hot
+ * path, is spelled out (same JSON, no object walk, and base64url needs no escaping).
+ */
 export function encode(m: ClientMessage | ServerMessage): string {
   if (m.type === 'relay') {
-    const data = JSON.stringify(m.data);
-    return m.session === undefined ? `{"type":"relay","data":${data}}` : `{"type":"relay","data":${data},"session":${JSON.stringify(m.session)}}`;
+    const data = jsonString(m.data);
+    return m.session === undefined ? `{"type":"relay","data":${data}}` : `{"type":"relay","data":${data},"session":${jsonString(m.session)}}`;
   }
   return JSON.stringify(m);
 }

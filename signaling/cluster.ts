@@ -22,7 +22,9 @@
  *   needs, and a channel costs nothing to set up or tear down (a stream would
  *   store every frame and need trimming). Hop frames are binary: a kind byte,
  *   the controller's node and socket id, then the relay data or the encoded
- *   message: no JSON is built or parsed per relay frame on the hop.
+ *   message: no JSON is built or parsed per relay frame on the hop. The
+ *   frames one turn of the event loop sends a node go in one PUBLISH, each
+ *   after its length.
  * - Shared limits. The per-address join and registration buckets are one
  *   token bucket per address in Redis (Lua, Redis's clock). When Redis does
  *   not answer, each node's own buckets decide.
@@ -41,7 +43,7 @@
 
 import type { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
-import { type ClientMessage, type Parsed, PROTOCOL_VERSION, parseClientMessage, parseRoom } from '../protocol/index.js';
+import { type ClientMessage, type Parsed, PROTOCOL_VERSION, parseClientMessage, parseRoom, relayDataBytes } from '../protocol/index.js';
 import type { ServerMetrics } from './metrics.js';
 import { type Action, type Admission, addressKey, type ConnId, type RouterInput, type RouterLimits, UNGUESSABLE_ROOM_LENGTH } from './router.js';
 
@@ -70,6 +72,9 @@ export const REDIS_COMMAND_TIMEOUT_MS = 1_000;
 
 /** Longest wait, in ms, between Redis reconnect attempts: a Redis that comes back is found within this. */
 export const REDIS_RETRY_MAX_MS = 1_000;
+
+/** Bytes of hop frames after which a node's batch is published before the tick ends: bounds one Redis message. */
+const HOP_BATCH_BYTES = 64 * 1024;
 
 /** Rooms refreshed per Lua call: bounds one script's run (Redis is single-threaded) and its argument list. */
 const REFRESH_CHUNK = 500;
@@ -214,8 +219,8 @@ export class ClusterNode {
   private readonly held = new Map<string, number>();
   /** This node's sockets proxied to another node (controller's side). */
   private readonly out = new Map<ConnId, Proxied>();
-  /** Sockets of other nodes proxied here (room's side): "NODE/CONN" -> local id, and back. */
-  private readonly inByKey = new Map<string, ConnId>();
+  /** Sockets of other nodes proxied here (room's side): node -> its socket id -> local id, and back. */
+  private readonly inByKey = new Map<string, Map<number, ConnId>>();
   private readonly inById = new Map<ConnId, { node: string; conn: number; header: Buffer }>();
   /** Per socket: inputs waiting behind a shared-bucket check, in order. */
   private readonly queues = new Map<ConnId, Array<() => Promise<RouterInput | null> | RouterInput | null>>();
@@ -226,6 +231,9 @@ export class ClusterNode {
   private up = false;
   private framesOut = 0;
   private framesIn = 0;
+  private lastNode = '';
+  /** Hop frames of this turn of the event loop, by node (see `flush`). */
+  private readonly batches = new Map<string, { frames: Buffer[]; bytes: number }>();
 
   private constructor(
     private readonly opts: ClusterOptions,
@@ -247,7 +255,7 @@ export class ClusterNode {
     this.sub.on('error', () => undefined);
     this.cmd.on('ready', () => this.setUp(true));
     this.cmd.on('close', () => this.setUp(false));
-    this.sub.on('messageBuffer', (_ch: Buffer, msg: Buffer) => this.onHop(msg));
+    this.sub.on('messageBuffer', (_ch: Buffer, msg: Buffer) => this.onHops(msg));
   }
 
   /** Connects to Redis (waits for it once; a node whose Redis is down at start keeps retrying in the background). */
@@ -398,6 +406,22 @@ export class ClusterNode {
     return r === 'ok' || r === 'join-limited' || r === 'register-limited' ? r : undefined;
   }
 
+  /**
+   * A relay frame of a socket proxied elsewhere, forwarded as bytes, unparsed
+   * (the hot path of the controller's node); false when it is not one (then
+   * `frame` takes it, parsed).
+   */
+  forwardRelay(conn: ConnId, raw: Uint8Array): boolean {
+    const p = this.out.get(conn);
+    if (!p) return false;
+    const data = relayDataBytes(raw);
+    if (!data) return false;
+    this.opts.metrics.hot.frames.forwarded++;
+    this.opts.metrics.hot.bytes.forwarded += data.length;
+    this.publish(p.node, HOP.relay, this.node, conn, data);
+    return true;
+  }
+
   private forward(conn: ConnId, p: Proxied, parsed: Parsed<ClientMessage>): void {
     if (!parsed.ok) return this.publish(p.node, HOP.invalid, this.node, conn, Buffer.from(JSON.stringify({ code: parsed.code, reason: parsed.reason })));
     const m = parsed.value;
@@ -448,25 +472,75 @@ export class ClusterNode {
     const r = this.inById.get(conn);
     if (!r) return;
     this.inById.delete(conn);
-    this.inByKey.delete(`${r.node}/${r.conn}`);
+    const m = this.inByKey.get(r.node);
+    m?.delete(r.conn);
+    if (m?.size === 0) this.inByKey.delete(r.node);
   }
 
   // --- the bus ---------------------------------------------------------------
 
   /** Publishes one hop frame on `to`'s channel: kind, the controller's node and socket, payload. */
-  private publish(to: string, kind: number, node: string, conn: number, payload: Buffer | string): void {
+  private publish(to: string, kind: number, node: string, conn: number, payload: Uint8Array | string): void {
     this.publishRaw(to, header(kind, node, conn), payload);
   }
 
-  private publishRaw(to: string, head: Buffer, payload: Buffer | string): void {
+  private publishRaw(to: string, head: Buffer, payload: Uint8Array | string): void {
     if (!this.up) return; // at most once: lost while Redis is away
     const n = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
-    const buf = Buffer.allocUnsafe(head.length + n);
-    head.copy(buf, 0);
-    if (typeof payload === 'string') buf.write(payload, head.length);
-    else payload.copy(buf, head.length);
+    const buf = Buffer.allocUnsafe(4 + head.length + n);
+    buf.writeUInt32BE(head.length + n, 0);
+    head.copy(buf, 4);
+    if (typeof payload === 'string') buf.write(payload, 4 + head.length);
+    else buf.set(payload, 4 + head.length);
     this.framesOut++;
-    this.cmd.publish(KEY.hop(to), buf).catch(() => this.opts.metrics.redis(null));
+    let b = this.batches.get(to);
+    if (!b) {
+      b = { frames: [], bytes: 0 };
+      this.batches.set(to, b);
+      if (this.batches.size === 1) setImmediate(this.flush);
+    }
+    b.frames.push(buf);
+    b.bytes += buf.length;
+    if (b.bytes >= HOP_BATCH_BYTES) this.publishBatch(to, b);
+  }
+
+  /**
+   * The frames one turn of the event loop sends a node (from all the
+   * sockets it read) go in one PUBLISH, in order: a Redis command costs both
+   * ends far more than the copy.
+   */
+  private readonly flush = (): void => {
+    for (const [to, b] of this.batches) this.publishBatch(to, b);
+  };
+
+  private publishBatch(to: string, b: { frames: Buffer[]; bytes: number }): void {
+    this.batches.delete(to);
+    if (b.frames.length === 0) return;
+    const msg = b.frames.length === 1 ? b.frames[0]! : Buffer.concat(b.frames, b.bytes);
+    this.cmd.publish(KEY.hop(to), msg).catch(() => this.opts.metrics.redis(null));
+  }
+
+  /** A message on this node's channel: hop frames, each after its u32 length. */
+  private onHops(msg: Buffer): void {
+    let off = 0;
+    while (off + 4 <= msg.length) {
+      const n = msg.readUInt32BE(off);
+      if (off + 4 + n > msg.length) return;
+      this.onHop(msg.subarray(off + 4, off + 4 + n));
+      off += 4 + n;
+    }
+  }
+
+  /** The sending node's id in a hop frame; the last one is kept, as a batch comes from one node. */
+  private nodeName(msg: Buffer, nl: number): string {
+    const last = this.lastNode;
+    if (last.length === nl) {
+      let i = 0;
+      while (i < nl && last.charCodeAt(i) === msg[2 + i]) i++;
+      if (i === nl) return last;
+    }
+    this.lastNode = msg.toString('latin1', 2, 2 + nl);
+    return this.lastNode;
   }
 
   private onHop(msg: Buffer): void {
@@ -474,7 +548,7 @@ export class ClusterNode {
     const kind = msg[0]!;
     const nl = msg[1]!;
     if (msg.length < 6 + nl) return;
-    const node = msg.toString('latin1', 2, 2 + nl);
+    const node = this.nodeName(msg, nl);
     const conn = msg.readUInt32BE(2 + nl);
     const payload = msg.subarray(6 + nl);
     this.framesIn++;
@@ -498,22 +572,23 @@ export class ClusterNode {
       this.host.closeSocket(conn, code, reason);
       return;
     }
-    const key = `${node}/${conn}`;
     if (kind === HOP.open) {
-      if (this.inByKey.has(key)) return;
+      if (this.inByKey.get(node)?.has(conn)) return;
       const { addr, room } = JSON.parse(payload.toString()) as { addr: string; room: string };
       const id = this.host.newConnId();
       // Answers go back under the controller's node and socket, as a send.
       const back = Buffer.from(head);
       back[0] = HOP.send;
-      this.inByKey.set(key, id);
+      let m = this.inByKey.get(node);
+      if (!m) this.inByKey.set(node, (m = new Map()));
+      m.set(conn, id);
       this.inById.set(id, { node, conn, header: back });
       this.host.handle(id, { kind: 'open', conn: id, addr, remote: true });
       // Its node took the shared join token already.
       this.host.handle(id, { kind: 'message', conn: id, msg: { type: 'join', v: PROTOCOL_VERSION, room }, admission: 'ok' });
       return;
     }
-    const id = this.inByKey.get(key);
+    const id = this.inByKey.get(node)?.get(conn);
     if (id === undefined) return;
     switch (kind) {
       case HOP.relay:

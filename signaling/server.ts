@@ -264,6 +264,9 @@ interface Peer {
   /** Source address, as the socket reported it. */
   addr?: string;
   closed: Promise<void>;
+  /** The TCP socket under `ws`: relayed frames to it are corked until the end of the loop's turn (see `batch`). */
+  socket: Duplex;
+  corked: boolean;
 }
 
 /** Starts HTTP + WebSocket signaling and (unless disabled) STUN. Resolves once all listen. */
@@ -329,16 +332,38 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
         if (a.msg.type === 'relay') {
           hot.frames.local++;
           hot.bytes.local += text.length;
+          batch(p);
         }
-        p.ws.send(text);
-        if (p.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
-          p.why = 'slow-consumer';
-          log('slow-consumer', { conn: a.conn });
-          p.ws.terminate();
-        }
+        write(a.conn, p, text);
       } else {
         p.ws.close(a.code, a.reason);
       }
+    }
+  };
+
+  // The relayed frames one turn of the event loop brings a socket leave in one write: the
+  // socket stays corked until then. A write costs more than the JS that makes a frame.
+  const corked: Peer[] = [];
+  const uncorkAll = (): void => {
+    for (const p of corked) {
+      p.corked = false;
+      p.socket.uncork();
+    }
+    corked.length = 0;
+  };
+  const batch = (p: Peer): void => {
+    if (p.corked) return;
+    p.corked = true;
+    p.socket.cork();
+    if (corked.push(p) === 1) setImmediate(uncorkAll);
+  };
+
+  const write = (conn: ConnId, p: Peer, text: string | Buffer): void => {
+    p.ws.send(text, { binary: false });
+    if (p.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      p.why = 'slow-consumer';
+      log('slow-consumer', { conn });
+      p.ws.terminate();
     }
   };
 
@@ -356,10 +381,10 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     }
   };
 
-  const onConnection = (ws: WebSocket, req: http.IncomingMessage): void => {
+  const onConnection = (ws: WebSocket, req: http.IncomingMessage, socket: Duplex): void => {
     const id = nextId++;
     let resolveClosed!: () => void;
-    const peer: Peer = { ws, alive: true, why: null, closed: new Promise<void>((r) => (resolveClosed = r)) };
+    const peer: Peer = { ws, alive: true, why: null, closed: new Promise<void>((r) => (resolveClosed = r)), socket, corked: false };
     peers.set(id, peer);
     ws.on('error', (e: Error & { code?: string }) => {
       // ws closes the socket itself after an error (bad UTF-8 -> 1007, too big -> 1009).
@@ -369,9 +394,11 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       peer.alive = true;
     });
     ws.on('message', (data: RawData) => {
+      const raw = toBuffer(data);
       let parsed: ReturnType<typeof parseClientMessage>;
       try {
-        parsed = parseClientMessage(toBuffer(data));
+        if (cluster?.forwardRelay(id, raw)) return;
+        parsed = parseClientMessage(raw);
       } catch (e) {
         // A parser bug must cost one frame, never the server: input here is hostile.
         log('parser-error', { conn: id, reason: (e as Error).name });
@@ -479,7 +506,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       unpend(req.socket);
-      onConnection(ws, req);
+      onConnection(ws, req, socket);
     });
   });
   httpServer.on('clientError', (_e, socket: Duplex) => {
@@ -513,7 +540,8 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
           sendText: (conn, text) => {
             const p = peers.get(conn);
             if (!p || p.ws.readyState !== WebSocket.OPEN) return false;
-            p.ws.send(text, { binary: false });
+            batch(p);
+            write(conn, p, text);
             return true;
           },
           closeSocket: (conn, code, reason) => peers.get(conn)?.ws.close(code, reason),

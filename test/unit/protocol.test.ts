@@ -14,6 +14,7 @@ import {
   parseJson,
   parseServerMessage,
   parseSignalPayload,
+  relayDataBytes,
   type ServerMessage,
   type SignalPayload,
 } from '../../protocol/signaling.js';
@@ -429,3 +430,49 @@ function randomBytes(n: number, seed: number): Buffer {
   }
   return b;
 }
+
+describe('issue 15: the relay hot path', () => {
+  const utf8 = (t: string) => new TextEncoder().encode(t);
+  const frames = [
+    '{"type":"relay","data":"abc"}',
+    '{"type":"relay","data":""}',
+    `{"type":"relay","data":"${'x'.repeat(MAX_LINK_FRAME_BYTES)}"}`,
+    `{"type":"relay","data":"${'x'.repeat(MAX_LINK_FRAME_BYTES + 1)}"}`,
+    '{"type":"relay","data":"a\\nb"}',
+    '{"type":"relay","data":"a\u0001b"}',
+    '{"type":"relay","data":"€uro"}',
+    '{"type":"relay","data":"ab","session":"s1"}',
+    '{"type":"relay","data":"ab" }',
+    '{"type":"relay","data":"ab"}x',
+    '{"type":"relay","data":"a"b"}',
+    '{"type":"relay","data":abc"}',
+    '{"type":"relax","data":"abc"}',
+    '{"data":"abc","type":"relay"}',
+    '{"type":"relay","data":"',
+    '"}',
+  ];
+
+  test('relayDataBytes gives the data parseClientMessage reads from relay{data}, or nothing', () => {
+    let taken = 0;
+    for (const t of frames) {
+      const got = relayDataBytes(utf8(t));
+      const parsed = parseClientMessage(t);
+      if (got === undefined) continue;
+      taken++;
+      assert.ok(parsed.ok && parsed.value.type === 'relay' && parsed.value.session === undefined, t);
+      assert.equal(new TextDecoder().decode(got), parsed.value.data, t);
+    }
+    // the plain ones, the empty one, the longest one and the non-ASCII one
+    assert.equal(taken, 4);
+  });
+
+  test('encode spells relay frames out exactly as JSON.stringify would', () => {
+    for (const data of ['', 'abc-_09AZ', 'a"b', 'a\\b', 'line\nbreak', '€', '\u0000', '</script>']) {
+      for (const session of [undefined, 's1', 'we"ird']) {
+        const m = session === undefined ? { type: 'relay' as const, data } : { type: 'relay' as const, data, session };
+        assert.deepEqual(JSON.parse(encode(m)), m);
+        assert.equal(encode(m), JSON.stringify(m));
+      }
+    }
+  });
+});
