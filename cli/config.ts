@@ -54,8 +54,12 @@ export interface SignalCliConfig {
   stunPort: number;
   /** Second IP address for RFC 5780 (--stun-alt-host); null = none (default). */
   stunAltHost: string | null;
+  /** --stun-host: address STUN binds; null (default) = --host. */
+  stunHost: string | null;
   /** Web origins whose pages may connect (--allow-origin, normalised); default '*': any. Clients sending no Origin always may. */
   allowedOrigins: AllowedOrigins;
+  /** --trust-proxy: reverse proxies whose X-Forwarded-For names the client; default none. */
+  trustedProxies: string[];
   /** Serve the controller page at / (default true; --no-page: off). */
   page: boolean;
   /** --redis redis://HOST:PORT[/DB]: join that cluster; null (default) = a single node. */
@@ -311,7 +315,9 @@ export function resolveSignal(f: Flags): SignalCliConfig {
     port: intFlag(f, 'port', DEFAULT_SIGNAL_PORT, 0, 65535),
     stunPort: intFlag(f, 'stun-port', DEFAULT_STUN_PORT, 0, 65535),
     stunAltHost: str(f, 'stun-alt-host') ?? null,
+    stunHost: str(f, 'stun-host') ?? null,
     allowedOrigins: allowOriginFlag(f),
+    trustedProxies: listFlag(f, 'trust-proxy'),
     page: f['no-page'] !== true,
     ...clusterFlags(f),
   };
@@ -326,6 +332,16 @@ export function resolvePage(f: Flags): PageCliConfig {
     return { action: 'out', dir: out };
   }
   return { action: 'serve', host: str(f, 'host') ?? DEFAULT_PAGE_HOST, port: intFlag(f, 'port', DEFAULT_PAGE_PORT, 0, 65535) };
+}
+
+/** A repeatable flag of comma-separated values, in order. */
+function listFlag(f: Flags, name: string): string[] {
+  const v = f[name];
+  const all = v === undefined ? [] : Array.isArray(v) ? v : [String(v)];
+  return all
+    .flatMap((x) => String(x).split(','))
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
 }
 
 /** --allow-origin, repeatable, each `*` or ORIGIN[,ORIGIN...]; default '*'. */

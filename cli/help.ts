@@ -4,8 +4,8 @@ Direct over WebRTC when the network allows, relayed through the server when not.
 
 Usage:
   pinhole demo                                   everything in one process, on a simulated board
-  pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...]
-                 [--no-page] [--redis URL] [--metrics-host H --metrics-port P]
+  pinhole signal [--host H] [--port P] [--stun-port U] [--stun-host S] [--stun-alt-host A]
+                 [--allow-origin O,...] [--trust-proxy IP,...] [--no-page] [--redis URL] [--metrics-host H --metrics-port P]
   pinhole device --server URL [--name NAME] [--gpio sim|mraa|chardev] [--pins LIST] [--json]
                  [--max-controllers N] [--pair-rights read-only|full] [--pair-pins LIST]
                  [--page-url URL] [--no-qr]
@@ -28,21 +28,27 @@ Run 'pinhole COMMAND --help' for details. Exit codes: 0 ok, 2 usage, 3 refused (
 spent code, not paired, tampering detected), 4 server or device unreachable, busy or timed out,
 5 command refused by the device (also: not allowed by this controller's rights, preempted).`;
 
-const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-alt-host A] [--allow-origin O,...] [--no-page]
+const signal = `pinhole signal [--host H] [--port P] [--stun-port U] [--stun-host S] [--stun-alt-host A] [--allow-origin O,...]
+               [--trust-proxy IP,...] [--no-page]
                [--redis redis[s]://[:PASSWORD@]HOST:PORT[/DB]] [--metrics-host H --metrics-port P]
 
 Runs a signaling server: WebSocket signaling and relay on --port, a STUN server on UDP --stun-port.
   --host H           address to bind (default 0.0.0.0)
   --port P           WebSocket/HTTP port (default 8080; 0 = any free port). GET /healthz answers 200.
   --stun-port U      STUN UDP port (default 3478; 0 = any free port)
+  --stun-host S      address STUN binds (default: --host). Behind a reverse proxy --host is
+                     loopback, but STUN (UDP) must face the clients: --stun-host 0.0.0.0
   --stun-alt-host A  a second IP address of this machine: enables NAT behaviour discovery
                      (RFC 5780) for 'pinhole doctor'. STUN then listens on H and A, each on U and
-                     U+1 (with --stun-port 0, a free pair). Needs --host to be this machine's
-                     primary IP (not 0.0.0.0), of the same family as A.
+                     U+1 (with --stun-port 0, a free pair). Needs --host (or --stun-host) to be
+                     this machine's primary IP (not 0.0.0.0), of the same family as A.
   --allow-origin O   web pages allowed to connect, by origin: https://host[:port], comma-separated
                      or repeated, or * (default: *, any). A browser's upgrade from another origin
                      gets HTTP 403 and an origin-refused line; clients that send no Origin (the
                      device, pinhole control) are always let in.
+  --trust-proxy IP   a reverse proxy in front of this server (comma-separated or repeated): its
+                     X-Forwarded-For names the client, whose address the per-address limits then
+                     count. Default: none; the header is ignored and limits see the socket's address.
   --no-page          do not serve the controller page at / (it is served by default: a browser
                      then runs this server's code; see 'pinhole page' for a copy you host yourself)
   --redis URL        one node of a cluster: every node given the same Redis shares rooms,

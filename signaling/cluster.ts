@@ -116,13 +116,13 @@ const RELEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-/** KEYS[1] room; ARGV node-key prefix. The holder, if its node lives, else false. */
+/** KEYS[1] room; ARGV node-key prefix. The holder, if its node lives, else '' (not nil: nil is what a failed call gives). */
 const LOCATE_LUA = `
 local cur = redis.call('GET', KEYS[1])
-if not cur then return false end
+if not cur then return '' end
 local holder = string.match(cur, '^(.*):%d+$')
 if holder and redis.call('EXISTS', ARGV[1] .. holder) == 1 then return holder end
-return false`;
+return ''`;
 
 /**
  * KEYS the buckets to take from, in order; ARGV per key: per-minute rate,
@@ -331,9 +331,10 @@ export class ClusterNode {
   private async locate(conn: ConnId, room: string): Promise<void> {
     // One hop only: a socket proxied here is not sent on again.
     if (this.inById.has(conn)) return this.host.handle(conn, { kind: 'located', conn, room, result: 'none' });
-    const holder = await this.redis(() => this.cmd.eval(LOCATE_LUA, 1, KEY.room(room), NODE_PREFIX) as Promise<string | null>);
-    if (holder === null && !this.up) return this.host.handle(conn, { kind: 'located', conn, room, result: 'unavailable' });
-    if (holder === null || holder === this.node) return this.host.handle(conn, { kind: 'located', conn, room, result: 'none' });
+    const holder = await this.redis(() => this.cmd.eval(LOCATE_LUA, 1, KEY.room(room), NODE_PREFIX) as Promise<string>);
+    // null: Redis did not answer (down, or a command timed out), so nobody can say the room is unknown.
+    if (holder === null) return this.host.handle(conn, { kind: 'located', conn, room, result: 'unavailable' });
+    if (holder === '' || holder === this.node) return this.host.handle(conn, { kind: 'located', conn, room, result: 'none' });
     const addr = this.host.addrOf(conn);
     if (addr === undefined) return; // the socket went meanwhile
     this.out.set(conn, { node: holder });

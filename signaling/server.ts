@@ -23,6 +23,7 @@ import { ClusterNode, type ClusterStats } from './cluster.js';
 import type { ServerMetrics } from './metrics.js';
 import { type AllowedOrigins, checkOrigin, parseAllowedOrigins } from './origin.js';
 import { loadPage, PAGE_DIR, servePage } from './page.js';
+import { clientAddress, isTrustedProxy, trustedProxySet } from './proxy.js';
 import { type Action, ADMIT_TIMEOUT_MS, addressKey, type ConnId, DEFAULT_ROUTER_LIMITS, Router, type RouterLimits, type RouterStats } from './router.js';
 import { altHostProblem, type StunEndpoint, type StunServerHandle, type StunStats, startStunServer } from './stun.js';
 
@@ -117,6 +118,11 @@ export interface SignalServerConfig {
    * family. Default null (one STUN socket, no discovery).
    */
   stunAltHost: string | null;
+  /**
+   * Address the STUN server binds; default null: `host`. Behind a reverse proxy
+   * `host` is loopback while STUN must face the clients (UDP passes no HTTP proxy).
+   */
+  stunHost: string | null;
   /** Receives each log line (one JSON object, no newline). Default: writes the line to stdout. */
   log: (line: string) => void;
   /** Clock for the router, in ms. Default Date.now. */
@@ -145,6 +151,12 @@ export interface SignalServerConfig {
    */
   page: boolean;
   // --- clustering and metrics (./cluster.ts, ./metrics.ts) ---
+  /**
+   * Reverse proxies whose X-Forwarded-For names the client (./proxy.ts), as
+   * IP addresses; default none: every limit sees the socket's own address.
+   * Their sockets are not held to maxPendingUpgradesPerAddr.
+   */
+  trustedProxies: readonly string[];
   /** redis://HOST:PORT[/DB]: join the cluster of that Redis. Default null: a single node, all in memory. */
   redis: string | null;
   /** This node's id in the cluster (default: random). */
@@ -171,11 +183,14 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   if (!isPort(port)) throw new PinholeError('usage', `port must be an integer 0..65535, got ${String(port)}`);
   if (stunPort !== null && !isPort(stunPort)) throw new PinholeError('usage', `stunPort must be an integer 0..65535, -1 or null, got ${String(stunPort)}`);
   if (typeof host !== 'string' || host.length === 0) throw new PinholeError('usage', 'host must be a non-empty string');
+  const stunHost = partial.stunHost ?? null;
+  if (stunHost !== null && (typeof stunHost !== 'string' || stunHost.length === 0)) throw new PinholeError('usage', 'stunHost must be a non-empty string');
+  if (stunHost !== null && stunPort === null) throw new PinholeError('usage', 'a STUN host needs STUN: stunPort must not be off');
   const stunAltHost = partial.stunAltHost ?? null;
   if (stunAltHost !== null) {
     if (stunPort === null) throw new PinholeError('usage', 'a STUN alternate host needs STUN: stunPort must not be off');
     if (stunPort === 65535) throw new PinholeError('usage', 'with a STUN alternate host the STUN port must leave room for port + 1 (at most 65534)');
-    const problem = altHostProblem(host, stunAltHost);
+    const problem = altHostProblem(stunHost ?? host, stunAltHost);
     if (problem) throw new PinholeError('usage', problem);
   }
   const keepaliveIntervalMs = partial.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS;
@@ -191,6 +206,8 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
   if (!(upgradeTimeoutMs > 0)) throw new PinholeError('usage', 'upgradeTimeoutMs must be positive');
   const origins = parseAllowedOrigins(partial.allowedOrigins ?? '*');
   if (!origins.ok) throw new PinholeError('usage', origins.reason);
+  const trustedProxies = partial.trustedProxies ?? [];
+  trustedProxySet(trustedProxies);
   const redis = partial.redis ?? null;
   if (redis !== null && !/^rediss?:\/\/[^\s/]+(\/\d{1,2})?$/.test(redis)) throw new PinholeError('usage', `redis must be redis://HOST:PORT[/DB], got ${redis}`);
   const metrics = partial.metrics ?? null;
@@ -207,6 +224,7 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     port,
     stunPort,
     stunAltHost,
+    stunHost,
     log: partial.log ?? stdoutLine,
     clock: partial.clock ?? Date.now,
     limits: { ...partial.limits },
@@ -215,6 +233,7 @@ export function resolveSignalConfig(partial: SignalServerConfigInput = {}): Sign
     maxPendingUpgradesPerAddr,
     upgradeTimeoutMs,
     allowedOrigins: origins.value,
+    trustedProxies,
     page: partial.page ?? true,
   };
 }
@@ -289,8 +308,11 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   };
 
   const stun: StunServerHandle | null =
-    cfg.stunPort === null ? null : await startStunServer({ host: cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
+    cfg.stunPort === null
+      ? null
+      : await startStunServer({ host: cfg.stunHost ?? cfg.host, port: cfg.stunPort, altHost: cfg.stunAltHost, log: (e, f) => log(e, f) });
 
+  const proxies = trustedProxySet(cfg.trustedProxies);
   const router = new Router({
     stunPort: stun?.port ?? 0,
     newSession: () => nanoid(),
@@ -419,7 +441,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
       feed(id, () => router.handle({ kind: 'close', conn: id, reason: peer.why ?? `closed-${code}`, leave: code === CLOSE_LEAVE }, cfg.clock()));
       resolveClosed();
     });
-    const addr = req.socket.remoteAddress ?? 'unknown';
+    const addr = clientAddress(req.socket.remoteAddress ?? 'unknown', req.headers['x-forwarded-for'], proxies);
     peer.addr = addr;
     feed(id, () => router.handle({ kind: 'open', conn: id, addr }, cfg.clock()));
   };
@@ -478,7 +500,8 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
   httpServer.on('connection', (socket: net.Socket) => {
     const key = addressKey(socket.remoteAddress ?? 'unknown');
     const n = pendingPerAddr.get(key) ?? 0;
-    if (n >= cfg.maxPendingUpgradesPerAddr) {
+    // A trusted proxy carries many clients' upgrades; the timer below still bounds each.
+    if (n >= cfg.maxPendingUpgradesPerAddr && !isTrustedProxy(socket.remoteAddress ?? '', proxies)) {
       pendingRefused++;
       socket.destroy();
       return;
@@ -570,7 +593,7 @@ export async function startSignalServer(input: SignalServerConfigInput = {}): Pr
     http: `http://${h}:${port}/healthz`,
     metrics: metricsUrl,
     ...(cluster ? { node: cluster.node } : {}),
-    stun: stun ? `udp://${h}:${stun.port}` : null,
+    stun: stun ? `udp://${urlHost(cfg.stunHost ?? cfg.host)}:${stun.port}` : null,
     ...(stun?.alt ? { stunAlt: `udp://${urlHost(stun.alt.address)}:${stun.alt.port}` } : {}),
   });
   listening = true;

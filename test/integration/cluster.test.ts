@@ -261,8 +261,12 @@ async function holder(room: string): Promise<string | undefined> {
   return v === '' ? undefined : v.replace(/:\d+$/, '');
 }
 
-/** Time a device may take to be reachable again after its node is killed: the node key's lifetime plus reconnect backoff. */
-const REHOME_BOUND_MS = NODE_TTL_MS + 10_000;
+/**
+ * Time a device may take to be reachable again after its node is killed: the
+ * worst case of docs/deploy.md (with two servers every other try hits the dead
+ * node, so the third try at the live one can come about 15.5 s after the kill).
+ */
+const REHOME_BOUND_MS = NODE_TTL_MS + 13_000;
 
 test('issue 15: SIGKILL the home node: the device re-homes on the other, a controller by name reaches it, a direct session survives', async () => {
   const n1 = await spawnNode();

@@ -311,7 +311,7 @@ export class RawClient {
     );
   }
 
-  static async open(url: string, opts: { localAddress?: string } = {}): Promise<RawClient> {
+  static async open(url: string, opts: { localAddress?: string; headers?: Record<string, string> } = {}): Promise<RawClient> {
     const c = await new Promise<RawClient>((resolve, reject) => {
       const ws = new WebSocket(url, opts);
       const c = new RawClient(ws);
