@@ -39,8 +39,15 @@
  * - Malformed datagrams and socket errors are counted and logged, never thrown.
  */
 import dgram from 'node:dgram';
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import stun from 'stun';
+import type StunLib from 'stun';
+
+// `stun` is loaded on first use: every CLI command imports this module (through the
+// server's defaults), and only a running server or a test needs it.
+const require = createRequire(import.meta.url);
+let lib: typeof StunLib | undefined;
+const stunLib = (): typeof StunLib => (lib ??= require('stun') as typeof StunLib);
 
 /** CHANGE-REQUEST flag (RFC 5780 section 7.2): answer from the other IP address. */
 export const CHANGE_IP = 0x04;
@@ -114,34 +121,33 @@ export interface Rfc5780Context {
 
 /** A reply and the socket to send it from. */
 export interface BindingReply {
-  message: stun.StunRequest;
+  message: StunLib.StunRequest;
   /** The grid socket to send from; [0, 0] (the only socket) without RFC 5780. */
   from: SocketIndex;
 }
-
-const C = stun.constants;
 
 /**
  * Builds the reply to one Binding request, or `drop` to ignore it. Pure
  * (exported for tests): `rfc5780` null means a single-socket server.
  */
 export function bindingResponse(
-  req: stun.StunResponse,
+  req: StunLib.StunResponse,
   rinfo: { address: string; port: number },
   rfc5780: Rfc5780Context | null = null,
 ): BindingReply | 'drop' {
+  const C = stunLib().constants;
   if (req.type !== C.STUN_BINDING_REQUEST || req.isLegacy()) return 'drop';
   if (!net.isIP(rinfo.address) || rinfo.port <= 0) return 'drop';
   const change = req.getAttribute(C.STUN_ATTR_CHANGE_REQUEST);
   if (change && !rfc5780) {
     // RFC 5780 section 6.1: no alternate address, so 420 naming CHANGE-REQUEST.
-    const err = stun.createMessage(C.STUN_BINDING_ERROR_RESPONSE, req.transactionId);
+    const err = stunLib().createMessage(C.STUN_BINDING_ERROR_RESPONSE, req.transactionId);
     err.addError(C.STUN_CODE_UNKNOWN_ATTRIBUTE);
     err.addUnknownAttributes([C.STUN_ATTR_CHANGE_REQUEST]);
     if (req.hasAttribute(C.STUN_ATTR_FINGERPRINT)) err.addFingerprint();
     return { message: err, from: [0, 0] };
   }
-  const res = stun.createMessage(C.STUN_BINDING_RESPONSE, req.transactionId);
+  const res = stunLib().createMessage(C.STUN_BINDING_RESPONSE, req.transactionId);
   res.addXorAddress(rinfo.address, rinfo.port);
   let from: SocketIndex = [0, 0];
   if (rfc5780) {
@@ -173,6 +179,7 @@ export function altHostProblem(host: string, altHost: string): string | null {
 
 /** Starts a STUN binding server; resolves once every socket is bound. */
 export async function startStunServer(opts: StunServerOptions): Promise<StunServerHandle> {
+  const C = stunLib().constants;
   const log = opts.log ?? (() => {});
   const type = net.isIPv6(opts.host) ? 'udp6' : 'udp4';
   const counts: StunStats = { answered: 0, changed: 0, refused: 0, dropped: 0 };
@@ -199,7 +206,7 @@ export async function startStunServer(opts: StunServerOptions): Promise<StunServ
           ],
         ];
 
-  const servers: stun.StunServer[][] = sockets.map((row) => row.map((socket) => stun.createServer({ type, socket })));
+  const servers: StunLib.StunServer[][] = sockets.map((row) => row.map((socket) => stunLib().createServer({ type, socket })));
   sockets.forEach((row, ip) =>
     row.forEach((socket, p) => {
       const server = servers[ip]![p]!;
