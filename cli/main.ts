@@ -81,6 +81,10 @@ function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>)
 export function runProcess(): Promise<number> {
   const stop = new Promise<void>((resolve) => {
     for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => resolve());
+    // Whoever read our output has gone (`pinhole signal | head -1`): stop as on SIGTERM, with no stack trace.
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') resolve();
+    });
   });
   return main(process.argv.slice(2), {
     stdout: (s) => process.stdout.write(s + '\n'),

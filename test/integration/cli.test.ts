@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { DTLS_FILE } from '../../platform/node/dtls-cert.js';
 import { PROTOCOL_VERSION, parseServerMessage } from '../../protocol/signaling.js';
 import type { SignalServer } from '../../signaling/index.js';
@@ -252,6 +252,27 @@ test('issue 2: signal CLI prints bound addresses first and answers /healthz', as
   assert.equal(status, 200);
   s.proc.kill('SIGTERM');
   assert.equal(await exited(s.proc), 0);
+});
+
+test('issue 15: signal whose reader has gone (| head -1) stops as on SIGTERM, with no stack trace', async () => {
+  const s = await spawnUntil(['signal', '--host', '127.0.0.1', '--port', '0', '--stun-port', '0'], /listening/);
+  const first = JSON.parse(s.out().split('\n')[0]!) as { ws: string };
+  let stderr = '';
+  s.proc.stderr!.on('data', (d) => (stderr += String(d)));
+  s.proc.stdout!.destroy();
+  // Anything the server logs now meets a closed pipe.
+  for (let i = 0; i < 3 && s.proc.exitCode === null; i++) {
+    const ws = new WebSocket(first.ws);
+    await new Promise((r) => ws.once('message', r));
+    ws.send(JSON.stringify({ type: 'register', v: PROTOCOL_VERSION, room: `EPIPE${i}QRSTUVWXYZ` }));
+    await new Promise((r) => ws.once('message', r));
+    ws.close();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const code = await Promise.race([exited(s.proc), new Promise<'running'>((r) => setTimeout(() => r('running'), 10_000))]);
+  if (code === 'running') s.proc.kill('SIGKILL');
+  assert.equal(code, 0);
+  assert.doesNotMatch(stderr, /EPIPE|Error/);
 });
 
 test('issue 2: demo (npm start) pairs, blinks pin 20 and goes direct', async () => {
